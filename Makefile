@@ -1,0 +1,24 @@
+# Two entry points, both from a fresh machine: `make run` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# a CPU wheel of torch 2.13.0 is at hand on these machines; a bare `torch` would pull CUDA
+	$(BIN)/pip install torch==2.13.0
+
+install: $(BIN)/python
+	$(BIN)/pip install -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+
+run: install
+	$(BIN)/acbo run
+
+test: install-test
+	$(BIN)/python -m pytest -n 2
+
+.PHONY: install install-test run test

@@ -1,0 +1,7 @@
+"""Baselines behind the CausalOptimizer interface: random, exact-posterior Thompson sampling, oracle."""
+
+from acbo.baselines.exact_ts import ExactThompsonSampling
+from acbo.baselines.oracle import Oracle
+from acbo.baselines.random import RandomSearch
+
+__all__ = ["RandomSearch", "ExactThompsonSampling", "Oracle"]

@@ -1,0 +1,95 @@
+"""The one interface every optimisation method implements, and the registry of methods.
+
+A method sees a :class:`Problem` (names, target, domains, which variables may be set, the
+direction) and the :class:`~acbo.buffer.Buffer` of everything measured so far; it proposes one
+intervention and reports its posterior over the target's parents. :class:`acbo.CausalOptimizer`
+drives every method through this interface, and so do the tests and the benchmark harness.
+Adding a method means registering a class here, not changing the interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+
+from acbo.buffer import Buffer
+from acbo.posterior import ExactPosteriorConfig, ParentPosterior, exact_posterior
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """What a method may know about the system. low/high/intervenable: d (label order)."""
+
+    names: tuple[str, ...]
+    target: int
+    low: torch.Tensor
+    high: torch.Tensor
+    intervenable: torch.Tensor
+    minimize: bool = True
+
+    @property
+    def d(self) -> int:
+        return len(self.names)
+
+
+class Method:
+    """Base class: ``ask`` proposes (variable index, value); ``posterior`` reports the belief
+    over pa(Y). Methods without a structural model of their own report the exact BLR posterior
+    of the data they collected (so their experiments can be judged for what they reveal)."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, problem: Problem, **options: Any):
+        if options:
+            raise ValueError(f"method {self.name!r} takes no options {sorted(options)}")
+        self.problem = problem
+        self._post_cache: tuple[int, ParentPosterior] | None = None
+
+    def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
+        raise NotImplementedError
+
+    def posterior(self, buffer: Buffer) -> ParentPosterior:
+        return self.exact_posterior(buffer, ExactPosteriorConfig())
+
+    def exact_posterior(self, buffer: Buffer, cfg: ExactPosteriorConfig) -> ParentPosterior:
+        """The exact posterior of ``buffer``, cached while the buffer does not grow."""
+        if self._post_cache is None or self._post_cache[0] != buffer.n:
+            post = exact_posterior(buffer.values, buffer.intervened, self.problem.target, self.problem.names, cfg)
+            self._post_cache = (buffer.n, post)
+        return self._post_cache[1]
+
+    def options(self) -> dict:
+        """Keyword options that rebuild this method (saved with the optimizer)."""
+        return {}
+
+    def random_proposal(self, generator: torch.Generator) -> tuple[int, float]:
+        """A uniformly random intervenable variable, at a uniform value in its domain."""
+        idx = torch.nonzero(self.problem.intervenable).flatten()
+        i = int(idx[torch.randint(len(idx), (1,), generator=generator)])
+        u = float(torch.rand(1, generator=generator, dtype=torch.float64))
+        lo, hi = float(self.problem.low[i]), float(self.problem.high[i])
+        return i, lo + u * (hi - lo)
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` available as ``CausalOptimizer(method=cls.name)``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in METHODS and METHODS[cls.name] is not cls:
+        raise ValueError(f"a method named {cls.name!r} is registered already")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+MethodFactory = Callable[..., Method]

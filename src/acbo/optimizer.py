@@ -1,0 +1,331 @@
+"""CausalOptimizer: the ask/tell interface for users, tests, benchmarks and outside scripts.
+
+    opt = acbo.CausalOptimizer(observational, target="Y", method="exact-ts", seed=0)
+    iv = opt.ask()              # Intervention {name: value}
+    opt.tell(iv, sample)        # one joint measurement of every variable under do(iv)
+    opt.best, opt.posterior(), opt.history, opt.save(path), CausalOptimizer.load(path)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import acbo.baselines  # noqa: F401  (registers the baseline methods)
+from acbo.buffer import Buffer
+from acbo.method import Method, Problem, get_method
+from acbo.posterior import ParentPosterior
+from acbo.seeding import generator as make_generator
+
+FORMAT_VERSION = 1
+_KIND = "acbo.CausalOptimizer"
+
+
+class Intervention(Mapping):
+    """An immutable hard intervention do(X = v, ...): a mapping {name: value}."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, float] | None = None, **kwargs: float):
+        merged = dict(items or {}, **kwargs)
+        self._items = {str(k): float(v) for k, v in merged.items()}
+
+    def __getitem__(self, key: str) -> float:
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Mapping) and dict(self._items) == dict(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items())))
+
+    def __repr__(self) -> str:
+        return "do(" + ", ".join(f"{k}={v:.6g}" for k, v in self._items.items()) + ")"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One experiment: what was set, and what was measured (every variable)."""
+
+    intervention: Intervention
+    outcome: dict[str, float]
+
+
+def _as_columns(observational) -> tuple[list[str], np.ndarray]:
+    """names, n x d float64 array from a DataFrame or a mapping name -> 1-D array."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(observational, pd.DataFrame):
+        names = [str(c) for c in observational.columns]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate variable names in observational data: {dup}")
+        cols = [observational[c].to_numpy() for c in observational.columns]
+    elif isinstance(observational, Mapping):
+        names = [str(k) for k in observational]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variable names collide after conversion to str: {names}")
+        cols = [np.asarray(observational[k]) for k in observational]
+        for name, c in zip(names, cols):
+            if c.ndim != 1:
+                raise ValueError(f"observational[{name!r}] must be 1-D, got shape {c.shape}")
+        lengths = {name: len(c) for name, c in zip(names, cols)}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"observational columns differ in length: {lengths}")
+    else:
+        raise ValueError(f"observational data must be a pandas DataFrame or a mapping name -> 1-D array, "
+                         f"got {type(observational).__name__}")
+    if len(names) < 2:
+        raise ValueError(f"need at least 2 variables (the target and one to intervene on), got {names}")
+    for name, c in zip(names, cols):
+        if not (np.issubdtype(c.dtype, np.number) or c.dtype == bool):
+            raise ValueError(f"variable {name!r} is not numeric (dtype {c.dtype})")
+    x = np.stack([c.astype(np.float64) for c in cols], axis=1) if cols else np.zeros((0, 0))
+    if x.shape[0] < 2:
+        raise ValueError(f"observational data need at least 2 rows, got {x.shape[0]}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(f"observational data contain NaN or inf ({int(bad.sum())} cells; first: row {r}, "
+                         f"variable {names[c]!r})")
+    return names, x
+
+
+class CausalOptimizer:
+    """Find the intervention that minimises (or maximises) E[Y | do(.)] without knowing the graph.
+
+    observational: pandas DataFrame, or mapping name -> 1-D array (all the same length).
+    target: name of Y. domains: {name: (low, high)}; default each variable's observed
+    [min, max]. intervenable: names that may be set (default: all but the target).
+    method: a registered method name (see ``acbo.METHODS``). minimize: direction.
+    seed: the same seed and the same tells give the same asks. options: method-specific
+    keyword arguments (e.g. ``scm=`` for ``oracle``).
+    """
+
+    def __init__(
+        self,
+        observational,
+        target: str = "Y",
+        domains: Mapping[str, tuple[float, float]] | None = None,
+        intervenable: list[str] | None = None,
+        method: str = "exact-ts",
+        minimize: bool = True,
+        seed: int = 0,
+        **options: Any,
+    ):
+        names, x = _as_columns(observational)
+        if target not in names:
+            raise ValueError(f"target {target!r} is not a variable of the data; variables: {names}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        t = names.index(target)
+        low, high = x.min(axis=0), x.max(axis=0)
+        for name, dom in (domains or {}).items():
+            if name not in names:
+                raise ValueError(f"domain given for unknown variable {name!r}; variables: {names}")
+            try:
+                lo, hi = (float(v) for v in dom)
+            except (TypeError, ValueError):
+                raise ValueError(f"domain of {name!r} must be a pair (low, high), got {dom!r}") from None
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"domain of {name!r} must be finite with low < high, got {(lo, hi)}")
+            j = names.index(name)
+            low[j], high[j] = lo, hi
+        if intervenable is None:
+            can = [j for j in range(len(names)) if j != t]
+        else:
+            if isinstance(intervenable, str):
+                raise ValueError(f"intervenable must be a list of names, got the string {intervenable!r}")
+            unknown = [v for v in intervenable if v not in names]
+            if unknown:
+                raise ValueError(f"intervenable names unknown variables {unknown}; variables: {names}")
+            if target in intervenable:
+                raise ValueError(f"the target {target!r} cannot be intervenable")
+            if len(set(intervenable)) != len(list(intervenable)):
+                raise ValueError(f"intervenable has duplicates: {list(intervenable)}")
+            if not intervenable:
+                raise ValueError("intervenable is empty: nothing could be set")
+            can = [names.index(v) for v in intervenable]
+        mask = torch.zeros(len(names), dtype=torch.bool)
+        mask[can] = True
+        self.problem = Problem(tuple(names), t, torch.from_numpy(low), torch.from_numpy(high), mask, bool(minimize))
+        self.method_name = method
+        self.method: Method = get_method(method)(self.problem, **options)
+        self.seed = int(seed)
+        self._gen = make_generator("ask", self.seed)
+        self.buffer = Buffer(len(names), capacity=x.shape[0] + 64)
+        self.buffer.add(torch.from_numpy(x))
+        self.history: list[Record] = []
+
+    # ------------------------------------------------------------------ ask / tell
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.problem.names
+
+    @property
+    def target(self) -> str:
+        return self.problem.names[self.problem.target]
+
+    @property
+    def domains(self) -> dict[str, tuple[float, float]]:
+        return {n: (float(self.problem.low[j]), float(self.problem.high[j])) for j, n in enumerate(self.names)}
+
+    def ask(self) -> Intervention:
+        """The next experiment to run."""
+        i, v = self.method.ask(self.buffer, self._gen)
+        p = self.problem
+        assert bool(p.intervenable[i]) and float(p.low[i]) - 1e-9 <= v <= float(p.high[i]) + 1e-9, (i, v)
+        return Intervention({p.names[i]: min(max(v, float(p.low[i])), float(p.high[i]))})
+
+    def _check_intervention(self, iv) -> dict[str, float]:
+        if not isinstance(iv, Mapping) or len(iv) == 0:
+            raise ValueError(f"an intervention must be a non-empty mapping name -> value, got {iv!r}")
+        p, out = self.problem, {}
+        for name, v in iv.items():
+            if name not in p.names:
+                raise ValueError(f"intervention on unknown variable {name!r}; variables: {list(p.names)}")
+            j = p.names.index(name)
+            if j == p.target:
+                raise ValueError(f"cannot intervene on the target {name!r}")
+            if not bool(p.intervenable[j]):
+                raise ValueError(f"variable {name!r} is not intervenable")
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"intervention value of {name!r} must be a number, got {v!r}") from None
+            lo, hi = float(p.low[j]), float(p.high[j])
+            if not math.isfinite(v) or not lo - 1e-9 * (1 + abs(lo)) <= v <= hi + 1e-9 * (1 + abs(hi)):
+                raise ValueError(f"intervention {name}={v} is outside its domain [{lo}, {hi}]")
+            out[name] = v
+        return out
+
+    def _check_sample(self, sample) -> dict[str, float]:
+        try:
+            import pandas as pd
+
+            if isinstance(sample, pd.DataFrame):
+                if len(sample) != 1:
+                    raise ValueError(f"a sample is one row; got a frame of {len(sample)} rows")
+                sample = sample.iloc[0].to_dict()
+            elif isinstance(sample, pd.Series):
+                sample = sample.to_dict()
+        except ImportError:  # pragma: no cover
+            pass
+        if not isinstance(sample, Mapping):
+            raise ValueError(f"a sample must be a mapping name -> value or a 1-row DataFrame, got {type(sample).__name__}")
+        names = self.names
+        missing = [n for n in names if n not in sample]
+        extra = [str(k) for k in sample if k not in names]
+        if missing or extra:
+            raise ValueError(f"sample must measure exactly the variables {list(names)}: missing {missing}, unknown {extra}")
+        out = {}
+        for n in names:
+            try:
+                v = float(sample[n])
+            except (TypeError, ValueError):
+                raise ValueError(f"sample[{n!r}] must be a number, got {sample[n]!r}") from None
+            if not math.isfinite(v):
+                raise ValueError(f"sample[{n!r}] is {v}; measurements must be finite")
+            out[n] = v
+        return out
+
+    def tell(self, intervention, sample) -> None:
+        """Record the outcome of one experiment: ``sample`` measures every variable under
+        do(``intervention``) (the intervened variables at the values they were set to)."""
+        iv = self._check_intervention(intervention)
+        row = self._check_sample(sample)
+        for name, v in iv.items():
+            if abs(row[name] - v) > 1e-6 * (1 + abs(v)):
+                raise ValueError(f"sample[{name!r}] = {row[name]} but the intervention set {name} = {v}")
+        x = torch.tensor([row[n] for n in self.names], dtype=torch.float64)
+        mask = torch.tensor([n in iv for n in self.names])
+        self.buffer.add(x, mask)
+        self.history.append(Record(Intervention(iv), row))
+
+    # ------------------------------------------------------------------ results
+    @property
+    def best(self) -> tuple[Intervention, float] | None:
+        """(intervention, observed target value) of the best experiment so far; None before any."""
+        if not self.history:
+            return None
+        ys = [r.outcome[self.target] for r in self.history]
+        i = int(np.argmin(ys) if self.problem.minimize else np.argmax(ys))
+        return self.history[i].intervention, ys[i]
+
+    def posterior(self) -> ParentPosterior:
+        """The method's current posterior over the target's parents."""
+        return self.method.posterior(self.buffer)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict:
+        p = self.problem
+        return {
+            "kind": _KIND,
+            "format_version": FORMAT_VERSION,
+            "names": list(p.names),
+            "target": p.target,
+            "low": p.low.clone(),
+            "high": p.high.clone(),
+            "intervenable": p.intervenable.clone(),
+            "minimize": p.minimize,
+            "method": self.method_name,
+            "options": self.method.options(),
+            "seed": self.seed,
+            "rng_state": self._gen.get_state(),
+            "buffer": self.buffer.state_dict(),
+            "n_observational": self.buffer.n - len(self.history),
+            "history": [(dict(r.intervention), dict(r.outcome)) for r in self.history],
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the whole campaign to ``path`` atomically (resumable bit for bit with ``load``)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "CausalOptimizer":
+        """Resume a campaign saved with :meth:`save`."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as e:
+            raise ValueError(f"{path} is not a readable acbo optimizer file: {e}") from None
+        if not isinstance(state, dict) or state.get("kind") != _KIND:
+            raise ValueError(f"{path} is not an acbo CausalOptimizer file")
+        if state.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path} has format version {state.get('format_version')}; this acbo reads {FORMAT_VERSION}")
+        obj = cls.__new__(cls)
+        obj.problem = Problem(tuple(state["names"]), state["target"], state["low"], state["high"],
+                              state["intervenable"], state["minimize"])
+        obj.method_name = state["method"]
+        obj.method = get_method(state["method"])(obj.problem, **state["options"])
+        obj.seed = state["seed"]
+        obj._gen = torch.Generator()
+        obj._gen.set_state(state["rng_state"])
+        obj.buffer = Buffer.from_state(state["buffer"])
+        obj.history = [Record(Intervention(iv), out) for iv, out in state["history"]]
+        return obj
