@@ -45,7 +45,6 @@ class Method:
         if options:
             raise ValueError(f"method {self.name!r} takes no options {sorted(options)}")
         self.problem = problem
-        self._post_cache: tuple[int, ParentPosterior] | None = None
 
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         raise NotImplementedError
@@ -54,11 +53,9 @@ class Method:
         return self.exact_posterior(buffer, ExactPosteriorConfig())
 
     def exact_posterior(self, buffer: Buffer, cfg: ExactPosteriorConfig) -> ParentPosterior:
-        """The exact posterior of ``buffer``, cached while the buffer does not grow."""
-        if self._post_cache is None or self._post_cache[0] != buffer.n:
-            post = exact_posterior(buffer.values, buffer.intervened, self.problem.target, self.problem.names, cfg)
-            self._post_cache = (buffer.n, post)
-        return self._post_cache[1]
+        """The exact posterior of everything in ``buffer`` (recomputed on every call, so that a
+        decision's wall time includes its inference)."""
+        return exact_posterior(buffer.values, buffer.intervened, self.problem.target, self.problem.names, cfg)
 
     def options(self) -> dict:
         """Keyword options that rebuild this method (saved with the optimizer)."""

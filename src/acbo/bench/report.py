@@ -1,0 +1,70 @@
+"""Benchmark reports: a markdown table of mean and 95% CI per method, and a regret plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acbo.bench.metrics import mean_ci
+
+
+def _fmt(m: float, h: float, digits: int = 3) -> str:
+    if np.isnan(m):
+        return "–"
+    return f"{m:.{digits}f}" if np.isnan(h) else f"{m:.{digits}f} ± {h:.{digits}f}"
+
+
+def summary_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str:
+    """Markdown: per family and method, normalised regret at chosen steps (mean ± 95% CI over
+    seeds), posterior AUPRC and mass on the true set at the last step, and the median wall time
+    of one decision."""
+    T = int(df["step"].max())
+    steps = steps or tuple(sorted({s for s in (1, 5, 10, 20, 30, T) if s <= T}))
+    lines = []
+    for fam, dff in df.groupby("family", sort=False):
+        n = dff["seed"].nunique()
+        lines.append(f"\n**{fam}** ({n} SCMs, d = {int(dff['d'].iloc[0])}, T = {T})\n")
+        head = ["method"] + [f"regret@{s}" for s in steps] + [f"AUPRC@{T}", f"P(true set)@{T}", "ms / decision"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for method, dm in dff.groupby("method", sort=False):
+            cells = [method]
+            for s in steps:
+                cells.append(_fmt(*mean_ci(dm.loc[dm["step"] == s, "regret"])))
+            last = dm[dm["step"] == T]
+            cells.append(_fmt(*mean_ci(last["auprc"])))
+            cells.append(_fmt(*mean_ci(last["mass_true"])))
+            cells.append(f"{1000 * dm['time_s'].dropna().median():.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_regret(df: pd.DataFrame, path: str | Path) -> None:
+    """Mean normalised regret vs step, with 95% CI bands, one panel per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = list(dict.fromkeys(df["family"]))
+    fig, axes = plt.subplots(1, len(fams), figsize=(4.5 * len(fams), 3.6), squeeze=False)
+    for ax, fam in zip(axes[0], fams):
+        dff = df[df["family"] == fam]
+        for method, dm in dff.groupby("method", sort=False):
+            stats = [mean_ci(g["regret"]) for _, g in dm.groupby("step")]
+            steps = sorted(dm["step"].unique())
+            m = np.array([s[0] for s in stats])
+            h = np.nan_to_num(np.array([s[1] for s in stats]))
+            ax.plot(steps, m, label=method)
+            ax.fill_between(steps, m - h, m + h, alpha=0.2)
+        ax.set_title(f"{fam} ({dff['seed'].nunique()} SCMs)")
+        ax.set_xlabel("interventions")
+        ax.set_ylabel("normalised simple regret")
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,168 @@
+"""The benchmark harness: methods x families x seeds through the ask/tell loop.
+
+For each (family, seed) one SCM and one observational data set are drawn from the test stream
+(``seeding.generator("test", "bench", family, seed)``), so every method faces the same
+problem; the outcome of step t is drawn from a stream keyed by (family, seed, t), so two methods
+that choose the same intervention at the same step see the same measurement. Each step records
+the chosen intervention, E[Y | do(chosen)] (exact for linear SCMs, 10^4-sample common-random-
+number Monte Carlo otherwise; never the noisy sample), the best of those so far, the normalised
+simple regret r_t = (best_t - y*) / (E[Y]_obs - y*), posterior metrics, and the wall time of
+the ``ask``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from acbo.bench.metrics import normalised_regret, posterior_metrics
+from acbo.method import get_method
+from acbo.optimizer import CausalOptimizer
+from acbo.parallel import map_tasks
+from acbo.scm import SCM, get_family
+from acbo.seeding import generator
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark run."""
+
+    methods: tuple[str, ...] = ("random", "exact-ts", "oracle")
+    """Registered method names."""
+    families: tuple[str, ...] = ("lin-er-10", "lin-er-20", "nonlin-er-10")
+    """Registered family names (the problems are drawn from their test streams)."""
+    n_seeds: int = 30
+    """Problems per family (seeds first_seed .. first_seed + n_seeds - 1)."""
+    first_seed: int = 0
+    """First seed; runs with disjoint seed ranges can be merged."""
+    steps: int = 20
+    """Interventions per run (T)."""
+    n_obs: int | None = None
+    """Observational sample size; None: each family's own budget."""
+    workers: int = 1
+    """Worker processes (one task = one family x seed, all methods)."""
+    method_options: dict = field(default_factory=dict)
+    """Per-method keyword options, {method: {option: value}}."""
+
+    def __post_init__(self):
+        for m in self.methods:
+            get_method(m)
+        for f in self.families:
+            get_family(f)
+        if self.n_seeds < 1 or self.steps < 1 or self.first_seed < 0:
+            raise ValueError(f"n_seeds and steps must be >= 1 and first_seed >= 0; got {self.n_seeds}, {self.steps}, {self.first_seed}")
+        if self.n_obs is not None and self.n_obs < 2:
+            raise ValueError(f"n_obs must be >= 2, got {self.n_obs}")
+
+
+@dataclass(frozen=True)
+class _Task:
+    family: str
+    seed: int
+    cfg: BenchConfig
+
+
+@dataclass(frozen=True, eq=False)
+class BenchProblem:
+    """One test problem: an SCM, its observational data (as a frame with the SCM's variable
+    names), the default domains, y*, E[Y]_obs and the true parents of Y."""
+
+    family: str
+    seed: int
+    scm: SCM
+    frame: pd.DataFrame
+    y_star: float
+    e_obs: float
+    truth: torch.Tensor
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.frame.columns)
+
+
+def make_problem(family: str, seed: int, n_obs: int | None = None) -> BenchProblem:
+    """Draw problem ``seed`` of ``family`` from the test stream."""
+    fam = get_family(family)
+    g = generator("test", "bench", family, seed)
+    scm = fam.sample(g)
+    x = scm.sample(n_obs or fam.n_obs, g)[0]                                            # n_obs x d
+    low, high = x.amin(dim=0), x.amax(dim=0)
+    y_star = float(scm.optimum(low[None], high[None]).value[0])
+    e_obs = float(scm.observational_mean()[0])
+    frame = pd.DataFrame(x.double().numpy(), columns=scm.names())
+    return BenchProblem(family, seed, scm, frame, y_star, e_obs, scm.parents()[0])
+
+
+def run_method(problem: BenchProblem, method: str, steps: int, options: dict | None = None) -> tuple[list[dict], CausalOptimizer]:
+    """Drive ``method`` for ``steps`` interventions on ``problem``; one row per step (0..T), and
+    the optimizer at the end."""
+    scm, names = problem.scm, problem.names
+    opts = dict(options or {})
+    if method == "oracle":
+        opts["scm"] = scm
+    opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, **opts)
+    base = {"family": problem.family, "seed": problem.seed, "method": method, "d": scm.d,
+            "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),
+            "y_star": problem.y_star, "e_obs": problem.e_obs}
+    best = problem.e_obs
+    rows = [{**base, "step": 0, "variable": None, "value": None, "y": None, "e_y": None, "best_e": best,
+             "regret": 1.0, "time_s": None, **posterior_metrics(opt.posterior(), problem.truth)}]
+    for t in range(1, steps + 1):
+        t0 = time.perf_counter()
+        iv = opt.ask()
+        dt = time.perf_counter() - t0
+        (name, value), = iv.items()
+        j = names.index(name)
+        mask = torch.zeros(scm.d, dtype=torch.bool)
+        mask[j] = True
+        vals = torch.zeros(scm.d)
+        vals[j] = value
+        noise = generator("test", "bench-outcome", problem.family, problem.seed, t)
+        s = scm.sample(1, noise, do_mask=mask, do_value=vals)[0, 0]
+        sample = {n: float(s[k]) for k, n in enumerate(names)}
+        sample[name] = value  # the set value exactly (the simulator computes in float32)
+        opt.tell(iv, sample)
+        e_y = float(scm.expected_target(mask[None], vals[None])[0, 0])
+        best = min(best, e_y)
+        rows.append({**base, "step": t, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
+                     "best_e": best, "regret": normalised_regret(best, problem.y_star, problem.e_obs),
+                     "time_s": dt, **posterior_metrics(opt.posterior(), problem.truth)})
+    return rows, opt
+
+
+def run_problem(task: _Task) -> list[dict]:
+    """Every method of the config on one (family, seed) problem."""
+    problem = make_problem(task.family, task.seed, task.cfg.n_obs)
+    rows = []
+    for method in task.cfg.methods:
+        rows += run_method(problem, method, task.cfg.steps, task.cfg.method_options.get(method))[0]
+    return rows
+
+
+def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run the benchmark; with ``out``, write ``results.jsonl``, ``summary.md`` and ``regret.png`` there."""
+    tasks = [_Task(f, s, cfg) for f in cfg.families for s in range(cfg.first_seed, cfg.first_seed + cfg.n_seeds)]
+    results = map_tasks(run_problem, tasks, workers=cfg.workers, description="bench", progress=progress)
+    df = pd.DataFrame([r for rows in results for r in rows])
+    if out is not None:
+        from acbo.bench.report import plot_regret, summary_table
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "results.jsonl", "w") as fh:
+            for rec in df.to_dict(orient="records"):
+                fh.write(json.dumps(rec) + "\n")
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+        (out / "summary.md").write_text(summary_table(df))
+        plot_regret(df, out / "regret.png")
+    return df
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Read a ``results.jsonl`` written by :func:`run_bench`."""
+    return pd.read_json(path, lines=True)
