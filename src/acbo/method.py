@@ -40,6 +40,8 @@ class Method:
     of the data they collected (so their experiments can be judged for what they reveal)."""
 
     name: ClassVar[str] = ""
+    stochastic: ClassVar[bool] = True
+    """False for methods whose choices do not depend on the seed (the oracle)."""
 
     def __init__(self, problem: Problem, **options: Any):
         if options:

@@ -12,6 +12,7 @@ from acbo.scm import SCM
 @register_method
 class Oracle(Method):
     name = "oracle"
+    stochastic = False
 
     def __init__(self, problem: Problem, scm: SCM | dict | None = None):
         super().__init__(problem)

@@ -6,8 +6,9 @@ problem; the outcome of step t is drawn from a stream keyed by (family, seed, t)
 that choose the same intervention at the same step see the same measurement. Each step records
 the chosen intervention, E[Y | do(chosen)] (exact for linear SCMs, 10^4-sample common-random-
 number Monte Carlo otherwise; never the noisy sample), the best of those so far, the normalised
-simple regret r_t = (best_t - y*) / (E[Y]_obs - y*), posterior metrics, and the wall time of
-the ``ask``.
+simple regret r_t = (best_t - y*) / (E[Y]_obs - y*) (step 0, before any intervention, is
+r_0 = 1 by definition; later steps can exceed 1 when every choice so far made Y worse than
+not intervening), posterior metrics, and the wall time of the ``ask``.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
     base = {"family": problem.family, "seed": problem.seed, "method": method, "d": scm.d,
             "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),
             "y_star": problem.y_star, "e_obs": problem.e_obs}
-    best = problem.e_obs
-    rows = [{**base, "step": 0, "variable": None, "value": None, "y": None, "e_y": None, "best_e": best,
+    best = float("inf")
+    rows = [{**base, "step": 0, "variable": None, "value": None, "y": None, "e_y": None, "best_e": None,
              "regret": 1.0, "time_s": None, **posterior_metrics(opt.posterior(), problem.truth)}]
     for t in range(1, steps + 1):
         t0 = time.perf_counter()

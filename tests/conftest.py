@@ -1,0 +1,36 @@
+import pandas as pd
+import pytest
+import torch
+
+from acbo.scm import SCM, get_family
+from acbo.seeding import generator
+
+
+@pytest.fixture
+def chain3() -> SCM:
+    """X0 -> X1 -> Y(=2), X0 -> Y; hand-set weights, means and noise."""
+    A = torch.tensor([[0, 1, 1], [0, 0, 1], [0, 0, 0]])
+    W = torch.tensor([[0.0, 0.8, -0.5], [0.0, 0.0, 1.5], [0.0, 0.0, 0.0]])
+    return SCM.linear_gaussian(A, W, noise_std=[1.0, 0.5, 0.3], target=2, mean=[1.0, -2.0, 3.0])
+
+
+def small_problem(family: str = "lin-er-10", seed: int = 0, n_obs: int = 100):
+    """An SCM of the family (B = 1) and an observational frame with its names."""
+    g = generator("test", "unit", family, seed)
+    scm = get_family(family).sample(g)
+    x = scm.sample(n_obs, g)[0].double()
+    return scm, pd.DataFrame(x.numpy(), columns=scm.names())
+
+
+def simulate_step(scm: SCM, iv, seed: int) -> dict:
+    """One measurement of every variable under do(iv), as the user would report it."""
+    names = scm.names()
+    mask = torch.zeros(scm.d, dtype=torch.bool)
+    vals = torch.zeros(scm.d)
+    for n, v in iv.items():
+        mask[names.index(n)] = True
+        vals[names.index(n)] = v
+    s = scm.sample(1, generator("outcome", seed), do_mask=mask, do_value=vals)[0, 0]
+    out = {n: float(s[k]) for k, n in enumerate(names)}
+    out.update(dict(iv))
+    return out

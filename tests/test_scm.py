@@ -1,0 +1,179 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from acbo.scm import FAMILIES, SCM, get_family, random_scms, sample_graph, topological_order
+from acbo.scm.graphs import pick_target
+from acbo.seeding import generator
+
+
+def test_same_seed_same_scms_and_data():
+    fam = get_family("nonlin-er-10")
+    a, b = fam.sample(generator("s", 1), B=3), fam.sample(generator("s", 1), B=3)
+    for f in ("A", "label", "target", "W", "f_loc", "f_scale"):
+        assert torch.equal(getattr(a, f), getattr(b, f))
+    assert torch.equal(a.sample(50, generator("x", 0)), b.sample(50, generator("x", 0)))
+    c = fam.sample(generator("s", 2), B=3)
+    assert not torch.equal(a.W, c.W)
+
+
+def test_train_and_test_streams_differ():
+    fam = get_family("lin-er-10")
+    assert not torch.equal(fam.sample(generator("train", 0)).W, fam.sample(generator("test", 0)).W)
+
+
+@pytest.mark.parametrize("kind", ["er", "sf", "chain", "fork", "collider"])
+def test_graph_priors_are_dags_with_a_parented_target(kind):
+    g = generator("g", kind)
+    A = sample_graph(kind, g, 16, 12, 2.0)
+    assert A.shape == (16, 12, 12) and not A.tril().any()  # canonical order: strictly upper
+    A, t = pick_target(g, A)
+    assert A[torch.arange(16), :, t].any(dim=1).all()
+
+
+def test_er_expected_degree():
+    A = sample_graph("er", generator("deg"), 400, 20, 3.0)
+    mean_degree = 2 * A.sum(dim=(1, 2)).float().mean() / 20
+    assert abs(mean_degree - 3.0) < 0.1
+
+
+def test_target_is_not_always_a_sink():
+    scm = get_family("lin-er-20").sample(generator("sink"), B=64)
+    has_child = scm.adjacency[torch.arange(64), scm.target, :].any(dim=1)
+    assert 0 < has_child.float().mean() < 1
+
+
+def test_labelling_hides_the_order():
+    scm = get_family("lin-er-10").sample(generator("lab"), B=64)
+    assert (scm.label != torch.arange(10)).any(dim=1).float().mean() > 0.9
+    # label-space adjacency is acyclic and consistent with the canonical one
+    for b in range(4):
+        topological_order(scm.adjacency[b])
+        assert scm.adjacency[b].sum() == scm.A[b].sum()
+
+
+def test_intervened_variables_take_values_and_only_descendants_shift(chain3):
+    # chain3: X0 -> X1 -> Y, X0 -> Y. do(X1 = 5): X1 == 5, X0 unchanged in law, Y shifts.
+    g0, g1 = generator("do", 0), generator("do", 0)
+    obs = chain3.sample(20000, g0)[0]
+    mask = torch.tensor([False, True, False])
+    do = chain3.sample(20000, g1, do_mask=mask, do_value=torch.tensor([0.0, 5.0, 0.0]))[0]
+    assert torch.all(do[:, 1] == 5.0)
+    assert torch.equal(do[:, 0], obs[:, 0])  # non-descendant: same noise, same values
+    # E[Y | do(X1=5)] = 3 + 1.5 * (5 - (-2)) - 0.5 * (E[X0] - 1) = 13.5
+    assert abs(do[:, 2].mean().item() - 13.5) < 0.02
+    assert abs(obs[:, 2].mean().item() - 3.0) < 0.02
+
+
+def test_per_sample_interventions_and_soft_shift(chain3):
+    g = generator("ps")
+    mask = torch.zeros(1, 4, 3, dtype=torch.bool)
+    mask[0, 1, 0] = True
+    mask[0, 3, 1] = True
+    vals = torch.full((1, 4, 3), 7.0)
+    x = chain3.sample(4, g, do_mask=mask, do_value=vals)[0]
+    assert x[1, 0] == 7.0 and x[3, 1] == 7.0 and x[0, 0] != 7.0
+    a = chain3.sample(5000, generator("sh"))[0]
+    b = chain3.sample(5000, generator("sh"), shift=torch.tensor([2.0, 0.0, 0.0]))[0]
+    assert torch.allclose(b[:, 0] - a[:, 0], torch.tensor(2.0))
+    # the shift propagates: Y moves by -0.5 * 2 + 1.5 * 0.8 * 2 = 1.4
+    assert torch.allclose((b[:, 2] - a[:, 2]).mean(), torch.tensor(1.4), atol=1e-4)
+
+
+def test_linear_gaussian_covariance_matches_analytic(chain3):
+    x = chain3.sample(200_000, generator("cov"))[0].double()
+    W = torch.tensor([[0.0, 0.8, -0.5], [0.0, 0.0, 1.5], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    D = torch.diag(torch.tensor([1.0, 0.25, 0.09], dtype=torch.float64))
+    M = torch.linalg.inv(torch.eye(3, dtype=torch.float64) - W.T)  # x - mu = M eps
+    analytic = M @ D @ M.T
+    assert torch.allclose(torch.cov(x.T), analytic, rtol=0.03, atol=0.01)
+
+
+def test_expected_target_exact_for_linear_matches_monte_carlo():
+    scm = get_family("lin-er-10").sample(generator("emc"), B=2)
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    mask[0, 1] = mask[1, 4] = True  # third row: no intervention
+    vals = torch.full((3, 10), 1.5)
+    exact = scm.expected_target(mask, vals)                                     # B x 3
+    mc = torch.stack([scm.sample(100_000, generator("emc", k), do_mask=mask[k], do_value=vals[k])
+                      .gather(2, scm.target[:, None, None].expand(2, 100_000, 1)).mean(dim=(1, 2)) for k in range(3)], 1)
+    assert torch.allclose(exact, mc, atol=0.03)
+    assert torch.allclose(exact[:, 2], scm.observational_mean(), atol=1e-5)
+
+
+def test_expected_target_monte_carlo_is_deterministic_and_unbiased():
+    scm = get_family("mlp-er-10").sample(generator("mlp-e"))
+    mask = torch.zeros(1, 10, dtype=torch.bool)
+    e1, e2 = scm.observational_mean(), scm.observational_mean()
+    assert torch.equal(e1, e2)  # common random numbers
+    y = scm.sample(200_000, generator("mlp-s"))[0, :, int(scm.target[0])]
+    assert abs(e1.item() - y.mean().item()) < 4 * y.std().item() / math.sqrt(10_000)
+
+
+def test_optimum_of_a_hand_built_linear_scm():
+    # Y = 3 + 2 (X1 - 0) - 3 (X2 - 1) + noise; X1 in [-1, 2], X2 in [0, 4], roots.
+    A = torch.tensor([[0, 0, 1], [0, 0, 1], [0, 0, 0]])
+    W = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, -3.0], [0.0, 0.0, 0.0]])
+    scm = SCM.linear_gaussian(A, W, noise_std=[1.0, 1.0, 0.1], target=2, mean=[0.0, 1.0, 3.0])
+    opt = scm.optimum(torch.tensor([-1.0, 0.0, 0.0]), torch.tensor([2.0, 4.0, 0.0]))
+    # do(X1=-1): 3 - 2 = 1;  do(X2=4): 3 - 9 = -6  -> y* = -6 at X2 = 4
+    assert opt.value.item() == pytest.approx(-6.0, abs=1e-5)
+    assert opt.variable.item() == 1 and opt.setting.item() == pytest.approx(4.0)
+    only_x1 = scm.optimum(torch.tensor([-1.0, 0.0, 0.0]), torch.tensor([2.0, 4.0, 0.0]),
+                          intervenable=torch.tensor([True, False, False]))
+    assert only_x1.value.item() == pytest.approx(1.0, abs=1e-5) and only_x1.setting.item() == pytest.approx(-1.0)
+
+
+def test_nonlinear_optimum_matches_a_fine_grid():
+    scm = get_family("nonlin-er-10").sample(generator("nl-opt"))
+    x = scm.sample(200, generator("nl-obs"))[0]
+    lo, hi = x.amin(0), x.amax(0)
+    opt = scm.optimum(lo[None], hi[None])
+    anc = torch.nonzero(scm.ancestors()[0]).flatten()
+    best = float("inf")
+    for j in anc.tolist():  # brute force: 201 points per ancestor, same CRN estimator
+        v = torch.linspace(float(lo[j]), float(hi[j]), 201)
+        mask = torch.zeros(201, 10, dtype=torch.bool)
+        mask[:, j] = True
+        vals = torch.zeros(201, 10)
+        vals[:, j] = v
+        best = min(best, scm.expected_target(mask, vals).min().item())
+    assert opt.value.item() <= best + 1e-3
+    assert opt.value.item() < scm.observational_mean().item()
+
+
+def test_batched_and_single_models_agree():
+    scm = get_family("nonlin-er-10").sample(generator("bs"), B=3)
+    mask = torch.zeros(2, 10, dtype=torch.bool)
+    mask[0, 3] = True
+    vals = torch.full((2, 10), 0.7)
+    full = scm.expected_target(mask, vals)
+    for b in range(3):
+        assert torch.allclose(scm[b].expected_target(mask, vals), full[b:b + 1], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_family_samples_finite_data(name):
+    scm = get_family(name).sample(generator("fam", name), B=2)
+    x = scm.sample(64, generator("fam-x", name))
+    assert torch.isfinite(x).all() and x.std(dim=1).min() > 0
+
+
+def test_state_dict_round_trip():
+    scm = get_family("nonlin-er-10").sample(generator("rt"))
+    again = SCM.from_dict(scm.to_dict())
+    assert torch.equal(scm.sample(10, generator("a")), again.sample(10, generator("a")))
+    bad = scm.to_dict()
+    bad["format_version"] = 99
+    with pytest.raises(ValueError, match="format version"):
+        SCM.from_dict(bad)
+
+
+def test_cuda_sampling_matches_cpu_layout():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    scm = get_family("lin-er-20").sample(generator("cuda", device="cuda"), B=8)
+    x = scm.sample(100, generator("cx", device="cuda"))
+    assert x.device.type == "cuda" and torch.isfinite(x).all()
