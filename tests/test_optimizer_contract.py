@@ -11,7 +11,12 @@ from conftest import simulate_step, small_problem
 
 
 def _options(method, scm):
-    return {"scm": scm} if method == "oracle" else {}
+    """The method-specific knowledge a method is given (the oracle: the SCM; CBO: the parents)."""
+    if method == "oracle":
+        return {"scm": scm}
+    if method == "cbo-parents":
+        return {"parents": [n for n, p in zip(scm.names(), scm.parents()[0].tolist()) if p]}
+    return {}
 
 
 def _campaign(method, seed, steps=6, family="lin-er-10", n_obs=100):

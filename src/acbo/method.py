@@ -10,7 +10,7 @@ Adding a method means registering a class here, not changing the interface.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -28,6 +28,8 @@ class Problem:
     high: torch.Tensor
     intervenable: torch.Tensor
     minimize: bool = True
+    seed: int = 0
+    """The campaign's seed: methods derive any internal randomness (e.g. bootstraps) from it."""
 
     @property
     def d(self) -> int:
@@ -63,6 +65,16 @@ class Method:
         """Keyword options that rebuild this method (saved with the optimizer)."""
         return {}
 
+    @property
+    def setup_seconds(self) -> float:
+        """Wall time of one-off work done before the first decision (e.g. a prior fit); 0 if none."""
+        return 0.0
+
+    def describe(self) -> str:
+        """The method and the settings that change its results, for every benchmark row."""
+        opts = ", ".join(f"{k}={v}" for k, v in self.options().items() if not isinstance(v, dict))
+        return f"{self.name}({opts})" if opts else self.name
+
     def random_proposal(self, generator: torch.Generator) -> tuple[int, float]:
         """A uniformly random intervenable variable, at a uniform value in its domain."""
         idx = torch.nonzero(self.problem.intervenable).flatten()
@@ -90,5 +102,3 @@ def get_method(name: str) -> type[Method]:
         raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}")
     return METHODS[name]
 
-
-MethodFactory = Callable[..., Method]

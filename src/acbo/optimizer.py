@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import acbo.baselines  # noqa: F401  (registers the baseline methods)
+import acbo.experts  # noqa: F401  (registers parent_scale and cbo-parents)
 from acbo.buffer import Buffer
 from acbo.method import Method, Problem, get_method
 from acbo.posterior import ParentPosterior
@@ -164,7 +165,8 @@ class CausalOptimizer:
             can = [names.index(v) for v in intervenable]
         mask = torch.zeros(len(names), dtype=torch.bool)
         mask[can] = True
-        self.problem = Problem(tuple(names), t, torch.from_numpy(low), torch.from_numpy(high), mask, bool(minimize))
+        self.problem = Problem(tuple(names), t, torch.from_numpy(low), torch.from_numpy(high), mask, bool(minimize),
+                               int(seed))
         self.method_name = method
         self.method: Method = get_method(method)(self.problem, **options)
         self.seed = int(seed)
@@ -320,7 +322,7 @@ class CausalOptimizer:
             raise ValueError(f"{path} has format version {state.get('format_version')}; this acbo reads {FORMAT_VERSION}")
         obj = cls.__new__(cls)
         obj.problem = Problem(tuple(state["names"]), state["target"], state["low"], state["high"],
-                              state["intervenable"], state["minimize"])
+                              state["intervenable"], state["minimize"], state["seed"])
         obj.method_name = state["method"]
         obj.method = get_method(state["method"])(obj.problem, **state["options"])
         obj.seed = state["seed"]

@@ -106,13 +106,16 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
     opts = dict(options or {})
     if method == "oracle":
         opts["scm"] = scm
+    if method == "cbo-parents":
+        opts["parents"] = [n for n, is_pa in zip(names, problem.truth.tolist()) if is_pa]
     opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, **opts)
-    base = {"family": problem.family, "seed": problem.seed, "method": method, "d": scm.d,
+    base = {"family": problem.family, "seed": problem.seed, "method": method, "config": opt.method.describe(), "d": scm.d,
             "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),
             "y_star": problem.y_star, "e_obs": problem.e_obs}
     best = float("inf")
+    post0 = opt.posterior()
     rows = [{**base, "step": 0, "variable": None, "value": None, "y": None, "e_y": None, "best_e": None,
-             "regret": 1.0, "time_s": None, **posterior_metrics(opt.posterior(), problem.truth)}]
+             "regret": 1.0, "time_s": None, "setup_s": opt.method.setup_seconds, **posterior_metrics(post0, problem.truth)}]
     for t in range(1, steps + 1):
         t0 = time.perf_counter()
         iv = opt.ask()
@@ -132,7 +135,7 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
         best = min(best, e_y)
         rows.append({**base, "step": t, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
                      "best_e": best, "regret": normalised_regret(best, problem.y_star, problem.e_obs),
-                     "time_s": dt, **posterior_metrics(opt.posterior(), problem.truth)})
+                     "time_s": dt, "setup_s": None, **posterior_metrics(opt.posterior(), problem.truth)})
     return rows, opt
 
 

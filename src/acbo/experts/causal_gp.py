@@ -1,0 +1,162 @@
+"""The causal GP machinery of CBO / PARENT_SCALE (docs/parent_scale.md §3-§4).
+
+- a GP of Y on each candidate set S, fitted on the observational data (RBF-ARD, fitted
+  hyperparameters, lengthscales in [0.05, 20], noise in [1e-5, 2]; inputs and Y standardised);
+- do-calculus in the graph "S -> Y only": for X_i in S, E[Y | do(X_i = x)] = the GP mean
+  averaged over the observed values of the other members of S (and the same for the variance);
+  for X_i not in S the effect is constant: Y's observational mean, with no variance;
+- model averaging over sets with weights w_S (mean, and the law of total variance);
+- per exploration variable, a GP on the interventions made on it, with the averaged causal
+  effect as prior mean and the causal kernel k(x, x') = sigma_f^2 RBF(x, x') + s(x) s(x'),
+  s = sqrt(causal variance);
+- expected improvement (minimisation), maximised over the variable's domain with BoTorch.
+
+The causal prior mean and variance are computed on a grid over each domain (``grid`` points)
+and linearly interpolated; the GPs see the intervened value rescaled to [0, 1] over its domain.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import gpytorch
+import torch
+from botorch.acquisition import LogExpectedImprovement
+from botorch.exceptions import ModelFittingError
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.optim import optimize_acqf
+from gpytorch.constraints import Interval
+from gpytorch.mlls import ExactMarginalLogLikelihood
+
+GRID = 101
+
+
+# ----------------------------------------------------------------------------- pure maths
+def expected_improvement(mean: torch.Tensor, std: torch.Tensor, best: float) -> torch.Tensor:
+    """EI for minimisation: sigma (u Phi(u) + phi(u)), u = (best - mean) / sigma."""
+    std = std.clamp_min(1e-12)
+    u = (best - mean) / std
+    normal = torch.distributions.Normal(torch.zeros_like(u), torch.ones_like(u))
+    return std * (u * normal.cdf(u) + normal.log_prob(u).exp())
+
+
+def average_models(weights: torch.Tensor, means: torch.Tensor, variances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bayesian model averaging. weights: S, means/variances: S x G. Returns (G, G):
+    m = sum_S w mu_S, v = sum_S w v_S + sum_S w mu_S^2 - m^2 (law of total variance)."""
+    w = (weights / weights.sum())[:, None]
+    m = (w * means).sum(0)
+    v = (w * variances).sum(0) + (w * means**2).sum(0) - m**2
+    return m, v.clamp_min(0.0)
+
+
+def interpolate(x: torch.Tensor, grid_values: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation of values on a uniform grid over [0, 1]; x in [0, 1]."""
+    G = grid_values.shape[0]
+    pos = x.clamp(0, 1) * (G - 1)
+    lo = pos.floor().clamp(max=G - 2).long()
+    frac = pos - lo.to(pos.dtype)
+    return grid_values[lo] * (1 - frac) + grid_values[lo + 1] * frac
+
+
+# ----------------------------------------------------------------------------- per-set GPs
+def fit_set_gp(X: torch.Tensor, y: torch.Tensor) -> SingleTaskGP:
+    """GP of standardised Y (n) on standardised X_S (n x p), hyperparameters by marginal likelihood."""
+    n, p = X.shape
+    covar = gpytorch.kernels.ScaleKernel(
+        gpytorch.kernels.RBFKernel(ard_num_dims=p, lengthscale_constraint=Interval(0.05, 20.0)))
+    lik = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=Interval(1e-5, 2.0))
+    gp = SingleTaskGP(X, y[:, None], covar_module=covar, likelihood=lik, outcome_transform=None)
+    _fit(gp)
+    return gp
+
+
+def _fit(gp: SingleTaskGP) -> None:
+    """Marginal-likelihood fit. BoTorch retries a failed fit from hyperparameters drawn with
+    torch's global generator; a fixed seed inside a forked RNG keeps fits reproducible without
+    touching the caller's global state."""
+    mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+    with warnings.catch_warnings(), torch.random.fork_rng():
+        torch.manual_seed(0)
+        warnings.simplefilter("ignore")
+        try:
+            fit_gpytorch_mll(mll)
+        except ModelFittingError:  # keep the initial hyperparameters (recorded as a warning-free fallback)
+            pass
+    gp.eval()
+
+
+def do_effect(gp: SingleTaskGP, X_obs: torch.Tensor, member: int, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """E[y | do(X_member = g)] and its variance for every grid value g (standardised units):
+    the GP mean/variance averaged over the observed rows of the other members.
+    X_obs: n x p, grid: G. Returns (G, G)."""
+    n, p = X_obs.shape
+    G = grid.shape[0]
+    X = X_obs[None].expand(G, n, p).clone()                                               # G x n x p
+    X[:, :, member] = grid[:, None]
+    with torch.no_grad():
+        post = gp.posterior(X.reshape(G * n, 1, p))  # a batch of single points: marginal variances only
+        mean = post.mean.reshape(G, n)
+        var = post.variance.reshape(G, n)
+    return mean.mean(1), var.mean(1)
+
+
+# ----------------------------------------------------------------------------- causal GP
+class GridMean(gpytorch.means.Mean):
+    """A prior mean given on a uniform grid over [0, 1] (inputs: ... x 1)."""
+
+    def __init__(self, values: torch.Tensor):
+        super().__init__()
+        self.register_buffer("values", values)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return interpolate(x[..., 0], self.values)
+
+
+class CausalKernel(gpytorch.kernels.Kernel):
+    """k(x, x') = s(x) s(x') with s on a uniform grid over [0, 1]."""
+
+    def __init__(self, std_values: torch.Tensor):
+        super().__init__()
+        self.register_buffer("std_values", std_values)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params) -> torch.Tensor:
+        s1 = interpolate(x1[..., 0], self.std_values)
+        s2 = interpolate(x2[..., 0], self.std_values)
+        if diag:
+            return s1 * s2
+        return s1[..., :, None] * s2[..., None, :]
+
+
+def causal_gp(x: torch.Tensor, y: torch.Tensor, prior_mean: torch.Tensor, prior_var: torch.Tensor) -> SingleTaskGP:
+    """The GP of one exploration variable: data x (k, in [0, 1]) and y (k, standardised), prior
+    mean and variance on the grid. Fitted (sigma_f, lengthscale, noise) when k >= 1."""
+    covar = (gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(lengthscale_constraint=Interval(0.01, 5.0)))
+             + CausalKernel(prior_var.sqrt()))
+    lik = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=Interval(1e-5, 2.0))
+    gp = SingleTaskGP(x[:, None], y[:, None], covar_module=covar, mean_module=GridMean(prior_mean),
+                      likelihood=lik, outcome_transform=None)
+    _fit(gp)
+    return gp
+
+
+def maximise_ei(prior_mean: torch.Tensor, prior_var: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                best: float, seed: int) -> tuple[float, float]:
+    """Maximise EI for one variable over [0, 1]. With no data yet, EI of the causal prior
+    (prior std sqrt(1 + v)) on the grid; else BoTorch's optimize_acqf on the causal GP.
+    Returns (argmax in [0, 1], EI there). BoTorch maximises log EI (same argmax, stable
+    numerics where EI underflows)."""
+    if len(x) == 0:
+        grid = torch.linspace(0, 1, prior_mean.shape[0], dtype=prior_mean.dtype)
+        ei = expected_improvement(prior_mean, (1.0 + prior_var).sqrt(), best)
+        i = int(ei.argmax())
+        return float(grid[i]), float(ei[i])
+    gp = causal_gp(x, y, prior_mean, prior_var)
+    acq = LogExpectedImprovement(gp, best_f=best, maximize=False)
+    bounds = torch.tensor([[0.0], [1.0]], dtype=prior_mean.dtype)
+    with warnings.catch_warnings(), torch.random.fork_rng():
+        torch.manual_seed(seed)
+        warnings.simplefilter("ignore")
+        cand, val = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=4, raw_samples=64, options={"seed": seed})
+    return float(cand.flatten()[0]), math.exp(float(val))
