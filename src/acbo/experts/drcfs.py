@@ -15,6 +15,10 @@ relevance to Y given all other variables, with K-fold cross-fitting:
 P(S) = the fraction of resamples whose selected set is exactly S (the empty set dropped; if no
 resample selects anything, a uniform prior over singletons).
 
+Caveat, measured (tests/test_experts.py, BENCHMARKS.md): (y − a)(r − a) keeps a positive
+second-order bias of the size of the regressors' estimation error, so at n = 200 the MLP
+variants often select irrelevant variables; dr2 with ridge is well calibrated on linear data.
+
 All B x K x (models per fold) regressors are trained together as one batched network (``mlp``:
 3 x 200 ReLU, full-batch Adam, early stopping on a validation split, keeping each network's
 out-of-fold predictions from its best validation epoch), or solved in closed form (``ridge``).
@@ -196,7 +200,7 @@ def fit_dr_prior(values: torch.Tensor, target: int, generator: torch.Generator, 
     fold_of_row = torch.stack([torch.randperm(n, generator=generator) % K for _ in range(B)])  # B x n
     fold = fold_of_row.gather(1, boot)                                                    # B x n
     test_mask = fold[:, None, :] == torch.arange(K)[None, :, None]                        # B x K x n
-    u = torch.rand(B, K, n, generator=generator)
+    u = torch.rand(B, K, n, generator=generator).gather(2, boot[:, None, :].expand(B, K, n))  # per original row
     val_mask = ~test_mask & (u < cfg.val_fraction)
     train_mask = ~test_mask & ~val_mask
     if cfg.regressor == "ridge":  # no early stopping: train on the whole training fold

@@ -1,0 +1,165 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from acbo.experts import (CandidateSetPosterior, DRConfig, SetPosteriorConfig, average_models, blr_predictive,
+                          blr_rank1_update, do_effect, expected_improvement, fit_dr_prior)
+from acbo.experts.causal_gp import fit_set_gp, interpolate, maximise_ei
+from acbo.experts.drcfs import by_correct, one_sided_paired_t
+from acbo.scm import SCM, get_family
+from acbo.seeding import generator
+
+
+def test_blr_predictive_and_rank1_update_by_hand():
+    # 2 weights, prior N(0, I), sigma_y = 1; point phi = (1, 2), y = 3
+    mu, Sigma = torch.zeros(1, 2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)[None]
+    phi = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    m, v = blr_predictive(mu, Sigma, phi, 1.0)
+    assert m.item() == 0.0 and v.item() == pytest.approx(1 + 1 + 4)
+    mu2, S2 = blr_rank1_update(mu, Sigma, phi, 3.0, 1.0)
+    # posterior precision I + phi phiᵀ; covariance = I - phi phiᵀ / 6; mean = cov phi y
+    cov = torch.eye(2, dtype=torch.float64) - phi.T @ phi / 6
+    assert torch.allclose(S2[0], cov) and torch.allclose(mu2[0], (cov @ phi[0]) * 3)
+    m2, v2 = blr_predictive(mu2, S2, phi, 1.0)
+    assert m2.item() == pytest.approx(15 / 6) and v2.item() == pytest.approx(1 + 5 / 6)
+
+
+def test_set_posterior_scores_before_adding_and_prefers_the_true_set():
+    # Y = 2 X1 + noise; candidate sets {X1} and {X2} with prior 1/2 each
+    gen = generator("sp")
+    x = torch.randn(50, 3, generator=gen, dtype=torch.float64)
+    x[:, 2] = 2 * x[:, 0] + 0.1 * torch.randn(50, generator=gen, dtype=torch.float64)
+    sets = torch.tensor([[True, False, False], [False, True, False]])
+    post = CandidateSetPosterior(sets, torch.tensor([0.5, 0.5]), x, 2, gen)
+    new = torch.tensor([1.5, -0.3, 3.0], dtype=torch.float64)
+    z = (new - post.mean) / post.std
+    phi = post.features(new[None])[:, 0]
+    m, v = blr_predictive(post.mu, post.Sigma, phi, 1.0)
+    expected = torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64)) + torch.distributions.Normal(m, v.sqrt()).log_prob(z[2])
+    expected = (expected - torch.logsumexp(expected, 0)).exp()
+    post.update(new)
+    assert torch.allclose(post.probs, expected)
+    for i in range(30):
+        row = torch.randn(3, generator=gen, dtype=torch.float64)
+        row[2] = 2 * row[0]
+        post.update(row)
+    assert len(post.probs) == 1 and post.probs[0] == 1.0  # {X2} fell below 1e-4 and was pruned
+
+
+def test_rff_set_posterior_runs_and_ignores_target_interventions():
+    gen = generator("rff")
+    x = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    x[:, 2] = torch.sin(2 * x[:, 0])
+    post = CandidateSetPosterior(torch.tensor([[True, False, False], [False, True, False]]), torch.tensor([0.5, 0.5]),
+                                 x, 2, gen, SetPosteriorConfig(model="rff"))
+    before = post.probs.clone()
+    post.update(torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64), y_intervened=True)
+    assert torch.equal(post.probs, before)
+    for v in torch.linspace(-2, 2, 10, dtype=torch.float64):
+        post.update(torch.tensor([float(v), 0.3, math.sin(2 * float(v))], dtype=torch.float64))
+    assert post.probs[0] > 0.9
+
+
+def test_model_averaging_law_of_total_variance():
+    w = torch.tensor([0.25, 0.75], dtype=torch.float64)
+    means = torch.tensor([[1.0], [3.0]], dtype=torch.float64)
+    var = torch.tensor([[0.5], [1.0]], dtype=torch.float64)
+    m, v = average_models(w, means, var)
+    # m = 0.25 + 2.25 = 2.5; v = (0.125 + 0.75) + (0.25 * 1 + 0.75 * 9) - 6.25 = 0.875 + 0.75
+    assert m.item() == pytest.approx(2.5) and v.item() == pytest.approx(0.875 + 0.75)
+
+
+def test_expected_improvement_at_known_points():
+    ei = expected_improvement(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 2.0]), best=0.0)
+    # u = 0: EI = phi(0); u = -0.5: EI = 2 (-0.5 Phi(-0.5) + phi(-0.5))
+    assert ei[0].item() == pytest.approx(stats.norm.pdf(0))
+    assert ei[1].item() == pytest.approx(2 * (-0.5 * stats.norm.cdf(-0.5) + stats.norm.pdf(-0.5)))
+
+
+def test_interpolate_on_grid():
+    vals = torch.tensor([0.0, 10.0, 30.0])
+    assert interpolate(torch.tensor([0.0, 0.25, 0.75, 1.0, 1.5]), vals).tolist() == [0.0, 5.0, 20.0, 30.0, 30.0]
+
+
+def test_do_calculus_average_matches_the_closed_form_not_the_conditional():
+    # X0 -> X1, X0 -> Y, X1 -> Y (X0 confounds X1 and Y)
+    A = torch.tensor([[0, 1, 1], [0, 0, 1], [0, 0, 0]])
+    W = torch.tensor([[0.0, 0.9, 2.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    scm = SCM.linear_gaussian(A, W, noise_std=[1.0, 0.5, 0.2], target=2)
+    x = scm.sample(300, generator("do-gp"))[0].double()
+    mean, std = x.mean(0), x.std(0)
+    Z = (x[:, :2] - mean[:2]) / std[:2]
+    y = (x[:, 2] - mean[2]) / std[2]
+    gp = fit_set_gp(Z, y)
+    grid_raw = torch.linspace(-1.5, 1.5, 7, dtype=torch.float64)
+    m, v = do_effect(gp, Z, 1, (grid_raw - mean[1]) / std[1])
+    # closed form in raw units, averaging over the observed X0 as the do-calculus does:
+    # E[Y | do(X1 = g)] = 1.0 g + 2.0 mean(X0); standardised
+    truth = (grid_raw + 2.0 * mean[0] - mean[2]) / std[2]
+    assert torch.allclose(m, truth, atol=0.08)
+    # the observational conditional E[Y | X1 = g] has slope 1 + 2 * 0.9 / (0.81 + 0.25): clearly different
+    cond = (grid_raw * (1 + 2 * 0.9 / 1.06) - mean[2]) / std[2]
+    assert (m - cond).abs().max() > 0.5
+    assert (v > 0).all()
+
+
+def test_causal_gp_ei_prefers_the_better_end():
+    prior = torch.linspace(1.0, -1.0, 101, dtype=torch.float64)  # the prior believes x = 1 is best
+    x01, ei = maximise_ei(prior, torch.full((101,), 0.01, dtype=torch.float64), torch.zeros(0, dtype=torch.float64),
+                          torch.zeros(0, dtype=torch.float64), best=0.0, seed=0)
+    assert x01 == pytest.approx(1.0) and ei > 0
+    xs = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    x01, ei = maximise_ei(prior, torch.full((101,), 0.01, dtype=torch.float64), xs, torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64),
+                          best=-1.0, seed=0)
+    assert x01 > 0.8
+
+
+def test_t_test_and_by_correction_match_scipy():
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.2, 1.0, size=(3, 50))
+    p = one_sided_paired_t(torch.tensor(d))
+    assert np.allclose(p, stats.ttest_1samp(d, 0.0, axis=1, alternative="greater").pvalue)
+    ps = np.array([0.01, 0.02, 0.03, 0.5])
+    # BY: p_(i) * m * c(m) / i, monotone from the top; c(4) = 1 + 1/2 + 1/3 + 1/4
+    c = 1 + 1 / 2 + 1 / 3 + 1 / 4
+    expected = np.minimum.accumulate((ps * 4 * c / np.arange(1, 5))[::-1])[::-1].clip(max=1)
+    assert np.allclose(by_correct(ps), expected)
+
+
+@pytest.mark.parametrize("cfg", [DRConfig(variant="dr2", regressor="ridge"),
+                                 DRConfig(variant="dr1", regressor="mlp", hidden=32, max_epochs=200, n_bootstrap=4)])
+def test_dr_prior_finds_strong_parents(cfg):
+    # Y = X0 - X1 + small noise, X2 irrelevant
+    gen = generator("dr")
+    x = torch.randn(200, 4, generator=gen, dtype=torch.float64)
+    x[:, 3] = x[:, 0] - x[:, 1] + 0.3 * torch.randn(200, generator=gen, dtype=torch.float64)
+    prior = fit_dr_prior(x, 3, generator("dr-fit"), cfg)
+    assert prior.probs.sum().item() == pytest.approx(1.0)
+    marg = (prior.probs[:, None] * prior.sets.double()).sum(0)
+    assert marg[0] > 0.9 and marg[1] > 0.9 and marg[3] == 0
+    if cfg.regressor == "ridge":  # the MLP variants are liberal at this n (see drcfs' docstring)
+        assert marg[2] < 0.5
+    assert prior.selected.shape == (cfg.n_bootstrap, 4)
+
+
+def test_dr_prior_is_reproducible_and_falls_back_to_singletons():
+    x = torch.randn(60, 3, generator=generator("fb"), dtype=torch.float64)  # Y independent of everything
+    a = fit_dr_prior(x, 2, generator("fb-fit"), DRConfig(regressor="ridge", variant="dr2"))
+    b = fit_dr_prior(x, 2, generator("fb-fit"), DRConfig(regressor="ridge", variant="dr2"))
+    assert torch.equal(a.sets, b.sets) and torch.equal(a.probs, b.probs)
+    if not a.selected.any():
+        assert a.sets.tolist() == [[True, False, False], [False, True, False]] and a.probs.tolist() == [0.5, 0.5]
+
+
+def test_bad_expert_options():
+    with pytest.raises(ValueError, match="DR variant"):
+        DRConfig(variant="dr3")
+    with pytest.raises(ValueError, match="regressor"):
+        DRConfig(regressor="forest")
+    with pytest.raises(ValueError, match="set posterior model"):
+        SetPosteriorConfig(model="tree")
+    with pytest.raises(ValueError, match="at least 10 observational rows"):
+        fit_dr_prior(torch.randn(5, 3), 2, generator("x"))
