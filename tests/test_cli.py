@@ -40,3 +40,15 @@ def test_list_and_errors():
     assert res.exit_code == 2 and "unknown family" in res.output
     res = runner.invoke(app, ["bench", "--methods", "nope"])
     assert res.exit_code == 2 and "unknown method" in res.output
+
+
+def test_demos_and_method_options(tmp_path):
+    res = runner.invoke(app, ["demos", "--family", "small-mixed", "--n-scms", "2", "--shard-size", "1", "--steps", "2",
+                              "--workers", "1", "--out", str(tmp_path / "d"), "--option", "dr_regressor=ridge"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "d").glob("shard_*.json"))) == 2
+    res = runner.invoke(app, ["run", "--method", "parent_scale", "--steps", "1", "--option", "set_model=nope",
+                              "--plot", str(tmp_path / "p.png")])
+    assert res.exit_code == 2 and "set posterior model" in res.output
+    res = runner.invoke(app, ["bench", "--option", "noequals"])
+    assert res.exit_code == 2 and "key=value" in res.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -32,6 +33,36 @@ def _split(s: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in s.split(",") if x.strip())
 
 
+def _value(text: str):
+    """An option value from the command line: int, float, true/false, or the string itself."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _options(items: list[str], with_method: bool) -> dict:
+    """Parse repeated ``--option [method.]key=value`` into {method: {key: value}} or {key: value}."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option takes {'method.' if with_method else ''}key=value, got {item!r}")
+        if with_method:
+            method, dot, opt = key.partition(".")
+            if not dot or not opt:
+                raise ValueError(f"--option takes method.key=value, got {item!r}")
+            out.setdefault(method, {})[opt] = _value(val)
+        else:
+            out[key] = _value(val)
+    return out
+
+
 @app.command()
 @_friendly
 def run(
@@ -40,6 +71,7 @@ def run(
     steps: int = typer.Option(20, min=1, help="Number of interventions."),
     seed: int = typer.Option(0, min=0, help="Problem and method seed."),
     plot: Path = typer.Option(Path("acbo_run.png"), help="Where to write the regret plot."),
+    option: list[str] = typer.Option(None, help="Method option key=value (repeatable), e.g. set_model=rff."),
 ):
     """Optimise one built-in problem with one method: trajectory, posterior, best intervention."""
     from acbo.bench.runner import make_problem, run_method
@@ -49,7 +81,7 @@ def run(
     problem = make_problem(family, seed)
     console.print(f"[bold]{family}[/] seed {seed}: d = {problem.scm.d} ({problem.scm.mechanism}), "
                   f"{len(problem.frame)} observational rows, target Y, method [bold]{method}[/]")
-    rows, opt = run_method(problem, method, steps)
+    rows, opt = run_method(problem, method, steps, _options(option, with_method=False))
     table = Table("step", "do", "Y", "E[Y|do]", "best", "regret", "ms")
     for r in rows[1:]:
         table.add_row(str(r["step"]), f"{r['variable']}={r['value']:.3f}", f"{r['y']:.3f}", f"{r['e_y']:.3f}",
@@ -82,13 +114,15 @@ def bench(
     n_obs: int = typer.Option(0, min=0, help="Observational rows (0: the family's budget)."),
     workers: int = typer.Option(2, min=1, help="Worker processes."),
     out: Path = typer.Option(Path("runs/bench"), help="Output folder (results.jsonl, summary.md, regret.png)."),
+    option: list[str] = typer.Option(None, help="Method option method.key=value (repeatable), "
+                                                "e.g. parent_scale.dr_regressor=mlp."),
 ):
     """Benchmark methods x families x seeds; writes JSONL, a summary table and a plot."""
     from acbo.bench.runner import BenchConfig, run_bench
     from acbo.bench.report import summary_table
 
     cfg = BenchConfig(methods=_split(methods), families=_split(families), n_seeds=seeds, first_seed=first_seed,
-                      steps=steps, n_obs=n_obs or None, workers=workers)
+                      steps=steps, n_obs=n_obs or None, workers=workers, method_options=_options(option, with_method=True))
     df = run_bench(cfg, out=out)
     console.print(summary_table(df))
     console.print(f"results in {out}/")
@@ -132,6 +166,31 @@ def simulate(
     np.savez_compressed(tmp, **arrays)
     tmp.replace(out)
     console.print(f"wrote {n_scms} SCMs of {family} to {out}")
+
+
+@app.command()
+@_friendly
+def demos(
+    family: str = typer.Option(..., help="Family the SCMs are drawn from (train stream)."),
+    n_scms: int = typer.Option(..., min=1, help="Number of demonstrations."),
+    out: Path = typer.Option(..., help="Output folder (shards; an interrupted run resumes here)."),
+    workers: int = typer.Option(2, min=1, help="Worker processes."),
+    steps: int = typer.Option(20, min=1, help="Interventions per demonstration."),
+    shard_size: int = typer.Option(16, min=1, help="SCMs per shard."),
+    seed: int = typer.Option(0, min=0, help="Collection seed."),
+    option: list[str] = typer.Option(None, help="parent_scale option key=value (repeatable), e.g. set_model=rff."),
+):
+    """Run the PARENT_SCALE expert on SCMs of a family and record demonstrations (resumable)."""
+    from acbo.experts.demos import DemoConfig, collect_demos
+
+    cfg = DemoConfig(family=family, n_scms=n_scms, steps=steps, shard_size=shard_size, seed=seed,
+                     expert_options=_options(option, with_method=False))
+    t0 = time.perf_counter()
+    done = collect_demos(cfg, out, workers=workers)
+    secs = time.perf_counter() - t0
+    n_new = sum(min(shard_size, n_scms - k * shard_size) for k in done)
+    per = f", {secs / n_new:.2f} s per SCM ({workers} workers)" if n_new else ""
+    console.print(f"{len(done)} new shard(s) in {out} ({cfg.n_shards} in all){per}")
 
 
 @app.command("list")
