@@ -35,7 +35,7 @@ def test_set_posterior_scores_before_adding_and_prefers_the_true_set():
     sets = torch.tensor([[True, False, False], [False, True, False]])
     post = CandidateSetPosterior(sets, torch.tensor([0.5, 0.5]), x, 2, gen)
     new = torch.tensor([1.5, -0.3, 3.0], dtype=torch.float64)
-    z = (new - post.mean) / post.std
+    z = new - post.mean  # Y is centred, inputs standardised
     phi = post.features(new[None])[:, 0]
     m, v = blr_predictive(post.mu, post.Sigma, phi, 1.0)
     expected = torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64)) + torch.distributions.Normal(m, v.sqrt()).log_prob(z[2])
@@ -52,14 +52,14 @@ def test_set_posterior_scores_before_adding_and_prefers_the_true_set():
 def test_rff_set_posterior_runs_and_ignores_target_interventions():
     gen = generator("rff")
     x = torch.randn(40, 3, generator=gen, dtype=torch.float64)
-    x[:, 2] = torch.sin(2 * x[:, 0])
+    x[:, 2] = 3 * torch.sin(2 * x[:, 0])
     post = CandidateSetPosterior(torch.tensor([[True, False, False], [False, True, False]]), torch.tensor([0.5, 0.5]),
                                  x, 2, gen, SetPosteriorConfig(model="rff"))
     before = post.probs.clone()
     post.update(torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64), y_intervened=True)
     assert torch.equal(post.probs, before)
-    for v in torch.linspace(-2, 2, 10, dtype=torch.float64):
-        post.update(torch.tensor([float(v), 0.3, math.sin(2 * float(v))], dtype=torch.float64))
+    for v in torch.linspace(-2, 2, 20, dtype=torch.float64):
+        post.update(torch.tensor([float(v), 0.3, 3 * math.sin(2 * float(v))], dtype=torch.float64))
     assert post.probs[0] > 0.9
 
 

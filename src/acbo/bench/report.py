@@ -41,6 +41,26 @@ def summary_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
+def posterior_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str:
+    """Markdown: per family and method, the posterior's mass on the true parent set and the F1 of
+    its most probable set at chosen steps (mean ± 95% CI over seeds)."""
+    T = int(df["step"].max())
+    steps = steps or tuple(sorted({s for s in (0, 5, 10, 20, 30, T) if s <= T}))
+    lines = []
+    for fam, dff in df.groupby("family", sort=False):
+        lines.append(f"\n**{fam}**: posterior by step\n")
+        head = ["method"] + [f"P(true set)@{s}" for s in steps] + [f"F1@{s}" for s in steps]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for method, dm in dff.groupby("method", sort=False):
+            cells = [method]
+            for col in ("mass_true", "f1"):
+                for s in steps:
+                    cells.append(_fmt(*mean_ci(dm.loc[dm["step"] == s, col]), digits=2))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_regret(df: pd.DataFrame, path: str | Path) -> None:
     """Mean normalised regret vs step, with 95% CI bands, one panel per family."""
     import matplotlib

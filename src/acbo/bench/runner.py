@@ -154,7 +154,7 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = 
     results = map_tasks(run_problem, tasks, workers=cfg.workers, description="bench", progress=progress)
     df = pd.DataFrame([r for rows in results for r in rows])
     if out is not None:
-        from acbo.bench.report import plot_regret, summary_table
+        from acbo.bench.report import plot_regret, posterior_table, summary_table
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = 
             for rec in df.to_dict(orient="records"):
                 fh.write(json.dumps(rec) + "\n")
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
-        (out / "summary.md").write_text(summary_table(df))
+        (out / "summary.md").write_text(summary_table(df) + posterior_table(df))
         plot_regret(df, out / "regret.png")
     return df
 

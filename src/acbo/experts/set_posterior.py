@@ -3,8 +3,10 @@
 For each candidate set S, Bayesian linear regression of Y on features phi_S(x):
 ``linear``: phi_S(x) = x_S; ``rff``: D random Fourier features of x_S,
 phi(x) = sqrt(2/D) cos(x_S omega + b), omega ~ N(0, 1/l^2), b ~ U(0, 2 pi), drawn once per set.
-Inputs are standardised with the observational mean/std, and so is Y (so it is centred; no
-intercept). theta ~ N(0, sigma_theta^2 I), eps ~ N(0, sigma_y^2).
+Inputs are standardised with the observational mean/std; Y is centred by its observational
+mean (no intercept) and keeps its units, so that sigma_y = 1 is a noise level in Y's units as in
+the authors' setting (standardising Y too would make sigma_y equal to Y's whole spread and leave
+the posterior almost unmoved). theta ~ N(0, sigma_theta^2 I), eps ~ N(0, sigma_y^2).
 
 The observational data initialise (mu_S, Sigma_S) and leave P(S) at the prior (the DR prior
 carries the observational evidence). Each later sample (x, y) with Y not intervened first
@@ -43,7 +45,7 @@ class SetPosteriorConfig:
     sigma_theta: float = 1.0
     """Prior std of the weights."""
     sigma_y: float = 1.0
-    """Noise std of standardised Y."""
+    """Noise std of Y (in Y's units; Y is centred, not scaled)."""
     prune_start: float = 1e-5
     """Sets below this prior probability are dropped at the start."""
     prune_loop: float = 1e-4
@@ -105,7 +107,7 @@ class CandidateSetPosterior:
         self.Sigma = cfg.sigma_theta**2 * torch.eye(F, dtype=torch.float64).expand(S, F, F).clone()
         # D_O initialises the weights (not P(S)): batch posterior from the prior
         Phi = self.features(x_obs)                                                        # S x n x F
-        y = (x_obs[:, target] - self.mean[target]) / self.std[target]
+        y = x_obs[:, target] - self.mean[target]
         prec = Phi.transpose(1, 2) @ Phi / cfg.sigma_y**2 + torch.eye(F, dtype=torch.float64) / cfg.sigma_theta**2
         self.Sigma = torch.linalg.inv(prec)
         self.Sigma = 0.5 * (self.Sigma + self.Sigma.transpose(1, 2))
@@ -124,7 +126,7 @@ class CandidateSetPosterior:
         if y_intervened:
             return
         phi = self.features(x_row[None])[:, 0]                                             # S x F
-        y = (float(x_row[self.target]) - float(self.mean[self.target])) / float(self.std[self.target])
+        y = float(x_row[self.target]) - float(self.mean[self.target])
         m, v = blr_predictive(self.mu, self.Sigma, phi, self.cfg.sigma_y)
         self.log_w = self.log_w - 0.5 * (math.log(2 * math.pi) + torch.log(v) + (y - m) ** 2 / v)
         self.log_w = self.log_w - torch.logsumexp(self.log_w, 0)
