@@ -60,10 +60,7 @@ def main() -> None:
             iv = opt.ask()
             dt = time.perf_counter() - t0
             (init if opt.method.last_decision["phase"] == "init" else ei).append(dt)
-            (n, v), = iv.items()
-            mask = torch.tensor([m == n for m in names])
-            s = scm.sample(1, generator("expert-costs-outcome", d, t), do_mask=mask, do_value=torch.full((d,), v))[0, 0]
-            opt.tell(iv, {m: (v if m == n else float(s[k])) for k, m in enumerate(names)})
+            opt.tell(iv, scm.run_experiment(iv, generator("expert-costs-outcome", d, t)))
         med = lambda xs: f"{statistics.median(xs):.3f}" if xs else "–"
         print(f"| {d} | {args.steps} | {med(init)} | {med(ei)} | {len(ei)} |", flush=True)
 

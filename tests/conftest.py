@@ -24,13 +24,4 @@ def small_problem(family: str = "lin-er-10", seed: int = 0, n_obs: int = 100):
 
 def simulate_step(scm: SCM, iv, seed: int) -> dict:
     """One measurement of every variable under do(iv), as the user would report it."""
-    names = scm.names()
-    mask = torch.zeros(scm.d, dtype=torch.bool)
-    vals = torch.zeros(scm.d)
-    for n, v in iv.items():
-        mask[names.index(n)] = True
-        vals[names.index(n)] = v
-    s = scm.sample(1, generator("outcome", seed), do_mask=mask, do_value=vals)[0, 0]
-    out = {n: float(s[k]) for k, n in enumerate(names)}
-    out.update(dict(iv))
-    return out
+    return scm.run_experiment(iv, generator("outcome", seed))

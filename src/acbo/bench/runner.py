@@ -102,12 +102,12 @@ def make_problem(family: str, seed: int, n_obs: int | None = None) -> BenchProbl
 def run_method(problem: BenchProblem, method: str, steps: int, options: dict | None = None) -> tuple[list[dict], CausalOptimizer]:
     """Drive ``method`` for ``steps`` interventions on ``problem``; one row per step (0..T), and
     the optimizer at the end."""
-    scm, names = problem.scm, problem.names
+    scm = problem.scm
     opts = dict(options or {})
     if method == "oracle":
         opts["scm"] = scm
     if method == "cbo-parents":
-        opts["parents"] = [n for n, is_pa in zip(names, problem.truth.tolist()) if is_pa]
+        opts["parents"] = [n for n, is_pa in zip(problem.names, problem.truth.tolist()) if is_pa]
     opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, **opts)
     base = {"family": problem.family, "seed": problem.seed, "method": method, "config": opt.method.describe(), "d": scm.d,
             "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),
@@ -121,17 +121,9 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
         iv = opt.ask()
         dt = time.perf_counter() - t0
         (name, value), = iv.items()
-        j = names.index(name)
-        mask = torch.zeros(scm.d, dtype=torch.bool)
-        mask[j] = True
-        vals = torch.zeros(scm.d)
-        vals[j] = value
-        noise = generator("test", "bench-outcome", problem.family, problem.seed, t)
-        s = scm.sample(1, noise, do_mask=mask, do_value=vals)[0, 0]
-        sample = {n: float(s[k]) for k, n in enumerate(names)}
-        sample[name] = value  # the set value exactly (the simulator computes in float32)
+        sample = scm.run_experiment(iv, generator("test", "bench-outcome", problem.family, problem.seed, t))
         opt.tell(iv, sample)
-        e_y = float(scm.expected_target(mask[None], vals[None])[0, 0])
+        e_y = scm.expected_outcome(iv)
         best = min(best, e_y)
         rows.append({**base, "step": t, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
                      "best_e": best, "regret": normalised_regret(best, problem.y_star, problem.e_obs),

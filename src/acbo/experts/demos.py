@@ -105,16 +105,9 @@ def demonstrate(cfg: DemoConfig, index: int) -> tuple[dict[str, np.ndarray], dic
         phases.append(info.get("phase", ""))
         for n, val in info.get("ei", {}).items():
             ei[t, names.index(n)] = val
-        mask = torch.zeros(d, dtype=torch.bool)
-        mask[j] = True
-        vals = torch.zeros(d)
-        vals[j] = v
-        s = scm.sample(1, generator("train", "demo-outcome", cfg.family, cfg.seed, index, t), do_mask=mask, do_value=vals)[0, 0]
-        sample = {n: float(s[k]) for k, n in enumerate(names)}
-        sample[name] = v
-        opt.tell(iv, sample)
+        opt.tell(iv, scm.run_experiment(iv, generator("train", "demo-outcome", cfg.family, cfg.seed, index, t)))
         variable[t], value[t] = j, v
-        e_y[t] = float(scm.expected_target(mask[None], vals[None])[0, 0])
+        e_y[t] = scm.expected_outcome(iv)
     S = max(p.sets.shape[0] for p in posts)
     post_sets = np.zeros((T, S, d), dtype=bool)
     post_probs = np.zeros((T, S))

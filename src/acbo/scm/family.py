@@ -97,5 +97,6 @@ for _f in (
     Family("small-mixed", graph=("chain", "fork", "collider"), mechanism=("linear", "mlp", "gp"), d_range=(3, 6)),
     Family("train-lin", graph=("er", "sf"), d_range=(5, 20)),
     Family("train-nonlin", graph=("er", "sf"), mechanism=("mlp", "gp"), d_range=(5, 20)),
+    Family("train-mixed", graph=("er", "sf"), mechanism=("linear", "mlp", "gp"), d_range=(5, 20)),
 ):
     register_family(_f)

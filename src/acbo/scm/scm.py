@@ -373,6 +373,35 @@ class SCM:
             torch.where(use, cand_v.gather(1, r[:, None]).squeeze(1), best_set),
         )
 
+    # ---------------------------------------------------------------- one experiment, by name
+    def _named_do(self, intervention) -> tuple[torch.Tensor, torch.Tensor]:
+        """d bool mask and d values of a {name: value} intervention on the single model."""
+        if self.batch_size != 1:
+            raise ValueError(f"named experiments need a single model, this batch holds {self.batch_size}")
+        names = self.names()
+        mask = torch.zeros(self.d, dtype=torch.bool, device=self.device)
+        vals = torch.zeros(self.d, device=self.device, dtype=self.loc.dtype)
+        for name, v in intervention.items():
+            if name not in names:
+                raise ValueError(f"unknown variable {name!r}; variables: {names}")
+            mask[names.index(name)] = True
+            vals[names.index(name)] = float(v)
+        return mask, vals
+
+    def run_experiment(self, intervention, generator: torch.Generator) -> dict[str, float]:
+        """One joint measurement of every variable under do(intervention) ({name: value}),
+        named like :meth:`names`; the intervened variables report exactly the values set."""
+        mask, vals = self._named_do(intervention)
+        s = self.sample(1, generator, do_mask=mask, do_value=vals)[0, 0]
+        out = {n: float(s[k]) for k, n in enumerate(self.names())}
+        out.update({n: float(v) for n, v in intervention.items()})
+        return out
+
+    def expected_outcome(self, intervention, n_mc: int = N_MC) -> float:
+        """E[Y | do(intervention)] for a {name: value} intervention on the single model."""
+        mask, vals = self._named_do(intervention)
+        return float(self.expected_target(mask[None], vals[None], n_mc)[0, 0])
+
     # ---------------------------------------------------------------- containers
     def __getitem__(self, idx) -> "SCM":
         if isinstance(idx, int):
