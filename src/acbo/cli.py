@@ -193,6 +193,32 @@ def demos(
     console.print(f"{len(done)} new shard(s) in {out} ({cfg.n_shards} in all){per}")
 
 
+@app.command("eval-surrogate")
+@_friendly
+def eval_surrogate(
+    families: str = typer.Option("lin-er-20,nonlin-er-10", help="Comma-separated families (test stream)."),
+    buffers: int = typer.Option(200, min=1, help="Buffers per family and interventional budget."),
+    n_int: str = typer.Option("0,5,20", help="Interventional rows per buffer (comma-separated)."),
+    n_obs: int = typer.Option(200, min=2, help="Observational rows per buffer."),
+    checkpoint: Path = typer.Option(None, help="Surrogate checkpoint (default: the shipped one)."),
+    expert: bool = typer.Option(True, help="Also score PARENT_SCALE's posterior (slow at large d)."),
+    out: Path = typer.Option(None, help="Write the summary here as CSV."),
+):
+    """Score the surrogate, the exact posterior and the expert's posterior on the same held-out buffers."""
+    import pandas as pd
+
+    from acbo.surrogate import load_pretrained, load_surrogate
+    from acbo.surrogate.evaluate import evaluate, summarise
+
+    model = load_pretrained() if checkpoint is None else load_surrogate(checkpoint)
+    frames = [summarise(evaluate(model, fam, buffers, n_obs, k, expert=expert))
+              for fam in _split(families) for k in (int(x) for x in _split(n_int))]
+    table = pd.concat(frames)
+    console.print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if out is not None:
+        table.to_csv(out, index=False)
+
+
 @app.command("list")
 def list_():
     """Registered methods and families."""

@@ -1,4 +1,5 @@
-"""Baselines behind the CausalOptimizer interface: random, exact-posterior Thompson sampling, oracle."""
+"""Baselines behind the CausalOptimizer interface: random, exact-posterior and surrogate-posterior
+Thompson sampling, oracle."""
 
 from acbo.baselines.exact_ts import ExactThompsonSampling
 from acbo.baselines.oracle import Oracle

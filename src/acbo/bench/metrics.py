@@ -32,6 +32,32 @@ def average_precision(scores, labels) -> float:
     return ap
 
 
+def auroc(scores, labels) -> float:
+    """Area under the ROC curve (probability that a positive outscores a negative, ties count
+    1/2). NaN without both classes."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    diff = pos[:, None] - neg[None, :]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
+def expected_calibration_error(probs, labels, bins: int = 10) -> float:
+    """ECE of probabilities against binary outcomes: sum over equal-width bins of
+    (share of items in the bin) x |mean probability - frequency of positives|."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(p[m].mean() - y[m].mean())
+    return float(ece)
+
+
 def f1_score(pred, truth) -> float:
     """F1 of a predicted set against the true set (both bool vectors); 1 when both are empty."""
     p = np.asarray(pred, dtype=bool)

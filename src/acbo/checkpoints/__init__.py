@@ -1,0 +1,1 @@
+"""Small pretrained weights shipped with the package."""

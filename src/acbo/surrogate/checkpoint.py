@@ -1,0 +1,75 @@
+"""Surrogate checkpoints: a plain dict (weights, model config, format version, step, training
+config), written atomically; enough to rebuild the model from the file alone."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, fields
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from acbo.surrogate.model import Surrogate, SurrogateConfig
+
+FORMAT_VERSION = 1
+KIND = "acbo.surrogate"
+PRETRAINED = "surrogate.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, model: Surrogate, step: int, train_config: dict | None = None,
+                    optimizer_state: dict | None = None, history: list | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "kind": KIND, "format_version": FORMAT_VERSION, "model_config": asdict(model.cfg),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "step": step,
+        "train_config": train_config or {}, "optimizer": optimizer_state, "history": history or [],
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The checkpoint dict, validated: ValueError naming what is wrong."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable surrogate checkpoint: {e}") from None
+    if not isinstance(state, dict) or state.get("kind") != KIND:
+        raise ValueError(f"{path} is not an acbo surrogate checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has surrogate format version {state.get('format_version')}; this acbo reads {FORMAT_VERSION}")
+    known = {f.name for f in fields(SurrogateConfig)}
+    if set(state["model_config"]) != known:
+        raise ValueError(f"{path}: model config fields {sorted(state['model_config'])} do not match {sorted(known)}")
+    return state
+
+
+def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu") -> Surrogate:
+    """Rebuild a surrogate from a checkpoint file (eval mode)."""
+    state = read_checkpoint(path)
+    model = Surrogate(SurrogateConfig(**state["model_config"]))
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the model config: {e}") from None
+    return model.to(device).eval()
+
+
+def load_pretrained(device: str | torch.device = "cpu") -> Surrogate:
+    """The surrogate shipped with the package (no network access)."""
+    ref = resources.files("acbo.checkpoints").joinpath(PRETRAINED)
+    with resources.as_file(ref) as p:
+        if not Path(p).exists():
+            raise ValueError(f"no pretrained surrogate shipped in this installation ({p})")
+        return load_surrogate(p, device)

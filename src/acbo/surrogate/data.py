@@ -1,0 +1,83 @@
+"""Training and evaluation buffers for the surrogate, generated on the fly on any device.
+
+A batch is B SCMs from one family (one d), each with n_obs observational rows and n_int
+single-variable hard interventions on random non-target variables, half at a uniform value in
+the variable's observed range and half at one of its ends (what optimisers such as Thompson
+sampling and PARENT_SCALE tend to do). Values are standardised per buffer and variable by the
+observational mean/std; labels are the true parents of Y.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from acbo.buffer import PaddedBatch
+from acbo.scm import SCM, get_family
+
+
+@dataclass(frozen=True)
+class BufferBatch:
+    """Model input, labels and the raw data behind them.
+
+    batch: the standardised PaddedBatch (B x N x D); parents: B x D bool; raw: B x N x D
+    values in observed units; scm: the B models.
+    """
+
+    batch: PaddedBatch
+    parents: torch.Tensor
+    raw: torch.Tensor
+    scm: SCM
+
+
+def random_interventions(generator: torch.Generator, low: torch.Tensor, high: torch.Tensor, target: torch.Tensor,
+                         n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n single-variable interventions per model on random non-target variables.
+
+    low/high: B x d domains, target: B. Returns (mask, values), each B x n x d."""
+    B, d = low.shape
+    dev = low.device
+    # a uniform non-target variable: draw among d - 1 slots and skip the target's
+    j = torch.randint(d - 1, (B, n), generator=generator, device=dev)
+    j = j + (j >= target[:, None]).long()
+    mask = torch.zeros(B, n, d, dtype=torch.bool, device=dev)
+    mask.scatter_(2, j[..., None], True)
+    u = torch.rand(B, n, generator=generator, device=dev)
+    at_end = torch.rand(B, n, generator=generator, device=dev) < 0.5
+    u = torch.where(at_end, (u > 0.5).to(u.dtype), u)
+    lo, hi = low.gather(1, j), high.gather(1, j)                                              # B x n
+    vals = torch.zeros(B, n, d, device=dev, dtype=low.dtype)
+    vals.scatter_(2, j[..., None], (lo + u * (hi - lo))[..., None])
+    return mask, vals
+
+
+def standardise(raw: torch.Tensor, n_obs: int) -> torch.Tensor:
+    """B x N x D standardised by the first n_obs (observational) rows' mean and std."""
+    obs = raw[:, :n_obs]
+    std = obs.std(dim=1, keepdim=True)
+    return (raw - obs.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def sample_buffers(family: str, B: int, n_obs: int, n_int: int, generator: torch.Generator,
+                   d: int | None = None) -> BufferBatch:
+    """B buffers from ``family`` (optionally at a fixed d) on the generator's device."""
+    fam = get_family(family)
+    if d is not None:
+        fam = fam.with_(d_range=(d, d))
+    scm = fam.sample(generator, B)
+    obs = scm.sample(n_obs, generator)                                                         # B x n_obs x d
+    mask = torch.zeros_like(obs, dtype=torch.bool)
+    raw = obs
+    if n_int > 0:
+        do_mask, do_val = random_interventions(generator, obs.amin(1), obs.amax(1), scm.target, n_int)
+        xi = scm.sample(n_int, generator, do_mask=do_mask, do_value=do_val)
+        raw = torch.cat([obs, xi], dim=1)
+        mask = torch.cat([mask, do_mask], dim=1)
+    B_, N, D = raw.shape
+    dev = raw.device
+    target = torch.zeros(B, D, dtype=torch.bool, device=dev)
+    target[torch.arange(B, device=dev), scm.target] = True
+    batch = PaddedBatch(standardise(raw, n_obs), mask, torch.ones(B, N, dtype=torch.bool, device=dev),
+                        torch.ones(B, D, dtype=torch.bool, device=dev), target)
+    return BufferBatch(batch, scm.parents(), raw, scm)

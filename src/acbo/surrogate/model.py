@@ -1,0 +1,134 @@
+"""The amortized surrogate: a buffer in, a posterior over the target's parents out.
+
+Permutation-equivariant over variables and invariant over samples, for any d and n:
+
+1. each cell (sample i, variable j) is embedded from (standardised value z_ij, intervened flag,
+   target flag, row-has-any-intervention flag, the target's value z_iY in the same sample, the
+   product z_ij z_iY, and whether Y was set in that sample) — so that pooling over samples can
+   read moments with the target directly;
+2. ``row_layers`` of self-attention over the variables of each sample (rows are independent,
+   so any n is processed in chunks of ``row_chunk`` rows: memory O(row_chunk d^2), time O(n d^2));
+3. masked mean pooling over samples, separately over observational rows, rows where this
+   variable was set, and rows where another variable was set (the three kinds of evidence a
+   parent test needs), plus the log counts of each;
+4. ``var_layers`` of self-attention over variables;
+5. a parent head scoring every variable against the target: P(j in pa(Y)) independently per j.
+
+Every row the buffer holds is used (no subsampling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from acbo.buffer import PaddedBatch
+
+
+@dataclass(frozen=True)
+class SurrogateConfig:
+    """Architecture of the surrogate."""
+
+    dim: int = 64
+    """Width of every token."""
+    heads: int = 4
+    """Attention heads."""
+    row_layers: int = 2
+    """Attention layers over the variables of each sample, before pooling."""
+    var_layers: int = 3
+    """Attention layers over variables, after pooling over samples."""
+    ff_mult: int = 2
+    """Feed-forward width multiple."""
+    row_chunk: int = 2048
+    """Rows processed at once before pooling (bounds memory at large n; no effect on the output)."""
+
+    def __post_init__(self):
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        if min(self.dim, self.heads, self.ff_mult, self.row_chunk) < 1 or min(self.row_layers, self.var_layers) < 0:
+            raise ValueError(f"invalid surrogate config {self}")
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block over the second-to-last axis (tokens), with a key mask."""
+
+    def __init__(self, dim: int, heads: int, ff_mult: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ff = nn.Sequential(nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim))
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """x: M x T x C tokens, key_mask: M x T (True = real token). Returns M x T x C."""
+        M, T, C = x.shape
+        H = self.heads
+        q, k, v = self.qkv(self.ln1(x)).reshape(M, T, 3, H, C // H).permute(2, 0, 3, 1, 4)   # 3 x M x H x T x C/H
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        x = x + self.proj(attn.transpose(1, 2).reshape(M, T, C))
+        return x + self.ff(self.ln2(x))
+
+
+class Surrogate(nn.Module):
+    """Buffers (a :class:`PaddedBatch`, values standardised) -> parent logits B x D."""
+
+    def __init__(self, cfg: SurrogateConfig = SurrogateConfig()):
+        super().__init__()
+        self.cfg = cfg
+        C = cfg.dim
+        self.embed = nn.Sequential(nn.Linear(7, C), nn.GELU(), nn.Linear(C, C))
+        self.row_blocks = nn.ModuleList(Block(C, cfg.heads, cfg.ff_mult) for _ in range(cfg.row_layers))
+        self.pool_proj = nn.Sequential(nn.Linear(3 * C + 3, C), nn.GELU(), nn.Linear(C, C))
+        self.target_embed = nn.Parameter(torch.zeros(C))
+        self.var_blocks = nn.ModuleList(Block(C, cfg.heads, cfg.ff_mult) for _ in range(cfg.var_layers))
+        self.ln = nn.LayerNorm(C)
+        self.head = nn.Sequential(nn.Linear(3 * C, C), nn.GELU(), nn.Linear(C, 1))
+
+    def _rows(self, values, intervened, target, var_mask) -> torch.Tensor:
+        """Per-cell features after the row blocks for a chunk of rows. All B x n x D -> B x n x D x C."""
+        B, n, D = values.shape
+        dt = values.dtype
+        tgt = target[:, None, :].expand(B, n, D)
+        row_int = intervened.any(dim=2, keepdim=True).expand(B, n, D)
+        z_y = (values * tgt.to(dt)).sum(2, keepdim=True).expand(B, n, D)                    # the target's value
+        y_set = (intervened & tgt).any(2, keepdim=True).expand(B, n, D)
+        feats = torch.stack([values, intervened.to(dt), tgt.to(dt), row_int.to(dt), z_y, values * z_y,
+                             y_set.to(dt)], dim=-1)                                          # B x n x D x 7
+        h = self.embed(feats)                                                                # B x n x D x C
+        h = h.reshape(B * n, D, -1)                                                          # rows as sequences
+        mask = var_mask[:, None, :].expand(B, n, D).reshape(B * n, D)
+        for blk in self.row_blocks:
+            h = blk(h, mask)
+        return h.reshape(B, n, D, -1)
+
+    def forward(self, batch: PaddedBatch) -> torch.Tensor:
+        """Parent logits, B x D (-inf for the target itself and for padding variables)."""
+        values, intervened, row_mask, var_mask, target = (batch.values, batch.intervened, batch.row_mask,
+                                                           batch.var_mask, batch.target)
+        B, N, D = values.shape
+        C = self.cfg.dim
+        row_int = intervened.any(dim=2)                                                      # B x N
+        # the three pools: observational rows, rows where this variable was set, rows where another was
+        w_obs = (row_mask & ~row_int)[:, :, None].expand(B, N, D)
+        w_self = row_mask[:, :, None] & intervened
+        w_other = (row_mask & row_int)[:, :, None] & ~intervened
+        sums = torch.zeros(3, B, D, C, device=values.device, dtype=values.dtype)
+        for s in range(0, N, self.cfg.row_chunk):  # chunks of rows: pooled sums are exact
+            e = min(N, s + self.cfg.row_chunk)
+            h = self._rows(values[:, s:e], intervened[:, s:e], target, var_mask)            # B x n x D x C
+            for k, w in enumerate((w_obs, w_self, w_other)):
+                sums[k] += torch.einsum("bnd,bndc->bdc", w[:, s:e].to(h.dtype), h)
+        counts = torch.stack([w.sum(1) for w in (w_obs, w_self, w_other)]).to(values.dtype)  # 3 x B x D
+        pooled = sums / counts.clamp_min(1)[..., None]                                       # 3 x B x D x C
+        z = torch.cat([pooled[0], pooled[1], pooled[2], torch.log1p(counts).permute(1, 2, 0)], dim=-1)
+        h = self.pool_proj(z) + target[..., None].to(values.dtype) * self.target_embed      # B x D x C
+        for blk in self.var_blocks:
+            h = blk(h, var_mask)
+        h = self.ln(h)
+        h_t = (h * target[..., None].to(h.dtype)).sum(1, keepdim=True).expand(B, D, C)     # the target's token
+        logits = self.head(torch.cat([h, h_t, h * h_t], dim=-1)).squeeze(-1)                # B x D
+        return logits.masked_fill(target | ~var_mask, float("-inf"))

@@ -1,0 +1,197 @@
+"""Stage 1: surrogate pretraining (python -m acbo.surrogate.train --help).
+
+Each step draws a batch of fresh buffers from a training family (cycling through them) on the
+training device, scores the parent logits against
+
+- the true parents (binary cross-entropy), weight ``w_truth``;
+- for linear batches, the exact BLR posterior's marginals (soft cross-entropy: distillation of
+  the Bayes-optimal answer), weight ``w_exact``;
+
+and takes an AdamW step. Every ``eval_every`` steps it reports AUPRC on a fixed validation set
+(from the test stream of ``val_family``) and writes an atomic, resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from acbo.bench.metrics import average_precision
+from acbo.posterior import exact_posterior
+from acbo.seeding import generator
+from acbo.surrogate.checkpoint import read_checkpoint, save_checkpoint
+from acbo.surrogate.data import BufferBatch, sample_buffers
+from acbo.surrogate.model import Surrogate, SurrogateConfig
+
+
+@dataclass(frozen=True)
+class SurrogateTrainConfig:
+    """Stage-1 training run."""
+
+    families: tuple[str, ...] = ("train-lin", "train-nonlin")
+    """Training families, cycled batch by batch (train stream)."""
+    steps: int = 2000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Buffers per step."""
+    n_obs: tuple[int, int] = (50, 300)
+    """Observational rows per buffer, uniform per batch."""
+    n_int: tuple[int, int] = (0, 30)
+    """Interventional rows per buffer, uniform per batch."""
+    lr: float = 3e-4
+    """AdamW learning rate (cosine decay to 10% over the run)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    w_truth: float = 1.0
+    """Weight of the cross-entropy to the true parents."""
+    w_exact: float = 0.0
+    """Weight of the cross-entropy to the exact posterior's marginals (linear batches only)."""
+    dim: int = 64
+    """Model width."""
+    heads: int = 4
+    """Attention heads."""
+    row_layers: int = 2
+    """Attention layers over variables within samples."""
+    var_layers: int = 3
+    """Attention layers over variables after pooling."""
+    val_family: str = "lin-er-20"
+    """Validation family (its test stream; never trained on)."""
+    val_buffers: int = 64
+    """Validation buffers (n_obs = 200, 10 interventions)."""
+    eval_every: int = 200
+    """Steps between validation and checkpoint."""
+    seed: int = 0
+    """Seed of the training stream and the initialisation."""
+    device: str = "cpu"
+    """Training device."""
+    out: str = "runs/surrogate"
+    """Folder for the checkpoint (model.pt) and the log (log.jsonl); an existing run resumes."""
+
+    def model_config(self) -> SurrogateConfig:
+        return SurrogateConfig(dim=self.dim, heads=self.heads, row_layers=self.row_layers, var_layers=self.var_layers)
+
+
+def losses(model: Surrogate, data: BufferBatch, cfg: SurrogateTrainConfig) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch (each a scalar)."""
+    logits = model(data.batch)
+    valid = data.batch.var_mask & ~data.batch.target
+    safe = logits.masked_fill(~valid, 0.0)
+    out = {"truth": F.binary_cross_entropy_with_logits(safe[valid], data.parents[valid].float())}
+    if cfg.w_exact > 0 and data.scm.mechanism == "linear":
+        soft = exact_marginals(data).to(logits.device)
+        out["exact"] = F.binary_cross_entropy_with_logits(safe[valid], soft[valid])
+    out["loss"] = cfg.w_truth * out["truth"] + cfg.w_exact * out.get("exact", torch.zeros((), device=logits.device))
+    return out
+
+
+def exact_marginals(data: BufferBatch) -> torch.Tensor:
+    """B x D exact-posterior marginals of the batch's buffers (computed on the CPU)."""
+    raw, mask = data.raw.cpu(), data.batch.intervened.cpu()
+    targets = data.scm.target.tolist()
+    return torch.stack([exact_posterior(raw[b], mask[b], targets[b]).marginals for b in range(raw.shape[0])]).float()
+
+
+@torch.no_grad()
+def validation_auprc(model: Surrogate, val: list[BufferBatch]) -> float:
+    """Mean AUPRC of the parent marginals over the validation buffers."""
+    model.eval()
+    scores = []
+    for data in val:
+        probs = torch.sigmoid(model(data.batch)).cpu()
+        valid = (data.batch.var_mask & ~data.batch.target).cpu()
+        for b in range(probs.shape[0]):
+            scores.append(average_precision(probs[b][valid[b]].numpy(), data.parents[b].cpu()[valid[b]].numpy()))
+    model.train()
+    return float(np.nanmean(scores))
+
+
+def make_validation(cfg: SurrogateTrainConfig) -> list[BufferBatch]:
+    g = generator("test", "surrogate-val", cfg.val_family, device=cfg.device)
+    return [sample_buffers(cfg.val_family, 16, 200, 10, g) for _ in range(max(1, cfg.val_buffers // 16))]
+
+
+def train(cfg: SurrogateTrainConfig, log=print) -> Surrogate:
+    """Run (or resume) stage-1 training; returns the trained model."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "model.pt"
+    torch.manual_seed(cfg.seed)
+    model = Surrogate(cfg.model_config()).to(cfg.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+    start, history = 0, []
+    if ckpt.exists():  # resume
+        state = read_checkpoint(ckpt)
+        if state["train_config"] != asdict(cfg):
+            raise ValueError(f"{ckpt} was written by another configuration; use a new --out")
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"]["opt"])
+        sched.load_state_dict(state["optimizer"]["sched"])
+        start, history = state["step"], state["history"]
+        log(f"resumed from step {start}")
+    val = make_validation(cfg)
+    model.train()
+    t_last, seen = time.perf_counter(), 0
+    for step in range(start, cfg.steps):
+        # ---- data: a fresh batch from the train stream, keyed by step (resumes draw the same data)
+        g = generator("train", "surrogate", cfg.seed, step, device=cfg.device)
+        fam = cfg.families[step % len(cfg.families)]
+        n_obs = int(torch.randint(cfg.n_obs[0], cfg.n_obs[1] + 1, (1,), generator=g, device=cfg.device))
+        n_int = int(torch.randint(cfg.n_int[0], cfg.n_int[1] + 1, (1,), generator=g, device=cfg.device))
+        data = sample_buffers(fam, cfg.batch_size, n_obs, n_int, g)
+        # ---- update
+        terms = losses(model, data, cfg)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+        opt.step()
+        sched.step()
+        seen += cfg.batch_size
+        # ---- diagnostics, validation, checkpoint
+        done = step + 1
+        evaluate = done % cfg.eval_every == 0 or done == cfg.steps
+        if done % 20 == 0 or evaluate:
+            now = time.perf_counter()
+            rec = {"step": done, "family": fam, **{k: v.item() for k, v in terms.items()}, "grad_norm": grad_norm,
+                   "lr": sched.get_last_lr()[0], "buffers_per_s": seen / (now - t_last)}
+            t_last, seen = now, 0
+            if evaluate:
+                rec["val_auprc"] = validation_auprc(model, val)
+                history.append(rec)
+                save_checkpoint(ckpt, model, done, asdict(cfg), {"opt": opt.state_dict(), "sched": sched.state_dict()}, history)
+            with open(out / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+    model.eval()
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in fields(SurrogateTrainConfig):
+        default = f.default
+        if isinstance(default, tuple):
+            ap.add_argument(f"--{f.name.replace('_', '-')}", default=",".join(map(str, default)))
+        else:
+            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default)
+    args = vars(ap.parse_args(argv))
+    kw = {}
+    for f in fields(SurrogateTrainConfig):
+        v = args[f.name]
+        if isinstance(f.default, tuple):
+            parts = [p for p in str(v).split(",") if p]
+            v = tuple(int(p) for p in parts) if isinstance(f.default[0], int) else tuple(parts)
+        kw[f.name] = v
+    train(SurrogateTrainConfig(**kw))
+
+
+if __name__ == "__main__":
+    main()

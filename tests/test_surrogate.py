@@ -1,0 +1,125 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from acbo.buffer import Buffer, PaddedBatch, pad_batch
+from acbo.seeding import generator
+from acbo.surrogate import Surrogate, SurrogateConfig, load_surrogate, read_checkpoint, save_checkpoint
+from acbo.surrogate.data import sample_buffers
+from acbo.surrogate.train import SurrogateTrainConfig, losses, make_validation, train, validation_auprc
+
+SMALL = SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return Surrogate(SMALL).eval()
+
+
+@pytest.fixture
+def data():
+    return sample_buffers("lin-er-10", 3, 40, 6, generator("sur-test"))
+
+
+def test_permuting_variables_permutes_the_output(model, data):
+    b = data.batch
+    perm = torch.randperm(10, generator=generator("perm"))
+    permuted = PaddedBatch(b.values[:, :, perm], b.intervened[:, :, perm], b.row_mask, b.var_mask[:, perm], b.target[:, perm])
+    assert torch.allclose(model(permuted), model(b)[:, perm], atol=1e-5)
+
+
+def test_permuting_samples_leaves_the_output_unchanged(model, data):
+    b = data.batch
+    perm = torch.randperm(b.values.shape[1], generator=generator("perm-s"))
+    permuted = PaddedBatch(b.values[:, perm], b.intervened[:, perm], b.row_mask[:, perm], b.var_mask, b.target)
+    assert torch.allclose(model(permuted), model(b), atol=1e-5)
+
+
+def test_padding_does_not_change_the_output(model, data):
+    raw, inter = data.raw, data.batch.intervened
+    targets = data.scm.target.tolist()
+    small = Buffer(10)
+    small.add(raw[0, :20].double(), inter[0, :20])  # fewer rows, padded up to the others
+    big = [small] + [Buffer(10) for _ in range(2)]
+    for i in (1, 2):
+        big[i].add(raw[i].double(), inter[i])
+    alone = model(pad_batch([small], [targets[0]]))
+    together = model(pad_batch(big, targets))
+    assert torch.allclose(alone[0], together[0], atol=1e-5)
+    # fewer variables: a d = 10 buffer padded to D = 12 by a wider one
+    wide = Buffer(12)
+    wide.add(torch.randn(30, 12, dtype=torch.float64))
+    mixed = model(pad_batch([small, wide], [targets[0], 3]))
+    assert torch.allclose(mixed[0, :10], alone[0], atol=1e-5) and torch.isinf(mixed[0, 10:]).all()
+
+
+def test_row_chunking_gives_the_same_output(data):
+    torch.manual_seed(0)
+    a = Surrogate(SMALL).eval()
+    b = Surrogate(dataclasses.replace(SMALL, row_chunk=7)).eval()
+    b.load_state_dict(a.state_dict())
+    assert torch.allclose(a(data.batch), b(data.batch), atol=1e-5)
+
+
+def test_target_and_padding_are_never_parents(model, data):
+    logits = model(data.batch)
+    assert torch.isinf(logits[data.batch.target]).all()
+
+
+def test_one_update_changes_every_parameter(data):
+    torch.manual_seed(0)
+    m = Surrogate(SMALL)
+    before = {k: v.detach().clone() for k, v in m.named_parameters()}
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    losses(m, data, SurrogateTrainConfig())["loss"].backward()
+    opt.step()
+    unchanged = [k for k, v in m.named_parameters() if torch.equal(v, before[k])]
+    assert not unchanged
+
+
+def test_tiny_training_run_improves_validation_auprc(tmp_path):
+    cfg = SurrogateTrainConfig(families=("lin-er-10",), steps=200, batch_size=16, n_obs=(100, 100), n_int=(0, 5),
+                               lr=1e-3, dim=64, row_layers=1, var_layers=1, val_family="lin-er-10", val_buffers=32,
+                               eval_every=100, out=str(tmp_path / "run"))
+    torch.manual_seed(cfg.seed)
+    untrained = Surrogate(cfg.model_config())
+    before = validation_auprc(untrained, make_validation(cfg))
+    trained = train(cfg, log=lambda s: None)
+    after = validation_auprc(trained, make_validation(cfg))
+    assert after > before + 0.15  # measured: 0.49 -> 0.79
+    # the checkpoint rebuilds the model exactly, and resuming a finished run changes nothing
+    again = load_surrogate(tmp_path / "run" / "model.pt")
+    resumed = train(cfg, log=lambda s: None)
+    val = make_validation(cfg)[0]
+    with torch.no_grad():
+        assert torch.equal(again(val.batch), trained(val.batch))
+        assert torch.equal(resumed(val.batch), trained(val.batch))
+    assert read_checkpoint(tmp_path / "run" / "model.pt")["step"] == 200
+    with pytest.raises(ValueError, match="another configuration"):
+        train(dataclasses.replace(cfg, lr=5e-4), log=lambda s: None)
+
+
+def test_checkpoint_round_trip_and_bad_files(model, data, tmp_path):
+    save_checkpoint(tmp_path / "m.pt", model, step=3)
+    again = load_surrogate(tmp_path / "m.pt")
+    with torch.no_grad():
+        assert torch.equal(again(data.batch), model(data.batch))
+    (tmp_path / "junk.pt").write_bytes(b"\x00junk")
+    with pytest.raises(ValueError, match="not a readable surrogate checkpoint"):
+        load_surrogate(tmp_path / "junk.pt")
+    state = read_checkpoint(tmp_path / "m.pt")
+    state["format_version"] = 0
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="format version 0"):
+        load_surrogate(tmp_path / "old.pt")
+    state["format_version"] = 1
+    state["model_config"] = dict(state["model_config"], dim=48)
+    torch.save(state, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match="do not fit the model config"):
+        load_surrogate(tmp_path / "mismatch.pt")
+    torch.save({"kind": "other"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an acbo surrogate checkpoint"):
+        load_surrogate(tmp_path / "other.pt")
