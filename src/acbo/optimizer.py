@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 import acbo.baselines  # noqa: F401  (registers the baseline methods)
@@ -68,11 +69,7 @@ class Record:
 
 def _as_columns(observational) -> tuple[list[str], np.ndarray]:
     """names, n x d float64 array from a DataFrame or a mapping name -> 1-D array."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pd = None
-    if pd is not None and isinstance(observational, pd.DataFrame):
+    if isinstance(observational, pd.DataFrame):
         names = [str(c) for c in observational.columns]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -218,17 +215,12 @@ class CausalOptimizer:
         return out
 
     def _check_sample(self, sample) -> dict[str, float]:
-        try:
-            import pandas as pd
-
-            if isinstance(sample, pd.DataFrame):
-                if len(sample) != 1:
-                    raise ValueError(f"a sample is one row; got a frame of {len(sample)} rows")
-                sample = sample.iloc[0].to_dict()
-            elif isinstance(sample, pd.Series):
-                sample = sample.to_dict()
-        except ImportError:  # pragma: no cover
-            pass
+        if isinstance(sample, pd.DataFrame):
+            if len(sample) != 1:
+                raise ValueError(f"a sample is one row; got a frame of {len(sample)} rows")
+            sample = sample.iloc[0].to_dict()
+        elif isinstance(sample, pd.Series):
+            sample = sample.to_dict()
         if not isinstance(sample, Mapping):
             raise ValueError(f"a sample must be a mapping name -> value or a 1-row DataFrame, got {type(sample).__name__}")
         names = self.names

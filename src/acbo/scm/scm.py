@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from acbo.scm import mechanisms as mech
-from acbo.scm.graphs import check_d, topological_order
+from acbo.scm.graphs import check_d, pick_target, sample_graph, topological_order
 from acbo.seeding import generator as make_generator
 
 FORMAT_VERSION = 1
@@ -497,8 +497,6 @@ def random_scms(
     roots); observed offsets ~ U(-2, 2) and scales ~ logU(0.5, 2); each mechanism standardised
     on an n_pilot-row observational pilot sample.
     """
-    from acbo.scm.graphs import pick_target, sample_graph
-
     if isinstance(B, bool) or not isinstance(B, int) or B < 1:
         raise ValueError(f"batch size B must be a positive integer, got {B!r}")
     lo, hi = noise_std

@@ -118,8 +118,13 @@ def make_validation(cfg: SurrogateTrainConfig) -> list[BufferBatch]:
     return [sample_buffers(cfg.val_family, 16, 200, 10, g) for _ in range(max(1, cfg.val_buffers // 16))]
 
 
-def train(cfg: SurrogateTrainConfig, log=print) -> Surrogate:
-    """Run (or resume) stage-1 training; returns the trained model."""
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def train(cfg: SurrogateTrainConfig, log=_print) -> Surrogate:
+    """Run (or resume) stage-1 training; returns the trained model. ``log`` receives one line
+    per logging window (means over the window: loss terms; the last step: grad norm, lr)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "model.pt"
@@ -139,7 +144,7 @@ def train(cfg: SurrogateTrainConfig, log=print) -> Surrogate:
         log(f"resumed from step {start}")
     val = make_validation(cfg)
     model.train()
-    t_last, seen = time.perf_counter(), 0
+    t_last, seen, window = time.perf_counter(), 0, {}
     for step in range(start, cfg.steps):
         # ---- data: a fresh batch from the train stream, keyed by step (resumes draw the same data)
         g = generator("train", "surrogate", cfg.seed, step, device=cfg.device)
@@ -155,14 +160,17 @@ def train(cfg: SurrogateTrainConfig, log=print) -> Surrogate:
         opt.step()
         sched.step()
         seen += cfg.batch_size
+        for k, v in terms.items():  # running sums over the logging window (all families)
+            window[k] = window.get(k, (0.0, 0))
+            window[k] = (window[k][0] + v.item(), window[k][1] + 1)
         # ---- diagnostics, validation, checkpoint
         done = step + 1
         evaluate = done % cfg.eval_every == 0 or done == cfg.steps
         if done % 20 == 0 or evaluate:
             now = time.perf_counter()
-            rec = {"step": done, "family": fam, **{k: v.item() for k, v in terms.items()}, "grad_norm": grad_norm,
+            rec = {"step": done, **{k: tot / cnt for k, (tot, cnt) in window.items()}, "grad_norm": grad_norm,
                    "lr": sched.get_last_lr()[0], "buffers_per_s": seen / (now - t_last)}
-            t_last, seen = now, 0
+            t_last, seen, window = now, 0, {}
             if evaluate:
                 rec["val_auprc"] = validation_auprc(model, val)
                 history.append(rec)
