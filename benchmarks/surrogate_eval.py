@@ -64,7 +64,7 @@ def main() -> None:
     frames = []
     for fam in args.families.split(","):
         for n_int in (int(x) for x in args.n_int.split(",")):
-            expert = get_family(fam).d_range[1] <= 50
+            expert = get_family(fam).d_range[1] <= 20  # the DR prior costs ~1 s per buffer at d = 50
             df = evaluate(model, fam, n_buffers=args.buffers, n_int=n_int, expert=expert)
             s = summarise(df)
             frames.append(s)

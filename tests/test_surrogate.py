@@ -123,3 +123,15 @@ def test_checkpoint_round_trip_and_bad_files(model, data, tmp_path):
     torch.save({"kind": "other"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an acbo surrogate checkpoint"):
         load_surrogate(tmp_path / "other.pt")
+
+
+def test_shipped_checkpoint_loads_without_network_and_gives_a_posterior():
+    from acbo.surrogate import load_pretrained, surrogate_posterior
+
+    model = load_pretrained()
+    data = sample_buffers("lin-er-10", 1, 100, 3, generator("shipped"))
+    buf = Buffer(10)
+    buf.add(data.raw[0].double(), data.batch.intervened[0])
+    post = surrogate_posterior(model, buf, int(data.scm.target[0]), [f"X{j}" for j in range(10)])
+    assert post.marginals[post.target] == 0 and ((post.marginals >= 0) & (post.marginals <= 1)).all()
+    assert read_checkpoint(__import__("acbo.checkpoints", fromlist=["x"]).__path__[0] + "/surrogate.pt")["optimizer"] is None

@@ -73,3 +73,10 @@ def load_pretrained(device: str | torch.device = "cpu") -> Surrogate:
         if not Path(p).exists():
             raise ValueError(f"no pretrained surrogate shipped in this installation ({p})")
         return load_surrogate(p, device)
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy a training checkpoint without its optimizer state (what the package ships)."""
+    state = read_checkpoint(src)
+    model = load_surrogate(src)
+    save_checkpoint(dst, model, state["step"], state["train_config"], None, state["history"])
