@@ -43,7 +43,8 @@ class SurrogateConfig:
     ff_mult: int = 2
     """Feed-forward width multiple."""
     row_chunk: int = 2048
-    """Rows processed at once before pooling (bounds memory at large n; no effect on the output)."""
+    """Samples (summed over the batch) processed at once before pooling: bounds memory at large n
+    and B; no effect on the output."""
 
     def __post_init__(self):
         if self.dim % self.heads:
@@ -117,8 +118,9 @@ class Surrogate(nn.Module):
         w_self = row_mask[:, :, None] & intervened
         w_other = (row_mask & row_int)[:, :, None] & ~intervened
         sums = torch.zeros(3, B, D, C, device=values.device, dtype=values.dtype)
-        for s in range(0, N, self.cfg.row_chunk):  # chunks of rows: pooled sums are exact
-            e = min(N, s + self.cfg.row_chunk)
+        step = max(1, self.cfg.row_chunk // B)  # at most row_chunk samples (over the batch) at once
+        for s in range(0, N, step):  # chunks of rows: pooled sums are exact
+            e = min(N, s + step)
             h = self._rows(values[:, s:e], intervened[:, s:e], target, var_mask)            # B x n x D x C
             for k, w in enumerate((w_obs, w_self, w_other)):
                 sums[k] += torch.einsum("bnd,bndc->bdc", w[:, s:e].to(h.dtype), h)
