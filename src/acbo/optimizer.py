@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 import acbo.baselines  # noqa: F401  (registers the baseline methods)
 import acbo.experts  # noqa: F401  (registers parent_scale and cbo-parents)
 from acbo.buffer import Buffer
+from acbo.io import atomic_save, load_state
 from acbo.method import Method, Problem, get_method
 from acbo.posterior import ParentPosterior
 from acbo.seeding import generator as make_generator
@@ -289,29 +288,12 @@ class CausalOptimizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the whole campaign to ``path`` atomically (resumable bit for bit with ``load``)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_save(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CausalOptimizer":
         """Resume a campaign saved with :meth:`save`."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as e:
-            raise ValueError(f"{path} is not a readable acbo optimizer file: {e}") from None
-        if not isinstance(state, dict) or state.get("kind") != _KIND:
-            raise ValueError(f"{path} is not an acbo CausalOptimizer file")
-        if state.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path} has format version {state.get('format_version')}; this acbo reads {FORMAT_VERSION}")
+        state = load_state(path, _KIND, FORMAT_VERSION, "acbo optimizer file", "acbo CausalOptimizer file")
         obj = cls.__new__(cls)
         obj.problem = Problem(tuple(state["names"]), state["target"], state["low"], state["high"],
                               state["intervenable"], state["minimize"], state["seed"])

@@ -4,13 +4,13 @@ config), written atomically; enough to rebuild the model from the file alone."""
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, fields
 from importlib import resources
 from pathlib import Path
 
 import torch
 
+from acbo.io import atomic_save, load_state
 from acbo.surrogate.model import Surrogate, SurrogateConfig
 
 FORMAT_VERSION = 1
@@ -20,35 +20,17 @@ PRETRAINED = "surrogate.pt"
 
 def save_checkpoint(path: str | os.PathLike, model: Surrogate, step: int, train_config: dict | None = None,
                     optimizer_state: dict | None = None, history: list | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "kind": KIND, "format_version": FORMAT_VERSION, "model_config": asdict(model.cfg),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "step": step,
         "train_config": train_config or {}, "optimizer": optimizer_state, "history": history or [],
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_save(state, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint dict, validated: ValueError naming what is wrong."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable surrogate checkpoint: {e}") from None
-    if not isinstance(state, dict) or state.get("kind") != KIND:
-        raise ValueError(f"{path} is not an acbo surrogate checkpoint")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has surrogate format version {state.get('format_version')}; this acbo reads {FORMAT_VERSION}")
+    state = load_state(path, KIND, FORMAT_VERSION, "surrogate checkpoint", "acbo surrogate checkpoint")
     known = {f.name for f in fields(SurrogateConfig)}
     if set(state["model_config"]) != known:
         raise ValueError(f"{path}: model config fields {sorted(state['model_config'])} do not match {sorted(known)}")

@@ -1,0 +1,44 @@
+"""Versioned files: atomic writes and validated reads of plain-dict states (torch.save format)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_save(state: dict, path: str | os.PathLike) -> None:
+    """Write ``state`` to ``path`` through a temporary file in the same folder, then rename: a
+    crash leaves either the old file or the new one, never half of one."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_state(path: str | os.PathLike, kind: str, version: int, what: str, kind_what: str | None = None) -> dict:
+    """Read a state written by :func:`atomic_save`; ValueError naming the problem when the file
+    is unreadable ("not a readable <what>"), of another kind ("not an <kind_what>") or of another
+    format version."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable {what}: {e}") from None
+    if not isinstance(state, dict) or state.get("kind") != kind:
+        raise ValueError(f"{path} is not an {kind_what or what}")
+    if state.get("format_version") != version:
+        raise ValueError(f"{path} has format version {state.get('format_version')}; this acbo reads {version}")
+    return state
