@@ -17,10 +17,8 @@ surrogate's peak memory at n = 10,000 (a fresh subprocess, its max RSS).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd

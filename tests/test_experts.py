@@ -9,7 +9,7 @@ from acbo.experts import (CandidateSetPosterior, DRConfig, SetPosteriorConfig, a
                           blr_rank1_update, do_effect, expected_improvement, fit_dr_prior)
 from acbo.experts.causal_gp import fit_set_gp, interpolate, maximise_ei
 from acbo.experts.drcfs import by_correct, one_sided_paired_t
-from acbo.scm import SCM, get_family
+from acbo.scm import SCM
 from acbo.seeding import generator
 
 

@@ -1,10 +1,9 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from acbo.scm import FAMILIES, SCM, get_family, random_scms, sample_graph, topological_order
+from acbo.scm import FAMILIES, SCM, get_family, sample_graph, topological_order
 from acbo.scm.graphs import pick_target
 from acbo.seeding import generator
 
@@ -105,7 +104,6 @@ def test_expected_target_exact_for_linear_matches_monte_carlo():
 
 def test_expected_target_monte_carlo_is_deterministic_and_unbiased():
     scm = get_family("mlp-er-10").sample(generator("mlp-e"))
-    mask = torch.zeros(1, 10, dtype=torch.bool)
     e1, e2 = scm.observational_mean(), scm.observational_mean()
     assert torch.equal(e1, e2)  # common random numbers
     y = scm.sample(200_000, generator("mlp-s"))[0, :, int(scm.target[0])]

@@ -13,8 +13,8 @@ import torch
 
 from acbo.buffer import Buffer
 from acbo.method import Method, Problem, register_method
-from acbo.posterior import ExactPosteriorConfig, ParentPosterior, sample_weights
-from acbo.posterior.exact import standardised_regression_data
+from acbo.posterior import ExactPosteriorConfig, ParentPosterior
+from acbo.posterior.exact import sample_weights_standardised, standardised_regression_data
 
 
 @register_method
@@ -36,8 +36,8 @@ class ExactThompsonSampling(Method):
         S = self.posterior(buffer).sample(1, generator)[0] & p.intervenable
         if not S.any():
             return self.random_proposal(generator)
-        theta = sample_weights(buffer.values, buffer.intervened, p.target, S, generator, self.cfg)   # |S|
-        _, mean, std = standardised_regression_data(buffer.values, buffer.intervened, p.target)
+        Z, mean, std = standardised_regression_data(buffer.values, buffer.intervened, p.target)
+        theta = sample_weights_standardised(Z, p.target, S, generator, self.cfg)                     # |S|
         idx = torch.nonzero(S).flatten()
         ends = torch.stack([p.low[idx], p.high[idx]], dim=1).to(torch.float64)                     # |S| x 2
         effect = theta[:, None] * (ends - mean[idx, None]) / std[idx, None]                         # |S| x 2

@@ -173,6 +173,17 @@ def sample_weights(
     """One draw of the standardised weights theta (p) of Y on the set ``parents`` (d bool, in
     index order) from the BLR posterior (sampling sigma^2 first under the unknown-noise model)."""
     Z, _, _ = standardised_regression_data(values, intervened, target)
+    return sample_weights_standardised(Z, target, parents, generator, cfg)
+
+
+def sample_weights_standardised(
+    Z: torch.Tensor,
+    target: int,
+    parents: torch.Tensor,
+    generator: torch.Generator,
+    cfg: ExactPosteriorConfig = ExactPosteriorConfig(),
+) -> torch.Tensor:
+    """:func:`sample_weights` on rows already standardised by :func:`standardised_regression_data`."""
     S = torch.nonzero(parents).flatten()
     p = len(S)
     if p == 0:
