@@ -67,7 +67,7 @@ def _options(items: list[str], with_method: bool) -> dict:
 @_friendly
 def run(
     family: str = typer.Option("lin-er-10", help="Built-in problem family (see `acbo list`)."),
-    method: str = typer.Option("exact-ts", help="Method (see `acbo list`)."),
+    method: str = typer.Option("amortized", help="Method (see `acbo list`)."),
     steps: int = typer.Option(20, min=1, help="Number of interventions."),
     seed: int = typer.Option(0, min=0, help="Problem and method seed."),
     plot: Path = typer.Option(Path("acbo_run.png"), help="Where to write the regret plot."),

@@ -1,6 +1,6 @@
 """CausalOptimizer: the ask/tell interface for users, tests, benchmarks and outside scripts.
 
-    opt = acbo.CausalOptimizer(observational, target="Y", method="exact-ts", seed=0)
+    opt = acbo.CausalOptimizer(observational, target="Y", method="amortized", seed=0)
     iv = opt.ask()              # Intervention {name: value}
     opt.tell(iv, sample)        # one joint measurement of every variable under do(iv)
     opt.best, opt.posterior(), opt.history, opt.save(path), CausalOptimizer.load(path)
@@ -20,6 +20,7 @@ import torch
 
 import acbo.baselines  # noqa: F401  (registers the baseline methods)
 import acbo.experts  # noqa: F401  (registers parent_scale and cbo-parents)
+import acbo.policy  # noqa: F401  (registers amortized)
 from acbo.buffer import Buffer
 from acbo.io import atomic_save, load_state
 from acbo.method import Method, Problem, get_method
@@ -121,7 +122,7 @@ class CausalOptimizer:
         target: str = "Y",
         domains: Mapping[str, tuple[float, float]] | None = None,
         intervenable: list[str] | None = None,
-        method: str = "exact-ts",
+        method: str = "amortized",
         minimize: bool = True,
         seed: int = 0,
         **options: Any,

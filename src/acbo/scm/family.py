@@ -94,6 +94,7 @@ for _f in (
     Family("nonlin-er-20", mechanism=("gp", "mlp"), d_range=(20, 20)),
     Family("lin-laplace-er-10", noise="laplace", d_range=(10, 10)),
     Family("nonlin-hetero-er-10", mechanism=("gp",), noise="hetero", d_range=(10, 10)),
+    Family("cfc-mixed-10", graph=("chain", "fork", "collider"), mechanism=("linear", "gp"), d_range=(10, 10)),
     Family("small-mixed", graph=("chain", "fork", "collider"), mechanism=("linear", "mlp", "gp"), d_range=(3, 6)),
     Family("train-lin", graph=("er", "sf"), d_range=(5, 20)),
     Family("train-nonlin", graph=("er", "sf"), mechanism=("mlp", "gp"), d_range=(5, 20)),

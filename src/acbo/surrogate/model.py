@@ -106,14 +106,15 @@ class Surrogate(nn.Module):
             h = blk(h, mask)
         return h.reshape(B, n, D, -1)
 
-    def forward(self, batch: PaddedBatch) -> torch.Tensor:
-        """Parent logits, B x D (-inf for the target itself and for padding variables)."""
+    def pool(self, batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled sums over samples: (sums 3 x B x D x C, counts 3 x B x D), the three pools being
+        observational rows, rows where this variable was set, rows where another was set. Rows
+        are independent before pooling, so the sums of two row sets add (incremental updates)."""
         values, intervened, row_mask, var_mask, target = (batch.values, batch.intervened, batch.row_mask,
                                                            batch.var_mask, batch.target)
         B, N, D = values.shape
         C = self.cfg.dim
         row_int = intervened.any(dim=2)                                                      # B x N
-        # the three pools: observational rows, rows where this variable was set, rows where another was
         w_obs = (row_mask & ~row_int)[:, :, None].expand(B, N, D)
         w_self = row_mask[:, :, None] & intervened
         w_other = (row_mask & row_int)[:, :, None] & ~intervened
@@ -125,12 +126,28 @@ class Surrogate(nn.Module):
             for k, w in enumerate((w_obs, w_self, w_other)):
                 sums[k] += torch.einsum("bnd,bndc->bdc", w[:, s:e].to(h.dtype), h)
         counts = torch.stack([w.sum(1) for w in (w_obs, w_self, w_other)]).to(values.dtype)  # 3 x B x D
+        return sums, counts
+
+    def readout(self, sums: torch.Tensor, counts: torch.Tensor, target: torch.Tensor,
+                var_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """From pooled sums (3 x B x D x C) and counts (3 x B x D) to (parent logits B x D, -inf for
+        the target and padding; variable tokens B x D x C, the encoding a policy can reuse)."""
+        _, B, D, C = sums.shape
         pooled = sums / counts.clamp_min(1)[..., None]                                       # 3 x B x D x C
         z = torch.cat([pooled[0], pooled[1], pooled[2], torch.log1p(counts).permute(1, 2, 0)], dim=-1)
-        h = self.pool_proj(z) + target[..., None].to(values.dtype) * self.target_embed      # B x D x C
+        h = self.pool_proj(z) + target[..., None].to(sums.dtype) * self.target_embed        # B x D x C
         for blk in self.var_blocks:
             h = blk(h, var_mask)
         h = self.ln(h)
         h_t = (h * target[..., None].to(h.dtype)).sum(1, keepdim=True).expand(B, D, C)     # the target's token
         logits = self.head(torch.cat([h, h_t, h * h_t], dim=-1)).squeeze(-1)                # B x D
-        return logits.masked_fill(target | ~var_mask, float("-inf"))
+        return logits.masked_fill(target | ~var_mask, float("-inf")), h
+
+    def encode(self, batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(parent logits B x D, variable tokens B x D x C)."""
+        sums, counts = self.pool(batch)
+        return self.readout(sums, counts, batch.target, batch.var_mask)
+
+    def forward(self, batch: PaddedBatch) -> torch.Tensor:
+        """Parent logits, B x D (-inf for the target itself and for padding variables)."""
+        return self.encode(batch)[0]

@@ -40,6 +40,9 @@ class SurrogateTrainConfig:
     """Training families, cycled batch by batch (train stream)."""
     steps: int = 2000
     """Optimizer steps."""
+    max_minutes: float = 0.0
+    """Wall-time budget: the learning-rate schedule follows max(step, time) progress and the run
+    stops when it is spent (0: no budget; a budget makes the run depend on the machine's speed)."""
     batch_size: int = 32
     """Buffers per step."""
     n_obs: tuple[int, int] = (50, 300)
@@ -131,7 +134,13 @@ def train(cfg: SurrogateTrainConfig, log=_print) -> Surrogate:
     torch.manual_seed(cfg.seed)
     model = Surrogate(cfg.model_config()).to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
+    t_start = time.perf_counter()
+
+    def progress(s: int) -> float:
+        used = (time.perf_counter() - t_start) / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
+        return min(1.0, max(s / cfg.steps, used))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s))))
     start, history = 0, []
     if ckpt.exists():  # resume
         state = read_checkpoint(ckpt)
@@ -146,6 +155,14 @@ def train(cfg: SurrogateTrainConfig, log=_print) -> Surrogate:
     model.train()
     t_last, seen, window = time.perf_counter(), 0, {}
     for step in range(start, cfg.steps):
+        if cfg.max_minutes and progress(step) >= 1.0:
+            log(f"time budget spent at step {step}")
+            if not history or history[-1]["step"] != step:
+                rec = {"step": step, "val_auprc": validation_auprc(model, val)}
+                history.append(rec)
+                save_checkpoint(ckpt, model, step, asdict(cfg), {"opt": opt.state_dict(), "sched": sched.state_dict()}, history)
+                log(f"step={step} val_auprc={rec['val_auprc']:.4g}")
+            break
         # ---- data: a fresh batch from the train stream, keyed by step (resumes draw the same data)
         g = generator("train", "surrogate", cfg.seed, step, device=cfg.device)
         fam = cfg.families[step % len(cfg.families)]

@@ -1,0 +1,82 @@
+"""The surrogate as the policy's state encoder, updated incrementally as rows arrive.
+
+The surrogate processes every sample independently before pooling, and the pools are sums, so
+adding a measured row only needs that row's pass: :class:`Encoding` keeps the pooled sums of a
+batch of campaigns (values standardised by their fixed observational statistics) and adds rows,
+or scores hypothetical rows (a group of candidate outcomes) without copying the buffer. A
+decision then costs one row pass plus the variable-attention readout, whatever n is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from acbo.policy.features import Campaign, campaign_features
+from acbo.policy.model import PolicyInput
+from acbo.surrogate.model import Surrogate
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Pooled surrogate state of B campaigns: sums 3 x B x D x C, counts 3 x B x D, the
+    observational mean/std (B x D) used to standardise new rows, target/var_mask B x D."""
+
+    sums: torch.Tensor
+    counts: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    target: torch.Tensor
+    var_mask: torch.Tensor
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, surrogate: Surrogate, c: Campaign) -> "Encoding":
+        """Pool every row of the campaigns (one full pass)."""
+        mean, std = c.observational_stats()
+        sums, counts = surrogate.pool(c.standardised())
+        return cls(sums, counts, mean, std, c.target, c.var_mask)
+
+    def _row_terms(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool contributions of k rows per campaign taken one at a time: rows/mask B x k x D ->
+        (sums 3 x B x k x D x C, counts 3 x B x k x D)."""
+        z = ((rows - self.mean[:, None]) / self.std[:, None]).float()
+        z = torch.where(self.var_mask[:, None], z, torch.zeros_like(z))
+        h = surrogate._rows(z, mask, self.target, self.var_mask)                               # B x k x D x C
+        row_int = mask.any(2, keepdim=True).expand_as(mask)                                      # B x k x D
+        w = torch.stack([~row_int, mask, row_int & ~mask]).to(h.dtype) * self.var_mask[None, :, None]   # 3 x B x k x D
+        return w[..., None] * h[None], w
+
+    @torch.no_grad()
+    def add(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor) -> "Encoding":
+        """The encoding after appending rows (B x k x D, all of them) to every campaign."""
+        s, n = self._row_terms(surrogate, rows, mask)
+        return replace(self, sums=self.sums + s.sum(2), counts=self.counts + n.sum(2))
+
+    @torch.no_grad()
+    def marginals_with(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Parent marginals after adding each candidate row on its own: rows/mask B x k x D ->
+        B x k x D (the information-gain reward of a group of candidates)."""
+        B, k, D = rows.shape
+        s, n = self._row_terms(surrogate, rows, mask)                                            # 3 x B x k x D (x C)
+        C = s.shape[-1]
+        sums = (self.sums[:, :, None] + s).reshape(3, B * k, D, C)
+        counts = (self.counts[:, :, None] + n).reshape(3, B * k, D)
+        rep = lambda t: t.repeat_interleave(k, dim=0)                                            # B*k x D
+        logits, _ = surrogate.readout(sums, counts, rep(self.target), rep(self.var_mask))
+        return torch.sigmoid(logits).reshape(B, k, D)
+
+    @torch.no_grad()
+    def readout(self, surrogate: Surrogate) -> tuple[torch.Tensor, torch.Tensor]:
+        """(parent marginals B x D, 0 for the target and padding; tokens B x D x C)."""
+        logits, tokens = surrogate.readout(self.sums, self.counts, self.target, self.var_mask)
+        return torch.sigmoid(logits), tokens
+
+
+def policy_input(c: Campaign, marginals: torch.Tensor, tokens: torch.Tensor) -> PolicyInput:
+    """Assemble what the policy reads for B campaigns."""
+    var, glob = campaign_features(c, marginals)
+    valid = c.intervenable & c.var_mask & ~c.target
+    return PolicyInput(tokens.float(), var, glob, valid, c.var_mask, c.low.float(), c.high.float())

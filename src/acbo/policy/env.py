@@ -1,0 +1,115 @@
+"""Vectorised campaigns: B simulated SCMs stepped together, on any device.
+
+One :class:`Env` holds B campaigns of the same d at the same step: the buffers (B x N x d), the
+domains (each variable's observed [min, max], as ``CausalOptimizer`` uses by default), the
+observational E[Y] and the best E[Y | do] reached so far. ``expected`` evaluates candidate
+interventions without running them (exact for linear SCMs, common-random-number Monte Carlo
+otherwise); ``step`` runs one intervention per campaign and appends its outcome row. The only
+Python loop is over the SCM's topological order inside the simulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from acbo.policy.features import Campaign
+from acbo.scm import SCM, get_family
+
+
+@dataclass
+class Env:
+    """B campaigns. values/intervened: B x N x d; low/high: B x d; y_obs, y_scale, best: B."""
+
+    scm: SCM
+    values: torch.Tensor
+    intervened: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+    y_obs: torch.Tensor
+    """E[Y] without intervention (exact or MC)."""
+    y_scale: torch.Tensor
+    """Observational std of Y in the data (the reward's unit)."""
+    best: torch.Tensor
+    """Best (lowest) E[Y | do] of the interventions made so far; y_obs before any."""
+    horizon: int
+    step_count: int = 0
+    n_mc: int = 256
+
+    @classmethod
+    def reset(cls, scm: SCM, n_obs: int, horizon: int, generator: torch.Generator, n_mc: int = 256) -> "Env":
+        """Draw n_obs observational rows per SCM and start B campaigns of T = horizon steps."""
+        obs = scm.sample(n_obs, generator)                                                  # B x n_obs x d
+        B = scm.batch_size
+        t = scm.target
+        y_obs = scm.observational_mean(n_mc)
+        y_scale = obs[torch.arange(B, device=obs.device), :, t].std(1).clamp_min(1e-8)
+        return cls(scm, obs, torch.zeros_like(obs, dtype=torch.bool), obs.amin(1), obs.amax(1), y_obs, y_scale,
+                   y_obs.clone(), horizon, 0, n_mc)
+
+    @classmethod
+    def from_family(cls, family: str, B: int, n_obs: int, horizon: int, generator: torch.Generator,
+                    n_mc: int = 256) -> "Env":
+        return cls.reset(get_family(family).sample(generator, B), n_obs, horizon, generator, n_mc)
+
+    @property
+    def B(self) -> int:
+        return self.scm.batch_size
+
+    @property
+    def d(self) -> int:
+        return self.scm.d
+
+    def campaign(self) -> Campaign:
+        B, N, d = self.values.shape
+        dev = self.values.device
+        target = torch.zeros(B, d, dtype=torch.bool, device=dev)
+        target[torch.arange(B, device=dev), self.scm.target] = True
+        return Campaign(self.values, self.intervened, torch.ones(B, N, dtype=torch.bool, device=dev),
+                        torch.ones(B, d, dtype=torch.bool, device=dev), target, self.low, self.high, ~target,
+                        torch.full((B,), self.step_count, device=dev), torch.full((B,), self.horizon, device=dev))
+
+    def _do(self, var: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """B x k variables/values -> (do_mask, do_value) B x k x d."""
+        B, k = var.shape
+        mask = torch.zeros(B, k, self.d, dtype=torch.bool, device=var.device)
+        mask.scatter_(2, var[..., None], True)
+        vals = torch.zeros(B, k, self.d, dtype=self.values.dtype, device=var.device)
+        vals.scatter_(2, var[..., None], value[..., None].to(vals.dtype))
+        return mask, vals
+
+    def expected(self, var: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """E[Y | do(X_var = value)] for k candidates per campaign (B x k in, B x k out)."""
+        mask, vals = self._do(var, value)
+        return self.scm.expected_target(mask, vals, self.n_mc)
+
+    def outcomes(self, var: torch.Tensor, value: torch.Tensor, generator: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One measured row per candidate, without appending: (rows B x k x d, do_mask B x k x d)."""
+        mask, vals = self._do(var, value)
+        return self.scm.sample(var.shape[1], generator, do_mask=mask, do_value=vals), mask
+
+    def step(self, var: torch.Tensor, value: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Run do(X_var = value) in every campaign (var, value: B), append the measured row, update
+        the best. Returns E[Y | do] of the interventions (B)."""
+        rows, mask = self.outcomes(var[:, None], value[:, None], generator)
+        e_y = self.expected(var[:, None], value[:, None])[:, 0]
+        self.append(rows, mask, e_y)
+        return e_y
+
+    def append(self, rows: torch.Tensor, mask: torch.Tensor, e_y: torch.Tensor) -> None:
+        """Add measured rows (B x 1 x d) with their do_mask and E[Y | do] (B)."""
+        self.values = torch.cat([self.values, rows], dim=1)
+        self.intervened = torch.cat([self.intervened, mask], dim=1)
+        self.best = torch.minimum(self.best, e_y)
+        self.step_count += 1
+
+    def repeat(self, G: int) -> "Env":
+        """Each campaign G times in a row (B*G campaigns, group-major: b*G + g), for groups of
+        rollouts from the same SCM and starting buffer."""
+        idx = torch.arange(self.B, device=self.values.device).repeat_interleave(G)
+        rep = lambda t: t[idx]
+        scm = SCM(**{k: (rep(v) if isinstance(v, torch.Tensor) else v) for k, v in self.scm.__dict__.items()})
+        return Env(scm, rep(self.values), rep(self.intervened), rep(self.low), rep(self.high), rep(self.y_obs),
+                   rep(self.y_scale), rep(self.best), self.horizon, self.step_count, self.n_mc)
