@@ -5,6 +5,10 @@ import torch
 from acbo.scm import SCM, get_family
 from acbo.seeding import generator
 
+# one intra-op thread per test process: the suite runs in parallel processes (pytest -n), and
+# oversubscribed threads make small tensor ops orders of magnitude slower
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def chain3() -> SCM:

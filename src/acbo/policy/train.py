@@ -36,12 +36,22 @@ from pathlib import Path
 import torch
 
 from acbo.policy.agent import Encoding, policy_input
-from acbo.policy.bc import DemoBatch, bc_loss, load_demo_batch
-from acbo.policy.checkpoint import load_policy_checkpoint, read_policy_checkpoint, save_policy
+from acbo.policy.bc import bc_loss, expert_agreement, load_demo_batch
+from acbo.policy.checkpoint import (
+    load_policy_checkpoint,
+    read_policy_checkpoint,
+    save_policy,
+)
 from acbo.policy.env import Env
 from acbo.policy.grpo import clipped_objective, group_advantages, kl_k3
 from acbo.policy.model import Policy, PolicyConfig, PolicyInput
-from acbo.policy.rewards import combine, improvement, information_gain, outcome_gain, parent_hit
+from acbo.policy.rewards import (
+    combine,
+    improvement,
+    information_gain,
+    outcome_gain,
+    parent_hit,
+)
 from acbo.scm import get_family
 from acbo.seeding import generator
 from acbo.surrogate import load_pretrained, load_surrogate
@@ -239,7 +249,7 @@ def validate(policy: Policy, surrogate: Surrogate, val: tuple[Env, torch.Tensor]
         e_y = env.expected(var, dist.value(var, u))[:, 0]
         env.append(rows, mask, e_y)
         enc = enc.add(surrogate, rows, mask)
-        regrets.append(((env.best - y_star) / (env.y_obs - y_star).clamp_min(1e-12)))
+        regrets.append((env.best - y_star) / (env.y_obs - y_star).clamp_min(1e-12))
         hits.append(parent_hit(var, parents)[:, 0])
     r = torch.stack(regrets)                                                                   # T x B
     return {"val_regret_T": float(r[-1].mean()), "val_regret_mean": float(r.mean()),
@@ -301,10 +311,17 @@ def train(cfg: PolicyTrainConfig, log=_print) -> Policy:
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
             opt.step()
             if (s + 1) % 50 == 0 or s + 1 == cfg.bc_steps:
-                log(f"bc step={s + 1} " + " ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
+                log(f"bc step={s + 1} " + " ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                    + f" expert_agreement={expert_agreement(policy, demos):.3f}")
         if ref is not None:
             ref.load_state_dict(policy.state_dict())
     val = make_validation(cfg)
+    if start == 0:  # the starting point, for comparison
+        policy.eval()
+        rec = {"iteration": 0, **validate(policy, surrogate, val, cfg.seed)}
+        history.append(rec)
+        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        policy.train()
     done = start
     for it in range(start, cfg.iterations):
         elapsed = time.perf_counter() - t_start
