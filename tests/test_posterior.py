@@ -128,3 +128,21 @@ def test_parent_posterior_sampling_and_factorised_form():
     assert fac.entropy() == pytest.approx(math.log(2) - 0.9 * math.log(0.9) - 0.1 * math.log(0.1))
     assert fac.prob_of(torch.tensor([False, True, False])) == pytest.approx(0.45)
     assert not fac.sample(100, generator("f"))[:, 2].any()
+
+
+def test_top_sets_of_a_factorised_posterior_by_hand():
+    post = ParentPosterior.from_marginals(["a", "b", "Y"], 2, torch.tensor([0.9, 0.3, 0.0]))
+    top = post.top(5)  # only 4 sets exist
+    assert [s for s, _ in top] == [("a",), ("a", "b"), (), ("b",)]
+    assert [p for _, p in top] == pytest.approx([0.63, 0.27, 0.07, 0.03], abs=1e-6)
+    # agrees with prob_of, and is exact beyond the 12 cheapest flips' reach for small k
+    g = torch.Generator().manual_seed(0)
+    names = [f"X{i}" for i in range(15)] + ["Y"]
+    post = ParentPosterior.from_marginals(names, 15, torch.cat([torch.rand(15, generator=g), torch.zeros(1)]))
+    for s, p in post.top(4):
+        mask = torch.tensor([n in s for n in names])
+        assert p == pytest.approx(post.prob_of(mask), rel=1e-5)
+    probs = [p for _, p in post.top(4)]
+    assert probs == sorted(probs, reverse=True)
+    with pytest.raises(ValueError, match="positive integer"):
+        post.top(0)

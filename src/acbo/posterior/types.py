@@ -94,13 +94,40 @@ class ParentPosterior:
         return self.sets[idx]
 
     def top(self, k: int = 5) -> list[tuple[tuple[str, ...], float]]:
-        """The k most probable sets as (names, probability)."""
-        if self.sets is None:
-            raise ValueError("a factorised posterior has no explicit sets; use marginals")
+        """The k most probable sets as (names, probability). For a factorised posterior they are
+        enumerated exactly: the MAP set, then sets that flip the cheapest memberships (a flip of j
+        costs |log(p_j / (1 - p_j))|); any set among the k best flips only among the k - 1
+        cheapest, so enumerating the subsets of the m = max(12, k - 1) cheapest is exact."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        sets, log_probs = self.sets, self.log_probs
+        if sets is None:
+            sets, log_probs = self._top_factorised(k)
         out = []
-        for s, lp in zip(self.sets[:k], self.log_probs[:k]):
+        for s, lp in zip(sets[:k], log_probs[:k]):
             out.append((tuple(self.variables[j] for j in torch.nonzero(s).flatten().tolist()), float(lp.exp())))
         return out
+
+    def _top_factorised(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sets K x d, log-probabilities K), the K = min(k, 2^m) most probable, best first."""
+        d = len(self.variables)
+        idx = torch.tensor([j for j in range(d) if j != self.target], dtype=torch.long)
+        p = self.marginals[idx].double().clamp(1e-12, 1 - 1e-12)
+        map_set = p > 0.5
+        log_map = torch.where(map_set, p.log(), (1 - p).log()).sum()
+        cost = (p.log() - (1 - p).log()).abs()                                                # flip costs
+        m = min(len(idx), max(12, k - 1))
+        if m > 20:
+            raise ValueError(f"k = {k} is too many sets to enumerate for a factorised posterior (at most 21)")
+        cheap = torch.argsort(cost)[:m]
+        flips = (torch.arange(2 ** m)[:, None] >> torch.arange(m)[None, :]) & 1                  # 2^m x m
+        total = (flips.double() * cost[cheap][None]).sum(1)
+        order = torch.argsort(total)[:k]
+        member = map_set[None].repeat(len(order), 1)                                            # K x (d-1)
+        member[:, cheap] ^= flips[order].bool()
+        sets = torch.zeros(len(order), d, dtype=torch.bool)
+        sets[:, idx] = member
+        return sets, log_map - total[order]
 
     def __repr__(self) -> str:
         marg = ", ".join(f"{v}={float(p):.2f}" for v, p in zip(self.variables, self.marginals) if float(p) >= 0.05)
