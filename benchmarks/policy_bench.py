@@ -44,20 +44,24 @@ def main() -> None:
     ap.add_argument("--variants", default="amortized=")
     ap.add_argument("--baselines", default="", help="results.jsonl of an `acbo bench` run on the same families/seeds")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--reuse", action="store_true", help="reuse OUT/results.jsonl's policy rows; only merge and report")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     variants = tuple(tuple(v.split("=", 1)) for v in args.variants.split(",") if v)
     for v in variants:
         if len(v) != 2:
             raise SystemExit(f"a variant is NAME=CHECKPOINT, got {v}")
-    tasks = [(f, s, args.steps, variants) for f in args.families.split(",") for s in range(args.seeds)]
-    rows = [r for rs in map_tasks(run_task, tasks, workers=args.workers, description="policies") for r in rs]
-    df = pd.DataFrame(rows)
+    out = Path(args.out)
+    if args.reuse:  # only re-merge with the baselines
+        df = pd.read_json(out / "results.jsonl", lines=True)
+        df = df[df["method"].str.startswith("amortized")]
+    else:
+        tasks = [(f, s, args.steps, variants) for f in args.families.split(",") for s in range(args.seeds)]
+        df = pd.DataFrame([r for rs in map_tasks(run_task, tasks, workers=args.workers, description="policies") for r in rs])
     if args.baselines:
         base = pd.read_json(args.baselines, lines=True)
         base = base[base["family"].isin(df["family"].unique()) & (base["seed"] < args.seeds) & (base["step"] <= args.steps)]
         df = pd.concat([base, df], ignore_index=True)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.jsonl", "w") as fh:
         for rec in df.to_dict(orient="records"):

@@ -327,3 +327,14 @@ def test_amortized_decisions_reuse_the_encoding(surrogate):
     assert torch.allclose(opt.posterior().marginals, fresh.posterior().marginals, atol=1e-5)
     with pytest.raises(ValueError, match="horizon"):
         CausalOptimizer(frame, target="Y", method="amortized", horizon=0)
+
+
+def test_command_line_entry_point(tmp_path, capsys):
+    from acbo.policy.train import main
+
+    main(["--families", "train-lin", "--iterations", "1", "--batch-size", "4", "--group-size", "2", "--horizon", "3,3",
+          "--n-obs", "20,20", "--val-family", "lin-er-10", "--val-campaigns", "4", "--val-horizon", "3",
+          "--reward-mc", "16", "--scale-by-std", "true", "--mode", "trajectory", "--out", str(tmp_path / "cli")])
+    state = read_policy_checkpoint(tmp_path / "cli" / "policy.pt")
+    assert state["train_config"]["scale_by_std"] is True and state["train_config"]["horizon"] == (3, 3)
+    assert "val_regret_T" in capsys.readouterr().out
