@@ -55,3 +55,28 @@ def test_f1_regret_and_ci():
     assert math.isnan(normalised_regret(1.0, 0.0, 0.0))
     m, h = mean_ci([1.0, 2.0, 3.0])
     assert m == 2.0 and h == pytest.approx(4.302652729911275 * 1.0 / math.sqrt(3))
+
+
+def test_bench_saves_each_task_and_resumes(tmp_path):
+    import json
+
+    from acbo.bench.runner import BenchConfig, run_bench
+
+    cfg = BenchConfig(methods=("random",), families=("lin-er-10",), n_seeds=3, steps=2)
+    full = run_bench(cfg, progress=False)
+    out = tmp_path / "b"
+    run_bench(cfg, out, progress=False)
+    log = (out / "tasks.jsonl").read_text().splitlines()
+    assert len(log) == 3
+    # simulate a crash: one finished task lost, one line cut short
+    (out / "tasks.jsonl").write_text(log[0] + "\n" + log[1][:20] + "\n")
+    (out / "results.jsonl").unlink()
+    again = run_bench(cfg, out, progress=False)
+    assert len((out / "tasks.jsonl").read_text().splitlines()) == 4  # two tasks redone
+    cols = ["family", "seed", "step", "variable", "value", "e_y", "regret"]
+    assert again[cols].equals(full[cols])
+    assert len(json.loads((out / "tasks.jsonl").read_text().splitlines()[-1])["rows"]) == 3
+    import pytest
+
+    with pytest.raises(ValueError, match="another benchmark configuration"):
+        run_bench(BenchConfig(methods=("random",), families=("lin-er-10",), n_seeds=3, steps=3), out, progress=False)

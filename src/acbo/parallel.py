@@ -19,8 +19,9 @@ def _init_worker() -> None:
 
 
 def map_tasks(fn: Callable[[T], R], tasks: Iterable[T], workers: int = 1, description: str = "tasks",
-              progress: bool = True) -> list[R]:
-    """[fn(t) for t in tasks], in order, over ``workers`` processes (1: in this process)."""
+              progress: bool = True, on_result: Callable[[int, R], None] | None = None) -> list[R]:
+    """[fn(t) for t in tasks], in order, over ``workers`` processes (1: in this process).
+    ``on_result(i, result)`` is called in this process as each task finishes (e.g. to save it)."""
     tasks = list(tasks)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -31,11 +32,16 @@ def map_tasks(fn: Callable[[T], R], tasks: Iterable[T], workers: int = 1, descri
         if workers == 1:
             for i, t in enumerate(tasks):
                 results[i] = fn(t)
+                if on_result is not None:
+                    on_result(i, results[i])
                 bar.advance(job)
             return results
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
             futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
             for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
+                i = futures[fut]
+                results[i] = fut.result()
+                if on_result is not None:
+                    on_result(i, results[i])
                 bar.advance(job)
     return results

@@ -31,7 +31,10 @@ class Oracle(Method):
         else:  # maximise E[Y] = minimise E[-Y]: negate Y's observed scale and offset
             neg = _negate_target(scm)
             opt = neg.optimum(problem.low[None].float(), problem.high[None].float(), problem.intervenable[None])
-        self.best = (int(opt.variable[0]), float(opt.setting[0]), sign * float(opt.value[0]))
+        j = int(opt.variable[0])
+        # the optimum is searched in the SCM's float32; keep its setting inside the float64 domain
+        setting = min(max(float(opt.setting[0]), float(problem.low[j])), float(problem.high[j]))
+        self.best = (j, setting, sign * float(opt.value[0]))
 
     def options(self) -> dict:
         return {"scm": self.scm.to_dict()}

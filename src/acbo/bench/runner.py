@@ -141,19 +141,44 @@ def run_problem(task: _Task) -> list[dict]:
 
 
 def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
-    """Run the benchmark; with ``out``, write ``results.jsonl``, ``summary.md`` and ``regret.png`` there."""
+    """Run the benchmark; with ``out``, write ``results.jsonl``, ``summary.md`` and ``regret.png``
+    there. Each finished (family, seed) task is appended to ``out/tasks.jsonl`` at once, so an
+    interrupted or failed run loses only the tasks in flight, and running the same configuration
+    into the same folder again redoes only the missing tasks."""
     tasks = [_Task(f, s, cfg) for f in cfg.families for s in range(cfg.first_seed, cfg.first_seed + cfg.n_seeds)]
-    results = map_tasks(run_problem, tasks, workers=cfg.workers, description="bench", progress=progress)
-    df = pd.DataFrame([r for rows in results for r in rows])
+    done: dict[tuple[str, int], list[dict]] = {}
+    save = None
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        config = json.loads(json.dumps(asdict(cfg), default=str))
+        cfg_path, log_path = out / "config.json", out / "tasks.jsonl"
+        if log_path.exists():
+            if not cfg_path.exists() or json.loads(cfg_path.read_text()) != config:
+                raise ValueError(f"{out} holds results of another benchmark configuration; use a new --out")
+            for line in log_path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a crash: that task is redone
+                    continue
+                done[(rec["family"], rec["seed"])] = rec["rows"]
+        cfg_path.write_text(json.dumps(config, indent=2))
+        todo = [t for t in tasks if (t.family, t.seed) not in done]
+
+        def save(i: int, rows: list[dict]) -> None:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({"family": todo[i].family, "seed": todo[i].seed, "rows": rows}) + "\n")
+    else:
+        todo = tasks
+    results = map_tasks(run_problem, todo, workers=cfg.workers, description="bench", progress=progress, on_result=save)
+    done.update({(t.family, t.seed): rows for t, rows in zip(todo, results)})
+    df = pd.DataFrame([r for t in tasks for r in done[(t.family, t.seed)]])
     if out is not None:
         from acbo.bench.report import plot_regret, posterior_table, summary_table
 
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         with open(out / "results.jsonl", "w") as fh:
             for rec in df.to_dict(orient="records"):
                 fh.write(json.dumps(rec) + "\n")
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
         (out / "summary.md").write_text(summary_table(df) + posterior_table(df))
         plot_regret(df, out / "regret.png")
     return df
