@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from acbo.bench.report import plot_regret, summary_table
+from acbo.bench.metrics import mean_ci
+from acbo.bench.report import _fmt, plot_regret, summary_table
 from acbo.bench.runner import make_problem, run_method
 from acbo.parallel import map_tasks
 
@@ -34,6 +35,19 @@ def run_task(task: tuple[str, int, int, tuple[tuple[str, str], ...]]) -> list[di
         for r in run_method(problem, "amortized", steps, opts)[0]:
             rows.append({**r, "method": label})
     return rows
+
+
+def by_family_table(df: pd.DataFrame, steps: int) -> str:
+    """Markdown: normalised regret at T (mean ± 95% CI over seeds), one row per method, one column
+    per family, in the order the methods appear."""
+    fams = list(dict.fromkeys(df["family"]))
+    last = df[df["step"] == steps]
+    lines = [f"\nregret@{steps} (mean ± 95% CI over SCMs)\n", "| method | " + " | ".join(fams) + " |",
+             "|---|" + "---|" * len(fams)]
+    for m in dict.fromkeys(df["method"]):
+        cells = [_fmt(*mean_ci(last.loc[(last["method"] == m) & (last["family"] == f), "regret"])) for f in fams]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -70,7 +84,7 @@ def main() -> None:
     with open(out / "results.jsonl", "w") as fh:
         for rec in df.to_dict(orient="records"):
             fh.write(json.dumps(rec, default=str) + "\n")
-    table = summary_table(df)
+    table = by_family_table(df, args.steps) + summary_table(df)
     (out / "summary.md").write_text(table)
     plot_regret(df, out / "regret.png")
     print(table)
