@@ -69,7 +69,7 @@ class Amortized(Method):
         self._enc_key = (buffer.n, buffer.n_obs)
         return self._enc
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _state(self, buffer: Buffer):
         c = self._campaign(buffer)
         marg, tokens = self._encoding(c, buffer).readout(self.surrogate)
@@ -79,7 +79,7 @@ class Amortized(Method):
         _, marg, _ = self._state(buffer)
         return ParentPosterior.from_marginals(self.problem.names, self.problem.target, marg[0].double())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         c, marg, tokens = self._state(buffer)
         dist = self.policy(policy_input(c, marg, tokens))
