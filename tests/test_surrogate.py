@@ -134,3 +134,33 @@ def test_shipped_checkpoint_loads_without_network_and_gives_a_posterior():
     post = surrogate_posterior(model, buf, int(data.scm.target[0]), [f"X{j}" for j in range(10)])
     assert post.marginals[post.target] == 0 and ((post.marginals >= 0) & (post.marginals <= 1)).all()
     assert read_checkpoint(__import__("acbo.checkpoints", fromlist=["x"]).__path__[0] + "/surrogate.pt")["optimizer"] is None
+
+
+def test_demonstration_buffers_and_training_on_them(tmp_path):
+    from pathlib import Path
+
+    from acbo.experts.demos import iter_demos
+    from acbo.surrogate.data import load_demo_buffers
+    from acbo.surrogate.train import SurrogateTrainConfig, train
+
+    folder = Path(__file__).parent / "data" / "demos_sample"
+    demos = list(iter_demos(folder))
+    bufs = load_demo_buffers(str(folder))
+    assert len(bufs) == sum(len(d.arrays["n_rows"]) for d in demos)
+    first = demos[0]
+    n0 = int(first.arrays["n_rows"][0])
+    assert int(bufs.row_mask[0].sum()) == n0 and int(bufs.target[0].nonzero()) == first.meta["target"]
+    assert torch.allclose(bufs.expert[0, : first.meta["d"]], torch.from_numpy(first.arrays["post_marginals"][0]).float())
+    batch, parents, expert = bufs.sample(4, torch.Generator().manual_seed(0))
+    assert batch.values.shape[0] == 4 and (parents & ~batch.var_mask).sum() == 0
+    obs = (batch.row_mask & ~batch.intervened.any(2))[..., None] & batch.var_mask[:, None]
+    means = (batch.values * obs).sum(1) / obs.sum(1).clamp_min(1)
+    assert means.abs().max() < 1e-4  # standardised by the observational rows
+    cfg = SurrogateTrainConfig(families=("train-lin",), steps=4, batch_size=4, n_obs=(20, 20), n_int=(0, 2),
+                               val_buffers=16, eval_every=4, demos=str(folder), demo_every=2, w_expert=1.0,
+                               dim=16, heads=2, row_layers=1, var_layers=1, out=str(tmp_path / "s"))
+    logs = []
+    train(cfg, log=logs.append)
+    assert any("expert=" in line for line in logs)
+    with pytest.raises(ValueError, match="go together"):
+        train(SurrogateTrainConfig(steps=1, demos=str(folder), out=str(tmp_path / "t")), log=lambda s: None)

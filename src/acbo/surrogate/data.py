@@ -81,3 +81,64 @@ def sample_buffers(family: str, B: int, n_obs: int, n_int: int, generator: torch
     batch = PaddedBatch(standardise(raw, n_obs), mask, torch.ones(B, N, dtype=torch.bool, device=dev),
                         torch.ones(B, D, dtype=torch.bool, device=dev), target)
     return BufferBatch(batch, scm.parents(), raw, scm)
+
+
+@dataclass(frozen=True)
+class DemoBuffers:
+    """Every buffer the expert decided from in a demonstration collection, with its labels.
+
+    values/intervened: M x N x D (raw, padded), row_mask M x N, var_mask/target M x D, parents
+    M x D (true parents of Y), expert M x D (the expert's posterior marginals at that step),
+    n_obs M (observational rows, the first of each buffer)."""
+
+    values: torch.Tensor
+    intervened: torch.Tensor
+    row_mask: torch.Tensor
+    var_mask: torch.Tensor
+    target: torch.Tensor
+    parents: torch.Tensor
+    expert: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def sample(self, B: int, generator: torch.Generator) -> tuple[PaddedBatch, torch.Tensor, torch.Tensor]:
+        """B buffers drawn uniformly: (standardised PaddedBatch, parents B x D, expert B x D)."""
+        idx = torch.randint(len(self), (B,), generator=generator, device=generator.device).to(self.values.device)
+        v, iv, rm, vm = self.values[idx], self.intervened[idx], self.row_mask[idx], self.var_mask[idx]
+        obs = (rm & ~iv.any(2)).to(v.dtype)[..., None]                                         # B x N x 1
+        n = obs.sum(1).clamp_min(2)
+        mean = (v * obs).sum(1) / n
+        std = ((((v - mean[:, None]) ** 2) * obs).sum(1) / (n - 1)).sqrt()
+        z = (v - mean[:, None]) / torch.where(std > 0, std, torch.ones_like(std))[:, None]
+        z = torch.where(rm[..., None] & vm[:, None], z, torch.zeros_like(z))
+        return (PaddedBatch(z.float(), iv, rm, vm, self.target[idx]), self.parents[idx], self.expert[idx])
+
+
+def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> DemoBuffers:
+    """The expert's buffers at every step of every demonstration in ``folder`` (complete shards)."""
+    from acbo.experts.demos import iter_demos
+
+    items = []
+    for demo in iter_demos(folder):
+        a = demo.arrays
+        for t, n in enumerate(a["n_rows"]):
+            items.append((a["buffer"][:n], a["intervened"][:n], int(demo.meta["target"]), a["parents"],
+                          a["post_marginals"][t]))
+    if not items:
+        raise ValueError(f"{folder}: no complete demonstration shards")
+    M, N, D = len(items), max(x[0].shape[0] for x in items), max(x[0].shape[1] for x in items)
+    out = {k: torch.zeros(M, *s, dtype=dt) for k, s, dt in (
+        ("values", (N, D), torch.float64), ("intervened", (N, D), torch.bool), ("row_mask", (N,), torch.bool),
+        ("var_mask", (D,), torch.bool), ("target", (D,), torch.bool), ("parents", (D,), torch.bool),
+        ("expert", (D,), torch.float32))}
+    for i, (v, iv, t, pa, marg) in enumerate(items):
+        n, d = v.shape
+        out["values"][i, :n, :d] = torch.from_numpy(v)
+        out["intervened"][i, :n, :d] = torch.from_numpy(iv)
+        out["row_mask"][i, :n] = True
+        out["var_mask"][i, :d] = True
+        out["target"][i, t] = True
+        out["parents"][i, :d] = torch.from_numpy(pa)
+        out["expert"][i, :d] = torch.from_numpy(marg).float()
+    return DemoBuffers(**{k: v.to(device) for k, v in out.items()})

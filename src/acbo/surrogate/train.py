@@ -6,6 +6,9 @@ training device, scores the parent logits against
 - the true parents (binary cross-entropy), weight ``w_truth``;
 - for linear batches, the exact BLR posterior's marginals (soft cross-entropy: distillation of
   the Bayes-optimal answer), weight ``w_exact``;
+- every ``demo_every``-th step, the batch is instead drawn from the buffers the PARENT_SCALE expert
+  decided from (``demos``), scored against the true parents (``w_truth``) and the expert's own
+  posterior marginals (distillation of the expert, weight ``w_expert``);
 
 and takes an AdamW step. Every ``eval_every`` steps it reports AUPRC on a fixed validation set
 (from the test stream of ``val_family``) and writes an atomic, resumable checkpoint.
@@ -28,7 +31,7 @@ from acbo.bench.metrics import average_precision
 from acbo.posterior import exact_posterior
 from acbo.seeding import generator
 from acbo.surrogate.checkpoint import read_checkpoint, save_checkpoint
-from acbo.surrogate.data import BufferBatch, sample_buffers
+from acbo.surrogate.data import BufferBatch, load_demo_buffers, sample_buffers
 from acbo.surrogate.model import Surrogate, SurrogateConfig
 
 
@@ -57,6 +60,12 @@ class SurrogateTrainConfig:
     """Weight of the cross-entropy to the true parents."""
     w_exact: float = 0.0
     """Weight of the cross-entropy to the exact posterior's marginals (linear batches only)."""
+    demos: str = ""
+    """Folder of expert demonstrations (``acbo demos``) whose buffers join the training data."""
+    demo_every: int = 0
+    """Every demo_every-th step trains on a batch of demonstration buffers (0: never)."""
+    w_expert: float = 0.0
+    """Weight of the cross-entropy to the expert's posterior marginals (demonstration batches)."""
     dim: int = 64
     """Model width."""
     heads: int = 4
@@ -92,6 +101,18 @@ def losses(model: Surrogate, data: BufferBatch, cfg: SurrogateTrainConfig) -> di
         soft = exact_marginals(data).to(logits.device)
         out["exact"] = F.binary_cross_entropy_with_logits(safe[valid], soft[valid])
     out["loss"] = cfg.w_truth * out["truth"] + cfg.w_exact * out.get("exact", torch.zeros((), device=logits.device))
+    return out
+
+
+def demo_losses(model: Surrogate, batch, parents: torch.Tensor, expert: torch.Tensor,
+                cfg: SurrogateTrainConfig) -> dict[str, torch.Tensor]:
+    """The loss terms of a batch of demonstration buffers (truth and expert distillation)."""
+    logits = model(batch)
+    valid = batch.var_mask & ~batch.target
+    safe = logits.masked_fill(~valid, 0.0)
+    out = {"demo_truth": F.binary_cross_entropy_with_logits(safe[valid], parents[valid].float()),
+           "expert": F.binary_cross_entropy_with_logits(safe[valid], expert[valid].clamp(0, 1))}
+    out["loss"] = cfg.w_truth * out["demo_truth"] + cfg.w_expert * out["expert"]
     return out
 
 
@@ -151,6 +172,9 @@ def train(cfg: SurrogateTrainConfig, log=_print) -> Surrogate:
         sched.load_state_dict(state["optimizer"]["sched"])
         start, history = state["step"], state["history"]
         log(f"resumed from step {start}")
+    if (cfg.demo_every > 0) != bool(cfg.demos):
+        raise ValueError(f"demos and demo_every go together (got demos={cfg.demos!r}, demo_every={cfg.demo_every})")
+    demos = load_demo_buffers(cfg.demos, cfg.device) if cfg.demos else None
     val = make_validation(cfg)
     model.train()
     t_last, seen, window = time.perf_counter(), 0, {}
@@ -168,9 +192,12 @@ def train(cfg: SurrogateTrainConfig, log=_print) -> Surrogate:
         fam = cfg.families[step % len(cfg.families)]
         n_obs = int(torch.randint(cfg.n_obs[0], cfg.n_obs[1] + 1, (1,), generator=g, device=cfg.device))
         n_int = int(torch.randint(cfg.n_int[0], cfg.n_int[1] + 1, (1,), generator=g, device=cfg.device))
-        data = sample_buffers(fam, cfg.batch_size, n_obs, n_int, g)
+        if demos is not None and step % cfg.demo_every == cfg.demo_every - 1:
+            terms = demo_losses(model, *demos.sample(cfg.batch_size, g), cfg)   # the expert's buffers
+        else:
+            data = sample_buffers(fam, cfg.batch_size, n_obs, n_int, g)
+            terms = losses(model, data, cfg)
         # ---- update
-        terms = losses(model, data, cfg)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
