@@ -24,8 +24,13 @@ from acbo.optimizer import CausalOptimizer
 from acbo.seeding import generator
 
 
-def campaign(problem, method: str, steps: int) -> list[dict]:
+def campaign(problem, spec: str, steps: int) -> list[dict]:
+    """spec: a method name, optionally with options, e.g. ``parent_scale:n_init=0``."""
+    method, _, rest = spec.partition(":")
     opts = {"horizon": steps} if method == "amortized" else {}
+    for kv in (x for x in rest.split(";") if x):
+        k, v = kv.split("=", 1)
+        opts[k] = int(v) if v.lstrip("-").isdigit() else v
     if method == "oracle":
         opts["scm"] = problem.scm
     if method == "cbo-parents":
@@ -48,7 +53,8 @@ def campaign(problem, method: str, steps: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="lin-er-20,nonlin-er-10,lin-er-50")
-    ap.add_argument("--methods", default="amortized,surrogate-ts,exact-ts,random,cbo-parents,parent_scale")
+    ap.add_argument("--methods", default="amortized,surrogate-ts,exact-ts,random,cbo-parents,parent_scale",
+                    help="method names, optionally NAME:key=value;key=value")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()

@@ -56,8 +56,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=50)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--variants", default="amortized=")
-    ap.add_argument("--baselines", default="", help="results.jsonl (or tasks.jsonl, if unfinished) of an `acbo bench` "
-                    "run on the same families and seeds")
+    ap.add_argument("--baselines", default="", help="comma-separated results.jsonl (or tasks.jsonl, if unfinished) of "
+                    "`acbo bench` runs on the same families and seeds; LABEL=PATH renames that run's method")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--reuse", action="store_true", help="reuse OUT/results.jsonl's policy rows; only merge and report")
     ap.add_argument("--out", required=True)
@@ -73,13 +73,16 @@ def main() -> None:
     else:
         tasks = [(f, s, args.steps, variants) for f in args.families.split(",") for s in range(args.seeds)]
         df = pd.DataFrame([r for rs in map_tasks(run_task, tasks, workers=args.workers, description="policies") for r in rs])
-    if args.baselines:
-        if Path(args.baselines).name == "tasks.jsonl":  # an unfinished `acbo bench` run: its finished tasks
-            base = pd.DataFrame([r for line in open(args.baselines) for r in json.loads(line)["rows"]])
+    bases = []
+    for spec in (b for b in args.baselines.split(",") if b):
+        label, _, path = spec.rpartition("=")  # LABEL=PATH relabels that run's rows
+        if Path(path).name == "tasks.jsonl":  # an unfinished `acbo bench` run: its finished tasks
+            base = pd.DataFrame([r for line in open(path) for r in json.loads(line)["rows"]])
         else:
-            base = pd.read_json(args.baselines, lines=True)
+            base = pd.read_json(path, lines=True)
         base = base[base["family"].isin(df["family"].unique()) & (base["seed"] < args.seeds) & (base["step"] <= args.steps)]
-        df = pd.concat([base, df], ignore_index=True)
+        bases.append(base.assign(method=label) if label else base)
+    df = pd.concat([*bases, df], ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.jsonl", "w") as fh:
         for rec in df.to_dict(orient="records"):
