@@ -69,7 +69,7 @@ def main() -> None:
     out = Path(args.out)
     if args.reuse:  # only re-merge with the baselines
         df = pd.read_json(out / "results.jsonl", lines=True)
-        df = df[df["method"].str.startswith("amortized")]
+        df = df[df["method"].str.startswith("amortized") & (df["seed"] < args.seeds)]
     else:
         tasks = [(f, s, args.steps, variants) for f in args.families.split(",") for s in range(args.seeds)]
         df = pd.DataFrame([r for rs in map_tasks(run_task, tasks, workers=args.workers, description="policies") for r in rs])
