@@ -69,7 +69,8 @@ def campaign_features(c: Campaign, marginals: torch.Tensor) -> tuple[torch.Tenso
     log(1 + times j was set); whether j was ever set; the lowest, the mean and the last Y
     measured when j was set (0 if never); the position in [0, 1] of j's value at that lowest and
     at that last measurement (0.5 if never); the OLS slope of Y on j's set value over the domain
-    (0 with fewer than two distinct settings); and whether j's lowest Y is the campaign's best.
+    (0 with fewer than two distinct settings); whether j's lowest Y is the campaign's best; and
+    the domain's width (high_j - low_j).
     Global: best Y measured under any intervention (0 = the observational mean, if none yet is
     lower), steps taken / T, steps left / T, mean posterior entropy per variable, log(1 + T).
     """
