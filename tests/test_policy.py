@@ -338,3 +338,13 @@ def test_command_line_entry_point(tmp_path, capsys):
     state = read_policy_checkpoint(tmp_path / "cli" / "policy.pt")
     assert state["train_config"]["scale_by_std"] is True and state["train_config"]["horizon"] == (3, 3)
     assert "val_regret_T" in capsys.readouterr().out
+
+
+def test_bc_warm_start_kl_reference_and_auxiliary_loss(tmp_path):
+    cfg = _tiny(tmp_path, iterations=1, bc_demos=str(DEMOS), bc_steps=3, bc_coef=0.5, beta=0.05)
+    logs = []
+    train(cfg, log=logs.append)
+    assert any(line.startswith("bc step=3") and "expert_agreement=" in line for line in logs)
+    rec = [line for line in logs if line.startswith("iteration=1 ")][0]
+    fields = dict(kv.split("=", 1) for kv in rec.split())
+    assert float(fields["kl"]) >= 0.0 and float(fields["bc"]) > 0.0
