@@ -11,7 +11,8 @@
 #   bc-only        BC alone
 #   cand-no-info / cand-no-parent / cand-no-improvement / cand-improvement-only: reward ablations
 # The policies read the shipped surrogate (src/acbo/checkpoints/surrogate.pt), which each
-# policy checkpoint embeds. Demonstrations are read from $DEMOS (made by `acbo demos`).
+# policy checkpoint embeds. The recorded run (BENCHMARKS.md, "v1") read the CPU-trained surrogate
+# shipped at commit a80661e; since then the shipped one is this script's own GPU-trained surrogate. Demonstrations are read from $DEMOS (made by `acbo demos`).
 set -u
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
