@@ -19,7 +19,7 @@ import time
 import pandas as pd
 import torch
 
-from acbo.bench.runner import make_problem
+from acbo.bench.runner import make_problem, method_options
 from acbo.optimizer import CausalOptimizer
 from acbo.seeding import generator
 
@@ -31,12 +31,9 @@ def campaign(problem, spec: str, steps: int) -> list[dict]:
     for kv in (x for x in rest.split(";") if x):
         k, v = kv.split("=", 1)
         opts[k] = int(v) if v.lstrip("-").isdigit() else v
-    if method == "oracle":
-        opts["scm"] = problem.scm
-    if method == "cbo-parents":
-        opts["parents"] = [n for n, p in zip(problem.names, problem.truth.tolist()) if p]
     t0 = time.perf_counter()
-    opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, **opts)
+    opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed,
+                          **method_options(problem, method, opts))
     setup = time.perf_counter() - t0
     rows = []
     for t in range(steps):

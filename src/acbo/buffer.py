@@ -150,3 +150,25 @@ def pad_batch(
                 raise ValueError(f"target {targets[i]} out of range for buffer {i} with d = {buf.d}")
             target[i, targets[i]] = True
     return PaddedBatch(values, intervened, row_mask, var_mask, target)
+
+
+def observational_stats(values: torch.Tensor, intervened: torch.Tensor, row_mask: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-variable mean and std over each buffer's observational rows (real rows where nothing
+    was set). values/intervened: B x N x D, row_mask: B x N. Returns (mean, std), B x D each; std is
+    1 where it is 0."""
+    obs = (row_mask & ~intervened.any(2)).to(values.dtype)[..., None]                        # B x N x 1
+    n = obs.sum(1).clamp_min(1)                                                              # B x 1
+    mean = (values * obs).sum(1) / n
+    var = (((values - mean[:, None]) ** 2) * obs).sum(1) / (n - 1).clamp_min(1)
+    std = var.sqrt()
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+
+def standardise_by_observations(values: torch.Tensor, intervened: torch.Tensor, row_mask: torch.Tensor,
+                                var_mask: torch.Tensor) -> torch.Tensor:
+    """B x N x D values standardised per buffer and variable by the observational rows' stats,
+    0 in padding (rows or variables)."""
+    mean, std = observational_stats(values, intervened, row_mask)
+    z = (values - mean[:, None]) / std[:, None]
+    return torch.where(row_mask[..., None] & var_mask[:, None], z, torch.zeros_like(z))

@@ -42,3 +42,15 @@ def load_state(path: str | os.PathLike, kind: str, version: int, what: str, kind
     if state.get("format_version") != version:
         raise ValueError(f"{path} has format version {state.get('format_version')}; this acbo reads {version}")
     return state
+
+
+def load_packaged(name: str, loader, what: str):
+    """``loader(path)`` on a file shipped in ``acbo/checkpoints`` (no network access); ValueError
+    naming ``what`` if this installation does not ship it."""
+    from importlib import resources
+
+    ref = resources.files("acbo.checkpoints").joinpath(name)
+    with resources.as_file(ref) as p:
+        if not Path(p).exists():
+            raise ValueError(f"no pretrained {what} shipped in this installation ({p})")
+        return loader(p)

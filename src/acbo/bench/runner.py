@@ -99,16 +99,23 @@ def make_problem(family: str, seed: int, n_obs: int | None = None) -> BenchProbl
     return BenchProblem(family, seed, scm, frame, y_star, e_obs, scm.parents()[0])
 
 
+def method_options(problem: BenchProblem, method: str, options: dict | None = None) -> dict:
+    """``options`` plus the knowledge a reference method is handed: the oracle the SCM, CBO the
+    true parents."""
+    opts = dict(options or {})
+    if method == "oracle":
+        opts["scm"] = problem.scm
+    if method == "cbo-parents":
+        opts["parents"] = [n for n, is_pa in zip(problem.names, problem.truth.tolist()) if is_pa]
+    return opts
+
+
 def run_method(problem: BenchProblem, method: str, steps: int, options: dict | None = None) -> tuple[list[dict], CausalOptimizer]:
     """Drive ``method`` for ``steps`` interventions on ``problem``; one row per step (0..T), and
     the optimizer at the end."""
     scm = problem.scm
-    opts = dict(options or {})
-    if method == "oracle":
-        opts["scm"] = scm
-    if method == "cbo-parents":
-        opts["parents"] = [n for n, is_pa in zip(problem.names, problem.truth.tolist()) if is_pa]
-    opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, **opts)
+    opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed,
+                          **method_options(problem, method, options))
     base = {"family": problem.family, "seed": problem.seed, "method": method, "config": opt.method.describe(), "d": scm.d,
             "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),
             "y_star": problem.y_star, "e_obs": problem.e_obs}

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, fields
-from importlib import resources
-from pathlib import Path
 
 import torch
 
-from acbo.io import atomic_save, load_state
+from acbo.io import atomic_save, load_packaged, load_state
 from acbo.policy.model import Policy, PolicyConfig
 from acbo.surrogate.model import Surrogate, SurrogateConfig
 
@@ -57,11 +55,7 @@ def load_policy_checkpoint(path: str | os.PathLike, device: str | torch.device =
 
 def load_pretrained_policy(device: str | torch.device = "cpu") -> tuple[Policy, Surrogate]:
     """The (policy, surrogate) shipped with the package (no network access)."""
-    ref = resources.files("acbo.checkpoints").joinpath(PRETRAINED)
-    with resources.as_file(ref) as p:
-        if not Path(p).exists():
-            raise ValueError(f"no pretrained policy shipped in this installation ({p})")
-        return load_policy_checkpoint(p, device)
+    return load_packaged(PRETRAINED, lambda p: load_policy_checkpoint(p, device), "policy")
 
 
 def export_policy(src: str | os.PathLike, dst: str | os.PathLike) -> None:

@@ -110,6 +110,5 @@ class Env:
         rollouts from the same SCM and starting buffer."""
         idx = torch.arange(self.B, device=self.values.device).repeat_interleave(G)
         rep = lambda t: t[idx]
-        scm = SCM(**{k: (rep(v) if isinstance(v, torch.Tensor) else v) for k, v in self.scm.__dict__.items()})
-        return Env(scm, rep(self.values), rep(self.intervened), rep(self.low), rep(self.high), rep(self.y_obs),
+        return Env(self.scm[idx], rep(self.values), rep(self.intervened), rep(self.low), rep(self.high), rep(self.y_obs),
                    rep(self.y_scale), rep(self.best), self.horizon, self.step_count, self.n_mc)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from acbo.buffer import PaddedBatch
+from acbo.buffer import PaddedBatch, observational_stats, standardise_by_observations
+from acbo.posterior.types import bernoulli_entropy
 
 N_VAR_FEATURES = 17
 """Per-variable features (see :func:`campaign_features`)."""
@@ -41,24 +42,12 @@ class Campaign:
 
     def observational_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-variable mean and std over observational rows (B x D each; std 1 where it is 0)."""
-        obs = (self.row_mask & ~self.intervened.any(2)).to(self.values.dtype)[..., None]     # B x N x 1
-        n = obs.sum(1).clamp_min(1)                                                              # B x 1
-        mean = (self.values * obs).sum(1) / n
-        var = (((self.values - mean[:, None]) ** 2) * obs).sum(1) / (n - 1).clamp_min(1)
-        std = var.sqrt()
-        return mean, torch.where(std > 0, std, torch.ones_like(std))
+        return observational_stats(self.values, self.intervened, self.row_mask)
 
     def standardised(self) -> PaddedBatch:
         """The surrogate's input: values standardised by the observational stats, 0 in padding."""
-        mean, std = self.observational_stats()
-        z = (self.values - mean[:, None]) / std[:, None]
-        z = torch.where(self.row_mask[..., None] & self.var_mask[:, None], z, torch.zeros_like(z))
+        z = standardise_by_observations(self.values, self.intervened, self.row_mask, self.var_mask)
         return PaddedBatch(z.float(), self.intervened, self.row_mask, self.var_mask, self.target)
-
-
-def bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
-    """Elementwise entropy (nats) of Bernoulli(p); 0 at p in {0, 1}."""
-    return -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p))
 
 
 def campaign_features(c: Campaign, marginals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from acbo.policy.features import bernoulli_entropy
+from acbo.posterior.types import bernoulli_entropy
 
 
 def posterior_entropy(marginals: torch.Tensor, var_mask: torch.Tensor) -> torch.Tensor:

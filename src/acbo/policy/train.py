@@ -25,16 +25,16 @@ The surrogate is frozen here (its encoding is the policy's input; stage 3 would 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from acbo.configs import config_from_argv, format_record, print_line
 from acbo.policy.agent import Encoding, policy_input
 from acbo.policy.bc import bc_loss, expert_agreement, load_demo_batch
 from acbo.policy.checkpoint import (
@@ -245,8 +245,9 @@ def validate(policy: Policy, surrogate: Surrogate, val: tuple[Env, torch.Tensor]
         marg, tokens = enc.readout(surrogate)
         dist = policy(policy_input(c, marg, tokens))
         var, u = dist.sample(g, 1)
-        rows, mask = env.outcomes(var, dist.value(var, u), g)
-        e_y = env.expected(var, dist.value(var, u))[:, 0]
+        value = dist.value(var, u)
+        rows, mask = env.outcomes(var, value, g)
+        e_y = env.expected(var, value)[:, 0]
         env.append(rows, mask, e_y)
         enc = enc.add(surrogate, rows, mask)
         regrets.append((env.best - y_star) / (env.y_obs - y_star).clamp_min(1e-12))
@@ -271,11 +272,7 @@ def _surrogate(cfg: PolicyTrainConfig) -> Surrogate:
     return model.eval()
 
 
-def _print(line: str) -> None:
-    print(line, flush=True)
-
-
-def train(cfg: PolicyTrainConfig, log=_print) -> Policy:
+def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
     """Run (or resume) stage-2 training; returns the policy."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -311,8 +308,8 @@ def train(cfg: PolicyTrainConfig, log=_print) -> Policy:
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
             opt.step()
             if (s + 1) % 50 == 0 or s + 1 == cfg.bc_steps:
-                log(f"bc step={s + 1} " + " ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                    + f" expert_agreement={expert_agreement(policy, demos):.3f}")
+                log(f"bc step={s + 1} " + format_record({**{k: v.item() for k, v in terms.items()},
+                                                          "expert_agreement": expert_agreement(policy, demos)}))
         if ref is not None:
             ref.load_state_dict(policy.state_dict())
     val = make_validation(cfg)
@@ -320,7 +317,7 @@ def train(cfg: PolicyTrainConfig, log=_print) -> Policy:
         policy.eval()
         rec = {"iteration": 0, **validate(policy, surrogate, val, cfg.seed)}
         history.append(rec)
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        log(format_record(rec))
         policy.train()
     done = start
     for it in range(start, cfg.iterations):
@@ -397,36 +394,19 @@ def train(cfg: PolicyTrainConfig, log=_print) -> Policy:
             save_policy(ckpt, policy, surrogate, done, asdict(cfg), opt.state_dict(), history)
         with open(out / "log.jsonl", "a") as fh:
             fh.write(json.dumps(rec) + "\n")
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        log(format_record(rec))
     if not history or history[-1]["iteration"] != done:  # the final state, validated
         policy.eval()
         rec = {"iteration": done, **validate(policy, surrogate, val, cfg.seed)}
         history.append(rec)
         save_policy(ckpt, policy, surrogate, done, asdict(cfg), opt.state_dict(), history)
-        log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+        log(format_record(rec))
     policy.eval()
     return policy
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(PolicyTrainConfig):
-        default = f.default
-        if isinstance(default, tuple):
-            ap.add_argument(f"--{f.name.replace('_', '-')}", default=",".join(map(str, default)))
-        elif isinstance(default, bool):
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
-        else:
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default)
-    args = vars(ap.parse_args(argv))
-    kw = {}
-    for f in fields(PolicyTrainConfig):
-        v = args[f.name]
-        if isinstance(f.default, tuple):
-            parts = [p for p in str(v).split(",") if p]
-            v = tuple(int(p) for p in parts) if isinstance(f.default[0], int) else tuple(parts)
-        kw[f.name] = v
-    train(PolicyTrainConfig(**kw))
+    train(config_from_argv(PolicyTrainConfig, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import torch
 
 
 def bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
-    p = p.clamp(1e-12, 1 - 1e-12)
-    return -(p * p.log() + (1 - p) * (1 - p).log())
+    """Elementwise entropy (nats) of Bernoulli(p); exactly 0 at p in {0, 1}."""
+    return -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p))
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, fields
-from importlib import resources
-from pathlib import Path
 
 import torch
 
-from acbo.io import atomic_save, load_state
+from acbo.io import atomic_save, load_packaged, load_state
 from acbo.surrogate.model import Surrogate, SurrogateConfig
 
 FORMAT_VERSION = 1
@@ -50,11 +48,7 @@ def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu") 
 
 def load_pretrained(device: str | torch.device = "cpu") -> Surrogate:
     """The surrogate shipped with the package (no network access)."""
-    ref = resources.files("acbo.checkpoints").joinpath(PRETRAINED)
-    with resources.as_file(ref) as p:
-        if not Path(p).exists():
-            raise ValueError(f"no pretrained surrogate shipped in this installation ({p})")
-        return load_surrogate(p, device)
+    return load_packaged(PRETRAINED, lambda p: load_surrogate(p, device), "surrogate")
 
 
 def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:

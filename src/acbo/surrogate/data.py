@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from acbo.buffer import PaddedBatch
+from acbo.buffer import PaddedBatch, standardise_by_observations
 from acbo.scm import SCM, get_family
 
 
@@ -105,13 +105,8 @@ class DemoBuffers:
     def sample(self, B: int, generator: torch.Generator) -> tuple[PaddedBatch, torch.Tensor, torch.Tensor]:
         """B buffers drawn uniformly: (standardised PaddedBatch, parents B x D, expert B x D)."""
         idx = torch.randint(len(self), (B,), generator=generator, device=generator.device).to(self.values.device)
-        v, iv, rm, vm = self.values[idx], self.intervened[idx], self.row_mask[idx], self.var_mask[idx]
-        obs = (rm & ~iv.any(2)).to(v.dtype)[..., None]                                         # B x N x 1
-        n = obs.sum(1).clamp_min(2)
-        mean = (v * obs).sum(1) / n
-        std = ((((v - mean[:, None]) ** 2) * obs).sum(1) / (n - 1)).sqrt()
-        z = (v - mean[:, None]) / torch.where(std > 0, std, torch.ones_like(std))[:, None]
-        z = torch.where(rm[..., None] & vm[:, None], z, torch.zeros_like(z))
+        iv, rm, vm = self.intervened[idx], self.row_mask[idx], self.var_mask[idx]
+        z = standardise_by_observations(self.values[idx], iv, rm, vm)
         return (PaddedBatch(z.float(), iv, rm, vm, self.target[idx]), self.parents[idx], self.expert[idx])
 
 

@@ -16,11 +16,10 @@ and takes an AdamW step. Every ``eval_every`` steps it reports AUPRC on a fixed 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from acbo.bench.metrics import average_precision
+from acbo.configs import config_from_argv, format_record, print_line
 from acbo.posterior import exact_posterior
 from acbo.seeding import generator
 from acbo.surrogate.checkpoint import read_checkpoint, save_checkpoint
@@ -142,11 +142,7 @@ def make_validation(cfg: SurrogateTrainConfig) -> list[BufferBatch]:
     return [sample_buffers(cfg.val_family, 16, 200, 10, g) for _ in range(max(1, cfg.val_buffers // 16))]
 
 
-def _print(line: str) -> None:
-    print(line, flush=True)
-
-
-def train(cfg: SurrogateTrainConfig, log=_print) -> Surrogate:
+def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
     """Run (or resume) stage-1 training; returns the trained model. ``log`` receives one line
     per logging window (means over the window: loss terms; the last step: grad norm, lr)."""
     out = Path(cfg.out)
@@ -221,28 +217,13 @@ def train(cfg: SurrogateTrainConfig, log=_print) -> Surrogate:
                 save_checkpoint(ckpt, model, done, asdict(cfg), {"opt": opt.state_dict(), "sched": sched.state_dict()}, history)
             with open(out / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+            log(format_record(rec))
     model.eval()
     return model
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(SurrogateTrainConfig):
-        default = f.default
-        if isinstance(default, tuple):
-            ap.add_argument(f"--{f.name.replace('_', '-')}", default=",".join(map(str, default)))
-        else:
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default)
-    args = vars(ap.parse_args(argv))
-    kw = {}
-    for f in fields(SurrogateTrainConfig):
-        v = args[f.name]
-        if isinstance(f.default, tuple):
-            parts = [p for p in str(v).split(",") if p]
-            v = tuple(int(p) for p in parts) if isinstance(f.default[0], int) else tuple(parts)
-        kw[f.name] = v
-    train(SurrogateTrainConfig(**kw))
+    train(config_from_argv(SurrogateTrainConfig, argv, __doc__.splitlines()[0]))
 
 
 if __name__ == "__main__":
