@@ -44,6 +44,25 @@ def test_target_is_not_always_a_sink():
     assert 0 < has_child.float().mean() < 1
 
 
+@pytest.mark.parametrize("kind", ["er", "sf", "chain", "fork", "collider"])
+def test_sink_rule_puts_a_parented_target_with_no_child(kind):
+    A = sample_graph(kind, generator("g", kind), 32, 8, 2.0)
+    A_any, t_any = pick_target(generator("t"), A)
+    A_sink, t_sink = pick_target(generator("t"), A, rule="sink")
+    rows = torch.arange(32)
+    assert torch.equal(A_any, A_sink)                                   # same draws, same added edges
+    assert A_sink[rows, :, t_sink].any(dim=1).all() and not A_sink[rows, t_sink, :].any()
+
+
+def test_sink_families_and_bad_target_rule():
+    scm = get_family("lin-er-20-sink").sample(generator("sink"), B=16)
+    assert not scm.adjacency[torch.arange(16), scm.target, :].any()
+    with pytest.raises(ValueError, match="target rule 'last'"):
+        get_family("lin-er-10").with_(target="last")
+    with pytest.raises(ValueError, match="unknown target rule"):
+        pick_target(generator("t"), torch.zeros(1, 3, 3, dtype=torch.bool), rule="leaf")
+
+
 def test_labelling_hides_the_order():
     scm = get_family("lin-er-10").sample(generator("lab"), B=64)
     assert (scm.label != torch.arange(10)).any(dim=1).float().mean() > 0.9

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from acbo.scm.graphs import GRAPH_PRIORS, check_d
+from acbo.scm.graphs import GRAPH_PRIORS, TARGET_RULES, check_d
 from acbo.scm.mechanisms import MECHANISMS, NOISES
 from acbo.scm.scm import SCM, random_scms
 
@@ -36,6 +36,9 @@ class Family:
     """Noise std of non-root nodes relative to their unit-variance signal, uniform on the range."""
     n_obs: int = 200
     """Observational sample size (the data budget); also fixes the default domains."""
+    target: str = "any"
+    """Where Y sits: ``any`` node with a parent (Y usually has children, so its Markov blanket is
+    more than its parents) or a ``sink`` with a parent (the usual CBO setting)."""
 
     def __post_init__(self):
         for g in self.graph:
@@ -44,6 +47,8 @@ class Family:
         for m in self.mechanism:
             if m not in MECHANISMS:
                 raise ValueError(f"family {self.name!r}: unknown mechanism {m!r}; known: {MECHANISMS}")
+        if self.target not in TARGET_RULES:
+            raise ValueError(f"family {self.name!r}: unknown target rule {self.target!r}; known: {TARGET_RULES}")
         if self.noise not in NOISES:
             raise ValueError(f"family {self.name!r}: unknown noise {self.noise!r}; known: {NOISES}")
         lo, hi = self.d_range
@@ -65,7 +70,7 @@ class Family:
         g = self.graph[int(torch.randint(len(self.graph), (1,), generator=generator, device=dev))]
         m = self.mechanism[int(torch.randint(len(self.mechanism), (1,), generator=generator, device=dev))]
         return random_scms(generator, B, d, graph=g, mechanism=m, noise=self.noise,
-                           expected_degree=self.expected_degree, noise_std=self.noise_std)
+                           expected_degree=self.expected_degree, noise_std=self.noise_std, target=self.target)
 
 
 FAMILIES: dict[str, Family] = {}
@@ -88,6 +93,8 @@ for _f in (
     Family("lin-er-10", d_range=(10, 10)),
     Family("lin-er-20", d_range=(20, 20)),
     Family("lin-er-50", d_range=(50, 50)),
+    Family("lin-er-10-sink", d_range=(10, 10), target="sink"),
+    Family("lin-er-20-sink", d_range=(20, 20), target="sink"),
     Family("lin-sf-20", graph=("sf",), d_range=(20, 20)),
     Family("nonlin-er-10", mechanism=("gp",), d_range=(10, 10)),
     Family("mlp-er-10", mechanism=("mlp",), d_range=(10, 10)),

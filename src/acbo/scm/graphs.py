@@ -90,12 +90,19 @@ def sample_graph(kind: str, generator: torch.Generator, B: int, d: int, expected
     return GRAPH_PRIORS[kind](generator, B, d, expected_degree)
 
 
-def pick_target(generator: torch.Generator, A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Choose Y uniformly among the nodes that have at least one parent (so Y is not always a
-    sink). Graphs with no edge get one edge ``j -> k`` (j < k, uniform) and Y = k.
+TARGET_RULES = ("any", "sink")
+
+
+def pick_target(generator: torch.Generator, A: torch.Tensor, rule: str = "any") -> tuple[torch.Tensor, torch.Tensor]:
+    """Choose Y uniformly among the nodes that have at least one parent (``rule="any"``: so Y is
+    not always a sink) or among those that also have no child (``rule="sink"``: the outcome is a
+    sink, the usual CBO setting, where Y's Markov blanket is its parents). Graphs with no edge
+    get one edge ``j -> k`` (j < k, uniform) and Y = k. Both rules draw the same random numbers.
 
     A: B x d x d canonical DAGs. Returns (A with any added edges, target canonical index: B).
     """
+    if rule not in TARGET_RULES:
+        raise ValueError(f"unknown target rule {rule!r}; known: {TARGET_RULES}")
     B, d, _ = A.shape
     device = A.device
     has_parent = A.any(dim=1)                                                   # B x d
@@ -107,7 +114,8 @@ def pick_target(generator: torch.Generator, A: torch.Tensor) -> tuple[torch.Tens
         A = A.clone()
         A[rows, j[rows], k[rows]] = True
         has_parent = A.any(dim=1)
-    score = torch.rand(B, d, generator=generator, device=device).masked_fill(~has_parent, -1.0)
+    eligible = has_parent & ~A.any(dim=2) if rule == "sink" else has_parent    # a DAG with an edge has a sink with a parent
+    score = torch.rand(B, d, generator=generator, device=device).masked_fill(~eligible, -1.0)
     return A, score.argmax(dim=1)
 
 

@@ -489,10 +489,12 @@ def random_scms(
     expected_degree: float = 2.0,
     noise_std: tuple[float, float] = (0.2, 0.7),
     n_pilot: int = 2000,
+    target: str = "any",
 ) -> SCM:
     """Draw B random SCMs over d variables on the generator's device.
 
-    Graph from the prior ``graph``; Y uniform among nodes with a parent; random labelling;
+    Graph from the prior ``graph``; Y uniform among nodes with a parent (``target="any"``) or
+    among sinks with a parent (``target="sink"``); random labelling;
     mechanism parameters from ``mechanism``; noise std ~ U(noise_std) for non-roots (1 for
     roots); observed offsets ~ U(-2, 2) and scales ~ logU(0.5, 2); each mechanism standardised
     on an n_pilot-row observational pilot sample.
@@ -504,7 +506,7 @@ def random_scms(
         raise ValueError(f"noise_std must be a range 0 <= low <= high, got {noise_std!r}")
     dev = generator.device
     A = sample_graph(graph, generator, B, d, expected_degree)
-    A, t_c = pick_target(generator, A)
+    A, t_c = pick_target(generator, A, target)
     label = torch.rand(B, d, generator=generator, device=dev).argsort(dim=1)        # canonical -> label
     W, c, a = mech.sample_parameters(mechanism, generator, A)
     has_parent = A.any(dim=1)
