@@ -5,7 +5,7 @@ import torch
 
 from acbo.buffer import Buffer, PaddedBatch, pad_batch
 from acbo.seeding import generator
-from acbo.surrogate import Surrogate, SurrogateConfig, load_surrogate, read_checkpoint, save_checkpoint
+from acbo.surrogate import Surrogate, SurrogateConfig, load_pretrained, load_surrogate, read_checkpoint, save_checkpoint
 from acbo.surrogate.data import sample_buffers
 from acbo.surrogate.train import SurrogateTrainConfig, losses, make_validation, train, validation_auprc
 
@@ -99,6 +99,19 @@ def test_tiny_training_run_improves_validation_auprc(tmp_path):
     assert read_checkpoint(tmp_path / "run" / "model.pt")["step"] == 200
     with pytest.raises(ValueError, match="another configuration"):
         train(dataclasses.replace(cfg, lr=5e-4), log=lambda s: None)
+
+
+def test_fine_tuning_starts_from_the_init_checkpoint(tmp_path):
+    cfg = SurrogateTrainConfig(families=("lin-er-10",), steps=1, batch_size=4, n_obs=(30, 30), n_int=(0, 2),
+                               lr=1e-9, val_family="lin-er-10", val_buffers=16, eval_every=1, init="pretrained",
+                               out=str(tmp_path / "ft"))
+    tuned = train(cfg, log=lambda s: None)
+    shipped = load_pretrained()
+    val = make_validation(cfg)[0]
+    with torch.no_grad():  # one step at a negligible learning rate: (almost) the shipped model
+        assert torch.allclose(tuned(val.batch), shipped(val.batch), atol=1e-4)
+    with pytest.raises(ValueError, match="another architecture.*'dim': \\(64, 32\\)"):
+        train(dataclasses.replace(cfg, dim=32, out=str(tmp_path / "ft2")), log=lambda s: None)
 
 
 def test_checkpoint_round_trip_and_bad_files(model, data, tmp_path):

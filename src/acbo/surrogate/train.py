@@ -28,9 +28,10 @@ import torch.nn.functional as F
 
 from acbo.bench.metrics import average_precision
 from acbo.configs import config_from_argv, format_record, print_line
+from acbo.io import load_packaged
 from acbo.posterior import exact_posterior
 from acbo.seeding import generator
-from acbo.surrogate.checkpoint import read_checkpoint, save_checkpoint
+from acbo.surrogate.checkpoint import PRETRAINED, read_checkpoint, save_checkpoint
 from acbo.surrogate.data import BufferBatch, load_demo_buffers, sample_buffers
 from acbo.surrogate.model import Surrogate, SurrogateConfig
 
@@ -66,6 +67,9 @@ class SurrogateTrainConfig:
     """Every demo_every-th step trains on a batch of demonstration buffers (0: never)."""
     w_expert: float = 0.0
     """Weight of the cross-entropy to the expert's posterior marginals (demonstration batches)."""
+    init: str = ""
+    """Start from this surrogate checkpoint (``pretrained``: the packaged one) instead of a random
+    initialisation: fine-tuning. The architecture fields below must match it."""
     dim: int = 64
     """Model width."""
     heads: int = 4
@@ -137,6 +141,16 @@ def validation_auprc(model: Surrogate, val: list[BufferBatch]) -> float:
     return float(np.nanmean(scores))
 
 
+def init_weights(model: Surrogate, cfg: SurrogateTrainConfig) -> None:
+    """Load ``cfg.init``'s weights into ``model`` (ValueError if its architecture differs)."""
+    state = load_packaged(PRETRAINED, read_checkpoint, "surrogate") if cfg.init == "pretrained" else read_checkpoint(cfg.init)
+    ours = asdict(cfg.model_config())
+    differ = {k: (v, ours[k]) for k, v in state["model_config"].items() if ours[k] != v and k != "row_chunk"}
+    if differ:
+        raise ValueError(f"init checkpoint {cfg.init!r} has another architecture (checkpoint, config): {differ}")
+    model.load_state_dict(state["state_dict"])
+
+
 def make_validation(cfg: SurrogateTrainConfig) -> list[BufferBatch]:
     g = generator("test", "surrogate-val", cfg.val_family, device=cfg.device)
     return [sample_buffers(cfg.val_family, 16, 200, 10, g) for _ in range(max(1, cfg.val_buffers // 16))]
@@ -150,6 +164,8 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
     ckpt = out / "model.pt"
     torch.manual_seed(cfg.seed)
     model = Surrogate(cfg.model_config()).to(cfg.device)
+    if cfg.init:
+        init_weights(model, cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     t_start = time.perf_counter()
 
