@@ -12,10 +12,20 @@ from acbo.surrogate.train import SurrogateTrainConfig, losses, make_validation, 
 SMALL = SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1)
 
 
-@pytest.fixture
-def model():
+def make_model(cfg: SurrogateConfig = SMALL, pair_bias: bool = False) -> Surrogate:
+    """A fresh model; with the pair path, its zero-initialised output layers are randomised (as
+    after training) so that the path actually changes the output."""
     torch.manual_seed(0)
-    return Surrogate(SMALL).eval()
+    m = Surrogate(dataclasses.replace(cfg, pair_bias=pair_bias))
+    if pair_bias:
+        for layer in (m.pair_attn[-1], m.pair_head[-1]):
+            torch.nn.init.normal_(layer.weight, std=0.5)
+    return m
+
+
+@pytest.fixture(params=[False, True], ids=["no-pair-bias", "pair-bias"])
+def model(request):
+    return make_model(pair_bias=request.param).eval()
 
 
 @pytest.fixture
@@ -55,10 +65,10 @@ def test_padding_does_not_change_the_output(model, data):
     assert torch.allclose(mixed[0, :10], alone[0], atol=1e-5) and torch.isinf(mixed[0, 10:]).all()
 
 
-def test_row_chunking_gives_the_same_output(data):
-    torch.manual_seed(0)
-    a = Surrogate(SMALL).eval()
-    b = Surrogate(dataclasses.replace(SMALL, row_chunk=7)).eval()
+@pytest.mark.parametrize("pair_bias", [False, True])
+def test_row_chunking_gives_the_same_output(data, pair_bias):
+    a = make_model(pair_bias=pair_bias).eval()
+    b = Surrogate(dataclasses.replace(SMALL, row_chunk=7, pair_bias=pair_bias)).eval()
     b.load_state_dict(a.state_dict())
     assert torch.allclose(a(data.batch), b(data.batch), atol=1e-5)
 
@@ -68,15 +78,45 @@ def test_target_and_padding_are_never_parents(model, data):
     assert torch.isinf(logits[data.batch.target]).all()
 
 
-def test_one_update_changes_every_parameter(data):
-    torch.manual_seed(0)
-    m = Surrogate(SMALL)
+@pytest.mark.parametrize("pair_bias", [False, True])
+def test_one_update_changes_every_parameter(data, pair_bias):
+    m = make_model(pair_bias=pair_bias)
     before = {k: v.detach().clone() for k, v in m.named_parameters()}
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.0)  # no decay: only gradients move them
     losses(m, data, SurrogateTrainConfig())["loss"].backward()
+    no_grad = [k for k, v in m.named_parameters() if v.grad is None or not v.grad.abs().sum() > 0]
+    assert not no_grad
     opt.step()
     unchanged = [k for k, v in m.named_parameters() if torch.equal(v, before[k])]
     assert not unchanged
+
+
+def test_pair_features_by_hand():
+    from acbo.surrogate.model import RIDGE, pair_features
+
+    # 3 standardised variables with correlation matrix R (n = 1 row of "cross" = R): the partial
+    # correlation of (0, 1) given 2 is (r01 - r02 r12) / sqrt((1 - r02^2)(1 - r12^2))
+    R = torch.tensor([[1.0, 0.5, 0.3], [0.5, 1.0, 0.4], [0.3, 0.4, 1.0]])
+    mask = torch.tensor([[True, True, True, False]])                                          # a padding variable
+    cross = torch.zeros(1, 4, 4)
+    cross[0, :3, :3] = 10 * R
+    f = pair_features(cross, torch.tensor([10.0]), mask)[0]                                   # 4 x 4 x 5
+    Rr = R.double() + RIDGE * torch.eye(3, dtype=torch.float64)                               # the ridge shrinks it a little
+    r01, r02, r12 = Rr[0, 1] / Rr[0, 0], Rr[0, 2] / Rr[0, 0], Rr[1, 2] / Rr[0, 0]
+    partial = (r01 - r02 * r12) / torch.sqrt((1 - r02**2) * (1 - r12**2))
+    assert f[0, 1, 0].item() == pytest.approx(0.5) and f[1, 0, 0].item() == pytest.approx(0.5)
+    assert f[0, 1, 1].item() == pytest.approx(float(partial), abs=1e-5)
+    assert f[0, 0, 4].item() == 1.0 and f[0, 0, :4].abs().sum().item() == 0.0                 # self pairs
+    assert f[3].abs().sum().item() == 0.0 and f[:, 3].abs().sum().item() == 0.0               # padding
+
+
+def test_a_fresh_pair_path_leaves_the_model_unchanged(data):
+    torch.manual_seed(0)
+    plain = Surrogate(SMALL).eval()
+    torch.manual_seed(0)
+    paired = Surrogate(dataclasses.replace(SMALL, pair_bias=True)).eval()
+    paired.load_state_dict(plain.state_dict(), strict=False)
+    assert torch.allclose(paired(data.batch), plain(data.batch), atol=1e-5)
 
 
 def test_tiny_training_run_improves_validation_auprc(tmp_path):

@@ -15,16 +15,16 @@ import torch
 
 from acbo.policy.features import Campaign, campaign_features
 from acbo.policy.model import PolicyInput
-from acbo.surrogate.model import Surrogate
+from acbo.surrogate.model import Pooled, Surrogate
 
 
 @dataclass(frozen=True)
 class Encoding:
-    """Pooled surrogate state of B campaigns: sums 3 x B x D x C, counts 3 x B x D, the
-    observational mean/std (B x D) used to standardise new rows, target/var_mask B x D."""
+    """Pooled surrogate state of B campaigns (:class:`Pooled`: sums 3 x B x D x C, counts
+    3 x B x D, observational cross moments B x D x D or None), the observational mean/std (B x D)
+    used to standardise new rows, target/var_mask B x D."""
 
-    sums: torch.Tensor
-    counts: torch.Tensor
+    pooled: Pooled
     mean: torch.Tensor
     std: torch.Tensor
     target: torch.Tensor
@@ -35,43 +35,48 @@ class Encoding:
     def of(cls, surrogate: Surrogate, c: Campaign) -> "Encoding":
         """Pool every row of the campaigns (one full pass)."""
         mean, std = c.observational_stats()
-        sums, counts = surrogate.pool(c.standardised())
-        return cls(sums, counts, mean, std, c.target, c.var_mask)
+        return cls(surrogate.pool(c.standardised()), mean, std, c.target, c.var_mask)
 
-    def _row_terms(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _row_terms(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor) -> Pooled:
         """Pool contributions of k rows per campaign taken one at a time: rows/mask B x k x D ->
-        (sums 3 x B x k x D x C, counts 3 x B x k x D)."""
+        Pooled with a k axis after B (sums 3 x B x k x D x C, counts 3 x B x k x D, cross
+        B x k x D x D or None)."""
+        B, k, D = rows.shape
         z = ((rows - self.mean[:, None]) / self.std[:, None]).float()
         z = torch.where(self.var_mask[:, None], z, torch.zeros_like(z))
         h = surrogate._rows(z, mask, self.target, self.var_mask)                               # B x k x D x C
         row_int = mask.any(2, keepdim=True).expand_as(mask)                                      # B x k x D
         w = torch.stack([~row_int, mask, row_int & ~mask]).to(h.dtype) * self.var_mask[None, :, None]   # 3 x B x k x D
-        return w[..., None] * h[None], w
+        cross = surrogate.cross(z.reshape(B * k, 1, D), ~row_int[:, :, 0].reshape(B * k, 1),
+                                self.var_mask.repeat_interleave(k, dim=0))                       # B*k x D x D, one row each
+        return Pooled(w[..., None] * h[None], w, None if cross is None else cross.reshape(B, k, D, D))
 
     @torch.no_grad()
     def add(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor) -> "Encoding":
         """The encoding after appending rows (B x k x D, all of them) to every campaign."""
-        s, n = self._row_terms(surrogate, rows, mask)
-        return replace(self, sums=self.sums + s.sum(2), counts=self.counts + n.sum(2))
+        t = self._row_terms(surrogate, rows, mask)
+        cross = None if t.cross is None else t.cross.sum(1)
+        return replace(self, pooled=self.pooled + Pooled(t.sums.sum(2), t.counts.sum(2), cross))
 
     @torch.no_grad()
     def marginals_with(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Parent marginals after adding each candidate row on its own: rows/mask B x k x D ->
         B x k x D (the information-gain reward of a group of candidates)."""
         B, k, D = rows.shape
-        s, n = self._row_terms(surrogate, rows, mask)                                            # 3 x B x k x D (x C)
-        C = s.shape[-1]
-        sums = (self.sums[:, :, None] + s).reshape(3, B * k, D, C)
-        counts = (self.counts[:, :, None] + n).reshape(3, B * k, D)
+        t = self._row_terms(surrogate, rows, mask)                                               # k axis after B
+        p = self.pooled
+        C = t.sums.shape[-1]
+        cross = None if t.cross is None else (p.cross[:, None] + t.cross).reshape(B * k, D, D)
+        pooled = Pooled((p.sums[:, :, None] + t.sums).reshape(3, B * k, D, C),
+                        (p.counts[:, :, None] + t.counts).reshape(3, B * k, D), cross)
         rep = lambda t: t.repeat_interleave(k, dim=0)                                            # B*k x D
-        logits, _ = surrogate.readout(sums, counts, rep(self.target), rep(self.var_mask))
+        logits, _ = surrogate.readout(pooled, rep(self.target), rep(self.var_mask))
         return torch.sigmoid(logits).reshape(B, k, D)
 
     @torch.no_grad()
     def readout(self, surrogate: Surrogate) -> tuple[torch.Tensor, torch.Tensor]:
         """(parent marginals B x D, 0 for the target and padding; tokens B x D x C)."""
-        logits, tokens = surrogate.readout(self.sums, self.counts, self.target, self.var_mask)
+        logits, tokens = surrogate.readout(self.pooled, self.target, self.var_mask)
         return torch.sigmoid(logits), tokens
 
 

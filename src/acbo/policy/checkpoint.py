@@ -33,10 +33,10 @@ def save_policy(path: str | os.PathLike, policy: Policy, surrogate: Surrogate, s
 def read_policy_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint dict, validated: ValueError naming what is wrong."""
     state = load_state(path, KIND, FORMAT_VERSION, "policy checkpoint", "acbo policy checkpoint")
-    for key, cls in (("model_config", PolicyConfig), ("surrogate_config", SurrogateConfig)):
-        known = {f.name for f in fields(cls)}
-        if not isinstance(state.get(key), dict) or set(state[key]) != known:
-            raise ValueError(f"{path}: {key} does not have the fields {sorted(known)}")
+    known = {f.name for f in fields(PolicyConfig)}
+    if not isinstance(state.get("model_config"), dict) or set(state["model_config"]) != known:
+        raise ValueError(f"{path}: model_config does not have the fields {sorted(known)}")
+    state["surrogate_config"] = asdict(SurrogateConfig.from_dict(state.get("surrogate_config"), f"{path}: surrogate_config"))
     return state
 
 
@@ -44,7 +44,7 @@ def load_policy_checkpoint(path: str | os.PathLike, device: str | torch.device =
     """Rebuild (policy, surrogate) from a checkpoint file (eval mode)."""
     state = read_policy_checkpoint(path)
     policy = Policy(PolicyConfig(**state["model_config"]))
-    surrogate = Surrogate(SurrogateConfig(**state["surrogate_config"]))
+    surrogate = Surrogate(SurrogateConfig.from_dict(state["surrogate_config"]))
     try:
         policy.load_state_dict(state["state_dict"])
         surrogate.load_state_dict(state["surrogate_state_dict"])

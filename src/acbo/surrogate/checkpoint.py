@@ -4,7 +4,7 @@ config), written atomically; enough to rebuild the model from the file alone."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import torch
 
@@ -29,16 +29,14 @@ def save_checkpoint(path: str | os.PathLike, model: Surrogate, step: int, train_
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint dict, validated: ValueError naming what is wrong."""
     state = load_state(path, KIND, FORMAT_VERSION, "surrogate checkpoint", "acbo surrogate checkpoint")
-    known = {f.name for f in fields(SurrogateConfig)}
-    if set(state["model_config"]) != known:
-        raise ValueError(f"{path}: model config fields {sorted(state['model_config'])} do not match {sorted(known)}")
+    state["model_config"] = asdict(SurrogateConfig.from_dict(state["model_config"], f"{path}: model config"))
     return state
 
 
 def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu") -> Surrogate:
     """Rebuild a surrogate from a checkpoint file (eval mode)."""
     state = read_checkpoint(path)
-    model = Surrogate(SurrogateConfig(**state["model_config"]))
+    model = Surrogate(SurrogateConfig.from_dict(state["model_config"]))
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as e:

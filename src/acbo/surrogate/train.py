@@ -78,6 +78,10 @@ class SurrogateTrainConfig:
     """Attention layers over variables within samples."""
     var_layers: int = 3
     """Attention layers over variables after pooling."""
+    pair_bias: bool = False
+    """Pair statistics (observational correlation / partial correlation) bias the variable
+    attention and the parent head (``SurrogateConfig.pair_bias``). Can be switched on when
+    fine-tuning a checkpoint without it: the new path starts at zero, i.e. at the checkpoint."""
     val_family: str = "lin-er-20"
     """Validation family (its test stream; never trained on)."""
     val_buffers: int = 64
@@ -92,7 +96,8 @@ class SurrogateTrainConfig:
     """Folder for the checkpoint (model.pt) and the log (log.jsonl); an existing run resumes."""
 
     def model_config(self) -> SurrogateConfig:
-        return SurrogateConfig(dim=self.dim, heads=self.heads, row_layers=self.row_layers, var_layers=self.var_layers)
+        return SurrogateConfig(dim=self.dim, heads=self.heads, row_layers=self.row_layers, var_layers=self.var_layers,
+                               pair_bias=self.pair_bias)
 
 
 def losses(model: Surrogate, data: BufferBatch, cfg: SurrogateTrainConfig) -> dict[str, torch.Tensor]:
@@ -142,13 +147,17 @@ def validation_auprc(model: Surrogate, val: list[BufferBatch]) -> float:
 
 
 def init_weights(model: Surrogate, cfg: SurrogateTrainConfig) -> None:
-    """Load ``cfg.init``'s weights into ``model`` (ValueError if its architecture differs)."""
+    """Load ``cfg.init``'s weights into ``model`` (ValueError if its architecture differs; a pair
+    path the checkpoint lacks is added, zero-initialised)."""
     state = load_packaged(PRETRAINED, read_checkpoint, "surrogate") if cfg.init == "pretrained" else read_checkpoint(cfg.init)
     ours = asdict(cfg.model_config())
-    differ = {k: (v, ours[k]) for k, v in state["model_config"].items() if ours[k] != v and k != "row_chunk"}
+    adds_pairs = ours["pair_bias"] and not state["model_config"]["pair_bias"]
+    differ = {k: (v, ours[k]) for k, v in state["model_config"].items()
+              if ours[k] != v and k != "row_chunk" and not (k == "pair_bias" and adds_pairs)}
     if differ:
         raise ValueError(f"init checkpoint {cfg.init!r} has another architecture (checkpoint, config): {differ}")
-    model.load_state_dict(state["state_dict"])
+    missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
+    assert not unexpected and all(k.startswith("pair_") for k in missing), (missing, unexpected)
 
 
 def make_validation(cfg: SurrogateTrainConfig) -> list[BufferBatch]:
