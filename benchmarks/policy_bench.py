@@ -57,7 +57,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--variants", default="amortized=")
     ap.add_argument("--baselines", default="", help="comma-separated results.jsonl (or tasks.jsonl, if unfinished) of "
-                    "`acbo bench` runs on the same families and seeds; LABEL=PATH renames that run's method")
+                    "`acbo bench` runs on the same families and seeds; LABEL=PATH renames that run's method, "
+                    "LABEL=PATH@METHOD takes only METHOD's rows of it (and renames them); a label may repeat "
+                    "(e.g. one method's seeds split over two runs)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--reuse", action="store_true", help="reuse OUT/results.jsonl's policy rows; only merge and report")
     ap.add_argument("--out", required=True)
@@ -76,10 +78,15 @@ def main() -> None:
     bases = []
     for spec in (b for b in args.baselines.split(",") if b):
         label, _, path = spec.rpartition("=")  # LABEL=PATH relabels that run's rows
+        path, _, method = path.partition("@")
         if Path(path).name == "tasks.jsonl":  # an unfinished `acbo bench` run: its finished tasks
             base = pd.DataFrame([r for line in open(path) for r in json.loads(line)["rows"]])
         else:
             base = pd.read_json(path, lines=True)
+        if method:
+            if method not in set(base["method"]):
+                raise SystemExit(f"{path} has no rows of method {method!r} (it has {sorted(set(base['method']))})")
+            base = base[base["method"] == method]
         base = base[base["family"].isin(df["family"].unique()) & (base["seed"] < args.seeds) & (base["step"] <= args.steps)]
         bases.append(base.assign(method=label) if label else base)
     df = pd.concat([*bases, df], ignore_index=True)

@@ -3,6 +3,7 @@ PARENT_SCALE expert's posterior (dr2-ridge DR prior + sequential set posterior),
 held-out buffers.
 
     python benchmarks/surrogate_eval.py [--buffers 200] [--checkpoint PATH] [--out runs/surrogate-eval]
+                                        [--no-expert] [--skip-cost]
 
 Buffers: n_obs = 200 observational rows plus 0, 5 and 20 random single-variable interventions,
 from the test stream of each family (never the training stream). The shipped model trained on
@@ -61,6 +62,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/surrogate-eval")
     ap.add_argument("--skip-quality", action="store_true", help="only the cost table and the memory probe")
     ap.add_argument("--timing-buffers", type=int, default=10)
+    ap.add_argument("--no-expert", action="store_true", help="leave out the expert's posterior (its rows do not "
+                    "depend on the checkpoint: an earlier run's serve), here and in the cost table")
+    ap.add_argument("--skip-cost", action="store_true", help="only the quality tables")
     args = ap.parse_args()
     if "lin-er-100" not in FAMILIES:
         register_family(get_family("lin-er-50").with_(name="lin-er-100", d_range=(100, 100)))
@@ -71,22 +75,25 @@ def main() -> None:
     frames = []
     for fam in ([] if args.skip_quality else args.families.split(",")):
         for n_int in (int(x) for x in args.n_int.split(",")):
-            expert = get_family(fam).d_range[1] <= 20  # the DR prior costs ~1 s per buffer at d = 50
+            expert = get_family(fam).d_range[1] <= 20 and not args.no_expert  # the DR prior costs ~1 s per buffer at d = 50
             df = evaluate(model, fam, n_buffers=args.buffers, n_int=n_int, expert=expert)
             s = summarise(df)
             frames.append(s)
             print(s.drop(columns=["ms_per_buffer"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
     if frames:
         pd.concat(frames).to_csv(out / "summary.csv", index=False)
+    if args.skip_cost:
+        return
 
     print("\n| d | n | surrogate ms / buffer | exact ms / buffer | expert ms / buffer | exact / surrogate | expert / surrogate |")
     print("|---|---|---|---|---|---|---|")
     for fam, n_int, n_obs in (("lin-er-20", 20, 200), ("lin-er-100", 20, 980)):
-        df = evaluate(model, fam, n_buffers=args.timing_buffers, n_obs=n_obs, n_int=n_int, expert=True,
+        df = evaluate(model, fam, n_buffers=args.timing_buffers, n_obs=n_obs, n_int=n_int, expert=not args.no_expert,
                       chunk=args.timing_buffers)
         ms = df.groupby("posterior")["seconds"].mean() * 1000
-        print(f"| {int(df.d.iloc[0])} | {n_obs + n_int} | {ms['surrogate']:.2f} | {ms['exact']:.2f} | {ms['expert']:.2f} | "
-              f"{ms['exact'] / ms['surrogate']:.1f} | {ms['expert'] / ms['surrogate']:.1f} |", flush=True)
+        ex = (f"{ms['expert']:.2f}", f"{ms['expert'] / ms['surrogate']:.1f}") if "expert" in ms else ("–", "–")
+        print(f"| {int(df.d.iloc[0])} | {n_obs + n_int} | {ms['surrogate']:.2f} | {ms['exact']:.2f} | {ex[0]} | "
+              f"{ms['exact'] / ms['surrogate']:.1f} | {ex[1]} |", flush=True)
     res = subprocess.run([sys.executable, "-c", MEMORY_PROBE, args.checkpoint or "-"], capture_output=True, text=True, check=True)
     base, peak = (int(v) for v in res.stdout.split())
     print(f"\npeak memory of one forward pass at d = 20, n = 10,000: {(peak - base) / 1024:.0f} MiB above the "
