@@ -144,7 +144,7 @@ def test_tiny_training_run_improves_validation_auprc(tmp_path):
 def test_fine_tuning_starts_from_the_init_checkpoint(tmp_path):
     cfg = SurrogateTrainConfig(families=("lin-er-10",), steps=1, batch_size=4, n_obs=(30, 30), n_int=(0, 2),
                                lr=1e-9, val_family="lin-er-10", val_buffers=16, eval_every=1, init="pretrained",
-                               out=str(tmp_path / "ft"))
+                               pair_bias=True, out=str(tmp_path / "ft"))
     tuned = train(cfg, log=lambda s: None)
     shipped = load_pretrained()
     val = make_validation(cfg)[0]
@@ -152,6 +152,20 @@ def test_fine_tuning_starts_from_the_init_checkpoint(tmp_path):
         assert torch.allclose(tuned(val.batch), shipped(val.batch), atol=1e-4)
     with pytest.raises(ValueError, match="another architecture.*'dim': \\(64, 32\\)"):
         train(dataclasses.replace(cfg, dim=32, out=str(tmp_path / "ft2")), log=lambda s: None)
+    with pytest.raises(ValueError, match="another architecture.*'pair_bias': \\(True, False\\)"):
+        train(dataclasses.replace(cfg, pair_bias=False, out=str(tmp_path / "ft3")), log=lambda s: None)
+    # a checkpoint without the pair path gets one, zero-initialised: the start is that checkpoint
+    plain = make_model()
+    save_checkpoint(tmp_path / "plain.pt", plain, 0)
+    small = dataclasses.replace(cfg, init=str(tmp_path / "plain.pt"), dim=32, row_layers=1, var_layers=1,
+                                steps=1, lr=1e-12, out=str(tmp_path / "ft4"))
+    tuned_plain = train(small, log=lambda s: None)
+    with torch.no_grad():
+        assert torch.allclose(tuned_plain(val.batch), plain.eval()(val.batch), atol=1e-4)
+    with pytest.raises(ValueError, match="positive integers.*'steps': 0"):
+        dataclasses.replace(small, steps=0)
+    with pytest.raises(ValueError, match="n_obs must be a range"):
+        dataclasses.replace(small, n_obs=(300, 50))
 
 
 def test_checkpoint_round_trip_and_bad_files(model, data, tmp_path):

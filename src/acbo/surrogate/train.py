@@ -95,6 +95,21 @@ class SurrogateTrainConfig:
     out: str = "runs/surrogate"
     """Folder for the checkpoint (model.pt) and the log (log.jsonl); an existing run resumes."""
 
+    def __post_init__(self):
+        positive = {k: getattr(self, k) for k in ("steps", "batch_size", "eval_every", "val_buffers", "dim", "heads")}
+        bad = {k: v for k, v in positive.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+        if bad:
+            raise ValueError(f"these settings must be positive integers: {bad}")
+        for name in ("n_obs", "n_int"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi or (name == "n_obs" and lo < 2):
+                raise ValueError(f"{name} must be a range low <= high (n_obs >= 2, n_int >= 0), got {(lo, hi)}")
+        if not self.families:
+            raise ValueError("families must name at least one training family")
+        if self.lr <= 0 or self.max_minutes < 0 or min(self.w_truth, self.w_exact, self.w_expert) < 0:
+            raise ValueError(f"lr must be > 0 and max_minutes, w_truth, w_exact, w_expert >= 0; got lr={self.lr}, "
+                             f"max_minutes={self.max_minutes}, weights={(self.w_truth, self.w_exact, self.w_expert)}")
+
     def model_config(self) -> SurrogateConfig:
         return SurrogateConfig(dim=self.dim, heads=self.heads, row_layers=self.row_layers, var_layers=self.var_layers,
                                pair_bias=self.pair_bias)
