@@ -26,6 +26,7 @@ import torch
 from acbo import CausalOptimizer
 from acbo.bench.runner import make_problem
 from acbo.experts import DRConfig, fit_dr_prior
+from acbo.posterior import ParentPosterior
 from acbo.seeding import generator
 
 
@@ -39,27 +40,22 @@ def markov_blanket(adj: torch.Tensor, y: int) -> torch.Tensor:
     return mb
 
 
-def set_mass(sets: torch.Tensor, probs: torch.Tensor, target_set: torch.Tensor) -> float:
-    """Probability of exactly ``target_set`` (d bool) under sets (S x d) with probs (S)."""
-    hit = (sets == target_set[None]).all(dim=1)
-    return float(probs[hit].sum())
-
-
 def coverage_row(family: str, seed: int) -> dict:
     problem = make_problem(family, seed)
     scm = problem.scm
     adj, y = scm.adjacency[0], int(scm.target[0])
     truth, mb = problem.truth.bool(), markov_blanket(adj, y)
     x = torch.tensor(problem.frame.to_numpy())
-    prior = fit_dr_prior(x, y, generator("parent_scale", "prior", seed), DRConfig(variant="dr2", regressor="ridge"))
+    dr = fit_dr_prior(x, y, generator("parent_scale", "prior", seed), DRConfig(variant="dr2", regressor="ridge"))
+    prior = ParentPosterior.from_sets(problem.names, y, dr.sets, dr.probs.log())
     exact = CausalOptimizer(problem.frame, target="Y", method="exact-ts", seed=seed).posterior()
     return {
         "family": family, "seed": seed, "sink": not bool(adj[y].any()), "n_parents": int(truth.sum()),
         "n_blanket": int(mb.sum()),
-        "true_in_sets": bool((prior.sets == truth[None]).all(dim=1).any()),
-        "blanket_in_sets": bool((prior.sets == mb[None]).all(dim=1).any()),
-        "prior_mass_true": set_mass(prior.sets, prior.probs, truth),
-        "prior_mass_blanket": set_mass(prior.sets, prior.probs, mb),
+        "true_in_sets": bool((dr.sets == truth[None]).all(dim=1).any()),
+        "blanket_in_sets": bool((dr.sets == mb[None]).all(dim=1).any()),
+        "prior_mass_true": prior.prob_of(truth),
+        "prior_mass_blanket": prior.prob_of(mb),
         "exact_mass_true": exact.prob_of(truth),
     }
 

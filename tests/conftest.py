@@ -26,6 +26,21 @@ def small_problem(family: str = "lin-er-10", seed: int = 0, n_obs: int = 100):
     return scm, pd.DataFrame(x.numpy(), columns=scm.names())
 
 
+def fresh_surrogate(cfg, pair_bias: bool = False):
+    """A surrogate with seed-0 weights; with the pair path, its zero-initialised output layers
+    are randomised (as after training) so that the path actually changes the output."""
+    import dataclasses
+
+    from acbo.surrogate.model import Surrogate
+
+    torch.manual_seed(0)
+    m = Surrogate(dataclasses.replace(cfg, pair_bias=pair_bias))
+    if pair_bias:
+        for layer in (m.pair_attn[-1], m.pair_head[-1]):
+            torch.nn.init.normal_(layer.weight, std=0.5)
+    return m
+
+
 def simulate_step(scm: SCM, iv, seed: int) -> dict:
     """One measurement of every variable under do(iv), as the user would report it."""
     return scm.run_experiment(iv, generator("outcome", seed))

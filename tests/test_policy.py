@@ -19,6 +19,7 @@ from acbo.policy.train import PolicyTrainConfig, train
 from acbo.seeding import generator
 from acbo.surrogate import load_pretrained
 from acbo.surrogate.model import Surrogate, SurrogateConfig
+from conftest import fresh_surrogate
 
 DEMOS = Path(__file__).parent / "data" / "demos_sample"
 
@@ -144,18 +145,10 @@ def test_sampling_is_seeded_and_mode_is_valid():
 
 
 # ------------------------------------------------------------------ encoder, features, model
-def _pair_bias_surrogate() -> Surrogate:
-    torch.manual_seed(0)
-    m = Surrogate(SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=2, pair_bias=True))
-    for layer in (m.pair_attn[-1], m.pair_head[-1]):  # zero-initialised: randomise so the path matters
-        torch.nn.init.normal_(layer.weight, std=0.5)
-    return m.eval()
-
-
 @pytest.mark.parametrize("which", ["shipped", "pair-bias"])
 def test_incremental_encoding_equals_a_full_pass(surrogate, which):
     if which == "pair-bias":
-        surrogate = _pair_bias_surrogate()
+        surrogate = fresh_surrogate(SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=2), pair_bias=True).eval()
     env, g = _env()
     full_before = Encoding.of(surrogate, env.campaign())
     var = torch.tensor([[1, 2], [0, 3], [4, 5]])

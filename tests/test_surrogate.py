@@ -8,19 +8,13 @@ from acbo.seeding import generator
 from acbo.surrogate import Surrogate, SurrogateConfig, load_pretrained, load_surrogate, read_checkpoint, save_checkpoint
 from acbo.surrogate.data import sample_buffers
 from acbo.surrogate.train import SurrogateTrainConfig, losses, make_validation, train, validation_auprc
+from conftest import fresh_surrogate
 
 SMALL = SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1)
 
 
 def make_model(cfg: SurrogateConfig = SMALL, pair_bias: bool = False) -> Surrogate:
-    """A fresh model; with the pair path, its zero-initialised output layers are randomised (as
-    after training) so that the path actually changes the output."""
-    torch.manual_seed(0)
-    m = Surrogate(dataclasses.replace(cfg, pair_bias=pair_bias))
-    if pair_bias:
-        for layer in (m.pair_attn[-1], m.pair_head[-1]):
-            torch.nn.init.normal_(layer.weight, std=0.5)
-    return m
+    return fresh_surrogate(cfg, pair_bias)
 
 
 @pytest.fixture(params=[False, True], ids=["no-pair-bias", "pair-bias"])

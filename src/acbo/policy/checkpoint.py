@@ -44,7 +44,7 @@ def load_policy_checkpoint(path: str | os.PathLike, device: str | torch.device =
     """Rebuild (policy, surrogate) from a checkpoint file (eval mode)."""
     state = read_policy_checkpoint(path)
     policy = Policy(PolicyConfig(**state["model_config"]))
-    surrogate = Surrogate(SurrogateConfig.from_dict(state["surrogate_config"]))
+    surrogate = Surrogate(SurrogateConfig(**state["surrogate_config"]))  # normalised by read_policy_checkpoint
     try:
         policy.load_state_dict(state["state_dict"])
         surrogate.load_state_dict(state["surrogate_state_dict"])

@@ -36,7 +36,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu") -> Surrogate:
     """Rebuild a surrogate from a checkpoint file (eval mode)."""
     state = read_checkpoint(path)
-    model = Surrogate(SurrogateConfig.from_dict(state["model_config"]))
+    model = Surrogate(SurrogateConfig(**state["model_config"]))  # normalised by read_checkpoint
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as e:
