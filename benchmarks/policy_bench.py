@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from acbo.bench.metrics import mean_ci
+from acbo.metrics import mean_ci
 from acbo.bench.report import _fmt, plot_regret, summary_table
 from acbo.bench.runner import make_problem, run_method
 from acbo.parallel import map_tasks

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from acbo.bench.metrics import average_precision, f1_score, mean_ci, normalised_regret
-from acbo.buffer import Buffer, pad_batch
+from acbo.metrics import average_precision, f1_score, mean_ci, normalised_regret
+from acbo.buffer import Buffer, PaddedBatch
 
 
 def test_buffer_keeps_arrival_order_and_grows():
@@ -30,7 +30,7 @@ def test_pad_batch_masks_and_standardises():
     a, b = Buffer(2), Buffer(3)
     a.add(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))
     b.add(torch.randn(4, 3))
-    batch = pad_batch([a, b], targets=[1, 0])
+    batch = PaddedBatch.of_buffers([a, b], targets=[1, 0])
     assert batch.values.shape == (2, 4, 3)
     assert batch.row_mask.tolist() == [[True, True, False, False], [True] * 4]
     assert batch.var_mask.tolist() == [[True, True, False], [True] * 3]

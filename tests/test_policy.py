@@ -7,17 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from acbo.policy.agent import Encoding, policy_input
+from acbo.buffer import Campaign
+from acbo.env import Env
 from acbo.policy.bc import bc_loss, load_demo_batch
 from acbo.policy.checkpoint import load_policy_checkpoint, read_policy_checkpoint, save_policy
-from acbo.policy.env import Env
-from acbo.policy.features import Campaign, campaign_features
+from acbo.policy.features import campaign_features
+from acbo.policy.rollout import policy_input
 from acbo.policy.grpo import clipped_objective, group_advantages, kl_k3
 from acbo.policy.model import ActionDist, Policy, PolicyConfig
 from acbo.policy.rewards import combine, improvement, information_gain, outcome_gain, parent_hit, posterior_entropy
 from acbo.policy.train import PolicyTrainConfig, train
 from acbo.seeding import generator
-from acbo.surrogate import load_pretrained
+from acbo.surrogate import Belief, Encoding, load_pretrained
 from acbo.surrogate.model import Surrogate, SurrogateConfig
 from conftest import fresh_surrogate
 
@@ -191,8 +192,7 @@ def test_features_by_hand():
 def test_policy_is_equivariant_over_variables(surrogate):
     env, g = _env(B=2, d=7)
     c = env.campaign()
-    marg, tokens = Encoding.of(surrogate, c).readout(surrogate)
-    x = policy_input(c, marg, tokens)
+    x = policy_input(c, Belief.of(surrogate, c))
     torch.manual_seed(0)
     policy = Policy(PolicyConfig(token_dim=surrogate.cfg.dim)).eval()
     perm = torch.randperm(7)
@@ -286,12 +286,12 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path, surrogate):
     policy = Policy(PolicyConfig(token_dim=surrogate.cfg.dim)).eval()
     path = tmp_path / "p.pt"
     save_policy(path, policy, surrogate, 7)
+    assert (tmp_path / "surrogate.pt").exists()  # the folder holds the pair
     p2, s2 = load_policy_checkpoint(path)
     env, _ = _env()
     c = env.campaign()
     for pol, sur in ((policy, surrogate), (p2, s2)):
-        m, t = Encoding.of(sur, c).readout(sur)
-        out = pol(policy_input(c, m, t))
+        out = pol(policy_input(c, Belief.of(sur, c)))
         if pol is policy:
             ref = out
     assert torch.equal(ref.var_logits, out.var_logits) and torch.equal(ref.alpha, out.alpha)
@@ -304,15 +304,36 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path, surrogate):
     with pytest.raises(ValueError, match="not an acbo policy checkpoint"):
         load_policy_checkpoint(tmp_path / "s.pt")
     state = torch.load(path, weights_only=True)
-    state["format_version"] = 0
-    torch.save(state, tmp_path / "old.pt")
-    with pytest.raises(ValueError, match="format version"):
-        load_policy_checkpoint(tmp_path / "old.pt")
     state["format_version"] = 1
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="format version 1.*embeds a copy of its surrogate"):
+        load_policy_checkpoint(tmp_path / "old.pt")
+    state["format_version"] = 2
     state["model_config"]["dim"] = 32
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="do not fit"):
         load_policy_checkpoint(tmp_path / "bad.pt")
+    # a pair is checked by content: another surrogate (given, or in the pair's file) is refused
+    other = fresh_surrogate(surrogate.cfg)
+    with pytest.raises(ValueError, match="trained with the surrogate of digest .* not a model pair"):
+        load_policy_checkpoint(path, surrogate=other)
+    save_checkpoint(tmp_path / "surrogate.pt", other, 0)
+    with pytest.raises(ValueError, match="not a model pair"):
+        load_policy_checkpoint(path)
+    (tmp_path / "surrogate.pt").unlink()
+    with pytest.raises(ValueError, match="surrogate .* is missing"):
+        load_policy_checkpoint(path)
+
+
+def test_shipped_pair_loads_and_names_its_surrogate():
+    from acbo.io import packaged_path
+    from acbo.policy.checkpoint import load_pretrained_policy
+    from acbo.surrogate import surrogate_digest
+
+    policy, sur = load_pretrained_policy()
+    with packaged_path("policy.pt", "policy") as p:
+        state = read_policy_checkpoint(p)
+    assert state["surrogate_sha256"] == surrogate_digest(sur) and state["optimizer"] is None
 
 
 def test_amortized_decisions_reuse_the_encoding(surrogate):

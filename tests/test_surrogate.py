@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from acbo.buffer import Buffer, PaddedBatch, pad_batch
+from acbo.buffer import Buffer, PaddedBatch
 from acbo.seeding import generator
 from acbo.surrogate import Surrogate, SurrogateConfig, load_pretrained, load_surrogate, read_checkpoint, save_checkpoint
 from acbo.surrogate.data import sample_buffers
@@ -49,13 +49,13 @@ def test_padding_does_not_change_the_output(model, data):
     big = [small] + [Buffer(10) for _ in range(2)]
     for i in (1, 2):
         big[i].add(raw[i].double(), inter[i])
-    alone = model(pad_batch([small], [targets[0]]))
-    together = model(pad_batch(big, targets))
+    alone = model(PaddedBatch.of_buffers([small], [targets[0]]))
+    together = model(PaddedBatch.of_buffers(big, targets))
     assert torch.allclose(alone[0], together[0], atol=1e-5)
     # fewer variables: a d = 10 buffer padded to D = 12 by a wider one
     wide = Buffer(12)
     wide.add(torch.randn(30, 12, dtype=torch.float64))
-    mixed = model(pad_batch([small, wide], [targets[0], 3]))
+    mixed = model(PaddedBatch.of_buffers([small, wide], [targets[0], 3]))
     assert torch.allclose(mixed[0, :10], alone[0], atol=1e-5) and torch.isinf(mixed[0, 10:]).all()
 
 
@@ -77,7 +77,7 @@ def test_one_update_changes_every_parameter(data, pair_bias):
     m = make_model(pair_bias=pair_bias)
     before = {k: v.detach().clone() for k, v in m.named_parameters()}
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.0)  # no decay: only gradients move them
-    losses(m, data, SurrogateTrainConfig())["loss"].backward()
+    losses(m, data, w_truth=1.0)["loss"].backward()
     no_grad = [k for k, v in m.named_parameters() if v.grad is None or not v.grad.abs().sum() > 0]
     assert not no_grad
     opt.step()
@@ -210,10 +210,11 @@ def test_demonstration_buffers_and_training_on_them(tmp_path):
     assert len(bufs) == sum(len(d.arrays["n_rows"]) for d in demos)
     first = demos[0]
     n0 = int(first.arrays["n_rows"][0])
-    assert int(bufs.row_mask[0].sum()) == n0 and int(bufs.target[0].nonzero()) == first.meta["target"]
+    assert int(bufs.batch.row_mask[0].sum()) == n0 and int(bufs.batch.target[0].nonzero()) == first.meta["target"]
     assert torch.allclose(bufs.expert[0, : first.meta["d"]], torch.from_numpy(first.arrays["post_marginals"][0]).float())
-    batch, parents, expert = bufs.sample(4, torch.Generator().manual_seed(0))
-    assert batch.values.shape[0] == 4 and (parents & ~batch.var_mask).sum() == 0
+    drawn = bufs.sample(4, torch.Generator().manual_seed(0))
+    batch, parents = drawn.batch, drawn.parents
+    assert batch.values.shape[0] == 4 and (parents & ~batch.var_mask).sum() == 0 and drawn.expert.shape == parents.shape
     obs = (batch.row_mask & ~batch.intervened.any(2))[..., None] & batch.var_mask[:, None]
     means = (batch.values * obs).sum(1) / obs.sum(1).clamp_min(1)
     assert means.abs().max() < 1e-4  # standardised by the observational rows

@@ -4,7 +4,7 @@ Find the intervention that drives an outcome Y to its best value in few experime
 knowing the causal graph. The public API is what ``__all__`` lists.
 """
 
-from acbo.buffer import Buffer, PaddedBatch, pad_batch
+from acbo.buffer import Buffer
 from acbo.method import METHODS, Method, Problem, get_method, register_method
 from acbo.optimizer import CausalOptimizer, Intervention, Record
 from acbo.posterior import ExactPosteriorConfig, ParentPosterior, exact_posterior
@@ -14,9 +14,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CausalOptimizer", "Intervention", "Record",
-    "Method", "Problem", "METHODS", "register_method", "get_method",
+    "Method", "Problem", "METHODS", "register_method", "get_method", "Buffer",
     "ParentPosterior", "ExactPosteriorConfig", "exact_posterior",
     "SCM", "Family", "FAMILIES", "get_family", "random_scms",
-    "Buffer", "PaddedBatch", "pad_batch",
     "__version__",
 ]

@@ -1,7 +1,27 @@
-"""The data of one system: observational and interventional rows in arrival order.
+"""The data: rows of one system, and the batched forms the models read.
 
 A row is one joint measurement of all d variables; its intervention mask marks the variables
 that were set (hard interventions) in that experiment. Rows without a mark are observational.
+The types, from the user's data to a model's training batch:
+
+- :class:`Buffer` — the rows of one system in arrival order (N x d, float64), grown by
+  ``add``; what every method reads.
+- :class:`Campaign` — B buffers padded to B x N x D (raw, observed units) together with what
+  a decision needs: the target, the domains, which variables may be set, the step and the
+  budget. Built from one buffer (``Campaign.of_buffer``, deployment) or from B simulated
+  campaigns of the same size (``Campaign.of_rows``, training).
+- :class:`PaddedBatch` — the surrogate's input: values standardised per buffer and variable by
+  the observational rows, with row, variable and target masks. From a campaign
+  (``Campaign.standardised``) or from buffers (``PaddedBatch.of_buffers``).
+- :class:`TrainingBatch` — a PaddedBatch with what the surrogate learns from: the true parents,
+  optionally another posterior's marginals to distil (the expert's), the raw values, and which
+  rows are linear-Gaussian (where the exact posterior is the Bayes answer). From a campaign
+  (``Campaign.training_batch``), from the simulator (``acbo.surrogate.data.sample_buffers``) or
+  from demonstrations (``acbo.surrogate.data.load_demo_buffers``).
+
+The surrogate's pooled state of a campaign (``acbo.surrogate.Encoding``) and the simulated
+campaigns themselves (``acbo.env.Env``, which hold an SCM and hand out Campaigns) are built on
+these.
 """
 
 from __future__ import annotations
@@ -104,11 +124,11 @@ class Buffer:
 
 @dataclass(frozen=True)
 class PaddedBatch:
-    """Buffers of different n and d, padded to B x N x D.
+    """Buffers of different n and d, padded to B x N x D: the surrogate's input.
 
-    values: B x N x D (standardised by each buffer's observational stats when asked, 0 in
-    padding), intervened: B x N x D bool, row_mask: B x N (real rows), var_mask: B x D (real
-    variables), target: B x D one-hot of the target variable (False where none is given).
+    values: B x N x D (standardised by each buffer's observational stats, 0 in padding),
+    intervened: B x N x D bool, row_mask: B x N (real rows), var_mask: B x D (real variables),
+    target: B x D one-hot of the target variable (False where none is given).
     """
 
     values: torch.Tensor
@@ -117,39 +137,141 @@ class PaddedBatch:
     var_mask: torch.Tensor
     target: torch.Tensor
 
+    @classmethod
+    def of_buffers(cls, buffers: list[Buffer], targets: list[int] | None = None, standardise: bool = True,
+                   dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> "PaddedBatch":
+        """Stack buffers into one padded, masked batch (one copy per buffer, no per-row loops)."""
+        if not buffers:
+            raise ValueError("a padded batch needs at least one buffer")
+        B = len(buffers)
+        N = max(b.n for b in buffers)
+        D = max(b.d for b in buffers)
+        values = torch.zeros(B, N, D, dtype=dtype, device=device)
+        intervened = torch.zeros(B, N, D, dtype=torch.bool, device=device)
+        row_mask = torch.zeros(B, N, dtype=torch.bool, device=device)
+        var_mask = torch.zeros(B, D, dtype=torch.bool, device=device)
+        target = torch.zeros(B, D, dtype=torch.bool, device=device)
+        for i, buf in enumerate(buffers):
+            x = buf.values
+            if standardise:
+                mean, std = buf.observational_stats()
+                x = (x - mean) / std
+            values[i, : buf.n, : buf.d] = x.to(device=device, dtype=dtype)
+            intervened[i, : buf.n, : buf.d] = buf.intervened.to(device)
+            row_mask[i, : buf.n] = True
+            var_mask[i, : buf.d] = True
+            if targets is not None:
+                if not 0 <= targets[i] < buf.d:
+                    raise ValueError(f"target {targets[i]} out of range for buffer {i} with d = {buf.d}")
+                target[i, targets[i]] = True
+        return cls(values, intervened, row_mask, var_mask, target)
 
-def pad_batch(
-    buffers: list[Buffer],
-    targets: list[int] | None = None,
-    standardise: bool = True,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-) -> PaddedBatch:
-    """Stack buffers into one padded, masked batch (one copy per buffer, no per-row loops)."""
-    if not buffers:
-        raise ValueError("pad_batch needs at least one buffer")
-    B = len(buffers)
-    N = max(b.n for b in buffers)
-    D = max(b.d for b in buffers)
-    values = torch.zeros(B, N, D, dtype=dtype, device=device)
-    intervened = torch.zeros(B, N, D, dtype=torch.bool, device=device)
-    row_mask = torch.zeros(B, N, dtype=torch.bool, device=device)
-    var_mask = torch.zeros(B, D, dtype=torch.bool, device=device)
-    target = torch.zeros(B, D, dtype=torch.bool, device=device)
-    for i, buf in enumerate(buffers):
-        x = buf.values
-        if standardise:
-            mean, std = buf.observational_stats()
-            x = (x - mean) / std
-        values[i, : buf.n, : buf.d] = x.to(device=device, dtype=dtype)
-        intervened[i, : buf.n, : buf.d] = buf.intervened.to(device)
-        row_mask[i, : buf.n] = True
-        var_mask[i, : buf.d] = True
-        if targets is not None:
-            if not 0 <= targets[i] < buf.d:
-                raise ValueError(f"target {targets[i]} out of range for buffer {i} with d = {buf.d}")
-            target[i, targets[i]] = True
-    return PaddedBatch(values, intervened, row_mask, var_mask, target)
+    def index(self, idx: torch.Tensor) -> "PaddedBatch":
+        """The buffers ``idx``."""
+        return PaddedBatch(self.values[idx], self.intervened[idx], self.row_mask[idx], self.var_mask[idx],
+                           self.target[idx])
+
+
+@dataclass(frozen=True)
+class TrainingBatch:
+    """A surrogate training batch: the model input and what it learns from.
+
+    batch: the standardised PaddedBatch (B x N x D); parents: B x D bool, the true parents of Y;
+    raw: B x N x D values in observed units; linear: B bool, buffers drawn from a
+    linear-Gaussian SCM (the exact BLR posterior is then the Bayes answer and can be distilled);
+    expert: B x D, another posterior's marginals to distil (the expert's, on demonstration
+    buffers), or None; scm: the B models behind a simulated batch (None for recorded buffers).
+    """
+
+    batch: PaddedBatch
+    parents: torch.Tensor
+    raw: torch.Tensor
+    linear: torch.Tensor
+    expert: torch.Tensor | None = None
+    scm: object | None = None
+
+    def __len__(self) -> int:
+        return self.parents.shape[0]
+
+    def index(self, idx: torch.Tensor) -> "TrainingBatch":
+        """The buffers ``idx`` (the SCM is dropped unless it is indexable the same way)."""
+        scm = None if self.scm is None else self.scm[idx]
+        expert = None if self.expert is None else self.expert[idx]
+        return TrainingBatch(self.batch.index(idx), self.parents[idx], self.raw[idx], self.linear[idx], expert, scm)
+
+    def sample(self, B: int, generator: torch.Generator) -> "TrainingBatch":
+        """B buffers drawn uniformly with replacement."""
+        idx = torch.randint(len(self), (B,), generator=generator, device=generator.device).to(self.parents.device)
+        return self.index(idx)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """B campaigns at the same step, padded to B x N x D.
+
+    values: B x N x D raw values (observed units), intervened: B x N x D bool, row_mask: B x N,
+    var_mask: B x D, target: B x D one-hot, low/high: B x D domains (observed units),
+    intervenable: B x D bool, step: B interventions made so far, horizon: B total budget T.
+    """
+
+    values: torch.Tensor
+    intervened: torch.Tensor
+    row_mask: torch.Tensor
+    var_mask: torch.Tensor
+    target: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+    intervenable: torch.Tensor
+    step: torch.Tensor
+    horizon: torch.Tensor
+
+    @classmethod
+    def of_buffer(cls, buffer: Buffer, target: int, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor,
+                  horizon: int, negate_target: bool = False) -> "Campaign":
+        """One campaign (B = 1) from a buffer: low/high/intervenable d (the target is never
+        intervenable); its step is the number of interventional rows. ``negate_target``: Y
+        enters as -Y (a maximisation handed to a minimiser)."""
+        x = buffer.values.clone()
+        if negate_target:
+            x[:, target] = -x[:, target]
+        n, d = x.shape
+        tgt = torch.zeros(1, d, dtype=torch.bool)
+        tgt[0, target] = True
+        return cls(x[None], buffer.intervened[None].clone(), torch.ones(1, n, dtype=torch.bool),
+                   torch.ones(1, d, dtype=torch.bool), tgt, low.clone()[None], high.clone()[None],
+                   intervenable[None] & ~tgt, torch.tensor([buffer.n_int]), torch.tensor([horizon]))
+
+    @classmethod
+    def of_rows(cls, values: torch.Tensor, intervened: torch.Tensor, target: torch.Tensor, low: torch.Tensor,
+                high: torch.Tensor, step: int, horizon: int) -> "Campaign":
+        """B campaigns with the same number of rows and variables (no padding): values/intervened
+        B x N x d, target B (index of Y), low/high B x d; every non-target variable intervenable."""
+        B, N, d = values.shape
+        dev = values.device
+        tgt = torch.zeros(B, d, dtype=torch.bool, device=dev)
+        tgt[torch.arange(B, device=dev), target] = True
+        return cls(values, intervened, torch.ones(B, N, dtype=torch.bool, device=dev),
+                   torch.ones(B, d, dtype=torch.bool, device=dev), tgt, low, high, ~tgt,
+                   torch.full((B,), step, device=dev), torch.full((B,), horizon, device=dev))
+
+    @property
+    def target_index(self) -> torch.Tensor:
+        """B: the column of Y."""
+        return self.target.to(torch.int8).argmax(dim=1)
+
+    def observational_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-variable mean and std over observational rows (B x D each; std 1 where it is 0)."""
+        return observational_stats(self.values, self.intervened, self.row_mask)
+
+    def standardised(self) -> PaddedBatch:
+        """The surrogate's input: values standardised by the observational stats, 0 in padding."""
+        z = standardise_by_observations(self.values, self.intervened, self.row_mask, self.var_mask)
+        return PaddedBatch(z.float(), self.intervened, self.row_mask, self.var_mask, self.target)
+
+    def training_batch(self, parents: torch.Tensor, linear: torch.Tensor, scm=None) -> TrainingBatch:
+        """The campaigns' buffers as a surrogate training batch (the rows a policy collected are
+        the data the surrogate will see in deployment). parents: B x D bool, linear: B bool."""
+        return TrainingBatch(self.standardised(), parents, self.values, linear, None, scm)
 
 
 def observational_stats(values: torch.Tensor, intervened: torch.Tensor, row_mask: torch.Tensor

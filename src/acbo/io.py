@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -25,10 +26,11 @@ def atomic_save(state: dict, path: str | os.PathLike) -> None:
             os.unlink(tmp)
 
 
-def load_state(path: str | os.PathLike, kind: str, version: int, what: str, kind_what: str | None = None) -> dict:
+def load_state(path: str | os.PathLike, kind: str, version: int, what: str, kind_what: str | None = None,
+               old: dict[int, str] | None = None) -> dict:
     """Read a state written by :func:`atomic_save`; ValueError naming the problem when the file
     is unreadable ("not a readable <what>"), of another kind ("not an <kind_what>") or of another
-    format version."""
+    format version (``old``: why a known older version can no longer be read, added to the message)."""
     import torch
 
     try:
@@ -40,17 +42,26 @@ def load_state(path: str | os.PathLike, kind: str, version: int, what: str, kind
     if not isinstance(state, dict) or state.get("kind") != kind:
         raise ValueError(f"{path} is not an {kind_what or what}")
     if state.get("format_version") != version:
-        raise ValueError(f"{path} has format version {state.get('format_version')}; this acbo reads {version}")
+        why = (old or {}).get(state.get("format_version"))
+        raise ValueError(f"{path} has format version {state.get('format_version')}; this acbo reads {version}"
+                         + (f" ({why})" if why else ""))
     return state
 
 
-def load_packaged(name: str, loader, what: str):
-    """``loader(path)`` on a file shipped in ``acbo/checkpoints`` (no network access); ValueError
-    naming ``what`` if this installation does not ship it."""
+@contextmanager
+def packaged_path(name: str, what: str):
+    """The path of a file shipped in ``acbo/checkpoints`` (no network access), valid inside the
+    ``with`` block; ValueError naming ``what`` if this installation does not ship it."""
     from importlib import resources
 
     ref = resources.files("acbo.checkpoints").joinpath(name)
     with resources.as_file(ref) as p:
         if not Path(p).exists():
             raise ValueError(f"no pretrained {what} shipped in this installation ({p})")
+        yield Path(p)
+
+
+def load_packaged(name: str, loader, what: str):
+    """``loader(path)`` on a file shipped in ``acbo/checkpoints``."""
+    with packaged_path(name, what) as p:
         return loader(p)

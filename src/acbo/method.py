@@ -9,9 +9,12 @@ Adding a method means registering a class here, not changing the interface.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from acbo.buffer import Buffer
@@ -35,6 +38,48 @@ class Problem:
     def d(self) -> int:
         return len(self.names)
 
+    @classmethod
+    def from_data(cls, names: list[str], x: np.ndarray, target: str, domains: Mapping[str, tuple[float, float]] | None = None,
+                  intervenable: list[str] | None = None, minimize: bool = True, seed: int = 0) -> "Problem":
+        """The problem of observational data ``x`` (n x d, columns ``names``): domains default to
+        each variable's observed [min, max]; every non-target variable is intervenable unless
+        ``intervenable`` says otherwise. ValueError naming the offending argument."""
+        if target not in names:
+            raise ValueError(f"target {target!r} is not a variable of the data; variables: {names}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        t = names.index(target)
+        low, high = x.min(axis=0), x.max(axis=0)
+        for name, dom in (domains or {}).items():
+            if name not in names:
+                raise ValueError(f"domain given for unknown variable {name!r}; variables: {names}")
+            try:
+                lo, hi = (float(v) for v in dom)
+            except (TypeError, ValueError):
+                raise ValueError(f"domain of {name!r} must be a pair (low, high), got {dom!r}") from None
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"domain of {name!r} must be finite with low < high, got {(lo, hi)}")
+            j = names.index(name)
+            low[j], high[j] = lo, hi
+        if intervenable is None:
+            can = [j for j in range(len(names)) if j != t]
+        else:
+            if isinstance(intervenable, str):
+                raise ValueError(f"intervenable must be a list of names, got the string {intervenable!r}")
+            unknown = [v for v in intervenable if v not in names]
+            if unknown:
+                raise ValueError(f"intervenable names unknown variables {unknown}; variables: {names}")
+            if target in intervenable:
+                raise ValueError(f"the target {target!r} cannot be intervenable")
+            if len(set(intervenable)) != len(list(intervenable)):
+                raise ValueError(f"intervenable has duplicates: {list(intervenable)}")
+            if not intervenable:
+                raise ValueError("intervenable is empty: nothing could be set")
+            can = [names.index(v) for v in intervenable]
+        mask = torch.zeros(len(names), dtype=torch.bool)
+        mask[can] = True
+        return cls(tuple(names), t, torch.from_numpy(low), torch.from_numpy(high), mask, bool(minimize), int(seed))
+
 
 class Method:
     """Base class: ``ask`` proposes (variable index, value); ``posterior`` reports the belief
@@ -52,6 +97,15 @@ class Method:
 
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         raise NotImplementedError
+
+    def propose(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
+        """``ask``, checked: an intervenable variable and a value inside its domain (a value a
+        hair outside it, from float rounding, is moved onto its end)."""
+        i, v = self.ask(buffer, generator)
+        p = self.problem
+        lo, hi = float(p.low[i]), float(p.high[i])
+        assert bool(p.intervenable[i]) and lo - 1e-9 <= v <= hi + 1e-9, (self.name, i, v)
+        return i, min(max(v, lo), hi)
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         return self.exact_posterior(buffer, ExactPosteriorConfig())

@@ -128,42 +128,7 @@ class CausalOptimizer:
         **options: Any,
     ):
         names, x = _as_columns(observational)
-        if target not in names:
-            raise ValueError(f"target {target!r} is not a variable of the data; variables: {names}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        t = names.index(target)
-        low, high = x.min(axis=0), x.max(axis=0)
-        for name, dom in (domains or {}).items():
-            if name not in names:
-                raise ValueError(f"domain given for unknown variable {name!r}; variables: {names}")
-            try:
-                lo, hi = (float(v) for v in dom)
-            except (TypeError, ValueError):
-                raise ValueError(f"domain of {name!r} must be a pair (low, high), got {dom!r}") from None
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"domain of {name!r} must be finite with low < high, got {(lo, hi)}")
-            j = names.index(name)
-            low[j], high[j] = lo, hi
-        if intervenable is None:
-            can = [j for j in range(len(names)) if j != t]
-        else:
-            if isinstance(intervenable, str):
-                raise ValueError(f"intervenable must be a list of names, got the string {intervenable!r}")
-            unknown = [v for v in intervenable if v not in names]
-            if unknown:
-                raise ValueError(f"intervenable names unknown variables {unknown}; variables: {names}")
-            if target in intervenable:
-                raise ValueError(f"the target {target!r} cannot be intervenable")
-            if len(set(intervenable)) != len(list(intervenable)):
-                raise ValueError(f"intervenable has duplicates: {list(intervenable)}")
-            if not intervenable:
-                raise ValueError("intervenable is empty: nothing could be set")
-            can = [names.index(v) for v in intervenable]
-        mask = torch.zeros(len(names), dtype=torch.bool)
-        mask[can] = True
-        self.problem = Problem(tuple(names), t, torch.from_numpy(low), torch.from_numpy(high), mask, bool(minimize),
-                               int(seed))
+        self.problem = Problem.from_data(names, x, target, domains, intervenable, minimize, seed)
         self.method_name = method
         self.method: Method = get_method(method)(self.problem, **options)
         self.seed = int(seed)
@@ -187,10 +152,8 @@ class CausalOptimizer:
 
     def ask(self) -> Intervention:
         """The next experiment to run."""
-        i, v = self.method.ask(self.buffer, self._gen)
-        p = self.problem
-        assert bool(p.intervenable[i]) and float(p.low[i]) - 1e-9 <= v <= float(p.high[i]) + 1e-9, (i, v)
-        return Intervention({p.names[i]: min(max(v, float(p.low[i])), float(p.high[i]))})
+        i, v = self.method.propose(self.buffer, self._gen)
+        return Intervention({self.problem.names[i]: v})
 
     def _check_intervention(self, iv) -> dict[str, float]:
         if not isinstance(iv, Mapping) or len(iv) == 0:

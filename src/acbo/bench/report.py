@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acbo.bench.metrics import mean_ci
+from acbo.metrics import mean_ci
 
 
 def _fmt(m: float, h: float, digits: int = 3) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from acbo.bench.metrics import normalised_regret, posterior_metrics
+from acbo.metrics import normalised_regret, posterior_metrics
 from acbo.method import get_method
 from acbo.optimizer import CausalOptimizer
 from acbo.parallel import map_tasks

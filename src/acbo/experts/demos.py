@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from acbo.buffer import Buffer
+from acbo.experts.parent_scale import ParentScale
+from acbo.method import Problem
 from acbo.parallel import map_tasks
 from acbo.scm import SCM, get_family
 from acbo.seeding import generator
@@ -72,10 +75,8 @@ class DemoConfig:
 
 
 def demonstrate(cfg: DemoConfig, index: int) -> tuple[dict[str, np.ndarray], dict]:
-    """Run the expert on SCM ``index`` of the collection; (arrays, metadata)."""
-    from acbo.optimizer import CausalOptimizer
-    import pandas as pd
-
+    """Run the expert on SCM ``index`` of the collection through the Method interface (the same
+    seeds and generators as ``CausalOptimizer(..., seed=index)``); (arrays, metadata)."""
     fam = get_family(cfg.family)
     g = generator("train", "demos", cfg.family, cfg.seed, index)
     scm = fam.sample(g)
@@ -85,27 +86,32 @@ def demonstrate(cfg: DemoConfig, index: int) -> tuple[dict[str, np.ndarray], dic
     y_star = float(scm.optimum(low[None], high[None]).value[0])
     e_obs = float(scm.observational_mean()[0])
     t_start = time.perf_counter()
-    opt = CausalOptimizer(pd.DataFrame(x.double().numpy(), columns=names), target="Y", method="parent_scale",
-                          seed=index, **cfg.expert_options)
+    x64 = x.double()
+    problem = Problem.from_data(names, x64.numpy(), "Y", seed=index)
+    expert = ParentScale(problem, **cfg.expert_options)
+    ask_gen = generator("ask", index)
+    buffer = Buffer(d, capacity=x.shape[0] + T)
+    buffer.add(x64)
     n_rows = np.zeros(T, dtype=np.int64)
     variable = np.zeros(T, dtype=np.int64)
     value, e_y, seconds = np.zeros(T), np.zeros(T), np.zeros(T)
     ei = np.full((T, d), np.nan)
     posts, phases = [], []
     for t in range(T):
-        post = opt.posterior()  # the posterior the decision is made from
-        posts.append(post)
-        n_rows[t] = opt.buffer.n
+        posts.append(expert.posterior(buffer))  # the posterior the decision is made from
+        n_rows[t] = buffer.n
         t0 = time.perf_counter()
-        iv = opt.ask()
+        j, v = expert.propose(buffer, ask_gen)
         seconds[t] = time.perf_counter() - t0
-        (name, v), = iv.items()
-        j = names.index(name)
-        info = opt.method.last_decision
+        info = expert.last_decision
         phases.append(info.get("phase", ""))
         for n, val in info.get("ei", {}).items():
             ei[t, names.index(n)] = val
-        opt.tell(iv, scm.run_experiment(iv, generator("train", "demo-outcome", cfg.family, cfg.seed, index, t)))
+        iv = {names[j]: v}
+        outcome = scm.run_experiment(iv, generator("train", "demo-outcome", cfg.family, cfg.seed, index, t))
+        mask = torch.zeros(d, dtype=torch.bool)
+        mask[j] = True
+        buffer.add(torch.tensor([outcome[n] for n in names], dtype=torch.float64), mask)
         variable[t], value[t] = j, v
         e_y[t] = scm.expected_outcome(iv)
     S = max(p.sets.shape[0] for p in posts)
@@ -115,7 +121,7 @@ def demonstrate(cfg: DemoConfig, index: int) -> tuple[dict[str, np.ndarray], dic
         post_sets[t, : p.sets.shape[0]] = p.sets.numpy()
         post_probs[t, : p.sets.shape[0]] = p.probs.numpy()
     arrays = {
-        "buffer": opt.buffer.values.numpy().copy(), "intervened": opt.buffer.intervened.numpy().copy(),
+        "buffer": buffer.values.numpy().copy(), "intervened": buffer.intervened.numpy().copy(),
         "n_rows": n_rows, "variable": variable, "value": value, "e_y": e_y, "ei": ei, "seconds": seconds,
         "post_sets": post_sets, "post_probs": post_probs,
         "post_marginals": np.stack([p.marginals.numpy() for p in posts]),
@@ -127,8 +133,8 @@ def demonstrate(cfg: DemoConfig, index: int) -> tuple[dict[str, np.ndarray], dic
             arrays[f"scm.{k}"] = v.numpy()
     meta = {"index": index, "d": d, "target": int(scm.target[0]), "names": names, "mechanism": scm.mechanism,
             "noise": scm.noise, "y_star": y_star, "e_obs": e_obs, "phase": phases,
-            "prior_seconds": opt.method.setup_seconds, "total_seconds": time.perf_counter() - t_start,
-            "expert": opt.method.describe()}
+            "prior_seconds": expert.setup_seconds, "total_seconds": time.perf_counter() - t_start,
+            "expert": expert.describe()}
     return arrays, meta
 
 

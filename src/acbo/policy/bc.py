@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
+from acbo.buffer import Campaign
 from acbo.experts.demos import Demo, iter_demos
-from acbo.policy.agent import Encoding, policy_input
-from acbo.policy.features import Campaign
 from acbo.policy.model import U_EPS, Policy, PolicyInput
-from acbo.surrogate.model import Surrogate
+from acbo.policy.rollout import policy_input
+from acbo.surrogate import Belief, Encoding, Surrogate
 
 
 @dataclass(frozen=True)
@@ -62,19 +62,14 @@ def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = (
     values = torch.from_numpy(a["buffer"]).to(device)                                          # N x d
     intervened = torch.from_numpy(a["intervened"]).to(device)
     n_rows = a["n_rows"]
-    d = values.shape[1]
     T = len(n_rows)
     obs = ~intervened[: n_rows[0]].any(1)
     low, high = values[: n_rows[0]][obs].amin(0), values[: n_rows[0]][obs].amax(0)
-    t_idx = int(demo.meta["target"])
-    target = torch.zeros(1, d, dtype=torch.bool, device=device)
-    target[0, t_idx] = True
+    target = torch.tensor([int(demo.meta["target"])], device=device)
 
     def campaign(t: int) -> Campaign:
         n = int(n_rows[t])
-        return Campaign(values[None, :n], intervened[None, :n], torch.ones(1, n, dtype=torch.bool, device=device),
-                        torch.ones(1, d, dtype=torch.bool, device=device), target, low[None], high[None], ~target,
-                        torch.tensor([t], device=device), torch.tensor([T], device=device))
+        return Campaign.of_rows(values[None, :n], intervened[None, :n], target, low[None], high[None], t, T)
 
     enc = Encoding.of(surrogate, campaign(0))
     xs = []
@@ -83,8 +78,7 @@ def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = (
             s, e = int(n_rows[t - 1]), int(n_rows[t])
             enc = enc.add(surrogate, values[None, s:e], intervened[None, s:e])
         if t in keep:
-            marg, tokens = enc.readout(surrogate)
-            xs.append(policy_input(campaign(t), marg, tokens))
+            xs.append(policy_input(campaign(t), Belief.read(surrogate, enc)))
     var = torch.as_tensor(a["variable"][keep], device=device)[:, None]
     width = (high - low).clamp_min(1e-12)
     u = ((torch.as_tensor(a["value"][keep], device=device, dtype=low.dtype) - low[var[:, 0]]) / width[var[:, 0]])

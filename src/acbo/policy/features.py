@@ -7,47 +7,15 @@ parameters, so the same code serves training (B simulated campaigns) and deploym
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from acbo.buffer import PaddedBatch, observational_stats, standardise_by_observations
+from acbo.buffer import Campaign
 from acbo.posterior.types import bernoulli_entropy
 
 N_VAR_FEATURES = 17
 """Per-variable features (see :func:`campaign_features`)."""
 N_GLOBAL_FEATURES = 5
 """Global features, broadcast to every variable."""
-
-
-@dataclass(frozen=True)
-class Campaign:
-    """B campaigns at the same step, padded to B x N x D.
-
-    values: B x N x D raw values (observed units), intervened: B x N x D bool, row_mask: B x N,
-    var_mask: B x D, target: B x D one-hot, low/high: B x D domains (observed units),
-    intervenable: B x D bool, step: B interventions made so far, horizon: B total budget T.
-    """
-
-    values: torch.Tensor
-    intervened: torch.Tensor
-    row_mask: torch.Tensor
-    var_mask: torch.Tensor
-    target: torch.Tensor
-    low: torch.Tensor
-    high: torch.Tensor
-    intervenable: torch.Tensor
-    step: torch.Tensor
-    horizon: torch.Tensor
-
-    def observational_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-variable mean and std over observational rows (B x D each; std 1 where it is 0)."""
-        return observational_stats(self.values, self.intervened, self.row_mask)
-
-    def standardised(self) -> PaddedBatch:
-        """The surrogate's input: values standardised by the observational stats, 0 in padding."""
-        z = standardise_by_observations(self.values, self.intervened, self.row_mask, self.var_mask)
-        return PaddedBatch(z.float(), self.intervened, self.row_mask, self.var_mask, self.target)
 
 
 def campaign_features(c: Campaign, marginals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 data -> posterior -> intervention -> outcome -> repeat, with no expert and no per-problem
 fitting. The surrogate's pooled state is kept between decisions and updated with the new rows
-only (``acbo.policy.agent.Encoding``), so a decision costs one row pass, the variable-attention
+only (:class:`acbo.surrogate.Encoding`), so a decision costs one row pass, the variable-attention
 readout and the policy, whatever the number of samples.
 """
 
@@ -12,11 +12,11 @@ from functools import lru_cache
 
 import torch
 
-from acbo.buffer import Buffer
+from acbo.buffer import Buffer, Campaign
 from acbo.method import Method, Problem, register_method
-from acbo.policy.agent import Encoding, policy_input
-from acbo.policy.features import Campaign
+from acbo.policy.rollout import decide
 from acbo.posterior import ParentPosterior
+from acbo.surrogate import Belief, Encoding
 
 
 @lru_cache(maxsize=4)
@@ -28,9 +28,9 @@ def _models(checkpoint: str | None):
 
 @register_method
 class Amortized(Method):
-    """Options: checkpoint (a policy checkpoint; default the shipped one), horizon (the budget T
-    the policy plans for; it sees steps taken and left), greedy (take the most probable action
-    instead of sampling)."""
+    """Options: checkpoint (a policy checkpoint, read with the surrogate it names; default the
+    shipped pair), horizon (the budget T the policy plans for; it sees steps taken and left),
+    greedy (take the most probable action instead of sampling)."""
 
     name = "amortized"
 
@@ -49,40 +49,29 @@ class Amortized(Method):
 
     def _campaign(self, buffer: Buffer) -> Campaign:
         p = self.problem
-        x = buffer.values.clone()
-        if not p.minimize:  # the policy minimises: hand it -Y
-            x[:, p.target] = -x[:, p.target]
-        n, d = x.shape
-        target = torch.zeros(1, d, dtype=torch.bool)
-        target[0, p.target] = True
-        low, high = p.low.clone(), p.high.clone()
-        return Campaign(x[None], buffer.intervened[None], torch.ones(1, n, dtype=torch.bool),
-                        torch.ones(1, d, dtype=torch.bool), target, low[None], high[None], p.intervenable[None] & ~target,
-                        torch.tensor([buffer.n_int]), torch.tensor([self.horizon]))
+        return Campaign.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, self.horizon,
+                                  negate_target=not p.minimize)  # the policy minimises: hand it -Y
 
-    def _encoding(self, c: Campaign, buffer: Buffer) -> Encoding:
+    def _belief(self, c: Campaign, buffer: Buffer) -> Belief:
+        """The surrogate's belief, updated with the rows added since the last call (a full pass
+        when the observational rows changed or rows were removed)."""
         n_done, obs_then = self._enc_key
         if self._enc is None or buffer.n_obs != obs_then or buffer.n < n_done:
             self._enc = Encoding.of(self.surrogate, c)
         elif buffer.n > n_done:
             self._enc = self._enc.add(self.surrogate, c.values[:, n_done:], c.intervened[:, n_done:])
         self._enc_key = (buffer.n, buffer.n_obs)
-        return self._enc
-
-    @torch.inference_mode()
-    def _state(self, buffer: Buffer):
-        c = self._campaign(buffer)
-        marg, tokens = self._encoding(c, buffer).readout(self.surrogate)
-        return c, marg, tokens
+        return Belief.read(self.surrogate, self._enc)
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
-        _, marg, _ = self._state(buffer)
-        return ParentPosterior.from_marginals(self.problem.names, self.problem.target, marg[0].double())
+        with torch.inference_mode():
+            belief = self._belief(self._campaign(buffer), buffer)
+        return ParentPosterior.from_marginals(self.problem.names, self.problem.target, belief.marginals[0].double())
 
     @torch.inference_mode()
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
-        c, marg, tokens = self._state(buffer)
-        dist = self.policy(policy_input(c, marg, tokens))
+        c = self._campaign(buffer)
+        _, dist = decide(self.policy, c, self._belief(c, buffer))
         var, u = dist.mode() if self.greedy else (t[:, 0] for t in dist.sample(generator, 1))
         j = int(var[0])
         lo, hi = float(self.problem.low[j]), float(self.problem.high[j])

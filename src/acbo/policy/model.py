@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from acbo.policy.features import N_GLOBAL_FEATURES, N_VAR_FEATURES
-from acbo.surrogate.model import Block
+from acbo.layers import Block
 
 U_EPS = 1e-4
 """Sampled positions are kept inside [U_EPS, 1 - U_EPS], where the Beta density is finite."""

@@ -84,9 +84,27 @@ def register_family(family: Family) -> Family:
 
 
 def get_family(name: str) -> Family:
+    """The registered family ``name``."""
     if name not in FAMILIES:
         raise ValueError(f"unknown family {name!r}; known: {sorted(FAMILIES)}")
     return FAMILIES[name]
+
+
+def resolve_family(family: "str | Family | dict") -> Family:
+    """A Family from a registered name, a Family (returned as it is: e.g. a modified copy from
+    ``Family.with_``, which need not be registered) or its dict form (``dataclasses.asdict``, as
+    stored in a training checkpoint's config). Seed streams are keyed by the family's name, so a
+    modified family should get a name of its own."""
+    if isinstance(family, Family):
+        return family
+    if isinstance(family, str):
+        return get_family(family)
+    if isinstance(family, dict):
+        try:
+            return Family(**{k: tuple(v) if isinstance(v, list) else v for k, v in family.items()})
+        except TypeError as e:
+            raise ValueError(f"not a family: {family!r} ({e})") from None
+    raise ValueError(f"a family is a registered name or an acbo.Family, got {type(family).__name__}: {family!r}")
 
 
 for _f in (

@@ -13,7 +13,6 @@ from typing import Callable
 import torch
 
 D_MIN, D_MAX = 2, 1000
-GRAPHS = ("er", "sf", "chain", "fork", "collider")
 
 
 def check_d(d: int) -> int:

@@ -1,8 +1,17 @@
-"""The amortized surrogate: model, stage-1 training, checkpoints, inference."""
+"""The amortized surrogate: model, incremental encoding, stage-1 training, checkpoints, inference."""
 
-from acbo.surrogate.checkpoint import export_checkpoint, load_pretrained, load_surrogate, read_checkpoint, save_checkpoint
+from acbo.surrogate.checkpoint import (
+    export_checkpoint,
+    load_pretrained,
+    load_surrogate,
+    read_checkpoint,
+    save_checkpoint,
+    surrogate_digest,
+)
+from acbo.surrogate.encoding import Belief, Encoding
 from acbo.surrogate.inference import surrogate_marginals, surrogate_posterior
-from acbo.surrogate.model import Surrogate, SurrogateConfig
+from acbo.surrogate.model import Pooled, Surrogate, SurrogateConfig
 
-__all__ = ["Surrogate", "SurrogateConfig", "export_checkpoint", "load_pretrained", "load_surrogate", "read_checkpoint", "save_checkpoint",
-           "surrogate_marginals", "surrogate_posterior"]
+__all__ = ["Surrogate", "SurrogateConfig", "Pooled", "Encoding", "Belief", "export_checkpoint", "load_pretrained",
+           "load_surrogate", "read_checkpoint", "save_checkpoint", "surrogate_digest", "surrogate_marginals",
+           "surrogate_posterior"]

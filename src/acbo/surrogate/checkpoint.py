@@ -1,8 +1,12 @@
 """Surrogate checkpoints: a plain dict (weights, model config, format version, step, training
-config), written atomically; enough to rebuild the model from the file alone."""
+config), written atomically; enough to rebuild the model from the file alone. A surrogate is
+named by the digest of its content (:func:`surrogate_digest`), so a policy can say which
+surrogate it reads."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import asdict
 
@@ -14,6 +18,20 @@ from acbo.surrogate.model import Surrogate, SurrogateConfig
 FORMAT_VERSION = 1
 KIND = "acbo.surrogate"
 PRETRAINED = "surrogate.pt"
+
+
+def surrogate_digest(model: Surrogate) -> str:
+    """SHA-256 of the model's architecture and weights (not of the file: two files holding the
+    same model, with different training logs, have the same digest). ``row_chunk`` does not
+    change the output and is left out."""
+    h = hashlib.sha256()
+    cfg = {k: v for k, v in asdict(model.cfg).items() if k != "row_chunk"}
+    h.update(json.dumps(cfg, sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, model: Surrogate, step: int, train_config: dict | None = None,
@@ -33,15 +51,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu") -> Surrogate:
-    """Rebuild a surrogate from a checkpoint file (eval mode)."""
-    state = read_checkpoint(path)
-    model = Surrogate(SurrogateConfig(**state["model_config"]))  # normalised by read_checkpoint
+def surrogate_from_state(state: dict, where: str, device: str | torch.device = "cpu") -> Surrogate:
+    """Rebuild a surrogate (eval mode) from a checkpoint dict read by :func:`read_checkpoint`."""
+    model = Surrogate(SurrogateConfig(**state["model_config"]))
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the model config: {e}") from None
+        raise ValueError(f"{where}: weights do not fit the model config: {e}") from None
     return model.to(device).eval()
+
+
+def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu") -> Surrogate:
+    """Rebuild a surrogate from a checkpoint file (eval mode)."""
+    return surrogate_from_state(read_checkpoint(path), str(path), device)
 
 
 def load_pretrained(device: str | torch.device = "cpu") -> Surrogate:
@@ -52,5 +74,5 @@ def load_pretrained(device: str | torch.device = "cpu") -> Surrogate:
 def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy a training checkpoint without its optimizer state (what the package ships)."""
     state = read_checkpoint(src)
-    model = load_surrogate(src)
-    save_checkpoint(dst, model, state["step"], state["train_config"], None, state["history"])
+    save_checkpoint(dst, surrogate_from_state(state, str(src)), state["step"], state["train_config"], None,
+                    state["history"])

@@ -9,26 +9,10 @@ observational mean/std; labels are the true parents of Y.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from acbo.buffer import PaddedBatch, standardise_by_observations
-from acbo.scm import SCM, get_family
-
-
-@dataclass(frozen=True)
-class BufferBatch:
-    """Model input, labels and the raw data behind them.
-
-    batch: the standardised PaddedBatch (B x N x D); parents: B x D bool; raw: B x N x D
-    values in observed units; scm: the B models.
-    """
-
-    batch: PaddedBatch
-    parents: torch.Tensor
-    raw: torch.Tensor
-    scm: SCM
+from acbo.buffer import PaddedBatch, TrainingBatch, standardise_by_observations
+from acbo.scm import Family, resolve_family
 
 
 def random_interventions(generator: torch.Generator, low: torch.Tensor, high: torch.Tensor, target: torch.Tensor,
@@ -59,10 +43,10 @@ def standardise(raw: torch.Tensor, n_obs: int) -> torch.Tensor:
     return (raw - obs.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
 
 
-def sample_buffers(family: str, B: int, n_obs: int, n_int: int, generator: torch.Generator,
-                   d: int | None = None) -> BufferBatch:
-    """B buffers from ``family`` (optionally at a fixed d) on the generator's device."""
-    fam = get_family(family)
+def sample_buffers(family: str | Family, B: int, n_obs: int, n_int: int, generator: torch.Generator,
+                   d: int | None = None) -> TrainingBatch:
+    """B buffers from ``family`` (a name or a Family; optionally at a fixed d) on the generator's device."""
+    fam = resolve_family(family)
     if d is not None:
         fam = fam.with_(d_range=(d, d))
     scm = fam.sample(generator, B)
@@ -80,38 +64,13 @@ def sample_buffers(family: str, B: int, n_obs: int, n_int: int, generator: torch
     target[torch.arange(B, device=dev), scm.target] = True
     batch = PaddedBatch(standardise(raw, n_obs), mask, torch.ones(B, N, dtype=torch.bool, device=dev),
                         torch.ones(B, D, dtype=torch.bool, device=dev), target)
-    return BufferBatch(batch, scm.parents(), raw, scm)
+    linear = torch.full((B,), scm.mechanism == "linear", device=dev)
+    return TrainingBatch(batch, scm.parents(), raw, linear, None, scm)
 
 
-@dataclass(frozen=True)
-class DemoBuffers:
-    """Every buffer the expert decided from in a demonstration collection, with its labels.
-
-    values/intervened: M x N x D (raw, padded), row_mask M x N, var_mask/target M x D, parents
-    M x D (true parents of Y), expert M x D (the expert's posterior marginals at that step),
-    n_obs M (observational rows, the first of each buffer)."""
-
-    values: torch.Tensor
-    intervened: torch.Tensor
-    row_mask: torch.Tensor
-    var_mask: torch.Tensor
-    target: torch.Tensor
-    parents: torch.Tensor
-    expert: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.values.shape[0]
-
-    def sample(self, B: int, generator: torch.Generator) -> tuple[PaddedBatch, torch.Tensor, torch.Tensor]:
-        """B buffers drawn uniformly: (standardised PaddedBatch, parents B x D, expert B x D)."""
-        idx = torch.randint(len(self), (B,), generator=generator, device=generator.device).to(self.values.device)
-        iv, rm, vm = self.intervened[idx], self.row_mask[idx], self.var_mask[idx]
-        z = standardise_by_observations(self.values[idx], iv, rm, vm)
-        return (PaddedBatch(z.float(), iv, rm, vm, self.target[idx]), self.parents[idx], self.expert[idx])
-
-
-def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> DemoBuffers:
-    """The expert's buffers at every step of every demonstration in ``folder`` (complete shards)."""
+def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> TrainingBatch:
+    """The expert's buffers at every step of every demonstration in ``folder`` (complete
+    shards), with the true parents and the expert's posterior marginals at that step (``expert``)."""
     from acbo.experts.demos import iter_demos
 
     items = []
@@ -119,7 +78,7 @@ def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> DemoBu
         a = demo.arrays
         for t, n in enumerate(a["n_rows"]):
             items.append((a["buffer"][:n], a["intervened"][:n], int(demo.meta["target"]), a["parents"],
-                          a["post_marginals"][t]))
+                          a["post_marginals"][t], demo.meta["mechanism"] == "linear"))
     if not items:
         raise ValueError(f"{folder}: no complete demonstration shards")
     M, N, D = len(items), max(x[0].shape[0] for x in items), max(x[0].shape[1] for x in items)
@@ -127,7 +86,7 @@ def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> DemoBu
         ("values", (N, D), torch.float64), ("intervened", (N, D), torch.bool), ("row_mask", (N,), torch.bool),
         ("var_mask", (D,), torch.bool), ("target", (D,), torch.bool), ("parents", (D,), torch.bool),
         ("expert", (D,), torch.float32))}
-    for i, (v, iv, t, pa, marg) in enumerate(items):
+    for i, (v, iv, t, pa, marg, _) in enumerate(items):
         n, d = v.shape
         out["values"][i, :n, :d] = torch.from_numpy(v)
         out["intervened"][i, :n, :d] = torch.from_numpy(iv)
@@ -136,4 +95,8 @@ def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> DemoBu
         out["target"][i, t] = True
         out["parents"][i, :d] = torch.from_numpy(pa)
         out["expert"][i, :d] = torch.from_numpy(marg).float()
-    return DemoBuffers(**{k: v.to(device) for k, v in out.items()})
+    o = {k: v.to(device) for k, v in out.items()}
+    z = standardise_by_observations(o["values"], o["intervened"], o["row_mask"], o["var_mask"])
+    batch = PaddedBatch(z.float(), o["intervened"], o["row_mask"], o["var_mask"], o["target"])
+    linear = torch.tensor([x[5] for x in items], device=device)
+    return TrainingBatch(batch, o["parents"], o["values"], linear, o["expert"].clamp(0, 1), None)

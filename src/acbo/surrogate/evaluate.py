@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from acbo.bench.metrics import auroc, average_precision, expected_calibration_error, f1_score
+from acbo.metrics import auroc, average_precision, expected_calibration_error, f1_score
 from acbo.experts import CandidateSetPosterior, DRConfig, fit_dr_prior
 from acbo.posterior import ParentPosterior, exact_posterior
 from acbo.seeding import generator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from acbo.buffer import Buffer, pad_batch
+from acbo.buffer import Buffer, PaddedBatch
 from acbo.posterior import ParentPosterior
 from acbo.surrogate.model import Surrogate
 
@@ -13,7 +13,7 @@ from acbo.surrogate.model import Surrogate
 def surrogate_marginals(model: Surrogate, buffers: list[Buffer], targets: list[int]) -> list[torch.Tensor]:
     """P(j in pa(Y)) per buffer (a d-vector each; 0 for the target), one batched forward pass."""
     dev = next(model.parameters()).device
-    batch = pad_batch(buffers, targets, standardise=True, device=dev)
+    batch = PaddedBatch.of_buffers(buffers, targets, standardise=True, device=dev)
     probs = torch.sigmoid(model(batch)).cpu().double()                                          # B x D
     return [probs[i, : b.d] for i, b in enumerate(buffers)]
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from acbo.buffer import PaddedBatch
+from acbo.layers import Block
 
 
 @dataclass(frozen=True)
@@ -114,31 +114,6 @@ def pair_features(cross: torch.Tensor, n_obs: torch.Tensor, var_mask: torch.Tens
     return feats
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block over the second-to-last axis (tokens), with a key mask."""
-
-    def __init__(self, dim: int, heads: int, ff_mult: int):
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.ff = nn.Sequential(nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim))
-
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x: M x T x C tokens, key_mask: M x T (True = real token), bias: None or M x H x T x T
-        added to the attention logits. Returns M x T x C."""
-        M, T, C = x.shape
-        H = self.heads
-        q, k, v = self.qkv(self.ln1(x)).reshape(M, T, 3, H, C // H).permute(2, 0, 3, 1, 4)   # 3 x M x H x T x C/H
-        mask = key_mask[:, None, None, :]
-        if bias is not None:
-            mask = bias.masked_fill(~mask, float("-inf"))
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + self.proj(attn.transpose(1, 2).reshape(M, T, C))
-        return x + self.ff(self.ln2(x))
-
-
 class Surrogate(nn.Module):
     """Buffers (a :class:`PaddedBatch`, values standardised) -> parent logits B x D."""
 
@@ -160,8 +135,11 @@ class Surrogate(nn.Module):
                 nn.init.zeros_(out.weight)
                 nn.init.zeros_(out.bias)
 
-    def _rows(self, values, intervened, target, var_mask) -> torch.Tensor:
-        """Per-cell features after the row blocks for a chunk of rows. All B x n x D -> B x n x D x C."""
+    def rows(self, values, intervened, target, var_mask) -> torch.Tensor:
+        """Per-cell features after the row blocks, before pooling: rows are processed
+        independently, so a pooled state is updated by passing only the new rows (see
+        :class:`acbo.surrogate.Encoding`). values (standardised) / intervened: B x n x D,
+        target / var_mask: B x D. Returns B x n x D x C."""
         B, n, D = values.shape
         dt = values.dtype
         tgt = target[:, None, :].expand(B, n, D)
@@ -192,7 +170,7 @@ class Surrogate(nn.Module):
         step = max(1, self.cfg.row_chunk // B)  # at most row_chunk samples (over the batch) at once
         for s in range(0, N, step):  # chunks of rows: pooled sums are exact
             e = min(N, s + step)
-            h = self._rows(values[:, s:e], intervened[:, s:e], target, var_mask)            # B x n x D x C
+            h = self.rows(values[:, s:e], intervened[:, s:e], target, var_mask)            # B x n x D x C
             for k, w in enumerate((w_obs, w_self, w_other)):
                 sums[k] += torch.einsum("bnd,bndc->bdc", w[:, s:e].to(h.dtype), h)
         counts = torch.stack([w.sum(1) for w in (w_obs, w_self, w_other)]).to(values.dtype)  # 3 x B x D
@@ -206,9 +184,19 @@ class Surrogate(nn.Module):
         z = values * (var_mask[:, None, :] & obs_rows[:, :, None]).to(values.dtype)
         return torch.einsum("bnd,bne->bde", z, z)
 
-    def readout(self, pooled: Pooled, target: torch.Tensor, var_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pairs(self, pooled: Pooled, var_mask: torch.Tensor) -> torch.Tensor | None:
+        """The pair features of the pooled observational moments (B x D x D x PAIR_FEATURES), or
+        None for a model without ``pair_bias``. Interventional rows leave them unchanged."""
+        if not self.cfg.pair_bias:
+            return None
+        n_obs = pooled.counts[0].amax(dim=1)                                                 # B: observational rows
+        return pair_features(pooled.cross, n_obs, var_mask)
+
+    def readout(self, pooled: Pooled, target: torch.Tensor, var_mask: torch.Tensor, pairs: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """From pooled sums to (parent logits B x D, -inf for the target and padding; variable
-        tokens B x D x C, the encoding a policy can reuse)."""
+        tokens B x D x C, the encoding a policy can reuse). ``pairs``: the pair features when
+        already known (:meth:`pairs`), else computed from ``pooled``."""
         sums, counts = pooled.sums, pooled.counts
         _, B, D, C = sums.shape
         pooled_mean = sums / counts.clamp_min(1)[..., None]                                  # 3 x B x D x C
@@ -216,8 +204,7 @@ class Surrogate(nn.Module):
         h = self.pool_proj(z) + target[..., None].to(sums.dtype) * self.target_embed        # B x D x C
         biases, pair_t = [None] * len(self.var_blocks), None
         if self.cfg.pair_bias:
-            n_obs = counts[0].amax(dim=1)                                                    # B: observational rows
-            pf = pair_features(pooled.cross, n_obs, var_mask)                                # B x D x D x F
+            pf = self.pairs(pooled, var_mask) if pairs is None else pairs                    # B x D x D x F
             H = self.cfg.heads
             biases = self.pair_attn(pf).reshape(B, D, D, -1, H).permute(3, 0, 4, 1, 2).unbind(0)   # layers x (B x H x D x D)
             pf_t = (pf * target[:, None, :, None].to(pf.dtype)).sum(2)                      # B x D x F: pair (j, Y)

@@ -16,8 +16,6 @@ and takes an AdamW step. Every ``eval_every`` steps it reports AUPRC on a fixed 
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,27 +24,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from acbo.bench.metrics import average_precision
+from acbo.buffer import TrainingBatch
 from acbo.configs import config_from_argv, format_record, print_line
 from acbo.io import load_packaged
+from acbo.metrics import average_precision
 from acbo.posterior import exact_posterior
+from acbo.scm import Family, resolve_family
 from acbo.seeding import generator
 from acbo.surrogate.checkpoint import PRETRAINED, read_checkpoint, save_checkpoint
-from acbo.surrogate.data import BufferBatch, load_demo_buffers, sample_buffers
+from acbo.surrogate.data import load_demo_buffers, sample_buffers
 from acbo.surrogate.model import Surrogate, SurrogateConfig
+from acbo.training import Budget, Window, append_jsonl, resume, set_lr
 
 
 @dataclass(frozen=True)
 class SurrogateTrainConfig:
     """Stage-1 training run."""
 
-    families: tuple[str, ...] = ("train-lin", "train-nonlin")
-    """Training families, cycled batch by batch (train stream)."""
+    families: tuple[str | Family, ...] = ("train-lin", "train-nonlin")
+    """Training families (registered names or Family objects), cycled batch by batch (train stream)."""
     steps: int = 2000
     """Optimizer steps."""
     max_minutes: float = 0.0
-    """Wall-time budget: the learning-rate schedule follows max(step, time) progress and the run
-    stops when it is spent (0: no budget; a budget makes the run depend on the machine's speed)."""
+    """Wall-time budget, over all pieces of a resumed run: the learning-rate schedule follows
+    max(step, time) progress and the run stops when it is spent (0: no budget; a budget makes
+    the run depend on the machine's speed)."""
     batch_size: int = 32
     """Buffers per step."""
     n_obs: tuple[int, int] = (50, 300)
@@ -82,7 +84,7 @@ class SurrogateTrainConfig:
     """Pair statistics (observational correlation / partial correlation) bias the variable
     attention and the parent head (``SurrogateConfig.pair_bias``). Can be switched on when
     fine-tuning a checkpoint without it: the new path starts at zero, i.e. at the checkpoint."""
-    val_family: str = "lin-er-20"
+    val_family: str | Family = "lin-er-20"
     """Validation family (its test stream; never trained on)."""
     val_buffers: int = 64
     """Validation buffers (n_obs = 200, 10 interventions)."""
@@ -109,47 +111,71 @@ class SurrogateTrainConfig:
         if self.lr <= 0 or self.max_minutes < 0 or min(self.w_truth, self.w_exact, self.w_expert) < 0:
             raise ValueError(f"lr must be > 0 and max_minutes, w_truth, w_exact, w_expert >= 0; got lr={self.lr}, "
                              f"max_minutes={self.max_minutes}, weights={(self.w_truth, self.w_exact, self.w_expert)}")
+        if (self.demo_every > 0) != bool(self.demos):
+            raise ValueError(f"demos and demo_every go together (got demos={self.demos!r}, demo_every={self.demo_every})")
+        for f in self.families + (self.val_family,):
+            resolve_family(f)
 
     def model_config(self) -> SurrogateConfig:
         return SurrogateConfig(dim=self.dim, heads=self.heads, row_layers=self.row_layers, var_layers=self.var_layers,
                                pair_bias=self.pair_bias)
 
 
-def losses(model: Surrogate, data: BufferBatch, cfg: SurrogateTrainConfig) -> dict[str, torch.Tensor]:
-    """The loss terms of one batch (each a scalar)."""
+def losses(model: Surrogate, data: TrainingBatch, w_truth: float, w_exact: float = 0.0, w_expert: float = 0.0
+           ) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch (each a scalar) and their weighted sum ``loss``: binary
+    cross-entropy of the parent logits to the true parents (``truth``; ``demo_truth`` on
+    demonstration buffers, logged apart), to the exact posterior's marginals on the linear
+    buffers (``exact``, when w_exact > 0) and to the expert's marginals (``expert``, on buffers
+    that carry them)."""
     logits = model(data.batch)
     valid = data.batch.var_mask & ~data.batch.target
     safe = logits.masked_fill(~valid, 0.0)
-    out = {"truth": F.binary_cross_entropy_with_logits(safe[valid], data.parents[valid].float())}
-    if cfg.w_exact > 0 and data.scm.mechanism == "linear":
+    truth = F.binary_cross_entropy_with_logits(safe[valid], data.parents[valid].float())
+    if data.expert is not None:
+        out = {"demo_truth": truth, "expert": F.binary_cross_entropy_with_logits(safe[valid], data.expert[valid])}
+        out["loss"] = w_truth * truth + w_expert * out["expert"]
+        return out
+    out = {"truth": truth}
+    loss = w_truth * truth
+    if w_exact > 0 and bool(data.linear.any()):
+        lin = valid & data.linear[:, None]
         soft = exact_marginals(data).to(logits.device)
-        out["exact"] = F.binary_cross_entropy_with_logits(safe[valid], soft[valid])
-    out["loss"] = cfg.w_truth * out["truth"] + cfg.w_exact * out.get("exact", torch.zeros((), device=logits.device))
+        out["exact"] = F.binary_cross_entropy_with_logits(safe[lin], soft[lin])
+        loss = loss + w_exact * out["exact"]
+    out["loss"] = loss
     return out
 
 
-def demo_losses(model: Surrogate, batch, parents: torch.Tensor, expert: torch.Tensor,
-                cfg: SurrogateTrainConfig) -> dict[str, torch.Tensor]:
-    """The loss terms of a batch of demonstration buffers (truth and expert distillation)."""
-    logits = model(batch)
-    valid = batch.var_mask & ~batch.target
-    safe = logits.masked_fill(~valid, 0.0)
-    out = {"demo_truth": F.binary_cross_entropy_with_logits(safe[valid], parents[valid].float()),
-           "expert": F.binary_cross_entropy_with_logits(safe[valid], expert[valid].clamp(0, 1))}
-    out["loss"] = cfg.w_truth * out["demo_truth"] + cfg.w_expert * out["expert"]
-    return out
-
-
-def exact_marginals(data: BufferBatch) -> torch.Tensor:
-    """B x D exact-posterior marginals of the batch's buffers (computed on the CPU)."""
+def exact_marginals(data: TrainingBatch) -> torch.Tensor:
+    """B x D exact-posterior marginals of the batch's linear buffers (computed on the CPU; 0 for
+    the others)."""
     raw, mask = data.raw.cpu(), data.batch.intervened.cpu()
-    targets = data.scm.target.tolist()
-    return torch.stack([exact_posterior(raw[b], mask[b], targets[b]).marginals for b in range(raw.shape[0])]).float()
+    targets = data.batch.target.to(torch.int8).argmax(1).tolist()
+    linear = data.linear.tolist()
+    out = torch.zeros(raw.shape[0], raw.shape[2])
+    for b in range(raw.shape[0]):
+        if linear[b]:
+            n, d = int(data.batch.row_mask[b].sum()), int(data.batch.var_mask[b].sum())
+            out[b, :d] = exact_posterior(raw[b, :n, :d], mask[b, :n, :d], targets[b]).marginals.float()
+    return out
+
+
+def surrogate_step(model: Surrogate, opt: torch.optim.Optimizer, data: TrainingBatch, w_truth: float,
+                   w_exact: float = 0.0, w_expert: float = 0.0, max_grad_norm: float = 1.0) -> dict[str, float]:
+    """One optimisation step on a batch: the loss terms (floats) and the gradient norm before clipping."""
+    terms = losses(model, data, w_truth, w_exact, w_expert)
+    opt.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
+    opt.step()
+    return {**{k: v.item() for k, v in terms.items()}, "grad_norm": grad_norm}
 
 
 @torch.no_grad()
-def validation_auprc(model: Surrogate, val: list[BufferBatch]) -> float:
+def validation_auprc(model: Surrogate, val: list[TrainingBatch]) -> float:
     """Mean AUPRC of the parent marginals over the validation buffers."""
+    was_training = model.training
     model.eval()
     scores = []
     for data in val:
@@ -157,7 +183,7 @@ def validation_auprc(model: Surrogate, val: list[BufferBatch]) -> float:
         valid = (data.batch.var_mask & ~data.batch.target).cpu()
         for b in range(probs.shape[0]):
             scores.append(average_precision(probs[b][valid[b]].numpy(), data.parents[b].cpu()[valid[b]].numpy()))
-    model.train()
+    model.train(was_training)
     return float(np.nanmean(scores))
 
 
@@ -175,14 +201,28 @@ def init_weights(model: Surrogate, cfg: SurrogateTrainConfig) -> None:
     assert not unexpected and all(k.startswith("pair_") for k in missing), (missing, unexpected)
 
 
-def make_validation(cfg: SurrogateTrainConfig) -> list[BufferBatch]:
-    g = generator("test", "surrogate-val", cfg.val_family, device=cfg.device)
-    return [sample_buffers(cfg.val_family, 16, 200, 10, g) for _ in range(max(1, cfg.val_buffers // 16))]
+def make_validation(cfg: SurrogateTrainConfig) -> list[TrainingBatch]:
+    """The fixed validation buffers: the validation family's test stream, n_obs = 200, 10 interventions."""
+    fam = resolve_family(cfg.val_family)
+    g = generator("test", "surrogate-val", fam.name, device=cfg.device)
+    return [sample_buffers(fam, 16, 200, 10, g) for _ in range(max(1, cfg.val_buffers // 16))]
+
+
+def training_batch(cfg: SurrogateTrainConfig, step: int, demos: TrainingBatch | None) -> TrainingBatch:
+    """The batch of ``step``: fresh buffers from the train stream keyed by the step (a resumed run
+    draws the same data), or every demo_every-th step a draw of the expert's buffers."""
+    g = generator("train", "surrogate", cfg.seed, step, device=cfg.device)
+    fam = cfg.families[step % len(cfg.families)]
+    n_obs = int(torch.randint(cfg.n_obs[0], cfg.n_obs[1] + 1, (1,), generator=g, device=cfg.device))
+    n_int = int(torch.randint(cfg.n_int[0], cfg.n_int[1] + 1, (1,), generator=g, device=cfg.device))
+    if demos is not None and step % cfg.demo_every == cfg.demo_every - 1:
+        return demos.sample(cfg.batch_size, g)
+    return sample_buffers(fam, cfg.batch_size, n_obs, n_int, g)
 
 
 def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
     """Run (or resume) stage-1 training; returns the trained model. ``log`` receives one line
-    per logging window (means over the window: loss terms; the last step: grad norm, lr)."""
+    per logging window (means over the window: loss terms, grad norm; the last step's lr)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "model.pt"
@@ -191,72 +231,51 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
     if cfg.init:
         init_weights(model, cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    t_start = time.perf_counter()
-
-    def progress(s: int) -> float:
-        used = (time.perf_counter() - t_start) / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
-        return min(1.0, max(s / cfg.steps, used))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s))))
-    start, history = 0, []
-    if ckpt.exists():  # resume
-        state = read_checkpoint(ckpt)
-        if state["train_config"] != asdict(cfg):
-            raise ValueError(f"{ckpt} was written by another configuration; use a new --out")
+    budget, start, history = Budget(cfg.steps, cfg.max_minutes), 0, []
+    state = resume(ckpt, asdict(cfg), read_checkpoint)
+    if state is not None:
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"]["opt"])
-        sched.load_state_dict(state["optimizer"]["sched"])
+        budget.elapsed_before = state["optimizer"].get("elapsed_s", 0.0)
         start, history = state["step"], state["history"]
         log(f"resumed from step {start}")
-    if (cfg.demo_every > 0) != bool(cfg.demos):
-        raise ValueError(f"demos and demo_every go together (got demos={cfg.demos!r}, demo_every={cfg.demo_every})")
     demos = load_demo_buffers(cfg.demos, cfg.device) if cfg.demos else None
     val = make_validation(cfg)
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt, model, step, asdict(cfg), {"opt": opt.state_dict(), "elapsed_s": budget.elapsed()},
+                        history)
+
     model.train()
-    t_last, seen, window = time.perf_counter(), 0, {}
+    window, t_last, seen = Window(), time.perf_counter(), 0
     for step in range(start, cfg.steps):
-        if cfg.max_minutes and progress(step) >= 1.0:
+        if budget.spent(step):
             log(f"time budget spent at step {step}")
             if not history or history[-1]["step"] != step:
-                rec = {"step": step, "val_auprc": validation_auprc(model, val)}
-                history.append(rec)
-                save_checkpoint(ckpt, model, step, asdict(cfg), {"opt": opt.state_dict(), "sched": sched.state_dict()}, history)
-                log(f"step={step} val_auprc={rec['val_auprc']:.4g}")
+                history.append({"step": step, "val_auprc": validation_auprc(model, val)})
+                checkpoint(step)
+                log(f"step={step} val_auprc={history[-1]['val_auprc']:.4g}")
             break
-        # ---- data: a fresh batch from the train stream, keyed by step (resumes draw the same data)
-        g = generator("train", "surrogate", cfg.seed, step, device=cfg.device)
-        fam = cfg.families[step % len(cfg.families)]
-        n_obs = int(torch.randint(cfg.n_obs[0], cfg.n_obs[1] + 1, (1,), generator=g, device=cfg.device))
-        n_int = int(torch.randint(cfg.n_int[0], cfg.n_int[1] + 1, (1,), generator=g, device=cfg.device))
-        if demos is not None and step % cfg.demo_every == cfg.demo_every - 1:
-            terms = demo_losses(model, *demos.sample(cfg.batch_size, g), cfg)   # the expert's buffers
-        else:
-            data = sample_buffers(fam, cfg.batch_size, n_obs, n_int, g)
-            terms = losses(model, data, cfg)
-        # ---- update
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
-        opt.step()
-        sched.step()
+        # ---- data, then one step at the scheduled learning rate
+        data = training_batch(cfg, step, demos)
+        lr = budget.lr(cfg.lr, step)
+        set_lr(opt, lr)
+        terms = surrogate_step(model, opt, data, cfg.w_truth, cfg.w_exact, cfg.w_expert)
+        grad_norm = terms.pop("grad_norm")
+        window.add(terms)
         seen += cfg.batch_size
-        for k, v in terms.items():  # running sums over the logging window (all families)
-            window[k] = window.get(k, (0.0, 0))
-            window[k] = (window[k][0] + v.item(), window[k][1] + 1)
         # ---- diagnostics, validation, checkpoint
         done = step + 1
         evaluate = done % cfg.eval_every == 0 or done == cfg.steps
         if done % 20 == 0 or evaluate:
             now = time.perf_counter()
-            rec = {"step": done, **{k: tot / cnt for k, (tot, cnt) in window.items()}, "grad_norm": grad_norm,
-                   "lr": sched.get_last_lr()[0], "buffers_per_s": seen / (now - t_last)}
-            t_last, seen, window = now, 0, {}
+            rec = {"step": done, **window.means(), "grad_norm": grad_norm, "lr": lr, "buffers_per_s": seen / (now - t_last)}
+            t_last, seen = now, 0
             if evaluate:
                 rec["val_auprc"] = validation_auprc(model, val)
                 history.append(rec)
-                save_checkpoint(ckpt, model, done, asdict(cfg), {"opt": opt.state_dict(), "sched": sched.state_dict()}, history)
-            with open(out / "log.jsonl", "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+                checkpoint(done)
+            append_jsonl(out / "log.jsonl", rec)
             log(format_record(rec))
     model.eval()
     return model

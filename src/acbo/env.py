@@ -1,4 +1,4 @@
-"""Vectorised campaigns: B simulated SCMs stepped together, on any device.
+"""Simulated campaigns: B SCMs stepped together, on any device.
 
 One :class:`Env` holds B campaigns of the same d at the same step: the buffers (B x N x d), the
 domains (each variable's observed [min, max], as ``CausalOptimizer`` uses by default), the
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from acbo.policy.features import Campaign
-from acbo.scm import SCM, get_family
+from acbo.buffer import Campaign, TrainingBatch
+from acbo.scm import SCM, Family, resolve_family
 
 
 @dataclass
@@ -49,9 +49,10 @@ class Env:
                    y_obs.clone(), horizon, 0, n_mc)
 
     @classmethod
-    def from_family(cls, family: str, B: int, n_obs: int, horizon: int, generator: torch.Generator,
+    def from_family(cls, family: str | Family, B: int, n_obs: int, horizon: int, generator: torch.Generator,
                     n_mc: int = 256) -> "Env":
-        return cls.reset(get_family(family).sample(generator, B), n_obs, horizon, generator, n_mc)
+        """B SCMs drawn from ``family`` (a name or a Family), then :meth:`reset`."""
+        return cls.reset(resolve_family(family).sample(generator, B), n_obs, horizon, generator, n_mc)
 
     @property
     def B(self) -> int:
@@ -62,13 +63,15 @@ class Env:
         return self.scm.d
 
     def campaign(self) -> Campaign:
-        B, N, d = self.values.shape
-        dev = self.values.device
-        target = torch.zeros(B, d, dtype=torch.bool, device=dev)
-        target[torch.arange(B, device=dev), self.scm.target] = True
-        return Campaign(self.values, self.intervened, torch.ones(B, N, dtype=torch.bool, device=dev),
-                        torch.ones(B, d, dtype=torch.bool, device=dev), target, self.low, self.high, ~target,
-                        torch.full((B,), self.step_count, device=dev), torch.full((B,), self.horizon, device=dev))
+        """The campaigns as a policy sees them (raw rows, domains, step and budget)."""
+        return Campaign.of_rows(self.values, self.intervened, self.scm.target, self.low, self.high, self.step_count,
+                                self.horizon)
+
+    def training_batch(self) -> TrainingBatch:
+        """The rows collected so far as a surrogate training batch, labelled with the true parents:
+        the data the surrogate will see in deployment (stage 3 trains on it)."""
+        linear = torch.full((self.B,), self.scm.mechanism == "linear", device=self.values.device)
+        return self.campaign().training_batch(self.scm.parents(), linear, self.scm)
 
     def _do(self, var: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """B x k variables/values -> (do_mask, do_value) B x k x d."""
