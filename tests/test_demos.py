@@ -51,8 +51,7 @@ def test_demonstrations_record_what_the_expert_used(tmp_path):
             row = n_obs + t  # the experiment of step t is the next row of the buffer
             assert a["intervened"][row].sum() == 1 and a["intervened"][row, a["variable"][t]]
             assert a["buffer"][row, a["variable"][t]] == pytest.approx(a["value"][t])
-            vals, inter = demo.buffer_at(t)
-            assert vals.shape[0] == row and not inter[:n_obs].any()
+            assert not a["intervened"][:n_obs].any()  # the buffer of step t: the first n_rows[t] rows
         np.testing.assert_allclose(a["post_probs"].sum(1), 1.0)
         assert len(m["phase"]) == 4 and m["target"] < m["d"] and m["names"][m["target"]] == "Y"
         scm = demo.scm()
@@ -71,12 +70,18 @@ def test_a_folder_of_another_collection_is_refused(tmp_path):
     assert meta["config"]["expert_options"] == {"dr_regressor": "ridge"}
 
 
+# Reproducibility: the same seed gives the same numbers bit for bit on one machine (the other
+# tests here compare two runs); across machines float32 results may differ in the last digits
+# (vectorised math kernels differ between CPUs: 755 of 3,800 regenerated values differed by up to
+# 1.9e-6 on an AVX512 Xeon), so a file written elsewhere is compared within this tolerance.
+CROSS_MACHINE = dict(rtol=1e-5, atol=1e-5)
+
+
 def test_committed_sample_shard_reads_and_regenerates():
     """tests/data/demos_sample was written by
-    ``acbo demos --family train-mixed --n-scms 2 --shard-size 2 --workers 1 --out tests/data/demos_sample``."""
+    ``acbo demos --family train-mixed --n-scms 2 --shard-size 2 --workers 1 --out tests/data/demos_sample``
+    on another machine: regenerated values agree within CROSS_MACHINE."""
     from pathlib import Path
-
-    import torch
 
     from acbo.scm import get_family
     from acbo.seeding import generator
@@ -90,6 +95,6 @@ def test_committed_sample_shard_reads_and_regenerates():
         g = generator("train", "demos", "train-mixed", 0, m["index"])
         scm = get_family("train-mixed").sample(g)
         x = scm.sample(200, g)[0].double().numpy()
-        np.testing.assert_array_equal(demo.arrays["buffer"][:200], x)
-        assert torch.equal(demo.scm().W, scm.W)
+        np.testing.assert_allclose(demo.arrays["buffer"][:200], x, **CROSS_MACHINE)
+        np.testing.assert_allclose(demo.scm().W.numpy(), scm.W.numpy(), **CROSS_MACHINE)
         assert demo.arrays["post_marginals"].shape == (20, m["d"])

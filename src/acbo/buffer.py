@@ -254,11 +254,6 @@ class Campaign:
                    torch.ones(B, d, dtype=torch.bool, device=dev), tgt, low, high, ~tgt,
                    torch.full((B,), step, device=dev), torch.full((B,), horizon, device=dev))
 
-    @property
-    def target_index(self) -> torch.Tensor:
-        """B: the column of Y."""
-        return self.target.to(torch.int8).argmax(dim=1)
-
     def observational_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-variable mean and std over observational rows (B x D each; std 1 where it is 0)."""
         return observational_stats(self.values, self.intervened, self.row_mask)

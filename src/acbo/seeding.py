@@ -13,10 +13,6 @@ import zlib
 import numpy as np
 import torch
 
-TRAIN = "train"
-TEST = "test"
-
-
 def _key_to_int(key: int | str) -> int:
     if isinstance(key, bool) or not isinstance(key, (int, np.integer, str)):
         raise ValueError(f"seed keys must be int or str, got {key!r}")

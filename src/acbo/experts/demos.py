@@ -207,11 +207,6 @@ class Demo:
         state.update({"mechanism": self.meta["mechanism"], "noise": self.meta["noise"], "format_version": state.pop("format_version", 1)})
         return SCM.from_dict(state)
 
-    def buffer_at(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """The buffer (values, intervened) the expert decided step t from."""
-        n = int(self.arrays["n_rows"][t])
-        return self.arrays["buffer"][:n], self.arrays["intervened"][:n]
-
 
 def load_shard(path: str | Path) -> list[Demo]:
     """Read one shard (give the .npz or the .json path)."""

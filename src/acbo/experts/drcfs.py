@@ -252,12 +252,20 @@ def fit_dr_prior(values: torch.Tensor, target: int, generator: torch.Generator, 
     p_full = torch.full((B, d), float("nan"), dtype=torch.float64)
     p_full[:, feats] = torch.from_numpy(p_adj)
 
+    sets, probs = prior_from_selections(selected, feats)
+    return DRPrior(sets, probs, selected, p_full, time.perf_counter() - t0, cfg)
+
+
+def prior_from_selections(selected: torch.Tensor, feats: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """P(S) = the fraction of resamples whose selection is exactly S, empty selections dropped;
+    uniform over the singletons of ``feats`` if every selection is empty. selected: B x d bool.
+    Returns (sets S x d, probabilities S)."""
+    B, d = selected.shape
     nonempty = selected[selected.any(dim=1)]
     if len(nonempty):
         sets, counts = torch.unique(nonempty, dim=0, return_counts=True)
-        probs = counts.double() / counts.sum()
-    else:  # nothing found: uniform over singletons
-        sets = torch.zeros(p, d, dtype=torch.bool)
-        sets[torch.arange(p), torch.tensor(feats)] = True
-        probs = torch.full((p,), 1.0 / p, dtype=torch.float64)
-    return DRPrior(sets, probs, selected, p_full, time.perf_counter() - t0, cfg)
+        return sets, counts.double() / counts.sum()
+    p = len(feats)
+    sets = torch.zeros(p, d, dtype=torch.bool)
+    sets[torch.arange(p), torch.tensor(feats)] = True
+    return sets, torch.full((p,), 1.0 / p, dtype=torch.float64)

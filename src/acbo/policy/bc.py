@@ -18,23 +18,26 @@ from acbo.buffer import Campaign
 from acbo.experts.demos import Demo, iter_demos
 from acbo.policy.model import U_EPS, Policy, PolicyInput
 from acbo.policy.rollout import policy_input
-from acbo.surrogate import Belief, Encoding, Surrogate
+from acbo.surrogate import Belief, Encoding, Surrogate, surrogate_digest
 
 
 @dataclass(frozen=True)
 class DemoBatch:
-    """M expert decisions: inputs (padded to a common D), var M x 1, u M x 1."""
+    """M expert decisions: inputs (padded to a common D), var M x 1, u M x 1. The inputs hold the
+    tokens and marginals of the surrogate whose digest is ``surrogate_sha256``: after that
+    surrogate changes (stage 3), rebuild the batch with :func:`load_demo_batch`."""
 
     x: PolicyInput
     var: torch.Tensor
     u: torch.Tensor
+    surrogate_sha256: str
 
     def __len__(self) -> int:
         return self.var.shape[0]
 
     def minibatch(self, size: int, generator: torch.Generator) -> "DemoBatch":
         idx = torch.randint(len(self), (min(size, len(self)),), generator=generator, device=self.var.device)
-        return DemoBatch(self.x.index(idx), self.var[idx], self.u[idx])
+        return DemoBatch(self.x.index(idx), self.var[idx], self.u[idx], self.surrogate_sha256)
 
 
 def pad_input(x: PolicyInput, D: int) -> PolicyInput:
@@ -92,7 +95,7 @@ def load_demo_batch(folder: str | Path, surrogate: Surrogate, device="cpu", phas
         raise ValueError(f"{folder}: no complete demonstration shards with decisions in phases {phases}")
     D = max(p[0].valid.shape[1] for p in parts)
     x = PolicyInput.cat([pad_input(p[0], D) for p in parts])
-    return DemoBatch(x, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]))
+    return DemoBatch(x, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]), surrogate_digest(surrogate))
 
 
 def bc_loss(policy: Policy, batch: DemoBatch) -> dict[str, torch.Tensor]:

@@ -311,19 +311,30 @@ class SCM:
         intervenable = torch.broadcast_to(torch.as_tensor(intervenable, device=dev), (B, d))
         if not intervenable.any(dim=1).all():
             raise ValueError("every model needs at least one intervenable variable")
+        if self.mechanism == "linear":
+            return self._optimum_at_ends(low, high, intervenable)
+        return self._optimum_searched(low, high, intervenable, n_mc, grid, refine_iters)
+
+    def _optimum_at_ends(self, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor) -> Optimum:
+        """Linear models: E[Y | do(X_i = v)] is affine in v, so the best ends of the domains (B x d each)."""
+        B, d, dev = self.batch_size, self.d, self.device
         eye = torch.eye(d, dtype=torch.bool, device=dev)
         inf = torch.tensor(float("inf"), device=dev, dtype=self.loc.dtype)
+        mask = torch.cat([eye, eye])                                                     # 2d x d
+        values = torch.cat([torch.diag_embed(low), torch.diag_embed(high)], dim=1)       # B x 2d x d
+        e = self.expected_target(mask, values).masked_fill(~intervenable.repeat(1, 2), inf)  # B x 2d
+        best = e.argmin(dim=1)
+        var = best % d
+        setting = torch.where(best < d, low.gather(1, var[:, None]), high.gather(1, var[:, None])).squeeze(1)
+        return Optimum(e.gather(1, best[:, None]).squeeze(1), var, setting)
 
-        if self.mechanism == "linear":
-            mask = torch.cat([eye, eye])                                                 # 2d x d
-            values = torch.cat([torch.diag_embed(low), torch.diag_embed(high)], dim=1)   # B x 2d x d
-            e = self.expected_target(mask, values).masked_fill(~intervenable.repeat(1, 2), inf)  # B x 2d
-            best = e.argmin(dim=1)
-            var = best % d
-            setting = torch.where(best < d, low.gather(1, var[:, None]), high.gather(1, var[:, None])).squeeze(1)
-            return Optimum(e.gather(1, best[:, None]).squeeze(1), var, setting)
-
-        # nonlinear: only ancestors of Y can move E[Y]
+    def _optimum_searched(self, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor, n_mc: int,
+                          grid: int, refine_iters: int) -> Optimum:
+        """Nonlinear models: per intervenable ancestor of Y a grid, then golden-section refinement
+        around the best grid point, all models and variables at once (B x d domains)."""
+        B, d, dev = self.batch_size, self.d, self.device
+        eye = torch.eye(d, dtype=torch.bool, device=dev)
+        inf = torch.tensor(float("inf"), device=dev, dtype=self.loc.dtype)
         anc = self.ancestors() & intervenable                                             # B x d
         rel = torch.nonzero(anc.any(dim=0)).flatten()                                     # R (union over batch)
         e_obs = self.observational_mean(n_mc)
