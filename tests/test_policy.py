@@ -373,3 +373,44 @@ def test_bc_warm_start_kl_reference_and_auxiliary_loss(tmp_path):
     rec = [line for line in logs if line.startswith("iteration=1 ")][0]
     fields = dict(kv.split("=", 1) for kv in rec.split())
     assert float(fields["kl"]) >= 0.0 and float(fields["bc"]) > 0.0
+
+
+def test_trainers_and_env_take_family_objects(tmp_path):
+    """A curriculum hands trainers modified, unregistered families."""
+    from acbo.scm import FAMILIES, get_family
+    from acbo.surrogate.train import SurrogateTrainConfig
+    from acbo.surrogate.train import train as train_surrogate
+
+    small = get_family("train-lin").with_(name="curriculum-lin-4", d_range=(4, 4))
+    assert small.name not in FAMILIES
+    env = Env.from_family(small, 3, 20, 2, generator("fam-obj"))
+    assert env.d == 4
+    policy = train(_tiny(tmp_path, families=(small,), val_family=small), log=lambda s: None)
+    assert isinstance(policy, Policy)
+    cfg = SurrogateTrainConfig(families=(small,), steps=2, batch_size=4, n_obs=(20, 20), n_int=(0, 2), dim=16, heads=2,
+                               row_layers=1, var_layers=1, val_family=small, val_buffers=16, eval_every=2,
+                               out=str(tmp_path / "s"))
+    train_surrogate(cfg, log=lambda s: None)
+    train_surrogate(cfg, log=lambda s: None)  # resumes: the stored config (a dict) matches the Family object
+    with pytest.raises(ValueError, match="registered name or an acbo.Family"):
+        _tiny(tmp_path, families=(3,))
+
+
+def test_collected_campaigns_become_a_surrogate_training_batch(surrogate):
+    """What stage 3 needs: the rows a policy collected, labelled, and one surrogate step on them."""
+    from acbo.policy.rollout import GroupDesign, collect
+    from acbo.surrogate.train import surrogate_step
+
+    env, g = _env(B=3, d=5, n_obs=25, T=3)
+    torch.manual_seed(0)
+    policy = Policy(PolicyConfig(token_dim=surrogate.cfg.dim)).eval()
+    collect(policy, surrogate, env, GroupDesign("candidates", 2), {"improvement": 1.0}, g)
+    batch = env.training_batch()
+    assert batch.raw.shape == (3, 28, 5) and int(batch.batch.intervened.any(2).sum()) == 9
+    assert torch.equal(batch.parents, env.scm.parents()) and batch.linear.all()
+    model = fresh_surrogate(SurrogateConfig(dim=16, heads=2, row_layers=1, var_layers=1), pair_bias=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    terms = surrogate_step(model, opt, batch, w_truth=1.0, w_exact=1.0)
+    assert {"truth", "exact", "loss", "grad_norm"} <= set(terms)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
