@@ -10,7 +10,8 @@ What it records (one CPU thread, fixed seeds):
 2. every method on held-out problems through the ask/tell loop (chosen values, E[Y | do]);
 3. a tiny stage-1 run (truth + exact distillation + demonstration batches): its log and weights;
 4. a tiny stage-2 run per group design, with BC warm start, KL reference and BC auxiliary loss;
-5. a tiny demonstration collection.
+5. a tiny demonstration collection;
+6. (``--parts simulator``) every registered family's SCMs, data, E[Y | do] and y*.
 Comparison: every number equal (bit for bit), else the largest absolute difference.
 """
 
@@ -114,12 +115,35 @@ def demo_figures() -> dict:
     return out
 
 
-def record(path: str) -> None:
+def simulator_figures() -> dict:
+    """Every registered family: a batch of SCMs, their data, E[Y | do] and y* (observed ranges)."""
+    from acbo.scm import FAMILIES, get_family
+    from acbo.seeding import generator
+
+    out = {}
+    for name in sorted(FAMILIES):
+        g = generator("test", "refactor-check", name)
+        scm = get_family(name).sample(g, B=3)
+        x = scm.sample(50, g)
+        lo, hi = x.amin(1), x.amax(1)
+        mask = torch.eye(scm.d, dtype=torch.bool)[:3]
+        vals = lo[:, None, :] + 0.3 * (hi - lo)[:, None, :] * torch.ones(3, 3, scm.d)
+        opt = scm.optimum(lo, hi)
+        out[name] = {"data": x.double().flatten().tolist()[::7], "e_y": scm.expected_target(mask, vals).flatten().tolist(),
+                     "y_star": opt.value.tolist(), "argmin": opt.variable.tolist(), "setting": opt.setting.tolist(),
+                     "parents": scm.parents().flatten().int().tolist()}
+    return out
+
+
+PARTS = {"surrogate": surrogate_figures, "bench": bench_figures, "surrogate_training": surrogate_training,
+         "policy_training": policy_training, "demos": demo_figures, "simulator": simulator_figures}
+
+
+def record(path: str, parts: list[str]) -> None:
     torch.set_num_threads(1)
     figures = {}
-    for name, fn in (("surrogate", surrogate_figures), ("bench", bench_figures), ("surrogate_training", surrogate_training),
-                     ("policy_training", policy_training), ("demos", demo_figures)):
-        figures[name] = fn()
+    for name in parts:
+        figures[name] = PARTS[name]()
         print(f"recorded {name}", flush=True)
     Path(path).write_text(json.dumps(figures))
 
@@ -166,11 +190,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="record the figures of this code into this JSON file")
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two recorded files")
+    ap.add_argument("--parts", default="surrogate,bench,surrogate_training,policy_training,demos",
+                    help=f"comma-separated parts to record, of {sorted(PARTS)}")
     args = ap.parse_args()
     if args.compare:
         compare(*args.compare)
     elif args.out:
-        record(args.out)
+        record(args.out, [p for p in args.parts.split(",") if p])
     else:
         ap.error("give --out FILE or --compare BEFORE AFTER")
 
