@@ -116,12 +116,12 @@ def demo_figures() -> dict:
 
 
 def simulator_figures() -> dict:
-    """Every registered family: a batch of SCMs, their data, E[Y | do] and y* (observed ranges)."""
+    """Every registered classic family: a batch of SCMs, their data, E[Y | do] and y* (observed ranges)."""
     from acbo.scm import FAMILIES, get_family
     from acbo.seeding import generator
 
     out = {}
-    for name in sorted(FAMILIES):
+    for name in sorted(n for n, f in FAMILIES.items() if f.classic):
         g = generator("test", "refactor-check", name)
         scm = get_family(name).sample(g, B=3)
         x = scm.sample(50, g)

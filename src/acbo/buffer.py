@@ -243,15 +243,17 @@ class Campaign:
 
     @classmethod
     def of_rows(cls, values: torch.Tensor, intervened: torch.Tensor, target: torch.Tensor, low: torch.Tensor,
-                high: torch.Tensor, step: int, horizon: int) -> "Campaign":
+                high: torch.Tensor, step: int, horizon: int, intervenable: torch.Tensor | None = None) -> "Campaign":
         """B campaigns with the same number of rows and variables (no padding): values/intervened
-        B x N x d, target B (index of Y), low/high B x d; every non-target variable intervenable."""
+        B x N x d, target B (index of Y), low/high B x d, intervenable B x d (default: every
+        non-target variable; the target never)."""
         B, N, d = values.shape
         dev = values.device
         tgt = torch.zeros(B, d, dtype=torch.bool, device=dev)
         tgt[torch.arange(B, device=dev), target] = True
+        can = ~tgt if intervenable is None else intervenable & ~tgt
         return cls(values, intervened, torch.ones(B, N, dtype=torch.bool, device=dev),
-                   torch.ones(B, d, dtype=torch.bool, device=dev), tgt, low, high, ~tgt,
+                   torch.ones(B, d, dtype=torch.bool, device=dev), tgt, low, high, can,
                    torch.full((B,), step, device=dev), torch.full((B,), horizon, device=dev))
 
     def observational_stats(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -140,7 +140,8 @@ def simulate(
     """Sample SCMs and observational data from a family into one .npz file.
 
     Per SCM i: data_i (n x d), names_i, target_i (column of Y), adjacency_i (d x d, [j, k] = j -> k),
-    y_star_i (min E[Y | do] within the observed ranges) and e_obs_i (E[Y])."""
+    low_i / high_i / intervenable_i (d: the problem posed, by the family's rules), y_star_i (min
+    E[Y | do] within those domains) and e_obs_i (E[Y])."""
     import numpy as np
 
     from acbo.scm import get_family
@@ -153,13 +154,14 @@ def simulate(
     for i in range(n_scms):
         g = generator("train", "simulate", family, seed, i)
         scm = fam.sample(g)
-        x = scm.sample(n_obs or fam.n_obs, g)[0]
-        lo, hi = x.amin(0), x.amax(0)
+        x = scm.sample(n_obs or fam.draw_n_obs(g), g)[0]
+        lo, hi, can = fam.domains(g, scm, x[None])
         arrays[f"data_{i}"] = x.numpy()
+        arrays[f"low_{i}"], arrays[f"high_{i}"], arrays[f"intervenable_{i}"] = lo[0].numpy(), hi[0].numpy(), can[0].numpy()
         arrays[f"names_{i}"] = np.array(scm.names())
         arrays[f"target_{i}"] = np.array(int(scm.target[0]))
         arrays[f"adjacency_{i}"] = scm.adjacency[0].numpy()
-        arrays[f"y_star_{i}"] = np.array(float(scm.optimum(lo[None], hi[None]).value[0]))
+        arrays[f"y_star_{i}"] = np.array(float(scm.optimum(lo, hi, can).value[0]))
         arrays[f"e_obs_{i}"] = np.array(float(scm.observational_mean()[0]))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
@@ -226,9 +228,12 @@ def list_():
     from acbo.scm import FAMILIES
 
     console.print("methods: " + ", ".join(sorted(acbo.METHODS)))
-    table = Table("family", "graph", "mechanism", "noise", "d", "n_obs")
+    table = Table("family", "world", "graph", "mechanism", "noise", "d", "n_obs")
     for f in FAMILIES.values():
-        table.add_row(f.name, "/".join(f.graph), "/".join(f.mechanism), f.noise, f"{f.d_range[0]}-{f.d_range[1]}", str(f.n_obs))
+        n_obs = f.n_obs if isinstance(f.n_obs, int) else f"{f.n_obs[0]}-{f.n_obs[1]}"
+        noise = f.noise if isinstance(f.noise, str) else "/".join(f.noise)
+        table.add_row(f.name, "classic" if f.classic else "broad", "/".join(f.graph), "/".join(dict.fromkeys(f.mechanism)),
+                      noise, f"{f.d_range[0]}-{f.d_range[1]}", str(n_obs))
     console.print(table)
 
 

@@ -1,8 +1,9 @@
 """Simulated campaigns: B SCMs stepped together, on any device.
 
 One :class:`Env` holds B campaigns of the same d at the same step: the buffers (B x N x d), the
-domains (each variable's observed [min, max], as ``CausalOptimizer`` uses by default), the
-observational E[Y] and the best E[Y | do] reached so far. ``expected`` evaluates candidate
+problem posed in each (domains and which variables may be set, by the family's rules; by default
+each variable's observed [min, max] and every non-target variable, as ``CausalOptimizer`` uses),
+the observational E[Y] and the best E[Y | do] reached so far. ``expected`` evaluates candidate
 interventions without running them (exact for linear SCMs, common-random-number Monte Carlo
 otherwise); ``step`` runs one intervention per campaign and appends its outcome row. The only
 Python loop is over the SCM's topological order inside the simulator.
@@ -18,15 +19,21 @@ from acbo.buffer import Campaign, TrainingBatch
 from acbo.scm import SCM, Family, resolve_family
 
 
+OBSERVED_RANGES = Family("observed-ranges")
+"""The default problem rules: each variable's observed range, every non-target variable settable."""
+
+
 @dataclass
 class Env:
-    """B campaigns. values/intervened: B x N x d; low/high: B x d; y_obs, y_scale, best: B."""
+    """B campaigns. values/intervened: B x N x d; low/high/intervenable: B x d; y_obs, y_scale, best: B."""
 
     scm: SCM
     values: torch.Tensor
     intervened: torch.Tensor
     low: torch.Tensor
     high: torch.Tensor
+    intervenable: torch.Tensor
+    """Which variables may be set (never Y)."""
     y_obs: torch.Tensor
     """E[Y] without intervention (exact or MC)."""
     y_scale: torch.Tensor
@@ -38,21 +45,25 @@ class Env:
     n_mc: int = 256
 
     @classmethod
-    def reset(cls, scm: SCM, n_obs: int, horizon: int, generator: torch.Generator, n_mc: int = 256) -> "Env":
-        """Draw n_obs observational rows per SCM and start B campaigns of T = horizon steps."""
+    def reset(cls, scm: SCM, n_obs: int, horizon: int, generator: torch.Generator, n_mc: int = 256,
+              family: Family | None = None) -> "Env":
+        """Draw n_obs observational rows per SCM and start B campaigns of T = horizon steps, with
+        ``family``'s domains and intervenable sets (default: observed ranges, every non-target)."""
         obs = scm.sample(n_obs, generator)                                                  # B x n_obs x d
         B = scm.batch_size
         t = scm.target
+        low, high, can = (family or OBSERVED_RANGES).domains(generator, scm, obs)
         y_obs = scm.observational_mean(n_mc)
         y_scale = obs[torch.arange(B, device=obs.device), :, t].std(1).clamp_min(1e-8)
-        return cls(scm, obs, torch.zeros_like(obs, dtype=torch.bool), obs.amin(1), obs.amax(1), y_obs, y_scale,
+        return cls(scm, obs, torch.zeros_like(obs, dtype=torch.bool), low, high, can, y_obs, y_scale,
                    y_obs.clone(), horizon, 0, n_mc)
 
     @classmethod
     def from_family(cls, family: str | Family, B: int, n_obs: int, horizon: int, generator: torch.Generator,
                     n_mc: int = 256) -> "Env":
-        """B SCMs drawn from ``family`` (a name or a Family), then :meth:`reset`."""
-        return cls.reset(resolve_family(family).sample(generator, B), n_obs, horizon, generator, n_mc)
+        """B SCMs drawn from ``family`` (a name or a Family), then :meth:`reset` with its problem rules."""
+        fam = resolve_family(family)
+        return cls.reset(fam.sample(generator, B), n_obs, horizon, generator, n_mc, fam)
 
     @property
     def B(self) -> int:
@@ -65,13 +76,12 @@ class Env:
     def campaign(self) -> Campaign:
         """The campaigns as a policy sees them (raw rows, domains, step and budget)."""
         return Campaign.of_rows(self.values, self.intervened, self.scm.target, self.low, self.high, self.step_count,
-                                self.horizon)
+                                self.horizon, self.intervenable)
 
     def training_batch(self) -> TrainingBatch:
         """The rows collected so far as a surrogate training batch, labelled with the true parents:
         the data the surrogate will see in deployment (stage 3 trains on it)."""
-        linear = torch.full((self.B,), self.scm.mechanism == "linear", device=self.values.device)
-        return self.campaign().training_batch(self.scm.parents(), linear, self.scm)
+        return self.campaign().training_batch(self.scm.parents(), self.scm.linear, self.scm)
 
     def _do(self, var: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """B x k variables/values -> (do_mask, do_value) B x k x d."""
@@ -113,5 +123,6 @@ class Env:
         rollouts from the same SCM and starting buffer."""
         idx = torch.arange(self.B, device=self.values.device).repeat_interleave(G)
         rep = lambda t: t[idx]
-        return Env(self.scm[idx], rep(self.values), rep(self.intervened), rep(self.low), rep(self.high), rep(self.y_obs),
-                   rep(self.y_scale), rep(self.best), self.horizon, self.step_count, self.n_mc)
+        return Env(self.scm[idx], rep(self.values), rep(self.intervened), rep(self.low), rep(self.high),
+                   rep(self.intervenable), rep(self.y_obs), rep(self.y_scale), rep(self.best), self.horizon, self.step_count,
+                   self.n_mc)

@@ -71,13 +71,20 @@ class _Task:
 @dataclass(frozen=True, eq=False)
 class BenchProblem:
     """One test problem: an SCM, its observational data (as a frame with the SCM's variable
-    names), the default domains, y*, E[Y]_obs and the true parents of Y."""
+    names), the problem posed (domains low/high and which variables may be set, d each, by the
+    family's rules), y* with its Monte Carlo standard error, E[Y]_obs and the true parents of Y."""
 
     family: str
     seed: int
     scm: SCM
     frame: pd.DataFrame
+    low: torch.Tensor
+    high: torch.Tensor
+    intervenable: torch.Tensor
     y_star: float
+    y_star_se: float
+    y_star_variable: int
+    y_star_setting: float
     e_obs: float
     truth: torch.Tensor
 
@@ -85,18 +92,29 @@ class BenchProblem:
     def names(self) -> list[str]:
         return list(self.frame.columns)
 
+    @property
+    def domains(self) -> dict[str, tuple[float, float]]:
+        """{name: (low, high)} of every non-target variable."""
+        return {n: (float(self.low[j]), float(self.high[j])) for j, n in enumerate(self.names) if n != "Y"}
+
+    @property
+    def settable(self) -> list[str]:
+        return [n for j, n in enumerate(self.names) if bool(self.intervenable[j])]
+
 
 def make_problem(family: str, seed: int, n_obs: int | None = None) -> BenchProblem:
-    """Draw problem ``seed`` of ``family`` from the test stream."""
+    """Draw problem ``seed`` of ``family`` from the test stream: the SCM, its observational data
+    (the family's budget unless ``n_obs``), the domains and settable variables, y*."""
     fam = get_family(family)
     g = generator("test", "bench", family, seed)
     scm = fam.sample(g)
-    x = scm.sample(n_obs or fam.n_obs, g)[0]                                            # n_obs x d
-    low, high = x.amin(dim=0), x.amax(dim=0)
-    y_star = float(scm.optimum(low[None], high[None]).value[0])
+    x = scm.sample(n_obs or fam.draw_n_obs(g), g)[0]                                    # n_obs x d
+    low, high, can = (t[0] for t in fam.domains(g, scm, x[None]))
+    opt = scm.optimum(low[None], high[None], can[None])
     e_obs = float(scm.observational_mean()[0])
     frame = pd.DataFrame(x.double().numpy(), columns=scm.names())
-    return BenchProblem(family, seed, scm, frame, y_star, e_obs, scm.parents()[0])
+    return BenchProblem(family, seed, scm, frame, low.double(), high.double(), can, float(opt.value[0]),
+                        float(opt.se[0]), int(opt.variable[0]), float(opt.setting[0]), e_obs, scm.parents()[0])
 
 
 def method_options(problem: BenchProblem, method: str, options: dict | None = None) -> dict:
@@ -114,8 +132,8 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
     """Drive ``method`` for ``steps`` interventions on ``problem``; one row per step (0..T), and
     the optimizer at the end."""
     scm = problem.scm
-    opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed,
-                          **method_options(problem, method, options))
+    opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, domains=problem.domains,
+                          intervenable=problem.settable, **method_options(problem, method, options))
     base = {"family": problem.family, "seed": problem.seed, "method": method, "config": opt.method.describe(), "d": scm.d,
             "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),
             "y_star": problem.y_star, "e_obs": problem.e_obs}

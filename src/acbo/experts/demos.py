@@ -16,7 +16,8 @@ Per SCM j of a shard, npz arrays named ``j/<field>``:
   design), ``seconds`` T (wall time of each decision);
 - ``post_sets`` T x S x d, ``post_probs`` T x S (the expert's posterior over sets at decision
   time, padded with empty sets of probability 0), ``post_marginals`` T x d;
-- ``parents`` d (true parents of Y), and the SCM itself as ``scm.<field>`` tensors.
+- ``parents`` d (true parents of Y), and the SCM itself as ``scm.<field>`` tensors (its format
+  version in the metadata, ``scm_format``).
 
 The JSON holds the format version, the configuration (family, seed, steps, expert options)
 and per SCM its index, d, target column, variable names, mechanism, noise, y*, E[Y]_obs,
@@ -39,6 +40,7 @@ from acbo.experts.parent_scale import ParentScale
 from acbo.method import Problem
 from acbo.parallel import map_tasks
 from acbo.scm import SCM, get_family
+from acbo.scm.scm import FORMAT_VERSION as SCM_FORMAT
 from acbo.seeding import generator
 
 FORMAT_VERSION = 1
@@ -80,14 +82,16 @@ def demonstrate(cfg: DemoConfig, index: int) -> tuple[dict[str, np.ndarray], dic
     fam = get_family(cfg.family)
     g = generator("train", "demos", cfg.family, cfg.seed, index)
     scm = fam.sample(g)
-    x = scm.sample(cfg.n_obs or fam.n_obs, g)[0]
+    x = scm.sample(cfg.n_obs or fam.draw_n_obs(g), g)[0]
     names, d, T = scm.names(), scm.d, cfg.steps
-    low, high = x.amin(0), x.amax(0)
-    y_star = float(scm.optimum(low[None], high[None]).value[0])
+    low, high, can = (t[0] for t in fam.domains(g, scm, x[None]))
+    y_star = float(scm.optimum(low[None], high[None], can[None]).value[0])
     e_obs = float(scm.observational_mean()[0])
     t_start = time.perf_counter()
     x64 = x.double()
-    problem = Problem.from_data(names, x64.numpy(), "Y", seed=index)
+    problem = Problem.from_data(names, x64.numpy(), "Y", {n: (float(low[j]), float(high[j])) for j, n in enumerate(names)
+                                                          if n != "Y"}, [n for j, n in enumerate(names) if can[j]],
+                                seed=index)
     expert = ParentScale(problem, **cfg.expert_options)
     ask_gen = generator("ask", index)
     buffer = Buffer(d, capacity=x.shape[0] + T)
@@ -126,13 +130,14 @@ def demonstrate(cfg: DemoConfig, index: int) -> tuple[dict[str, np.ndarray], dic
         "post_sets": post_sets, "post_probs": post_probs,
         "post_marginals": np.stack([p.marginals.numpy() for p in posts]),
         "parents": scm.parents()[0].numpy(),
+        "low": low.double().numpy(), "high": high.double().numpy(), "intervenable": can.numpy(),
     }
     state = scm.to_dict()
     for k, v in state.items():
         if isinstance(v, torch.Tensor):
             arrays[f"scm.{k}"] = v.numpy()
     meta = {"index": index, "d": d, "target": int(scm.target[0]), "names": names, "mechanism": scm.mechanism,
-            "noise": scm.noise, "y_star": y_star, "e_obs": e_obs, "phase": phases,
+            "noise": scm.noise, "scm_format": SCM_FORMAT, "y_star": y_star, "e_obs": e_obs, "phase": phases,
             "prior_seconds": expert.setup_seconds, "total_seconds": time.perf_counter() - t_start,
             "expert": expert.describe()}
     return arrays, meta
@@ -203,8 +208,12 @@ class Demo:
     meta: dict
 
     def scm(self) -> SCM:
+        """The SCM of the demonstration (shards written before format 2 of the SCM name their
+        mechanism and noise in the metadata)."""
         state = {k[len("scm."):]: torch.from_numpy(v) for k, v in self.arrays.items() if k.startswith("scm.")}
-        state.update({"mechanism": self.meta["mechanism"], "noise": self.meta["noise"], "format_version": state.pop("format_version", 1)})
+        state["format_version"] = self.meta.get("scm_format", 1)
+        if state["format_version"] == 1:
+            state.update({"mechanism": self.meta["mechanism"], "noise": self.meta["noise"]})
         return SCM.from_dict(state)
 
 

@@ -1,8 +1,9 @@
 """Imitation of the expert: behaviour cloning from PARENT_SCALE demonstrations.
 
 Every recorded decision becomes (the policy's input at that state, the expert's variable, the
-position of its value in the variable's domain). Domains are those the expert had: each
-variable's observed [min, max] over the demonstration's observational rows. The loss is the
+position of its value in the variable's domain). Domains and settable variables are those the
+expert was posed (recorded in the demonstration; older shards: each variable's observed
+[min, max] over the observational rows, every variable settable). The loss is the
 negative log-likelihood of the expert's action under the policy (variable and value parts
 logged separately).
 """
@@ -66,13 +67,18 @@ def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = (
     intervened = torch.from_numpy(a["intervened"]).to(device)
     n_rows = a["n_rows"]
     T = len(n_rows)
-    obs = ~intervened[: n_rows[0]].any(1)
-    low, high = values[: n_rows[0]][obs].amin(0), values[: n_rows[0]][obs].amax(0)
+    if "low" in a:  # the problem the expert was posed
+        low, high = torch.from_numpy(a["low"]).to(device), torch.from_numpy(a["high"]).to(device)
+        can = torch.from_numpy(a["intervenable"]).to(device)[None]
+    else:  # shards from before the domains were recorded: observed ranges, every variable
+        obs = ~intervened[: n_rows[0]].any(1)
+        low, high = values[: n_rows[0]][obs].amin(0), values[: n_rows[0]][obs].amax(0)
+        can = None
     target = torch.tensor([int(demo.meta["target"])], device=device)
 
     def campaign(t: int) -> Campaign:
         n = int(n_rows[t])
-        return Campaign.of_rows(values[None, :n], intervened[None, :n], target, low[None], high[None], t, T)
+        return Campaign.of_rows(values[None, :n], intervened[None, :n], target, low[None], high[None], t, T, can)
 
     enc = Encoding.of(surrogate, campaign(0))
     xs = []

@@ -3,9 +3,9 @@
 from acbo.scm.family import FAMILIES, Family, get_family, register_family, resolve_family
 from acbo.scm.graphs import GRAPH_PRIORS, sample_graph, topological_order
 from acbo.scm.mechanisms import MECHANISMS, NOISES
-from acbo.scm.scm import SCM, Optimum, random_scms
+from acbo.scm.scm import SCM, Optimum, broad_scms, random_scms
 
 __all__ = [
-    "SCM", "Optimum", "random_scms", "Family", "FAMILIES", "get_family", "register_family", "resolve_family",
+    "SCM", "Optimum", "random_scms", "broad_scms", "Family", "FAMILIES", "get_family", "register_family", "resolve_family",
     "GRAPH_PRIORS", "MECHANISMS", "NOISES", "sample_graph", "topological_order",
 ]

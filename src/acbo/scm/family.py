@@ -11,66 +11,193 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from acbo.scm.graphs import GRAPH_PRIORS, TARGET_RULES, check_d
-from acbo.scm.mechanisms import MECHANISMS, NOISES
-from acbo.scm.scm import SCM, random_scms
+from acbo.scm.graphs import DENSE_MAX_D, GRAPH_PRIORS, TARGET_RULES, check_d
+from acbo.scm.mechanisms import CLASSIC, MECHANISMS, NOISES, ROOTS
+from acbo.scm.scm import SCM, broad_scms, random_scms
+
+
+def _range(x) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x, x)
+
+
+def _choices(x) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
 @dataclass(frozen=True)
 class Family:
-    """A distribution over SCMs and their observational data."""
+    """A distribution over SCMs, their observational data, and the problems posed on them
+    (domains, which variables may be set).
+
+    Two worlds share this type. A *classic* family (only linear / mlp / gp mechanisms and every
+    field below "the broad world" at its default) draws one mechanism and one noise family for
+    every node of a batch, standardised units and domains equal to the observed range
+    (:func:`acbo.scm.random_scms`). Any other family is drawn from the broad world
+    (:func:`acbo.scm.broad_scms`): mechanisms per node, noise and root distributions per node,
+    variables in their own units, experimenters' domains. Fields that take a range draw
+    uniformly in it; fields that take a tuple of names draw uniformly among them (repeat a name
+    to weight it).
+    """
 
     name: str
-    """Registry name; appears in every result."""
+    """Registry name; appears in every result, and keys the family's seed streams."""
     graph: tuple[str, ...] = ("er",)
-    """Graph priors; each draw of a batch picks one uniformly."""
+    """Graph priors; each batch picks one (dense graphs have at most 7 variables)."""
     mechanism: tuple[str, ...] = ("linear",)
-    """Mechanisms; each draw of a batch picks one uniformly."""
-    noise: str = "gaussian"
-    """Additive noise family: gaussian, laplace or hetero."""
+    """Mechanism kinds (:data:`acbo.scm.mechanisms.MECHANISMS`). Classic: one per batch.
+    Broad: per node or per graph, see ``mixing``."""
+    noise: str | tuple[str, ...] = "gaussian"
+    """Noise families of non-root nodes: gaussian, laplace, hetero, student_t (broad: per node)."""
     d_range: tuple[int, int] = (10, 10)
     """Number of variables, uniform on [low, high] per batch."""
-    expected_degree: float = 2.0
-    """Expected number of edges per node (in + out) for the ER and scale-free priors."""
+    expected_degree: float | tuple[float, float] = 2.0
+    """Expected number of edges per node (in + out) for the ER and scale-free priors (a range: per batch)."""
     noise_std: tuple[float, float] = (0.2, 0.7)
-    """Noise std of non-root nodes relative to their unit-variance signal, uniform on the range."""
-    n_obs: int = 200
-    """Observational sample size (the data budget); also fixes the default domains."""
-    target: str = "any"
+    """Noise std of non-root nodes relative to their unit-variance signal (uniform, or see ``noise_log``)."""
+    n_obs: int | tuple[int, int] = 200
+    """Observational sample size (the data budget), or a range drawn per problem."""
+    target: str | tuple[str, ...] = "any"
     """Where Y sits: ``any`` node with a parent (Y usually has children, so its Markov blanket is
-    more than its parents) or a ``sink`` with a parent (the usual CBO setting)."""
+    more than its parents) or a ``sink`` with a parent (the usual CBO setting); a tuple: per batch."""
+    # ---- the broad world (the defaults are the classic world)
+    mixing: float = 0.0
+    """Probability that a graph draws a mechanism per node (else one for the whole graph)."""
+    roots: tuple[str, ...] = ()
+    """Distributions of root nodes: gaussian, laplace, student_t, uniform, bimodal, lognormal
+    (empty: the noise family, as in the classic world)."""
+    noise_log: bool = False
+    """Draw the noise std log-uniformly on ``noise_std`` (near-deterministic to noise-dominated)."""
+    units: tuple[float, float] | None = None
+    """log10 range of the variables' scales (offsets follow them); None: scales in [0.5, 2]."""
+    p_raw_linear: float = 0.0
+    """Share of classical raw linear SCMs (unit noise, unstandardised weights, no units)."""
+    n_latent: tuple[int, int] = (0, 0)
+    """Hidden confounders per graph: latent variables with an effect on two observed nodes."""
+    domain_width: tuple[float, float] = (1.0, 1.0)
+    """An experimenter's domain: the observed range widened to this many times its spread
+    (uniform on the range), the extra split at random between the two ends (so shifted too),
+    clipped to the variable's natural bounds."""
+    p_observed_domain: float = 1.0
+    """Probability that a variable's domain is exactly its observed range."""
+    p_all_intervenable: float = 1.0
+    """Probability that every non-target variable may be set; else a random 1 .. d-1 of them,
+    always including at least one ancestor of Y."""
 
     def __post_init__(self):
+        bad = lambda what: ValueError(f"family {self.name!r}: {what}")
         for g in self.graph:
             if g not in GRAPH_PRIORS:
-                raise ValueError(f"family {self.name!r}: unknown graph prior {g!r}; known: {sorted(GRAPH_PRIORS)}")
+                raise bad(f"unknown graph prior {g!r}; known: {sorted(GRAPH_PRIORS)}")
         for m in self.mechanism:
             if m not in MECHANISMS:
-                raise ValueError(f"family {self.name!r}: unknown mechanism {m!r}; known: {MECHANISMS}")
-        if self.target not in TARGET_RULES:
-            raise ValueError(f"family {self.name!r}: unknown target rule {self.target!r}; known: {TARGET_RULES}")
-        if self.noise not in NOISES:
-            raise ValueError(f"family {self.name!r}: unknown noise {self.noise!r}; known: {NOISES}")
+                raise bad(f"unknown mechanism {m!r}; known: {MECHANISMS}")
+        for t in _choices(self.target):
+            if t not in TARGET_RULES:
+                raise bad(f"unknown target rule {t!r}; known: {TARGET_RULES}")
+        for n in _choices(self.noise):
+            if n not in NOISES:
+                raise bad(f"unknown noise {n!r}; known: {NOISES}")
+        for r in self.roots:
+            if r not in ROOTS:
+                raise bad(f"unknown root distribution {r!r}; known: {ROOTS}")
         lo, hi = self.d_range
         check_d(lo), check_d(hi)
         if lo > hi:
-            raise ValueError(f"family {self.name!r}: d_range {self.d_range} has low > high")
-        if isinstance(self.n_obs, bool) or not isinstance(self.n_obs, int) or self.n_obs < 2:
-            raise ValueError(f"family {self.name!r}: n_obs must be an integer >= 2, got {self.n_obs!r}")
+            raise bad(f"d_range {self.d_range} has low > high")
+        n_lo, n_hi = _range(self.n_obs)
+        if any(isinstance(n, bool) or not isinstance(n, int) for n in (n_lo, n_hi)) or not 2 <= n_lo <= n_hi:
+            raise bad(f"n_obs must be an integer >= 2 or a range of them, got {self.n_obs!r}")
+        e_lo, e_hi = _range(self.expected_degree)
+        if not 0 < e_lo <= e_hi:
+            raise bad(f"expected_degree must be > 0 (or a range low <= high), got {self.expected_degree!r}")
+        for name in ("mixing", "p_raw_linear", "p_observed_domain", "p_all_intervenable"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise bad(f"{name} must be a probability, got {getattr(self, name)!r}")
+        w_lo, w_hi = self.domain_width
+        if not 1 <= w_lo <= w_hi:
+            raise bad(f"domain_width must be a range 1 <= low <= high, got {self.domain_width!r}")
+        l_lo, l_hi = self.n_latent
+        if not 0 <= l_lo <= l_hi:
+            raise bad(f"n_latent must be a range 0 <= low <= high, got {self.n_latent!r}")
+        if self.units is not None and not self.units[0] <= self.units[1]:
+            raise bad(f"units must be a log10 range low <= high, got {self.units!r}")
+        s_lo, s_hi = self.noise_std
+        if not 0 <= s_lo <= s_hi or (self.noise_log and s_lo <= 0):
+            raise bad(f"noise_std must be a range 0 <= low <= high (low > 0 if log-uniform), got {self.noise_std!r}")
+
+    @property
+    def classic(self) -> bool:
+        """Whether the family belongs to the classic world (see the class docstring)."""
+        return (all(m in CLASSIC for m in self.mechanism) and isinstance(self.noise, str) and self.noise != "student_t"
+                and isinstance(self.target, str) and not isinstance(self.expected_degree, (tuple, list))
+                and self.mixing == 0 and not self.roots and not self.noise_log and self.units is None
+                and self.p_raw_linear == 0 and tuple(self.n_latent) == (0, 0))
 
     def with_(self, **changes) -> "Family":
         """A copy with some fields changed (e.g. ``fam.with_(d_range=(50, 50))``)."""
         return replace(self, **changes)
 
     def sample(self, generator: torch.Generator, B: int = 1) -> SCM:
-        """B SCMs sharing one d, graph prior and mechanism (picked from the generator)."""
+        """B SCMs sharing one d and graph prior (and, classic, one mechanism), from the generator."""
         dev = generator.device
+        pick = lambda options: options[int(torch.randint(len(options), (1,), generator=generator, device=dev))]
         lo, hi = self.d_range
         d = int(torch.randint(lo, hi + 1, (1,), generator=generator, device=dev))
-        g = self.graph[int(torch.randint(len(self.graph), (1,), generator=generator, device=dev))]
-        m = self.mechanism[int(torch.randint(len(self.mechanism), (1,), generator=generator, device=dev))]
-        return random_scms(generator, B, d, graph=g, mechanism=m, noise=self.noise,
-                           expected_degree=self.expected_degree, noise_std=self.noise_std, target=self.target)
+        g = pick(self.graph)
+        if g == "dense":
+            d = min(d, DENSE_MAX_D)
+        if self.classic:
+            m = pick(self.mechanism)
+            return random_scms(generator, B, d, graph=g, mechanism=m, noise=self.noise,
+                               expected_degree=self.expected_degree, noise_std=self.noise_std, target=self.target)
+        rule = pick(_choices(self.target))
+        e_lo, e_hi = _range(self.expected_degree)
+        degree = e_lo + (e_hi - e_lo) * float(torch.rand(1, generator=generator, device=dev))
+        L = int(torch.randint(self.n_latent[0], self.n_latent[1] + 1, (1,), generator=generator, device=dev))
+        return broad_scms(generator, B, d, graph=g, expected_degree=degree, target=rule, mechanisms=self.mechanism,
+                          mixing=self.mixing, noises=_choices(self.noise), roots=self.roots or ("gaussian",),
+                          noise_std=self.noise_std, noise_log=self.noise_log, units=self.units or (-0.3, 0.3),
+                          p_raw_linear=self.p_raw_linear, n_latent=L)
+
+    def draw_n_obs(self, generator: torch.Generator) -> int:
+        """The observational budget of one problem (a fixed budget draws nothing)."""
+        if isinstance(self.n_obs, int):
+            return self.n_obs
+        lo, hi = self.n_obs
+        return int(torch.randint(lo, hi + 1, (1,), generator=generator, device=generator.device))
+
+    def domains(self, generator: torch.Generator, scm: SCM, obs: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The problems posed on B SCMs given their observational data (B x n x d, label order):
+        (low, high, intervenable), B x d each. Observed ranges and every non-target variable
+        for the default rules (which draw nothing); see ``domain_width``, ``p_observed_domain``
+        and ``p_all_intervenable`` otherwise."""
+        B, n, d = obs.shape
+        dev = obs.device
+        low, high = obs.amin(1), obs.amax(1)
+        u01 = lambda *shape: torch.rand(*shape, generator=generator, device=dev)
+        if self.p_observed_domain < 1 and self.domain_width[1] > 1:
+            spread = torch.maximum(high - low, 1e-6 * (1 + high.abs()))
+            keep = u01(B, d) < self.p_observed_domain
+            w_lo, w_hi = self.domain_width
+            extra = (w_lo - 1 + (w_hi - w_lo) * u01(B, d)) * spread
+            split = u01(B, d)
+            nat_lo, nat_hi = scm.natural_bounds()
+            low = torch.where(keep, low, torch.maximum(low - extra * split, nat_lo))
+            high = torch.where(keep, high, torch.minimum(high + extra * (1 - split), nat_hi))
+        high = torch.where(high > low, high, low + 1e-6 * (1 + low.abs()))                     # never a single point
+        target = torch.zeros(B, d, dtype=torch.bool, device=dev)
+        target[torch.arange(B, device=dev), scm.target] = True
+        can = ~target
+        if self.p_all_intervenable < 1:
+            every = u01(B) < self.p_all_intervenable
+            k = 1 + (u01(B) * (d - 1)).long().clamp_max(d - 2)                                 # 1 .. d-1
+            score = u01(B, d).masked_fill(target, -1.0)
+            one_ancestor = (u01(B, d) * scm.ancestors()).argmax(1)                              # always settable
+            score[torch.arange(B, device=dev), one_ancestor] = 2.0
+            rank = score.argsort(dim=1, descending=True).argsort(dim=1)                         # 0 = highest
+            can = torch.where(every[:, None], can, rank < k[:, None])
+        return low, high, can
 
 
 FAMILIES: dict[str, Family] = {}
@@ -124,5 +251,29 @@ for _f in (
     Family("train-lin", graph=("er", "sf"), d_range=(5, 20)),
     Family("train-nonlin", graph=("er", "sf"), mechanism=("mlp", "gp"), d_range=(5, 20)),
     Family("train-mixed", graph=("er", "sf"), mechanism=("linear", "mlp", "gp"), d_range=(5, 20)),
+):
+    register_family(_f)
+
+
+BROAD = dict(
+    graph=("er", "sf", "chain", "fork", "collider", "dense"),
+    mechanism=("linear", "poly", "saturating", "prob", "periodic", "exp", "log", "mlp", "gp"),
+    noise=("gaussian", "laplace", "hetero"), roots=("gaussian", "uniform", "bimodal", "lognormal"),
+    d_range=(3, 30), expected_degree=(1.0, 3.0), noise_std=(0.01, 3.0), noise_log=True, n_obs=(20, 1000),
+    target=("any", "sink"), mixing=0.7, units=(-2.0, 3.0), p_raw_linear=0.15, domain_width=(1.0, 3.0),
+    p_observed_domain=0.3, p_all_intervenable=0.5,
+)
+"""The broad training world: everything but what the shift families hold out (multiplicative
+interactions, Student-t noise, domains wider than 3 observed spreads, d > 30, hidden confounders)."""
+
+for _f in (
+    Family("train-broad", **BROAD),
+    Family("test-broad", **{**BROAD, "d_range": (3, 20)}),
+    Family("test-interactions", **{**BROAD, "d_range": (3, 20), "mechanism": BROAD["mechanism"] + ("interaction",) * 9}),
+    Family("test-heavy-tail", **{**BROAD, "d_range": (3, 20), "noise": ("student_t",), "roots": ("student_t",)}),
+    Family("test-wide-domains", **{**BROAD, "d_range": (3, 20), "domain_width": (4.0, 8.0), "p_observed_domain": 0.0}),
+    Family("test-confounded", **{**BROAD, "d_range": (3, 20), "n_latent": (1, 3)}),
+    Family("test-d50", **{**BROAD, "graph": ("er", "sf", "chain", "fork", "collider"), "d_range": (50, 50)}),
+    Family("test-d100", **{**BROAD, "graph": ("er", "sf", "chain", "fork", "collider"), "d_range": (100, 100)}),
 ):
     register_family(_f)

@@ -70,12 +70,26 @@ def collider(generator: torch.Generator, B: int, d: int, expected_degree: float)
     return A.expand(B, d, d).clone()
 
 
+def dense(generator: torch.Generator, B: int, d: int, expected_degree: float) -> torch.Tensor:
+    """B x d x d small dense graphs: every forward edge present with p ~ U(0.5, 0.9), one p per
+    graph (``expected_degree`` is not used: these graphs are as dense as they come)."""
+    device = generator.device
+    p = 0.5 + 0.4 * torch.rand(B, 1, 1, generator=generator, device=device)
+    u = torch.rand(B, d, d, generator=generator, device=device)
+    upper = torch.ones(d, d, dtype=torch.bool, device=device).triu(1)
+    return (u < p) & upper
+
+
+DENSE_MAX_D = 7
+"""Families draw dense graphs with at most this many variables (d is clipped)."""
+
 GRAPH_PRIORS: dict[str, Callable[[torch.Generator, int, int, float], torch.Tensor]] = {
     "er": erdos_renyi,
     "sf": scale_free,
     "chain": chain,
     "fork": fork,
     "collider": collider,
+    "dense": dense,
 }
 
 

@@ -1,18 +1,28 @@
 """Batched structural causal models: sampling, hard and soft interventions, E[Y | do], y*.
 
 ``SCM`` holds B models over d variables. Internally every model lives in its topological
-("canonical") order with latent, roughly standardised values ``u``; the observed value of a
-variable is ``x = loc + scale * u``, and every model carries a random labelling so that the
+("canonical") order with latent values ``u``; the observed value of a variable is
+``x = loc + scale * u`` (its own units), and every model carries a random labelling so that the
 label (column) of a variable says nothing about its place in the order. All public inputs and
 outputs are in label order and observed units.
 
 Node k (canonical) in model b:
 
-    u_k = f_k(u_pa(k)) + noise_std_k * m_k * eps_k,    f_k = (g_k - f_loc_k) / f_scale_k
+    u_k = f_k(u_pa(k)) + noise_std_k * m_k * eps_k + sum_l conf_kl * e_l,   f_k = (g_k - f_loc_k) / f_scale_k
 
-with g_k from :mod:`acbo.scm.mechanisms`, f standardised on a pilot sample when the model is
-drawn (so every mechanism has unit-variance signal), eps unit-variance noise and m the
-heteroskedastic multiplier (1 unless noise = "hetero").
+with g_k the node's mechanism (its *kind*, per node: :mod:`acbo.scm.mechanisms`), standardised
+on a pilot sample when the model is drawn (so every mechanism enters with unit-variance signal;
+``standardised = False`` models, the classical raw linear SCMs, keep f = g), eps_k zero-mean,
+unit-variance noise of the node's own distribution (``noise_kind``; roots: their value's
+distribution), m_k the heteroskedastic multiplier (1 unless ``hetero``), and e_l the hidden
+confounders: latent standard-normal variables, each with an effect on two observed nodes
+(``conf``; none in most families). A ``prob`` node is then passed through a sigmoid link,
+u_k = sigmoid(link_gain_k u_k + link_bias_k), so it lives in (0, 1). ``lower`` / ``upper`` are
+the natural bounds of each variable in observed units (a probability stays in [0, 1], a
+log-normal root is positive; +-inf elsewhere).
+
+Sampling loops over the topological order only: at each node the models are grouped by the
+node's kind and each group is evaluated batched.
 """
 
 from __future__ import annotations
@@ -26,53 +36,87 @@ from acbo.scm import mechanisms as mech
 from acbo.scm.graphs import check_d, pick_target, sample_graph, topological_order
 from acbo.seeding import generator as make_generator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 N_MC = 10_000
 
 
 @dataclass(frozen=True)
 class Optimum:
     """The best single-variable hard intervention of each model: ``value`` = min E[Y | do]
-    (B), ``variable`` its label index (B, long), ``setting`` the value it sets (B)."""
+    (B), ``variable`` its label index (B, long), ``setting`` the value it sets (B), ``se`` the
+    Monte Carlo standard error of ``value`` (B; 0 where it is exact)."""
 
     value: torch.Tensor
     variable: torch.Tensor
     setting: torch.Tensor
+    se: torch.Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class SCM:
     """B structural causal models over d variables (see the module docstring).
 
-    Shapes: A: B x d x d (canonical, ``A[b, j, k]`` = j -> k, j < k); label: B x d (label of
-    canonical node c); target: B (label index of Y); W: B x d x H x d; c, a: B x d x H;
-    f_loc, f_scale, noise_std, loc, scale: B x d (canonical); mc_seed: B (seeds of the
+    Shapes (canonical order unless said): A: B x d x d (``A[b, j, k]`` = j -> k, j < k);
+    label: B x d (label of canonical node c); target: B (label index of Y); kind: B x d
+    (mechanism code, :data:`acbo.scm.mechanisms.MECHANISMS`); W: B x d x H x d; c, a: B x d x H;
+    f_loc, f_scale, noise_std: B x d; noise_kind: B x d (code in ``BASES``); hetero: B x d bool;
+    link_gain, link_bias: B x d (gain 0: no link); conf: B x d x L (hidden confounders); loc,
+    scale, lower, upper: B x d (observed units); standardised: B bool; mc_seed: B (seeds of the
     common random numbers used for Monte Carlo expectations).
     """
 
-    mechanism: str
-    noise: str
     A: torch.Tensor
     label: torch.Tensor
     target: torch.Tensor
+    kind: torch.Tensor
     W: torch.Tensor
     c: torch.Tensor
     a: torch.Tensor
     f_loc: torch.Tensor
     f_scale: torch.Tensor
     noise_std: torch.Tensor
+    noise_kind: torch.Tensor
+    hetero: torch.Tensor
+    link_gain: torch.Tensor
+    link_bias: torch.Tensor
+    conf: torch.Tensor
     loc: torch.Tensor
     scale: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+    standardised: torch.Tensor
     mc_seed: torch.Tensor
 
     def __post_init__(self):
-        if self.mechanism not in mech.MECHANISMS:
-            raise ValueError(f"unknown mechanism {self.mechanism!r}; known: {mech.MECHANISMS}")
-        if self.noise not in mech.NOISES:
-            raise ValueError(f"unknown noise {self.noise!r}; known: {mech.NOISES}")
         B, d, d2 = self.A.shape
         assert d == d2 and self.label.shape == (B, d) and self.target.shape == (B,)
-        assert self.W.shape[:2] == (B, d) and self.W.shape[3] == d
+        assert self.W.shape[:2] == (B, d) and self.W.shape[3] == d and self.kind.shape == (B, d)
+        assert self.conf.shape[:2] == (B, d) and self.noise_kind.shape == (B, d)
+        kinds = self.kind.tolist()
+        if any(k not in range(len(mech.MECHANISMS)) for row in kinds for k in row):
+            raise ValueError(f"unknown mechanism codes in {sorted({k for row in kinds for k in row})}")
+        groups = []
+        for k in range(d):  # per node: the models of each kind (None: all of them)
+            col = [row[k] for row in kinds]
+            codes = sorted(set(col))
+            if len(codes) == 1:
+                groups.append([(codes[0], None)])
+            else:
+                groups.append([(c, torch.tensor([b for b in range(B) if col[b] == c], device=self.A.device))
+                               for c in codes])
+        bases = self.noise_kind.tolist()
+        has_parent = self.A.any(dim=1).tolist()
+        cache = {
+            "groups": groups,
+            "bases": sorted({x for row in bases for x in row}),
+            "bases_b": [sorted(set(row)) for row in bases],
+            "hetero_any": self.hetero.any(dim=0).tolist(),
+            "link_any": (self.link_gain != 0).any(dim=0).tolist(),
+            "conf_any": (self.conf != 0).any(dim=2).any(dim=0).tolist() if self.conf.shape[2] else [False] * d,
+            "linear": [all(kinds[b][k] == mech.LINEAR for k in range(d) if has_parent[b][k]) for b in range(B)],
+            "classic": all(k in (mech.LINEAR, mech.MLP, mech.GP) for row in kinds for k in row),
+        }
+        object.__setattr__(self, "_cache", cache)
 
     # ---------------------------------------------------------------- structure
     @property
@@ -84,11 +128,36 @@ class SCM:
         return self.A.shape[1]
 
     @property
+    def n_latent(self) -> int:
+        """Hidden confounders per model."""
+        return self.conf.shape[2]
+
+    @property
     def device(self) -> torch.device:
         return self.A.device
 
     def __len__(self) -> int:
         return self.batch_size
+
+    @property
+    def linear(self) -> torch.Tensor:
+        """B bool: every mechanism of the model is linear (E[Y | do] exact, y* at domain ends)."""
+        return torch.tensor(self._cache["linear"], device=self.device)
+
+    @property
+    def mechanism(self) -> str:
+        """The mechanism kind of every non-root node of every model, or ``mixed``."""
+        has_parent = self.A.any(dim=1)
+        codes = sorted(set(self.kind[has_parent].tolist()))
+        return mech.MECHANISMS[codes[0]] if len(codes) == 1 else "mixed"
+
+    @property
+    def noise(self) -> str:
+        """The noise family of every non-root node (gaussian, laplace, hetero, student_t, ...), or ``mixed``."""
+        has_parent = self.A.any(dim=1)
+        names = {("hetero" if h else mech.BASES[k]) for k, h in zip(self.noise_kind[has_parent].tolist(),
+                                                                       self.hetero[has_parent].tolist())}
+        return names.pop() if len(names) == 1 else "mixed"
 
     @property
     def canon(self) -> torch.Tensor:
@@ -105,7 +174,7 @@ class SCM:
         return out
 
     def parents(self) -> torch.Tensor:
-        """B x d bool: the true parents of Y, in label space."""
+        """B x d bool: the true (observed) parents of Y, in label space."""
         adj = self.adjacency
         return adj[torch.arange(self.batch_size, device=self.device), :, self.target]
 
@@ -116,6 +185,11 @@ class SCM:
         for _ in range(max(1, math.ceil(math.log2(self.d)))):
             reach = ((reach + reach @ reach) > 0).float()
         return reach[torch.arange(self.batch_size, device=self.device), :, self.target] > 0
+
+    def natural_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lower, upper), B x d in label order and observed units: the values each variable can
+        take (+-inf where unbounded)."""
+        return self._to_label(self.lower[:, None]).squeeze(1), self._to_label(self.upper[:, None]).squeeze(1)
 
     def names(self, b: int = 0) -> list[str]:
         """Variable names of model b in label order: ``Y`` for the target, X1, X2, ... else."""
@@ -140,6 +214,17 @@ class SCM:
         B, n, d = t.shape
         return torch.gather(t, 2, self.canon[:, None, :].expand(B, n, d))
 
+    def _signal(self, k: int, u: torch.Tensor) -> torch.Tensor:
+        """g_k for every model from the latents of the first k nodes (B x n x k): each kind that
+        occurs at node k is evaluated on its models only. Returns B x n."""
+        groups = self._cache["groups"][k]
+        if groups[0][1] is None:  # one kind in every model
+            return mech.evaluate(groups[0][0], self.W[:, k, :, :k], self.c[:, k], self.a[:, k], u)
+        g = u.new_zeros(u.shape[0], u.shape[1])
+        for code, idx in groups:
+            g[idx] = mech.evaluate(code, self.W[idx, k, :, :k], self.c[idx, k], self.a[idx, k], u[idx])
+        return g
+
     def _latent(
         self,
         eps: torch.Tensor,
@@ -147,40 +232,65 @@ class SCM:
         do_u: torch.Tensor | None = None,
         shift_u: torch.Tensor | None = None,
         upto: int | None = None,
-        skip: torch.Tensor | None = None,
+        skip: torch.Tensor | list | None = None,
         fit: bool = False,
+        init: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Propagate noise eps (B x n x d, canonical) through the equations in canonical order.
+        """Propagate noise eps (B x n x (d + L), canonical; the last L columns are the hidden
+        confounders) through the equations in canonical order.
 
         do_mask/do_u/shift_u: B x n x d canonical (hard interventions in latent units, shifts).
-        upto: compute nodes 0..upto only; skip: d bool, nodes no model needs (left at 0).
-        fit: set f_loc/f_scale from this sample (used once, when a model is drawn).
+        upto: compute nodes 0..upto only; skip: d bools, nodes not to compute (left as in
+        ``init``, B x n x d, or at 0). fit: set f_loc/f_scale from this sample (used once, when
+        a model is drawn).
         """
-        B, n, d = eps.shape
-        has_parent = self.A.any(dim=1)                                               # B x d
+        B, n, _ = eps.shape
+        d = self.d
+        lat = eps[:, :, d:]                                                                 # B x n x L
+        cache = self._cache
+        has_parent = self.A.any(dim=1)                                                      # B x d
         any_parent = has_parent.any(dim=0).tolist()
-        u = torch.zeros_like(eps)
+        skip = skip.tolist() if isinstance(skip, torch.Tensor) else skip
+        u = torch.zeros(B, n, d, dtype=eps.dtype, device=eps.device) if init is None else init
         last = d - 1 if upto is None else upto
         for k in range(last + 1):  # topological order: the one sequential dimension
-            if skip is not None and bool(skip[k]):
+            if skip is not None and skip[k]:
                 continue
             if k > 0 and any_parent[k]:
-                g = mech.evaluate(self.mechanism, self.W[:, k, :, :k], self.c[:, k], self.a[:, k], u[:, :, :k])
+                g = self._signal(k, u[:, :, :k])                                            # B x n
                 if fit:
                     std = g.std(dim=1)
-                    self.f_loc[:, k] = g.mean(dim=1)
-                    self.f_scale[:, k] = torch.where(has_parent[:, k] & (std > 1e-6), std, torch.ones_like(std))
-                f = (g - self.f_loc[:, k, None]) / self.f_scale[:, k, None]              # B x n
+                    self.f_loc[:, k] = torch.where(self.standardised, g.mean(dim=1), torch.zeros_like(std))
+                    keep = has_parent[:, k] & (std > 1e-6) & self.standardised
+                    self.f_scale[:, k] = torch.where(keep, std, torch.ones_like(std))
+                f = (g - self.f_loc[:, k, None]) / self.f_scale[:, k, None]
             else:
                 f = torch.zeros_like(eps[:, :, k])
-            std = self.noise_std[:, k, None] * mech.noise_multiplier(self.noise, f, has_parent[:, k])
+            std = self.noise_std[:, k, None]
+            if cache["hetero_any"][k]:
+                std = std * torch.where(self.hetero[:, k, None], mech.hetero_multiplier(f), torch.ones_like(f))
             uk = f + std * eps[:, :, k]
+            if cache["conf_any"][k]:
+                uk = uk + (lat * self.conf[:, k, None, :]).sum(-1)
+            if cache["link_any"][k]:
+                gain = self.link_gain[:, k, None]
+                uk = torch.where(gain != 0, torch.sigmoid(gain * uk + self.link_bias[:, k, None]), uk)
             if shift_u is not None:
                 uk = uk + shift_u[:, :, k]
             if do_mask is not None:
                 uk = torch.where(do_mask[:, :, k], do_u[:, :, k], uk)
             u[:, :, k] = uk
         return u
+
+    def _noise(self, generator: torch.Generator, n: int) -> torch.Tensor:
+        """B x n x (d + L) canonical noise: each node's own distribution, then the confounders."""
+        eps = mech.draw_noise(self._cache["bases"], self.noise_kind, generator, (self.batch_size, n, self.d),
+                              self.loc.dtype)
+        if self.n_latent:
+            lat = torch.randn(self.batch_size, n, self.n_latent, generator=generator, device=self.device,
+                              dtype=self.loc.dtype)
+            eps = torch.cat([eps, lat], dim=2)
+        return eps
 
     def _prepare_do(self, n: int, do_mask, do_value, shift):
         """Broadcast label-space interventions to B x n x d and move them to canonical latents."""
@@ -226,8 +336,7 @@ class SCM:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"number of samples n must be a positive integer, got {n!r}")
         dm, du, su = self._prepare_do(n, do_mask, do_value, shift)
-        eps = mech.standard_noise(self.noise, generator, (self.batch_size, n, self.d), self.loc.dtype)
-        u = self._latent(eps, dm, du, su)
+        u = self._latent(self._noise(generator, n), dm, du, su)
         return self._to_label(self.loc[:, None, :] + self.scale[:, None, :] * u)
 
     # ---------------------------------------------------------------- expectations
@@ -240,42 +349,98 @@ class SCM:
         return int(t_c.max()), ~need.any(dim=0)
 
     def _mc_noise(self, n_mc: int) -> torch.Tensor:
-        """B x n_mc x d common random numbers, fixed per model by its mc_seed."""
-        return torch.stack([
-            mech.standard_noise(self.noise, make_generator("mc", int(s), device=self.device), (n_mc, self.d), self.loc.dtype)
-            for s in self.mc_seed.tolist()
-        ])
+        """B x n_mc x (d + L) common random numbers, fixed per model by its mc_seed."""
+        out = []
+        for b, s in enumerate(self.mc_seed.tolist()):
+            g = make_generator("mc", int(s), device=self.device)
+            eps = mech.draw_noise(self._cache["bases_b"][b], self.noise_kind[b], g, (n_mc, self.d), self.loc.dtype)
+            if self.n_latent:
+                eps = torch.cat([eps, torch.randn(n_mc, self.n_latent, generator=g, device=self.device,
+                                                  dtype=self.loc.dtype)], dim=1)
+            out.append(eps)
+        return torch.stack(out)
 
-    def expected_target(self, do_mask: torch.Tensor, do_value: torch.Tensor, n_mc: int = N_MC) -> torch.Tensor:
+    def _mc_context(self, n_mc: int) -> dict:
+        """What every Monte Carlo expectation of these models shares: the common random numbers
+        (eps, B x M x (d + L)), the observational pass over them (base, B x M x d canonical), the
+        descendant relation (reach, B x d x d canonical, [i, k]: i ->* k) and the nodes E[Y]
+        depends on. Under an intervention only the intervened nodes' descendants move; every
+        other node keeps its value in ``base`` (same noise, same parents)."""
+        upto, skip = self._relevant()
+        eps = self._mc_noise(n_mc)
+        base = self._latent(eps, upto=upto, skip=skip)
+        reach = self.A.float()
+        for _ in range(max(1, math.ceil(math.log2(self.d)))):
+            reach = ((reach + reach @ reach) > 0).float()
+        return {"eps": eps, "base": base, "reach": reach > 0, "upto": upto, "skip": skip.tolist(),
+                "t_c": self.canon.gather(1, self.target[:, None])}
+
+    def _expected_mc(self, do_mask, do_value, K: int, n_mc: int, ctx: dict | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Common-random-number Monte Carlo: (mean, standard error), B x K each. Only the nodes
+        downstream of an intervened node (over the batch and the K interventions) are simulated
+        again; ``ctx`` (:meth:`_mc_context`) may be given when many calls share it."""
+        B, d = self.batch_size, self.d
+        ctx = ctx or self._mc_context(n_mc)
+        eps, base, t_c, upto = ctx["eps"], ctx["base"], ctx["t_c"], ctx["upto"]
+        n_mc, E = eps.shape[1], eps.shape[2]
+        dm, du, _ = self._prepare_do(K, do_mask, do_value, None)
+        hit = dm.any(dim=1)                                                              # B x d: intervened nodes
+        moved = (hit | (hit[:, :, None] & ctx["reach"]).any(dim=1)).any(dim=0).tolist()   # d: any model, any row
+        skip = [sk or not mv for sk, mv in zip(ctx["skip"], moved)]
+        chunk = max(1, int(4e6 // (B * n_mc * (upto + 1))))
+        means, ses = [], []
+        for s in range(0, K, chunk):
+            k = min(chunk, K - s)
+            rep = lambda t: t[:, s:s + k, None, :].expand(B, k, n_mc, d).reshape(B, k * n_mc, d)
+            e = eps[:, None].expand(B, k, n_mc, E).reshape(B, k * n_mc, E)                # B x kM x E
+            init = base[:, None].expand(B, k, n_mc, d).reshape(B, k * n_mc, d).clone()
+            u = self._latent(e, rep(dm), rep(du), upto=upto, skip=skip, init=init)
+            uy = u.gather(2, t_c[:, None, :].expand(B, k * n_mc, 1)).reshape(B, k, n_mc)
+            means.append(uy.mean(dim=2))
+            ses.append(uy.std(dim=2) / math.sqrt(n_mc))
+        scale_y = self.scale.gather(1, t_c)
+        return self.loc.gather(1, t_c) + scale_y * torch.cat(means, dim=1), scale_y.abs() * torch.cat(ses, dim=1)
+
+    def expected_target(self, do_mask: torch.Tensor, do_value: torch.Tensor, n_mc: int = N_MC,
+                        return_se: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """E[Y | do(X_S = v)] for K interventions per model: do_mask/do_value K x d or B x K x d
-        (label order). Returns B x K. Exact for linear models (zero-mean noise propagates
-        through affine maps); otherwise Monte Carlo over n_mc common random numbers, so the
-        same intervention always gets the same estimate.
+        (label order). Returns B x K (and, with ``return_se``, its standard error B x K). Exact
+        for linear models (zero-mean noise propagates through affine maps; SE 0); otherwise Monte
+        Carlo over n_mc common random numbers, so the same intervention always gets the same
+        estimate.
         """
         B, d = self.batch_size, self.d
         do_mask = torch.as_tensor(do_mask, device=self.device)
         K = do_mask.shape[-2]
+        lin = self._cache["linear"]
+        if all(lin):
+            mean, se = self._expected_exact(do_mask, do_value, K), None
+        elif not any(lin):
+            mean, se = self._expected_mc(do_mask, do_value, K, n_mc)
+        else:  # a batch of both: each model its own way
+            dm = torch.broadcast_to(do_mask, (B, K, d))
+            dv = torch.broadcast_to(torch.as_tensor(do_value, device=self.device, dtype=self.loc.dtype), (B, K, d))
+            il = torch.tensor([b for b in range(B) if lin[b]], device=self.device)
+            im = torch.tensor([b for b in range(B) if not lin[b]], device=self.device)
+            mean = torch.zeros(B, K, device=self.device, dtype=self.loc.dtype)
+            se = torch.zeros_like(mean)
+            mean[il] = self[il]._expected_exact(dm[il], dv[il], K)
+            mean[im], se[im] = self[im]._expected_mc(dm[im], dv[im], K, n_mc)
+        if not return_se:
+            return mean
+        return mean, torch.zeros_like(mean) if se is None else se
+
+    def _expected_exact(self, do_mask, do_value, K: int) -> torch.Tensor:
+        """Linear models: the noise-free propagation is the expectation. Returns B x K."""
+        B, d = self.batch_size, self.d
         dm, du, _ = self._prepare_do(K, do_mask, do_value, None)
         t_c = self.canon.gather(1, self.target[:, None])                             # B x 1
         upto, skip = self._relevant()
-        if self.mechanism == "linear":
-            u = self._latent(torch.zeros(B, K, d, device=self.device, dtype=self.loc.dtype), dm, du, upto=upto, skip=skip)
-            uy = u.gather(2, t_c[:, None, :].expand(B, K, 1)).squeeze(2)                 # B x K
-        else:
-            eps = self._mc_noise(n_mc)                                                # B x M x d
-            chunk = max(1, int(4e6 // (B * n_mc * (upto + 1))))
-            parts = []
-            for s in range(0, K, chunk):
-                k = min(chunk, K - s)
-                rep = lambda t: t[:, s:s + k, None, :].expand(B, k, n_mc, d).reshape(B, k * n_mc, d)
-                e = eps[:, None].expand(B, k, n_mc, d).reshape(B, k * n_mc, d)         # B x kM x d
-                u = self._latent(e, rep(dm), rep(du), upto=upto, skip=skip)
-                uy = u.gather(2, t_c[:, None, :].expand(B, k * n_mc, 1)).reshape(B, k, n_mc)
-                parts.append(uy.mean(dim=2))
-            uy = torch.cat(parts, dim=1)
-        loc_y = self.loc.gather(1, t_c)                                               # B x 1
-        scale_y = self.scale.gather(1, t_c)
-        return loc_y + scale_y * uy
+        zeros = torch.zeros(B, K, d + self.n_latent, device=self.device, dtype=self.loc.dtype)
+        u = self._latent(zeros, dm, du, upto=upto, skip=skip)
+        uy = u.gather(2, t_c[:, None, :].expand(B, K, 1)).squeeze(2)                # B x K
+        return self.loc.gather(1, t_c) + self.scale.gather(1, t_c) * uy
 
     def observational_mean(self, n_mc: int = N_MC) -> torch.Tensor:
         """E[Y] without intervention (B)."""
@@ -288,17 +453,19 @@ class SCM:
         high: torch.Tensor,
         intervenable: torch.Tensor | None = None,
         n_mc: int = N_MC,
-        grid: int = 21,
+        grid: int | None = None,
         refine_iters: int = 16,
     ) -> Optimum:
         """y* = min over single-variable hard interventions X_i = v, v in [low_i, high_i], of
-        E[Y | do(X_i = v)], with its argmin.
+        E[Y | do(X_i = v)], with its argmin and the Monte Carlo standard error of its value.
 
         low/high: d or B x d domains (label order); intervenable: d or B x d bool (default:
         every variable but Y). Linear models: exact (E is affine in v, so the minimum lies at an
-        end of a domain). Otherwise: a grid over each domain, then golden-section search in the
-        bracket around the best grid point, on the common-random-number MC estimate; variables
-        that are not ancestors of Y leave E[Y] at its observational value.
+        end of a domain). Otherwise: a grid of ``grid`` points over each domain (default 21 for
+        the classic mechanisms, 64 when a model has other kinds, whose optima can lie inside the
+        domain), then golden-section search in the bracket around the best grid point, on the
+        common-random-number MC estimate; variables that are not ancestors of Y leave E[Y] at
+        its observational value.
         """
         B, d, dev = self.batch_size, self.d, self.device
         low = torch.broadcast_to(torch.as_tensor(low, device=dev, dtype=self.loc.dtype), (B, d))
@@ -311,9 +478,22 @@ class SCM:
         intervenable = torch.broadcast_to(torch.as_tensor(intervenable, device=dev), (B, d))
         if not intervenable.any(dim=1).all():
             raise ValueError("every model needs at least one intervenable variable")
-        if self.mechanism == "linear":
+        grid = grid or (21 if self._cache["classic"] else 64)
+        lin = self._cache["linear"]
+        if all(lin):
             return self._optimum_at_ends(low, high, intervenable)
-        return self._optimum_searched(low, high, intervenable, n_mc, grid, refine_iters)
+        if not any(lin):
+            return self._optimum_searched(low, high, intervenable, n_mc, grid, refine_iters)
+        il = torch.tensor([b for b in range(B) if lin[b]], device=dev)
+        im = torch.tensor([b for b in range(B) if not lin[b]], device=dev)
+        a = self[il]._optimum_at_ends(low[il], high[il], intervenable[il])
+        m = self[im]._optimum_searched(low[im], high[im], intervenable[im], n_mc, grid, refine_iters)
+        out = []
+        for fa, fm in zip((a.value, a.variable, a.setting, a.se), (m.value, m.variable, m.setting, m.se)):
+            t = torch.zeros(B, dtype=fa.dtype, device=dev)
+            t[il], t[im] = fa, fm
+            out.append(t)
+        return Optimum(*out)
 
     def _optimum_at_ends(self, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor) -> Optimum:
         """Linear models: E[Y | do(X_i = v)] is affine in v, so the best ends of the domains (B x d each)."""
@@ -326,63 +506,84 @@ class SCM:
         best = e.argmin(dim=1)
         var = best % d
         setting = torch.where(best < d, low.gather(1, var[:, None]), high.gather(1, var[:, None])).squeeze(1)
-        return Optimum(e.gather(1, best[:, None]).squeeze(1), var, setting)
+        value = e.gather(1, best[:, None]).squeeze(1)
+        return Optimum(value, var, setting, torch.zeros_like(value))
 
     def _optimum_searched(self, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor, n_mc: int,
                           grid: int, refine_iters: int) -> Optimum:
-        """Nonlinear models: per intervenable ancestor of Y a grid, then golden-section refinement
-        around the best grid point, all models and variables at once (B x d domains)."""
+        """Nonlinear models: per intervenable ancestor of Y (one at a time, so that only its
+        descendants are simulated again) a grid, then golden-section refinement around the best
+        grid point, all models at once (B x d domains), on one set of common random numbers."""
         B, d, dev = self.batch_size, self.d, self.device
-        eye = torch.eye(d, dtype=torch.bool, device=dev)
         inf = torch.tensor(float("inf"), device=dev, dtype=self.loc.dtype)
+        ctx = self._mc_context(n_mc)
         anc = self.ancestors() & intervenable                                             # B x d
-        rel = torch.nonzero(anc.any(dim=0)).flatten()                                     # R (union over batch)
-        e_obs = self.observational_mean(n_mc)
+        rel = torch.nonzero(anc.any(dim=0)).flatten().tolist()                            # union over the batch
+        e_obs, se_obs = self._expected_mc(torch.zeros(1, d, dtype=torch.bool, device=dev), torch.zeros(1, d, device=dev),
+                                          1, n_mc, ctx)
+        e_obs, se_obs = e_obs[:, 0], se_obs[:, 0]
         # a non-ancestor intervention keeps E[Y] at its observational value
         other = intervenable & ~anc
         best_val = torch.where(other.any(dim=1), e_obs, inf)
         best_var = other.float().argmax(dim=1)
         best_set = low.gather(1, best_var[:, None]).squeeze(1)
-        if len(rel) == 0:
-            return Optimum(best_val, best_var, best_set)
-        R = len(rel)
-        lo_r, hi_r = low[:, rel], high[:, rel]                                            # B x R
-        mask_r = eye[rel]                                                                 # R x d
-
-        def evaluate(v: torch.Tensor) -> torch.Tensor:  # v: B x R x m values -> B x R x m
-            m = v.shape[2]
-            mask = mask_r[:, None, :].expand(R, m, d).reshape(R * m, d)
-            vals = (v[..., None] * mask_r[None, :, None, :]).reshape(B, R * m, d)
-            out = self.expected_target(mask, vals, n_mc).reshape(B, R, m)
-            return out.masked_fill(~anc[:, rel, None], inf)
-
-        t = torch.linspace(0, 1, grid, device=dev, dtype=self.loc.dtype)
-        pts = lo_r[..., None] + (hi_r - lo_r)[..., None] * t                               # B x R x G
-        eg = evaluate(pts)
-        g = eg.argmin(dim=2, keepdim=True)                                                # B x R x 1
-        a = pts.gather(2, (g - 1).clamp_min(0)).squeeze(2)
-        b = pts.gather(2, (g + 1).clamp_max(grid - 1)).squeeze(2)
-        cand_v, cand_e = pts.gather(2, g).squeeze(2), eg.gather(2, g).squeeze(2)          # B x R
-        ratio = (math.sqrt(5) - 1) / 2
-        x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
-        f12 = evaluate(torch.stack([x1, x2], dim=2))
-        for _ in range(refine_iters):  # golden section, all models and variables at once
-            left = f12[..., 0] <= f12[..., 1]                                              # B x R
-            a = torch.where(left, a, x1)
-            b = torch.where(left, x2, b)
-            x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
-            f12 = evaluate(torch.stack([x1, x2], dim=2))
-        for xv, fv in ((x1, f12[..., 0]), (x2, f12[..., 1])):
-            better = fv < cand_e
-            cand_v, cand_e = torch.where(better, xv, cand_v), torch.where(better, fv, cand_e)
+        if not rel:
+            return Optimum(best_val, best_var, best_set, se_obs)
+        cand_v = torch.zeros(B, len(rel), device=dev, dtype=self.loc.dtype)
+        cand_e = torch.full_like(cand_v, float("inf"))
+        for r, j in enumerate(rel):
+            cand_v[:, r], cand_e[:, r] = self._search_one(j, low[:, j], high[:, j], anc[:, j], ctx, grid, refine_iters)
         r = cand_e.argmin(dim=1)                                                          # B
         val = cand_e.gather(1, r[:, None]).squeeze(1)
         use = val < best_val
-        return Optimum(
-            torch.where(use, val, best_val),
-            torch.where(use, rel[r], best_var),
-            torch.where(use, cand_v.gather(1, r[:, None]).squeeze(1), best_set),
-        )
+        rel_t = torch.tensor(rel, device=dev)
+        var = torch.where(use, rel_t[r], best_var)
+        setting = torch.where(use, cand_v.gather(1, r[:, None]).squeeze(1), best_set)
+        # the standard error of the estimate at the optimum
+        at = torch.zeros(B, 1, d, dtype=torch.bool, device=dev)
+        at[torch.arange(B, device=dev), 0, var] = True
+        _, se = self._expected_mc(at, at * setting[:, None, None], 1, n_mc, ctx)
+        return Optimum(torch.where(use, val, best_val), var, setting, se[:, 0])
+
+    def _search_one(self, j: int, lo: torch.Tensor, hi: torch.Tensor, ok: torch.Tensor, ctx: dict, grid: int,
+                    refine_iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """min over v in [lo, hi] (B each) of E[Y | do(X_j = v)] for variable label j: a grid of
+        ``grid`` points, then golden-section search (one new point per iteration) in the bracket
+        around the best of them. Models where j may not be set (``ok`` False) get +inf.
+        Returns (argmin, value), B each."""
+        B, d, dev = self.batch_size, self.d, self.device
+        mask_j = torch.zeros(1, d, dtype=torch.bool, device=dev)
+        mask_j[0, j] = True
+        n_mc = ctx["eps"].shape[1]
+
+        def f(v: torch.Tensor) -> torch.Tensor:  # v: B x m values of X_j -> B x m
+            m = v.shape[1]
+            vals = v[:, :, None] * mask_j.to(v.dtype)                                         # B x m x d
+            out, _ = self._expected_mc(mask_j.expand(m, d), vals, m, n_mc, ctx)
+            return out.masked_fill(~ok[:, None], float("inf"))
+
+        t = torch.linspace(0, 1, grid, device=dev, dtype=self.loc.dtype)
+        pts = lo[:, None] + (hi - lo)[:, None] * t                                             # B x G
+        eg = f(pts)
+        g = eg.argmin(dim=1, keepdim=True)                                                     # B x 1
+        a = pts.gather(1, (g - 1).clamp_min(0))[:, 0]
+        b = pts.gather(1, (g + 1).clamp_max(grid - 1))[:, 0]
+        best_v, best_e = pts.gather(1, g)[:, 0], eg.gather(1, g)[:, 0]
+        ratio = (math.sqrt(5) - 1) / 2
+        x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
+        f1, f2 = f(torch.stack([x1, x2], dim=1)).unbind(1)
+        for _ in range(refine_iters):  # the minimum lies in [a, x2] if f1 <= f2, else in [x1, b]
+            left = f1 <= f2
+            a, b = torch.where(left, a, x1), torch.where(left, x2, b)
+            kept_x, kept_f = torch.where(left, x1, x2), torch.where(left, f1, f2)              # stays inside
+            new = torch.where(left, b - ratio * (b - a), a + ratio * (b - a))
+            fn = f(new[:, None])[:, 0]
+            x1, f1 = torch.where(left, new, kept_x), torch.where(left, fn, kept_f)
+            x2, f2 = torch.where(left, kept_x, new), torch.where(left, kept_f, fn)
+        for xv, fv in ((x1, f1), (x2, f2)):
+            better = fv < best_e
+            best_v, best_e = torch.where(better, xv, best_v), torch.where(better, fv, best_e)
+        return best_v, best_e
 
     # ---------------------------------------------------------------- one experiment, by name
     def _named_do(self, intervention) -> tuple[torch.Tensor, torch.Tensor]:
@@ -415,35 +616,38 @@ class SCM:
 
     # ---------------------------------------------------------------- containers
     def __getitem__(self, idx) -> "SCM":
+        """Models ``idx`` (an int, a slice or a tensor of indices)."""
         if isinstance(idx, int):
             if not -self.batch_size <= idx < self.batch_size:
                 raise IndexError(f"model index {idx} out of range for a batch of {self.batch_size}")
             idx = slice(idx % self.batch_size, idx % self.batch_size + 1)
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        return SCM(**{k: (v[idx] if isinstance(v, torch.Tensor) else v) for k, v in kw.items()})
+        return SCM(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     def to(self, device: str | torch.device) -> "SCM":
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
-                                if isinstance(getattr(self, f.name), torch.Tensor)})
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def to_dict(self) -> dict:
-        """A plain dict (tensors on CPU, strings, a format version) that rebuilds the models."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out = {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in out.items()}
+        """A plain dict (tensors on CPU, a format version) that rebuilds the models."""
+        out = {f.name: getattr(self, f.name).detach().cpu() for f in fields(self)}
         out["format_version"] = FORMAT_VERSION
         return out
 
     @classmethod
     def from_dict(cls, state: dict) -> "SCM":
+        """Rebuild from :meth:`to_dict`'s output (format 2, or format 1: one mechanism and one
+        noise family per batch, as strings)."""
         if not isinstance(state, dict) or "format_version" not in state:
             raise ValueError("not an acbo SCM state (no format_version)")
-        if state["format_version"] != FORMAT_VERSION:
-            raise ValueError(f"SCM state has format version {state['format_version']}, this acbo reads {FORMAT_VERSION}")
+        version = state["format_version"]
+        if version == 1:
+            state = _from_format_1(state)
+        elif version != FORMAT_VERSION:
+            raise ValueError(f"SCM state has format version {version}, this acbo reads {FORMAT_VERSION} (and 1)")
         names = {f.name for f in fields(cls)}
         missing = names - set(state)
         if missing:
             raise ValueError(f"SCM state is missing fields {sorted(missing)}")
-        return cls(**{k: state[k] for k in names})
+        return cls(**{k: torch.as_tensor(state[k]) for k in names})
 
     # ---------------------------------------------------------------- hand-built models
     @classmethod
@@ -461,7 +665,8 @@ class SCM:
 
             X_k = mean_k + sum_j weights[j, k] (X_j - mean_j) + noise_std_k * eps_k,
 
-        so ``mean`` (default 0) is each variable's observational mean.
+        so ``mean`` (default 0) is each variable's observational mean; ``noise`` one of
+        :data:`acbo.scm.mechanisms.BASES` (every node's eps).
         """
         A = torch.as_tensor(adjacency)
         order = topological_order(A)
@@ -476,18 +681,51 @@ class SCM:
             raise ValueError("weights, noise_std and mean must be finite, noise_std >= 0")
         if not isinstance(target, int) or not 0 <= target < d:
             raise ValueError(f"target must be a variable index in [0, {d}), got {target!r}")
+        if noise not in mech.BASES:
+            raise ValueError(f"unknown noise {noise!r}; known: {mech.BASES}")
         Ab = A.bool()
         if (Wl[~Ab] != 0).any():
             raise ValueError("weights must be zero where adjacency has no edge")
         Ac = Ab[order][:, order]
         Wc = Wl[order][:, order].T.reshape(1, d, 1, d)                                # [k, 0, j]: j -> k
         ones = torch.ones(1, d)
+        zeros = torch.zeros(1, d)
         return cls(
-            mechanism="linear", noise=noise, A=Ac[None], label=order[None].long(),
-            target=torch.tensor([target]), W=Wc, c=torch.zeros(1, d, 1), a=torch.ones(1, d, 1),
-            f_loc=torch.zeros(1, d), f_scale=ones.clone(), noise_std=sd[order][None],
-            loc=mu[order][None], scale=ones.clone(), mc_seed=torch.zeros(1, dtype=torch.long),
+            A=Ac[None], label=order[None].long(), target=torch.tensor([target]),
+            kind=torch.full((1, d), mech.LINEAR), W=Wc, c=torch.zeros(1, d, 1), a=torch.ones(1, d, 1),
+            f_loc=zeros.clone(), f_scale=ones.clone(), noise_std=sd[order][None],
+            noise_kind=torch.full((1, d), mech.BASES.index(noise)), hetero=torch.zeros(1, d, dtype=torch.bool),
+            link_gain=zeros.clone(), link_bias=zeros.clone(), conf=torch.zeros(1, d, 0),
+            loc=mu[order][None], scale=ones.clone(), lower=torch.full((1, d), -math.inf),
+            upper=torch.full((1, d), math.inf), standardised=torch.zeros(1, dtype=torch.bool),
+            mc_seed=torch.zeros(1, dtype=torch.long),
         )
+
+
+def _from_format_1(state: dict) -> dict:
+    """A format-1 state (one mechanism and one noise family per batch) in format-2 fields."""
+    A = torch.as_tensor(state["A"])
+    B, d, _ = A.shape
+    mechanism, noise = state["mechanism"], state["noise"]
+    if mechanism not in mech.CLASSIC or noise not in ("gaussian", "laplace", "hetero"):
+        raise ValueError(f"format-1 SCM state with unknown mechanism/noise {mechanism!r}/{noise!r}")
+    out = {k: v for k, v in state.items() if k not in ("mechanism", "noise", "format_version")}
+    base = "gaussian" if noise == "hetero" else noise
+    out.update(kind=torch.full((B, d), mech.MECHANISMS.index(mechanism)),
+               noise_kind=torch.full((B, d), mech.BASES.index(base)),
+               hetero=A.any(dim=1) if noise == "hetero" else torch.zeros(B, d, dtype=torch.bool),
+               link_gain=torch.zeros(B, d), link_bias=torch.zeros(B, d), conf=torch.zeros(B, d, 0),
+               lower=torch.full((B, d), -math.inf), upper=torch.full((B, d), math.inf),
+               standardised=torch.ones(B, dtype=torch.bool))
+    return out
+
+
+def _check_batch(B, noise_std) -> None:
+    if isinstance(B, bool) or not isinstance(B, int) or B < 1:
+        raise ValueError(f"batch size B must be a positive integer, got {B!r}")
+    lo, hi = noise_std
+    if not 0 <= lo <= hi:
+        raise ValueError(f"noise_std must be a range 0 <= low <= high, got {noise_std!r}")
 
 
 def random_scms(
@@ -502,19 +740,20 @@ def random_scms(
     n_pilot: int = 2000,
     target: str = "any",
 ) -> SCM:
-    """Draw B random SCMs over d variables on the generator's device.
+    """Draw B random SCMs of the classic world over d variables on the generator's device.
 
     Graph from the prior ``graph``; Y uniform among nodes with a parent (``target="any"``) or
-    among sinks with a parent (``target="sink"``); random labelling;
-    mechanism parameters from ``mechanism``; noise std ~ U(noise_std) for non-roots (1 for
-    roots); observed offsets ~ U(-2, 2) and scales ~ logU(0.5, 2); each mechanism standardised
-    on an n_pilot-row observational pilot sample.
+    among sinks with a parent (``target="sink"``); random labelling; one mechanism kind
+    (linear, mlp or gp) for every node of every model; one noise family (gaussian, laplace or
+    hetero) for every node; noise std ~ U(noise_std) for non-roots (1 for roots); observed
+    offsets ~ U(-2, 2) and scales ~ logU(0.5, 2); each mechanism standardised on an
+    n_pilot-row observational pilot sample.
     """
-    if isinstance(B, bool) or not isinstance(B, int) or B < 1:
-        raise ValueError(f"batch size B must be a positive integer, got {B!r}")
+    _check_batch(B, noise_std)
+    if mechanism not in mech.CLASSIC or noise not in ("gaussian", "laplace", "hetero"):
+        raise ValueError(f"the classic world has mechanisms {mech.CLASSIC} and noises (gaussian, laplace, hetero); "
+                         f"got {mechanism!r}, {noise!r} (other kinds: acbo.scm.broad_scms)")
     lo, hi = noise_std
-    if not 0 <= lo <= hi:
-        raise ValueError(f"noise_std must be a range 0 <= low <= high, got {noise_std!r}")
     dev = generator.device
     A = sample_graph(graph, generator, B, d, expected_degree)
     A, t_c = pick_target(generator, A, target)
@@ -526,11 +765,149 @@ def random_scms(
     loc = 4 * torch.rand(B, d, generator=generator, device=dev) - 2
     scale = torch.exp(math.log(2.0) * (2 * torch.rand(B, d, generator=generator, device=dev) - 1))
     mc_seed = torch.randint(0, 2**62, (B,), generator=generator, device=dev)
+    base = mech.BASES.index("gaussian" if noise == "hetero" else noise)
+    zeros = torch.zeros(B, d, device=dev)
     scm = SCM(
-        mechanism=mechanism, noise=noise, A=A, label=label, target=label.gather(1, t_c[:, None]).squeeze(1),
-        W=W, c=c, a=a, f_loc=torch.zeros(B, d, device=dev), f_scale=torch.ones(B, d, device=dev),
-        noise_std=sd, loc=loc, scale=scale, mc_seed=mc_seed,
+        A=A, label=label, target=label.gather(1, t_c[:, None]).squeeze(1),
+        kind=torch.full((B, d), mech.MECHANISMS.index(mechanism), device=dev), W=W, c=c, a=a,
+        f_loc=zeros.clone(), f_scale=torch.ones(B, d, device=dev), noise_std=sd,
+        noise_kind=torch.full((B, d), base, device=dev), hetero=has_parent & (noise == "hetero"),
+        link_gain=zeros.clone(), link_bias=zeros.clone(), conf=torch.zeros(B, d, 0, device=dev),
+        loc=loc, scale=scale, lower=torch.full((B, d), -math.inf, device=dev), upper=torch.full((B, d), math.inf, device=dev),
+        standardised=torch.ones(B, dtype=torch.bool, device=dev), mc_seed=mc_seed,
     )
-    eps = mech.standard_noise(noise, generator, (B, n_pilot, d))
-    scm._latent(eps, fit=True)  # sets f_loc / f_scale in place
+    scm._latent(scm._noise(generator, n_pilot), fit=True)  # sets f_loc / f_scale in place
     return scm
+
+
+UNITS_FAR = 0.3
+"""Broad world: share of variables whose values sit far from zero (an offset of 5-30 of their scales)."""
+
+
+def broad_scms(
+    generator: torch.Generator,
+    B: int,
+    d: int,
+    graph: str = "er",
+    expected_degree: float = 2.0,
+    target: str = "any",
+    mechanisms: tuple[str, ...] = ("linear", "poly", "saturating", "prob", "periodic", "exp", "log", "mlp", "gp"),
+    mixing: float = 0.7,
+    noises: tuple[str, ...] = ("gaussian", "laplace", "hetero"),
+    roots: tuple[str, ...] = ("gaussian", "uniform", "bimodal", "lognormal"),
+    noise_std: tuple[float, float] = (0.01, 3.0),
+    noise_log: bool = True,
+    units: tuple[float, float] = (-2.0, 3.0),
+    p_raw_linear: float = 0.0,
+    n_latent: int = 0,
+    n_pilot: int = 2000,
+) -> SCM:
+    """Draw B random SCMs of the broad world over d variables on the generator's device.
+
+    Graph from the prior ``graph`` (expected degree ``expected_degree``), Y by the ``target``
+    rule, random labelling (as :func:`random_scms`). Per model: with probability
+    ``p_raw_linear`` a classical raw linear SCM (unit noise, unstandardised weights ±U(0.5, 2),
+    variances growing along the order, no units); otherwise with probability ``mixing`` every
+    node draws its kind from ``mechanisms``, else one kind for the whole graph. Non-root nodes
+    draw their noise family from ``noises`` and a noise std (relative to their unit-variance
+    signal) from ``noise_std``, log-uniformly if ``noise_log`` (1 % of the signal to three times
+    it); roots draw their distribution from ``roots``. ``n_latent`` hidden confounders, each a
+    standard-normal latent with an effect ±U(0.5, 1.2) on two random observed nodes. Units: each
+    variable's scale is 10^U(units) and its offset scale x N(0, 2²), plus 5-30 scales for a
+    share ``UNITS_FAR`` of variables; prob nodes stay in [0, 1] and log-normal roots positive
+    (their natural bounds). Mechanisms standardised on an n_pilot-row pilot sample.
+    """
+    _check_batch(B, noise_std)
+    unknown = [m for m in mechanisms if m not in mech.MECHANISMS] + [n for n in noises if n not in mech.NOISES] + \
+              [r for r in roots if r not in mech.ROOTS]
+    if unknown or not mechanisms or not noises or not roots:
+        raise ValueError(f"unknown or missing mechanisms / noises / roots: {unknown or (mechanisms, noises, roots)}")
+    if noise_log and noise_std[0] <= 0:
+        raise ValueError(f"log-uniform noise std needs low > 0, got {noise_std}")
+    dev = generator.device
+    u01 = lambda *shape: torch.rand(*shape, generator=generator, device=dev)
+    A = sample_graph(graph, generator, B, d, expected_degree)
+    A, t_c = pick_target(generator, A, target)
+    label = u01(B, d).argsort(dim=1)                                                          # canonical -> label
+    has_parent = A.any(dim=1)                                                                 # B x d
+    # mechanism kinds: per node, per graph, or raw linear
+    codes = torch.tensor([mech.MECHANISMS.index(m) for m in mechanisms], device=dev)
+    raw = u01(B) < p_raw_linear
+    mixed = u01(B) < mixing
+    per_graph = codes[torch.randint(len(codes), (B,), generator=generator, device=dev)]
+    per_node = codes[torch.randint(len(codes), (B, d), generator=generator, device=dev)]
+    kind = torch.where(mixed[:, None], per_node, per_graph[:, None])
+    kind = torch.where(raw[:, None] | ~has_parent, torch.full_like(kind, mech.LINEAR), kind)
+    W, c, a, link_gain, link_bias = mech.sample_node_parameters(generator, A, kind,
+                                                                tuple(sorted(set(codes.tolist()) | {mech.LINEAR})))
+    sd, noise_kind, hetero = _broad_noise(generator, has_parent, raw, noises, roots, noise_std, noise_log)
+    conf = _confounders(generator, B, d, n_latent)
+    loc, scale, lower, upper = _broad_units(generator, kind, noise_kind, has_parent, raw, units)
+    mc_seed = torch.randint(0, 2**62, (B,), generator=generator, device=dev)
+    zeros = torch.zeros(B, d, device=dev)
+    scm = SCM(
+        A=A, label=label, target=label.gather(1, t_c[:, None]).squeeze(1), kind=kind, W=W, c=c, a=a,
+        f_loc=zeros.clone(), f_scale=torch.ones(B, d, device=dev), noise_std=sd, noise_kind=noise_kind, hetero=hetero,
+        link_gain=link_gain, link_bias=link_bias, conf=conf, loc=loc, scale=scale, lower=lower, upper=upper,
+        standardised=~raw, mc_seed=mc_seed,
+    )
+    scm._latent(scm._noise(generator, n_pilot), fit=True)  # sets f_loc / f_scale in place
+    return scm
+
+
+def _broad_noise(generator: torch.Generator, has_parent: torch.Tensor, raw: torch.Tensor, noises: tuple[str, ...],
+                 roots: tuple[str, ...], noise_std: tuple[float, float], noise_log: bool):
+    """Noise scales, base distributions and heteroskedasticity per node (B x d each): non-roots
+    from ``noises`` with a std from ``noise_std``, roots from ``roots`` with std 1, raw linear
+    models Gaussian with std 1."""
+    dev = generator.device
+    B, d = has_parent.shape
+    lo, hi = noise_std
+    v = torch.rand(B, d, generator=generator, device=dev)
+    sd = torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * v) if noise_log else lo + (hi - lo) * v
+    sd = torch.where(has_parent & ~raw[:, None], sd, torch.ones_like(sd))
+    noise_pick = torch.randint(len(noises), (B, d), generator=generator, device=dev)
+    root_pick = torch.randint(len(roots), (B, d), generator=generator, device=dev)
+    noise_base = torch.tensor([mech.BASES.index("gaussian" if n == "hetero" else n) for n in noises], device=dev)[noise_pick]
+    root_base = torch.tensor([mech.BASES.index(r) for r in roots], device=dev)[root_pick]
+    noise_kind = torch.where(has_parent, noise_base, root_base)
+    noise_kind = torch.where(raw[:, None], torch.full_like(noise_kind, mech.BASES.index("gaussian")), noise_kind)
+    hetero = has_parent & ~raw[:, None] & torch.tensor([n == "hetero" for n in noises], device=dev)[noise_pick]
+    return sd, noise_kind, hetero
+
+
+def _confounders(generator: torch.Generator, B: int, d: int, n_latent: int) -> torch.Tensor:
+    """B x d x L effects of L hidden confounders: each on two distinct nodes, ±U(0.5, 1.2)."""
+    dev = generator.device
+    conf = torch.zeros(B, d, n_latent, device=dev)
+    for l in range(n_latent):
+        pair = torch.rand(B, d, generator=generator, device=dev).topk(2, dim=1).indices         # B x 2
+        sign = torch.randint(0, 2, (B, 2), generator=generator, device=dev).float() * 2 - 1
+        conf[:, :, l].scatter_(1, pair, sign * (0.5 + 0.7 * torch.rand(B, 2, generator=generator, device=dev)))
+    return conf
+
+
+def _broad_units(generator: torch.Generator, kind: torch.Tensor, noise_kind: torch.Tensor, has_parent: torch.Tensor,
+                 raw: torch.Tensor, units: tuple[float, float]):
+    """(loc, scale, lower, upper), B x d: scales 10^U(units), offsets scale x N(0, 2^2) plus 5-30
+    scales for a share UNITS_FAR of variables; prob nodes unit-free in [0, 1], log-normal roots
+    positive, raw linear models unit-free."""
+    dev = generator.device
+    B, d = kind.shape
+    u01 = lambda: torch.rand(B, d, generator=generator, device=dev)
+    scale = 10 ** (units[0] + (units[1] - units[0]) * u01())
+    far = (u01() < UNITS_FAR).float() * (5 + 25 * u01()) * (torch.randint(0, 2, (B, d), generator=generator,
+                                                                       device=dev).float() * 2 - 1)
+    loc = scale * (2 * torch.randn(B, d, generator=generator, device=dev) + far)
+    lower = torch.full((B, d), -math.inf, device=dev)
+    upper = torch.full((B, d), math.inf, device=dev)
+    prob = (kind == mech.PROB) & has_parent
+    lognormal = ~has_parent & (noise_kind == mech.BASES.index("lognormal"))
+    m_ln, s_ln = mech.lognormal_moments()
+    loc = torch.where(prob, torch.zeros_like(loc), torch.where(lognormal, scale * m_ln / s_ln, loc))
+    scale = torch.where(prob, torch.ones_like(scale), scale)
+    lower = torch.where(prob | lognormal, torch.zeros_like(lower), lower)
+    upper = torch.where(prob, torch.ones_like(upper), upper)
+    loc = torch.where(raw[:, None], torch.zeros_like(loc), loc)
+    scale = torch.where(raw[:, None], torch.ones_like(scale), scale)
+    return loc, scale, lower, upper

@@ -1,9 +1,9 @@
 """Training and evaluation buffers for the surrogate, generated on the fly on any device.
 
 A batch is B SCMs from one family (one d), each with n_obs observational rows and n_int
-single-variable hard interventions on random non-target variables, half at a uniform value in
-the variable's observed range and half at one of its ends (what optimisers such as Thompson
-sampling and PARENT_SCALE tend to do). Values are standardised per buffer and variable by the
+single-variable hard interventions on random settable variables, half at a uniform value in
+the variable's domain and half at one of its ends (what optimisers such as Thompson sampling
+and PARENT_SCALE tend to do); domains and settable variables by the family's rules. Values are standardised per buffer and variable by the
 observational mean/std; labels are the true parents of Y.
 """
 
@@ -16,15 +16,19 @@ from acbo.scm import Family, resolve_family
 
 
 def random_interventions(generator: torch.Generator, low: torch.Tensor, high: torch.Tensor, target: torch.Tensor,
-                         n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n single-variable interventions per model on random non-target variables.
+                         n: int, intervenable: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """n single-variable interventions per model on random settable variables (``intervenable``
+    B x d; default: every non-target variable).
 
     low/high: B x d domains, target: B. Returns (mask, values), each B x n x d."""
     B, d = low.shape
     dev = low.device
-    # a uniform non-target variable: draw among d - 1 slots and skip the target's
-    j = torch.randint(d - 1, (B, n), generator=generator, device=dev)
-    j = j + (j >= target[:, None]).long()
+    if intervenable is None:  # a uniform non-target variable: draw among d - 1 slots and skip the target's
+        j = torch.randint(d - 1, (B, n), generator=generator, device=dev)
+        j = j + (j >= target[:, None]).long()
+    else:  # a uniform settable one
+        score = torch.rand(B, n, d, generator=generator, device=dev).masked_fill(~intervenable[:, None], -1.0)
+        j = score.argmax(dim=2)
     mask = torch.zeros(B, n, d, dtype=torch.bool, device=dev)
     mask.scatter_(2, j[..., None], True)
     u = torch.rand(B, n, generator=generator, device=dev)
@@ -54,7 +58,9 @@ def sample_buffers(family: str | Family, B: int, n_obs: int, n_int: int, generat
     mask = torch.zeros_like(obs, dtype=torch.bool)
     raw = obs
     if n_int > 0:
-        do_mask, do_val = random_interventions(generator, obs.amin(1), obs.amax(1), scm.target, n_int)
+        low, high, can = fam.domains(generator, scm, obs)
+        do_mask, do_val = random_interventions(generator, low, high, scm.target, n_int,
+                                               None if fam.p_all_intervenable == 1 else can)
         xi = scm.sample(n_int, generator, do_mask=do_mask, do_value=do_val)
         raw = torch.cat([obs, xi], dim=1)
         mask = torch.cat([mask, do_mask], dim=1)
@@ -64,8 +70,7 @@ def sample_buffers(family: str | Family, B: int, n_obs: int, n_int: int, generat
     target[torch.arange(B, device=dev), scm.target] = True
     batch = PaddedBatch(standardise(raw, n_obs), mask, torch.ones(B, N, dtype=torch.bool, device=dev),
                         torch.ones(B, D, dtype=torch.bool, device=dev), target)
-    linear = torch.full((B,), scm.mechanism == "linear", device=dev)
-    return TrainingBatch(batch, scm.parents(), raw, linear, None, scm)
+    return TrainingBatch(batch, scm.parents(), raw, scm.linear, None, scm)
 
 
 def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> TrainingBatch:
