@@ -2,9 +2,12 @@
 
     python benchmarks/foundation.py            # CPU (and CUDA too when available)
 
-Prints: values/s of SCM.sample for B = 256 models x d = 20 x n = 1000 per mechanism (the sampled
-data only, observational; drawing the models is timed separately), and the exact posterior's
-time per call at d = 10, 20, 50 (n = 200 observational + 20 interventional rows).
+Prints: values/s of SCM.sample for B = 256 models x d = 20 x n = 1000 per classic mechanism and
+for the broad world's mix (train-broad's mechanisms, noises, roots and units on the same ER
+graphs: nodes of different kinds in every graph, grouped by kind at each node), the sampled data
+only, observational and with one intervened variable; drawing the models (with the 2,000-row
+pilot sample) timed separately; and the exact posterior's time per call at d = 10, 20, 50
+(n = 200 observational + 20 interventional rows).
 """
 
 from __future__ import annotations
@@ -16,8 +19,15 @@ import time
 import torch
 
 from acbo.posterior import ExactPosteriorConfig, exact_posterior
-from acbo.scm import random_scms
+from acbo.scm import broad_scms, get_family, random_scms
 from acbo.seeding import generator
+
+
+def train_broad(g, B, d):
+    """train-broad's world on d-variable ER graphs (no raw linear models: every node its kind)."""
+    f = get_family("train-broad")
+    return broad_scms(g, B, d, mechanisms=f.mechanism, mixing=f.mixing, noises=f.noise, roots=f.roots,
+                      noise_std=f.noise_std, noise_log=f.noise_log, units=f.units)
 
 
 def timed(fn, repeats: int, sync=lambda: None) -> float:
@@ -34,10 +44,11 @@ def timed(fn, repeats: int, sync=lambda: None) -> float:
 
 def simulator(device: str, B: int = 256, d: int = 20, n: int = 1000) -> None:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for mech in ("linear", "mlp", "gp"):
+    for mech in ("linear", "mlp", "gp", "train-broad mix"):
         g = generator("bench-sim", mech, device=device)
-        t_draw = timed(lambda: random_scms(g, B, d, mechanism=mech), 3, sync)
-        scm = random_scms(g, B, d, mechanism=mech)
+        draw = (lambda: train_broad(g, B, d)) if mech == "train-broad mix" else (lambda: random_scms(g, B, d, mechanism=mech))
+        t_draw = timed(draw, 3, sync)
+        scm = draw()
         t = timed(lambda: scm.sample(n, g), 5, sync)
         mask = torch.zeros(B, n, d, dtype=torch.bool, device=device)
         mask[:, :, 0] = True

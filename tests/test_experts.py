@@ -163,3 +163,48 @@ def test_bad_expert_options():
         SetPosteriorConfig(model="tree")
     with pytest.raises(ValueError, match="at least 10 observational rows"):
         fit_dr_prior(torch.randn(5, 3), 2, generator("x"))
+
+
+def test_do_effect_in_chunks_equals_one_pass(monkeypatch):
+    import acbo.experts.causal_gp as cg
+
+    x = torch.randn(60, 2, generator=generator("chunk"), dtype=torch.float64)
+    y = x[:, 0] - 0.5 * x[:, 1] ** 2
+    gp = fit_set_gp(x, y)
+    grid = torch.linspace(-2, 2, 11, dtype=torch.float64)
+    whole = do_effect(gp, x, 0, grid)
+    monkeypatch.setattr(cg, "DO_CHUNK", 60 * 60 * 3)  # three grid points at a time
+    parts = cg.do_effect(gp, x, 0, grid)
+    assert torch.allclose(whole[0], parts[0], atol=1e-10) and torch.allclose(whole[1], parts[1], atol=1e-10)
+
+
+def test_causal_gps_use_a_seeded_subset_of_large_observational_data():
+    import pandas as pd
+
+    from acbo import CausalOptimizer
+
+    A = torch.tensor([[0, 1], [0, 0]])
+    scm = SCM.linear_gaussian(A, torch.tensor([[0.0, 2.0], [0.0, 0.0]]), noise_std=[1.0, 0.3], target=1)
+    frame = pd.DataFrame(scm.sample(500, generator("rows"))[0].double().numpy(), columns=scm.names())
+    a = CausalOptimizer(frame, method="cbo-parents", parents=["X1"], max_rows=100, seed=3)
+    b = CausalOptimizer(frame, method="cbo-parents", parents=["X1"], max_rows=100, seed=3)
+    assert a.ask() == b.ask()
+    rows = a.method.gp_rows(a.buffer)
+    assert len(rows) == 100 and len(set(rows.tolist())) == 100 and rows.max() < 500
+    small = CausalOptimizer(frame.iloc[:80], method="cbo-parents", parents=["X1"], max_rows=100)
+    small.ask()
+    assert torch.equal(small.method.gp_rows(small.buffer), torch.arange(80))
+    with pytest.raises(ValueError, match="max_rows must be an integer >= 10"):
+        CausalOptimizer(frame, method="parent_scale", max_rows=5)
+
+
+def test_marginal_posterior_matches_botorch():
+    from acbo.experts.causal_gp import marginal_posterior
+
+    x = torch.randn(40, 3, generator=generator("mp"), dtype=torch.float64)
+    y = torch.sin(x[:, 0]) + 0.3 * x[:, 1]
+    gp = fit_set_gp(x, y)
+    q = torch.randn(25, 3, generator=generator("mp-q"), dtype=torch.float64)
+    mean, var = marginal_posterior(gp, q)
+    post = gp.posterior(q[:, None, :])
+    assert torch.allclose(mean, post.mean.flatten(), atol=1e-8) and torch.allclose(var, post.variance.flatten(), atol=1e-8)

@@ -221,6 +221,33 @@ def eval_surrogate(
         table.to_csv(out, index=False)
 
 
+@app.command()
+@_friendly
+def families(
+    names: str = typer.Option("test-broad,test-interactions,test-heavy-tail,test-wide-domains,test-confounded",
+                              "--families", help="Comma-separated families (their test streams: the benchmark's problems)."),
+    problems: int = typer.Option(50, min=1, help="Problems per family."),
+    steps: int = typer.Option(10, min=1, help="T of random search's regret."),
+    workers: int = typer.Option(2, min=1, help="Worker processes."),
+    out: Path = typer.Option(None, help="Also write the report (report.md) and the facts per problem (facts.csv) to this folder."),
+):
+    """The family report: where the optima lie, whether the best variable is a parent, scales, random's and the oracle's regret."""
+    from acbo.bench.families import family_report, report_table
+    from acbo.scm import get_family
+
+    fams = list(_split(names))
+    for f in fams:
+        get_family(f)
+    df = family_report(fams, problems, steps, workers)
+    table = report_table(df, steps)
+    typer.echo(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / "facts.csv", index=False)
+        (out / "report.md").write_text(table)
+        console.print(f"report and facts per problem in {out}/")
+
+
 @app.command("list")
 def list_():
     """Registered methods and families."""

@@ -25,7 +25,8 @@ def summary_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str
     lines = []
     for fam, dff in df.groupby("family", sort=False):
         n = dff["seed"].nunique()
-        lines.append(f"\n**{fam}** ({n} SCMs, d = {int(dff['d'].iloc[0])}, T = {T})\n")
+        d_lo, d_hi = int(dff["d"].min()), int(dff["d"].max())
+        lines.append(f"\n**{fam}** ({n} SCMs, d = {d_lo if d_lo == d_hi else f'{d_lo}–{d_hi}'}, T = {T})\n")
         head = ["method"] + [f"regret@{s}" for s in steps] + [f"AUPRC@{T}", f"P(true set)@{T}", "ms / decision"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))

@@ -87,19 +87,55 @@ def _fit(gp: SingleTaskGP) -> None:
     gp.eval()
 
 
-def do_effect(gp: SingleTaskGP, X_obs: torch.Tensor, member: int, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+DO_CHUNK = 4_000_000
+"""do_effect evaluates at most this many (query point x training row) kernel entries at once."""
+
+
+def marginal_posterior(gp: SingleTaskGP, X: torch.Tensor, chol: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and variance of the latent function at every row of X (m x p) separately
+    (no observation noise), from one Cholesky factor of the training covariance — what
+    ``gp.posterior`` gives for a batch of single points, without building a joint covariance per
+    point. ``chol``: that factor, when already known (:func:`train_cholesky`). Returns (m, m)."""
+    X_tr = gp.train_inputs[0]
+    L = train_cholesky(gp) if chol is None else chol
+    with torch.no_grad():
+        resid = (gp.train_targets - gp.mean_module(X_tr))[:, None]
+        alpha = torch.cholesky_solve(resid, L)                                              # n x 1
+        Ks = gp.covar_module(X, X_tr).to_dense()                                            # m x n
+        mean = gp.mean_module(X) + (Ks @ alpha)[:, 0]
+        v = torch.linalg.solve_triangular(L, Ks.T, upper=False)                             # n x m
+        var = gp.covar_module(X, diag=True) - (v * v).sum(0)
+    return mean, var.clamp_min(0.0)
+
+
+def train_cholesky(gp: SingleTaskGP) -> torch.Tensor:
+    """Lower Cholesky factor of K(X, X) + noise I over the GP's training inputs."""
+    X_tr = gp.train_inputs[0]
+    with torch.no_grad():
+        K = gp.covar_module(X_tr).to_dense() + gp.likelihood.noise * torch.eye(X_tr.shape[0], dtype=X_tr.dtype)
+        return torch.linalg.cholesky(K)
+
+
+def do_effect(gp: SingleTaskGP, X_obs: torch.Tensor, member: int, grid: torch.Tensor,
+              chol: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """E[y | do(X_member = g)] and its variance for every grid value g (standardised units):
     the GP mean/variance averaged over the observed rows of the other members.
-    X_obs: n x p, grid: G. Returns (G, G)."""
+    X_obs: n x p, grid: G. Returns (G, G). Grid values are processed in chunks, so memory stays
+    bounded whatever n is; ``chol``: :func:`train_cholesky` of the GP, when already known."""
     n, p = X_obs.shape
     G = grid.shape[0]
-    X = X_obs[None].expand(G, n, p).clone()                                               # G x n x p
-    X[:, :, member] = grid[:, None]
-    with torch.no_grad():
-        post = gp.posterior(X.reshape(G * n, 1, p))  # a batch of single points: marginal variances only
-        mean = post.mean.reshape(G, n)
-        var = post.variance.reshape(G, n)
-    return mean.mean(1), var.mean(1)
+    L = train_cholesky(gp) if chol is None else chol
+    step = max(1, DO_CHUNK // max(1, n * L.shape[0]))
+    means, variances = [], []
+    for s in range(0, G, step):
+        g = grid[s:s + step]
+        X = X_obs[None].expand(len(g), n, p).clone()                                          # g x n x p
+        X[:, :, member] = g[:, None]
+        m, v = marginal_posterior(gp, X.reshape(len(g) * n, p), L)
+        means.append(m.reshape(len(g), n).mean(1))
+        variances.append(v.reshape(len(g), n).mean(1))
+    return torch.cat(means), torch.cat(variances)
 
 
 # ----------------------------------------------------------------------------- causal GP
