@@ -180,7 +180,8 @@ class TrainingBatch:
     raw: B x N x D values in observed units; linear: B bool, buffers drawn from a
     linear-Gaussian SCM (the exact BLR posterior is then the Bayes answer and can be distilled);
     expert: B x D, another posterior's marginals to distil (the expert's, on demonstration
-    buffers), or None; scm: the B models behind a simulated batch (None for recorded buffers).
+    buffers), or None; scm: the B models behind a simulated batch (None for recorded buffers);
+    low/high: B x D domains in observed units (where the world model is queried), or None.
     """
 
     batch: PaddedBatch
@@ -189,15 +190,17 @@ class TrainingBatch:
     linear: torch.Tensor
     expert: torch.Tensor | None = None
     scm: object | None = None
+    low: torch.Tensor | None = None
+    high: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.parents.shape[0]
 
     def index(self, idx: torch.Tensor) -> "TrainingBatch":
-        """The buffers ``idx`` (the SCM is dropped unless it is indexable the same way)."""
-        scm = None if self.scm is None else self.scm[idx]
-        expert = None if self.expert is None else self.expert[idx]
-        return TrainingBatch(self.batch.index(idx), self.parents[idx], self.raw[idx], self.linear[idx], expert, scm)
+        """The buffers ``idx``."""
+        pick = lambda t: None if t is None else t[idx]
+        return TrainingBatch(self.batch.index(idx), self.parents[idx], self.raw[idx], self.linear[idx], pick(self.expert),
+                             pick(self.scm), pick(self.low), pick(self.high))
 
     def sample(self, B: int, generator: torch.Generator) -> "TrainingBatch":
         """B buffers drawn uniformly with replacement."""
@@ -268,7 +271,7 @@ class Campaign:
     def training_batch(self, parents: torch.Tensor, linear: torch.Tensor, scm=None) -> TrainingBatch:
         """The campaigns' buffers as a surrogate training batch (the rows a policy collected are
         the data the surrogate will see in deployment). parents: B x D bool, linear: B bool."""
-        return TrainingBatch(self.standardised(), parents, self.values, linear, None, scm)
+        return TrainingBatch(self.standardised(), parents, self.values, linear, None, scm, self.low, self.high)
 
 
 def observational_stats(values: torch.Tensor, intervened: torch.Tensor, row_mask: torch.Tensor

@@ -110,6 +110,13 @@ class Method:
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         return self.exact_posterior(buffer, ExactPosteriorConfig())
 
+    def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
+        """The method's predictive distribution (:mod:`acbo.predictive`, over the Q values x, in
+        Y's observed units) of Y under do(X_variable = x): of a fresh measurement (``draw``) or of
+        E[Y | do] itself. Methods without a model of the response raise a ValueError."""
+        has = sorted(n for n, cls in METHODS.items() if cls.predict is not Method.predict)
+        raise ValueError(f"method {self.name!r} has no model of the response; methods with one: {has}")
+
     def exact_posterior(self, buffer: Buffer, cfg: ExactPosteriorConfig) -> ParentPosterior:
         """The exact posterior of everything in ``buffer`` (recomputed on every call, so that a
         decision's wall time includes its inference)."""

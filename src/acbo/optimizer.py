@@ -229,6 +229,33 @@ class CausalOptimizer:
         """The method's current posterior over the target's parents."""
         return self.method.posterior(self.buffer)
 
+    def predict(self, variable: str, values, quantity: str = "measurement") -> pd.DataFrame:
+        """What the method believes an experiment do(variable = value) would give, for each value:
+        a frame with columns value, mean, std, q05, q50, q95 (observed units of the target).
+        ``quantity``: ``measurement`` (a fresh measurement of Y, noise included) or ``expectation``
+        (E[Y | do], the quantity optimised). Methods without a model of the response (random,
+        oracle, surrogate-ts) raise a ValueError that says so."""
+        p = self.problem
+        if variable not in p.names:
+            raise ValueError(f"unknown variable {variable!r}; variables: {list(p.names)}")
+        j = p.names.index(variable)
+        if not bool(p.intervenable[j]):
+            raise ValueError(f"variable {variable!r} is not intervenable")
+        if quantity not in ("measurement", "expectation"):
+            raise ValueError(f"quantity must be 'measurement' or 'expectation', got {quantity!r}")
+        try:
+            x = np.asarray(values, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"values must be numbers, got {values!r}") from None
+        if x.size == 0:
+            raise ValueError("values is empty")
+        if not np.isfinite(x).all():
+            raise ValueError(f"values must be finite, got {x[~np.isfinite(x)][:5].tolist()}")
+        pred = self.method.predict(self.buffer, j, torch.from_numpy(x), draw=quantity == "measurement")
+        cols = {"value": x, "mean": pred.mean, "std": pred.std, "q05": pred.quantile(0.05), "q50": pred.quantile(0.5),
+                "q95": pred.quantile(0.95)}
+        return pd.DataFrame({k: np.asarray(torch.as_tensor(v).detach().double().cpu()) for k, v in cols.items()})
+
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
         p = self.problem

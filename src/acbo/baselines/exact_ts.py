@@ -14,7 +14,7 @@ import torch
 from acbo.buffer import Buffer
 from acbo.method import Method, Problem, register_method
 from acbo.posterior import ExactPosteriorConfig, ParentPosterior
-from acbo.posterior.exact import sample_weights_standardised, standardised_regression_data
+from acbo.posterior.exact import exact_predictive, sample_weights_standardised, standardised_regression_data
 
 
 @register_method
@@ -30,6 +30,10 @@ class ExactThompsonSampling(Method):
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         return self.exact_posterior(buffer, self.cfg)
+
+    def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
+        """The exact posterior's model-averaged BLR predictive (a Gaussian mixture over parent sets)."""
+        return exact_predictive(buffer.values, buffer.intervened, self.problem.target, variable, x, self.cfg, draw)
 
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         p = self.problem

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import torch
+
 from acbo.baselines.exact_ts import ExactThompsonSampling
 from acbo.buffer import Buffer
 from acbo.method import Problem, register_method
@@ -21,6 +23,10 @@ def _model(checkpoint: str | None):
     from acbo.surrogate import load_pretrained, load_surrogate
 
     return load_pretrained() if checkpoint is None else load_surrogate(checkpoint)
+
+
+PREDICT_SETS = 32
+"""Parent sets the predictive of surrogate-ts averages over."""
 
 
 @register_method
@@ -39,3 +45,18 @@ class SurrogateThompsonSampling(ExactThompsonSampling):
         from acbo.surrogate.inference import surrogate_posterior
 
         return surrogate_posterior(self.model, buffer, self.problem.target, self.problem.names)
+
+    def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
+        """The BLR model averaged over the surrogate's PREDICT_SETS most probable parent sets
+        (their probabilities renormalised; the empty set included if it is among them)."""
+        from acbo.posterior.exact import blr_mixture_predictive
+
+        post = self.posterior(buffer)
+        top = post.top(min(PREDICT_SETS, 2 ** min(post.marginals.numel() - 1, 12)))
+        names = self.problem.names
+        sets = torch.zeros(len(top), len(names), dtype=torch.bool)
+        for k, (members, _) in enumerate(top):
+            sets[k, [names.index(n) for n in members]] = True
+        weights = torch.tensor([pr for _, pr in top], dtype=torch.float64)
+        return blr_mixture_predictive(buffer.values, buffer.intervened, self.problem.target, variable, x, sets, weights,
+                                      self.cfg, draw)

@@ -112,6 +112,37 @@ class CausalGPMethod(Method):
             variances.append(v)
         return average_models(weights.to(torch.float64), torch.stack(means), torch.stack(variances))
 
+    def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
+        """The causal-GP predictive of Y under do(X_variable = x): the model-averaged causal prior,
+        updated by the causal GP on the interventions made on the variable (the model EI is
+        maximised on); a Gaussian over x in observed units. ``draw`` adds the GP's noise (before
+        any intervention on the variable: the per-set GPs' mean noise)."""
+        from acbo.experts.causal_gp import causal_gp, interpolate
+        from acbo.predictive import GaussianMixture
+
+        p = self.problem
+        sets, weights = self.sets_and_weights(buffer)
+        _, mean, std = self.observational(buffer)
+        t = p.target
+        width = float(p.high[variable] - p.low[variable]) or 1.0
+        u = ((x.to(torch.float64) - p.low[variable]) / width)
+        m_grid, v_grid = self.causal_prior(buffer, sets, weights, variable)
+        rows = (buffer.intervened.sum(1) == 1) & buffer.intervened[:, variable]
+        if rows.any():
+            ys = (buffer.values[rows, t] - mean[t]) / std[t]
+            gp = causal_gp((buffer.values[rows, variable] - p.low[variable]) / width, ys, m_grid, v_grid)
+            with torch.no_grad():
+                post = gp.posterior(u.clamp(0, 1)[:, None, None])
+            f_mean, f_var = post.mean.flatten(), post.variance.flatten()
+            noise = float(gp.likelihood.noise.detach())
+        else:  # the causal prior (as EI scores it before any data on the variable)
+            f_mean, f_var = interpolate(u, m_grid), 1.0 + interpolate(u, v_grid)
+            gps = [self._set_gps[k][0] for k in self._set_gps]
+            noise = float(sum(float(g.likelihood.noise.detach()) for g in gps) / len(gps)) if gps else 1.0
+        var = f_var + (noise if draw else 0.0)
+        Q = x.shape[0]
+        return GaussianMixture.normal(f_mean, var.clamp_min(1e-12).sqrt()).affine(mean[t].expand(Q), std[t].expand(Q))
+
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         t0 = time.perf_counter()
         p = self.problem

@@ -26,6 +26,16 @@ def _models(checkpoint: str | None):
     return load_pretrained_policy() if checkpoint is None else load_policy_checkpoint(checkpoint)
 
 
+@lru_cache(maxsize=1)
+def _world_model():
+    from acbo.surrogate import load_pretrained
+
+    model = load_pretrained()
+    if not model.cfg.queries:
+        raise ValueError("neither the policy's surrogate nor the shipped one has a world-model head")
+    return model
+
+
 @register_method
 class Amortized(Method):
     """Options: checkpoint (a policy checkpoint, read with the surrogate it names; default the
@@ -62,6 +72,14 @@ class Amortized(Method):
             self._enc = self._enc.add(self.surrogate, c.values[:, n_done:], c.intervened[:, n_done:])
         self._enc_key = (buffer.n, buffer.n_obs)
         return Belief.read(self.surrogate, self._enc)
+
+    def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
+        """The learned predictive: the world model of the policy's own surrogate if it has one,
+        else of the shipped surrogate (``acbo.surrogate.load_pretrained``)."""
+        from acbo.surrogate.inference import world_predictive
+
+        model = self.surrogate if self.surrogate.cfg.queries else _world_model()
+        return world_predictive(model, buffer, self.problem.target, variable, x, draw)
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         with torch.inference_mode():

@@ -16,7 +16,10 @@ on a pilot sample when the model is drawn (so every mechanism enters with unit-v
 unit-variance noise of the node's own distribution (``noise_kind``; roots: their value's
 distribution), m_k the heteroskedastic multiplier (1 unless ``hetero``), and e_l the hidden
 confounders: latent standard-normal variables, each with an effect on two observed nodes
-(``conf``; none in most families). A ``prob`` node is then passed through a sigmoid link,
+(``conf``; none in most families). In models with a ``saturation`` L > 0 (the broad world)
+every nonlinear node then saturates softly, u_k = L tanh(u_k / L): nearly the identity in the
+observed regime (L = 25 latent std), bounded far outside it, where compositions of cubic and
+exponential mechanisms would otherwise overflow. A ``prob`` node is then passed through a sigmoid link,
 u_k = sigmoid(link_gain_k u_k + link_bias_k), so it lives in (0, 1). ``lower`` / ``upper`` are
 the natural bounds of each variable in observed units (a probability stays in [0, 1], a
 log-normal root is positive; +-inf elsewhere).
@@ -61,8 +64,8 @@ class SCM:
     (mechanism code, :data:`acbo.scm.mechanisms.MECHANISMS`); W: B x d x H x d; c, a: B x d x H;
     f_loc, f_scale, noise_std: B x d; noise_kind: B x d (code in ``BASES``); hetero: B x d bool;
     link_gain, link_bias: B x d (gain 0: no link); conf: B x d x L (hidden confounders); loc,
-    scale, lower, upper: B x d (observed units); standardised: B bool; mc_seed: B (seeds of the
-    common random numbers used for Monte Carlo expectations).
+    scale, lower, upper: B x d (observed units); standardised: B bool; saturation: B (0: none);
+    mc_seed: B (seeds of the common random numbers used for Monte Carlo expectations).
     """
 
     A: torch.Tensor
@@ -85,6 +88,7 @@ class SCM:
     lower: torch.Tensor
     upper: torch.Tensor
     standardised: torch.Tensor
+    saturation: torch.Tensor
     mc_seed: torch.Tensor
 
     def __post_init__(self):
@@ -106,11 +110,14 @@ class SCM:
                                for c in codes])
         bases = self.noise_kind.tolist()
         has_parent = self.A.any(dim=1).tolist()
+        saturates = (self.saturation[:, None] > 0) & (self.kind != mech.LINEAR) & self.A.any(dim=1)   # B x d
         cache = {
             "groups": groups,
             "bases": sorted({x for row in bases for x in row}),
             "bases_b": [sorted(set(row)) for row in bases],
             "hetero_any": self.hetero.any(dim=0).tolist(),
+            "saturates": saturates,
+            "saturates_any": saturates.any(dim=0).tolist(),
             "link_any": (self.link_gain != 0).any(dim=0).tolist(),
             "conf_any": (self.conf != 0).any(dim=2).any(dim=0).tolist() if self.conf.shape[2] else [False] * d,
             "linear": [all(kinds[b][k] == mech.LINEAR for k in range(d) if has_parent[b][k]) for b in range(B)],
@@ -272,6 +279,9 @@ class SCM:
             uk = f + std * eps[:, :, k]
             if cache["conf_any"][k]:
                 uk = uk + (lat * self.conf[:, k, None, :]).sum(-1)
+            if cache["saturates_any"][k]:
+                L = self.saturation[:, None].clamp_min(1e-6)
+                uk = torch.where(cache["saturates"][:, k, None], L * torch.tanh(uk / L), uk)
             if cache["link_any"][k]:
                 gain = self.link_gain[:, k, None]
                 uk = torch.where(gain != 0, torch.sigmoid(gain * uk + self.link_bias[:, k, None]), uk)
@@ -698,7 +708,7 @@ class SCM:
             link_gain=zeros.clone(), link_bias=zeros.clone(), conf=torch.zeros(1, d, 0),
             loc=mu[order][None], scale=ones.clone(), lower=torch.full((1, d), -math.inf),
             upper=torch.full((1, d), math.inf), standardised=torch.zeros(1, dtype=torch.bool),
-            mc_seed=torch.zeros(1, dtype=torch.long),
+            saturation=torch.zeros(1), mc_seed=torch.zeros(1, dtype=torch.long),
         )
 
 
@@ -716,7 +726,7 @@ def _from_format_1(state: dict) -> dict:
                hetero=A.any(dim=1) if noise == "hetero" else torch.zeros(B, d, dtype=torch.bool),
                link_gain=torch.zeros(B, d), link_bias=torch.zeros(B, d), conf=torch.zeros(B, d, 0),
                lower=torch.full((B, d), -math.inf), upper=torch.full((B, d), math.inf),
-               standardised=torch.ones(B, dtype=torch.bool))
+               standardised=torch.ones(B, dtype=torch.bool), saturation=torch.zeros(B))
     return out
 
 
@@ -774,12 +784,14 @@ def random_scms(
         noise_kind=torch.full((B, d), base, device=dev), hetero=has_parent & (noise == "hetero"),
         link_gain=zeros.clone(), link_bias=zeros.clone(), conf=torch.zeros(B, d, 0, device=dev),
         loc=loc, scale=scale, lower=torch.full((B, d), -math.inf, device=dev), upper=torch.full((B, d), math.inf, device=dev),
-        standardised=torch.ones(B, dtype=torch.bool, device=dev), mc_seed=mc_seed,
+        standardised=torch.ones(B, dtype=torch.bool, device=dev), saturation=torch.zeros(B, device=dev), mc_seed=mc_seed,
     )
     scm._latent(scm._noise(generator, n_pilot), fit=True)  # sets f_loc / f_scale in place
     return scm
 
 
+SATURATION = 25.0
+"""Broad world: nonlinear nodes saturate softly at this many latent units (see the module docstring)."""
 UNITS_FAR = 0.3
 """Broad world: share of variables whose values sit far from zero (an offset of 5-30 of their scales)."""
 
@@ -849,7 +861,7 @@ def broad_scms(
         A=A, label=label, target=label.gather(1, t_c[:, None]).squeeze(1), kind=kind, W=W, c=c, a=a,
         f_loc=zeros.clone(), f_scale=torch.ones(B, d, device=dev), noise_std=sd, noise_kind=noise_kind, hetero=hetero,
         link_gain=link_gain, link_bias=link_bias, conf=conf, loc=loc, scale=scale, lower=lower, upper=upper,
-        standardised=~raw, mc_seed=mc_seed,
+        standardised=~raw, saturation=torch.where(raw, 0.0, SATURATION), mc_seed=mc_seed,
     )
     scm._latent(scm._noise(generator, n_pilot), fit=True)  # sets f_loc / f_scale in place
     return scm

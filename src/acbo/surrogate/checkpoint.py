@@ -13,7 +13,7 @@ from dataclasses import asdict
 import torch
 
 from acbo.io import atomic_save, load_packaged, load_state
-from acbo.surrogate.model import Surrogate, SurrogateConfig
+from acbo.surrogate.model import ADDED_LATER, Surrogate, SurrogateConfig
 
 FORMAT_VERSION = 1
 KIND = "acbo.surrogate"
@@ -23,9 +23,11 @@ PRETRAINED = "surrogate.pt"
 def surrogate_digest(model: Surrogate) -> str:
     """SHA-256 of the model's architecture and weights (not of the file: two files holding the
     same model, with different training logs, have the same digest). ``row_chunk`` does not
-    change the output and is left out."""
+    change the output and is left out, and so are fields added to the config later while they
+    hold the value that means "not used" (so a new version of acbo keeps old digests)."""
     h = hashlib.sha256()
-    cfg = {k: v for k, v in asdict(model.cfg).items() if k != "row_chunk"}
+    cfg = {k: v for k, v in asdict(model.cfg).items()
+           if k != "row_chunk" and not (k in ADDED_LATER and ADDED_LATER[k] == v)}
     h.update(json.dumps(cfg, sort_keys=True).encode())
     for name, t in sorted(model.state_dict().items()):
         t = t.detach().cpu().contiguous()

@@ -9,9 +9,11 @@ observational mean/std; labels are the true parents of Y.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from acbo.buffer import PaddedBatch, TrainingBatch, standardise_by_observations
+from acbo.buffer import PaddedBatch, TrainingBatch, observational_stats, standardise_by_observations
 from acbo.scm import Family, resolve_family
 
 
@@ -47,9 +49,35 @@ def standardise(raw: torch.Tensor, n_obs: int) -> torch.Tensor:
     return (raw - obs.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
 
 
+COLLECTORS = ("random", "greedy")
+"""How a training buffer's interventional rows are chosen: uniformly at random, or greedily on
+the truth (each the best of ``GREEDY_CANDIDATES`` random candidates by its true E[Y | do]: the
+buffers a good optimiser collects)."""
+GREEDY_CANDIDATES = 8
+
+
+def greedy_interventions(generator: torch.Generator, scm, low: torch.Tensor, high: torch.Tensor,
+                         intervenable: torch.Tensor | None, n: int, n_mc: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """n interventions per model, each the candidate with the lowest true E[Y | do] among
+    GREEDY_CANDIDATES random ones (MC with n_mc samples for nonlinear models). Returns (mask,
+    values), each B x n x d."""
+    B, d = low.shape
+    rows = torch.arange(B, device=low.device)
+    masks, vals = [], []
+    for _ in range(n):  # the steps of a campaign: sequential by construction
+        cm, cv = random_interventions(generator, low, high, scm.target, GREEDY_CANDIDATES, intervenable)
+        best = scm.expected_target(cm, cv, n_mc).argmin(dim=1)                                 # B
+        masks.append(cm[rows, best][:, None])
+        vals.append(cv[rows, best][:, None])
+    return torch.cat(masks, 1), torch.cat(vals, 1)
+
+
 def sample_buffers(family: str | Family, B: int, n_obs: int, n_int: int, generator: torch.Generator,
-                   d: int | None = None) -> TrainingBatch:
-    """B buffers from ``family`` (a name or a Family; optionally at a fixed d) on the generator's device."""
+                   d: int | None = None, collector: str = "random") -> TrainingBatch:
+    """B buffers from ``family`` (a name or a Family; optionally at a fixed d) on the generator's
+    device, with the family's domains; ``collector`` chooses the interventional rows."""
+    if collector not in COLLECTORS:
+        raise ValueError(f"collector must be one of {COLLECTORS}, got {collector!r}")
     fam = resolve_family(family)
     if d is not None:
         fam = fam.with_(d_range=(d, d))
@@ -57,10 +85,13 @@ def sample_buffers(family: str | Family, B: int, n_obs: int, n_int: int, generat
     obs = scm.sample(n_obs, generator)                                                         # B x n_obs x d
     mask = torch.zeros_like(obs, dtype=torch.bool)
     raw = obs
+    low, high, can = fam.domains(generator, scm, obs)
     if n_int > 0:
-        low, high, can = fam.domains(generator, scm, obs)
-        do_mask, do_val = random_interventions(generator, low, high, scm.target, n_int,
-                                               None if fam.p_all_intervenable == 1 else can)
+        settable = None if fam.p_all_intervenable == 1 else can
+        if collector == "greedy":
+            do_mask, do_val = greedy_interventions(generator, scm, low, high, settable, n_int)
+        else:
+            do_mask, do_val = random_interventions(generator, low, high, scm.target, n_int, settable)
         xi = scm.sample(n_int, generator, do_mask=do_mask, do_value=do_val)
         raw = torch.cat([obs, xi], dim=1)
         mask = torch.cat([mask, do_mask], dim=1)
@@ -70,7 +101,50 @@ def sample_buffers(family: str | Family, B: int, n_obs: int, n_int: int, generat
     target[torch.arange(B, device=dev), scm.target] = True
     batch = PaddedBatch(standardise(raw, n_obs), mask, torch.ones(B, N, dtype=torch.bool, device=dev),
                         torch.ones(B, D, dtype=torch.bool, device=dev), target)
-    return TrainingBatch(batch, scm.parents(), raw, scm.linear, None, scm)
+    return TrainingBatch(batch, scm.parents(), raw, scm.linear, None, scm, low, high)
+
+
+@dataclass(frozen=True)
+class Queries:
+    """Training queries of the world model for B buffers: var B x Q (variables), z B x Q x K
+    (values in each variable's observational standard units), draw B x Q x K (a fresh draw of Y
+    under the intervention) and mean B x Q x K (E[Y | do], exact or Monte Carlo), both in Y's
+    observational standard units."""
+
+    var: torch.Tensor
+    z: torch.Tensor
+    draw: torch.Tensor
+    mean: torch.Tensor
+
+
+def sample_queries(data: TrainingBatch, Q: int, K: int, generator: torch.Generator, n_mc: int = 128,
+                   beyond: float = 0.5) -> Queries:
+    """Q distinct non-target variables per buffer and K values each, uniform over the domain
+    widened by ``beyond`` of its width on both sides (queries across and beyond it), with their
+    simulator targets. Needs a simulated batch (``data.scm``) with domains."""
+    if data.scm is None or data.low is None:
+        raise ValueError("queries need a simulated batch with its SCMs and domains (sample_buffers)")
+    raw, iv, rows = data.raw, data.batch.intervened, data.batch.row_mask
+    B, N, D = raw.shape
+    dev = raw.device
+    Q = min(Q, D - 1)
+    score = torch.rand(B, D, generator=generator, device=dev).masked_fill(data.batch.target, -1.0)
+    var = score.topk(Q, dim=1).indices                                                        # B x Q
+    lo, hi = data.low.gather(1, var), data.high.gather(1, var)                               # B x Q
+    u = torch.rand(B, Q, K, generator=generator, device=dev)
+    x = (lo - beyond * (hi - lo))[..., None] + ((1 + 2 * beyond) * (hi - lo))[..., None] * u  # B x Q x K
+    do_mask = torch.zeros(B, Q, K, D, dtype=torch.bool, device=dev)
+    do_mask.scatter_(3, var[:, :, None, None].expand(B, Q, K, 1), True)
+    do_val = do_mask * x[..., None]
+    do_mask, do_val = do_mask.reshape(B, Q * K, D), do_val.reshape(B, Q * K, D)
+    t = data.scm.target
+    draw = data.scm.sample(Q * K, generator, do_mask=do_mask, do_value=do_val)[torch.arange(B, device=dev), :, t]
+    mean = data.scm.expected_target(do_mask, do_val, n_mc)                                    # B x QK
+    mu, sd = observational_stats(raw, iv, rows)                                               # B x D
+    mu_y, sd_y = mu.gather(1, t[:, None]), sd.gather(1, t[:, None])
+    z = (x - mu.gather(1, var)[..., None]) / sd.gather(1, var)[..., None]
+    std_y = lambda v: ((v - mu_y) / sd_y).reshape(B, Q, K)
+    return Queries(var, z, std_y(draw), std_y(mean))
 
 
 def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> TrainingBatch:
@@ -104,4 +178,4 @@ def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> Traini
     z = standardise_by_observations(o["values"], o["intervened"], o["row_mask"], o["var_mask"])
     batch = PaddedBatch(z.float(), o["intervened"], o["row_mask"], o["var_mask"], o["target"])
     linear = torch.tensor([x[5] for x in items], device=device)
-    return TrainingBatch(batch, o["parents"], o["values"], linear, o["expert"].clamp(0, 1), None)
+    return TrainingBatch(batch, o["parents"], o["values"], linear, o["expert"].clamp(0, 1))

@@ -17,9 +17,16 @@ Permutation-equivariant over variables and invariant over samples, for any d and
    inverse per buffer), and the parent head reads the same pair features against the target —
    the statistics a linear-Gaussian parent test is built on, which the pooled per-variable
    tokens only approximate;
-5. a parent head scoring every variable against the target: P(j in pa(Y)) independently per j.
+5. a parent head scoring every variable against the target: P(j in pa(Y)) independently per j;
+6. with ``queries`` (the world model), for a query (variable j, value x): a query token from
+   j's token, Y's token and x (standardised by X_j's observational stats) attends over the
+   context points of variable j — (x_ij, y_i, whether j or another variable was set) of every
+   interventional row and of up to ``max_context`` observational rows (evenly spaced) — and not
+   over other queries; two heads read it: a bar distribution over a fresh draw of Y under
+   do(X_j = x) and one over E[Y | do(X_j = x)] (its posterior: the uncertainty that matters for
+   choosing where to intervene), both in Y's observational standard units.
 
-Every row the buffer holds is used (no subsampling).
+Every row the buffer holds is used for the parent posterior (no subsampling).
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from acbo.buffer import PaddedBatch
 from acbo.layers import Block
+from acbo.predictive import BarDistribution, asinh_edges
 
 
 @dataclass(frozen=True)
@@ -53,12 +62,22 @@ class SurrogateConfig:
     pair_bias: bool = False
     """Bias the variable attention and the parent head by each pair's observational correlation
     and partial correlation (step 4 above)."""
+    queries: bool = False
+    """The world model: answer queries (variable j, value x) with the predictive distribution of
+    Y under do(X_j = x) and the posterior of E[Y | do(X_j = x)] (step 6 above)."""
+    n_bins: int = 64
+    """Bins of the two predictive bar distributions (uniform in asinh of standardised Y)."""
+    max_context: int = 512
+    """Observational rows a query attends to at most (evenly spaced over the observational rows;
+    every interventional row is attended to)."""
 
     def __post_init__(self):
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if min(self.dim, self.heads, self.ff_mult, self.row_chunk) < 1 or min(self.row_layers, self.var_layers) < 0:
             raise ValueError(f"invalid surrogate config {self}")
+        if self.n_bins < 2 or self.max_context < 1:
+            raise ValueError(f"n_bins must be >= 2 and max_context >= 1, got {self.n_bins}, {self.max_context}")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "surrogate config") -> "SurrogateConfig":
@@ -71,9 +90,15 @@ class SurrogateConfig:
         return cls(**{**ADDED_LATER, **d})
 
 
-ADDED_LATER = {"pair_bias": False}
+ADDED_LATER = {"pair_bias": False, "queries": False, "n_bins": 64, "max_context": 512}
 """Config fields that checkpoints written before them lack, with the value those checkpoints mean."""
 
+QUERY_MODULES = ("ctx_embed", "query_embed", "q_ln", "q_proj", "kv", "q_out", "q_ff", "draw_head", "mean_head")
+"""The world model's modules (``queries``): absent from checkpoints written without it."""
+CONTEXT_FEATURES = 6
+"""Per context point of a query: x_ij, y_i, x_ij y_i, j set, another variable set, observational."""
+INPUT_CLAMP = 50.0
+"""Standardised values beyond +-50 (far interventions) enter the model clamped there."""
 PAIR_FEATURES = 5
 """Per pair (j, k): correlation, partial correlation, their absolute values, j == k."""
 RIDGE = 1e-2
@@ -134,6 +159,17 @@ class Surrogate(nn.Module):
             for out in (self.pair_attn[-1], self.pair_head[-1]):
                 nn.init.zeros_(out.weight)
                 nn.init.zeros_(out.bias)
+        if cfg.queries:
+            self.register_buffer("edges", asinh_edges(cfg.n_bins), persistent=False)
+            self.ctx_embed = nn.Sequential(nn.Linear(CONTEXT_FEATURES, C), nn.GELU(), nn.Linear(C, C))
+            self.query_embed = nn.Sequential(nn.Linear(2 * C + 2, C), nn.GELU(), nn.Linear(C, C))
+            self.q_ln = nn.LayerNorm(C)
+            self.q_proj = nn.Linear(C, C)
+            self.kv = nn.Linear(C, 2 * C)
+            self.q_out = nn.Linear(C, C)
+            self.q_ff = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, cfg.ff_mult * C), nn.GELU(), nn.Linear(cfg.ff_mult * C, C))
+            self.draw_head = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, cfg.n_bins))
+            self.mean_head = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, cfg.n_bins))
 
     def rows(self, values, intervened, target, var_mask) -> torch.Tensor:
         """Per-cell features after the row blocks, before pooling: rows are processed
@@ -142,6 +178,7 @@ class Surrogate(nn.Module):
         target / var_mask: B x D. Returns B x n x D x C."""
         B, n, D = values.shape
         dt = values.dtype
+        values = values.clamp(-INPUT_CLAMP, INPUT_CLAMP)
         tgt = target[:, None, :].expand(B, n, D)
         row_int = intervened.any(dim=2, keepdim=True).expand(B, n, D)
         z_y = (values * tgt.to(dt)).sum(2, keepdim=True).expand(B, n, D)                    # the target's value
@@ -226,3 +263,65 @@ class Surrogate(nn.Module):
     def forward(self, batch: PaddedBatch) -> torch.Tensor:
         """Parent logits, B x D (-inf for the target itself and for padding variables)."""
         return self.encode(batch)[0]
+
+    # ---------------------------------------------------------------- the world model
+    def context(self, batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows queries attend to: every interventional row (Y not set) and up to
+        ``max_context`` observational rows, evenly spaced. Returns (row indices B x R, mask
+        B x R of real rows), R = the largest count over the batch."""
+        B, N, D = batch.values.shape
+        dev = batch.values.device
+        row_int = batch.intervened.any(2) & batch.row_mask                                  # B x N
+        y_set = (batch.intervened & batch.target[:, None, :]).any(2)
+        obs = batch.row_mask & ~row_int
+        n_obs = obs.sum(1)                                                                  # B
+        M = self.cfg.max_context
+        # rank of each observational row among them; keep ranks on an even grid of at most M
+        rank = obs.long().cumsum(1) - 1                                                     # B x N
+        stride = (n_obs.float() / M).clamp_min(1.0)                                          # B
+        keep_obs = obs & (torch.floor(rank.float() / stride[:, None]) != torch.floor((rank.float() - 1) / stride[:, None]))
+        keep = keep_obs | (row_int & ~y_set)
+        R = max(1, int(keep.sum(1).max()))
+        score = torch.where(keep, -torch.arange(N, device=dev, dtype=torch.float32)[None], torch.full((B, N), -1e9, device=dev))
+        idx = score.topk(R, dim=1).indices.sort(dim=1).values                              # B x R, arrival order
+        return idx, keep.gather(1, idx)
+
+    def query(self, batch: PaddedBatch, tokens: torch.Tensor, var: torch.Tensor, z: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive logits for queries do(X_var = value): batch (standardised), tokens B x D x C
+        (:meth:`readout`), var B x Q (variable indices), z B x Q x K (values standardised by
+        each variable's observational mean and std). Returns (draw logits, mean logits), each
+        B x Q x K x n_bins, over :attr:`edges` in Y's standard units."""
+        if not self.cfg.queries:
+            raise ValueError("this surrogate has no world-model head (SurrogateConfig.queries = False)")
+        B, N, D = batch.values.shape
+        _, Q, K = z.shape
+        C, H = self.cfg.dim, self.cfg.heads
+        idx, keep = self.context(batch)                                                     # B x R
+        R = idx.shape[1]
+        take = lambda t: t.gather(1, idx[..., None].expand(B, R, D))                        # B x R x D
+        zv, iv = take(batch.values).clamp(-INPUT_CLAMP, INPUT_CLAMP), take(batch.intervened)
+        y = (zv * batch.target[:, None, :].to(zv.dtype)).sum(2, keepdim=True)              # B x R x 1
+        row_int = iv.any(2, keepdim=True)
+        xj = zv.gather(2, var[:, None, :].expand(B, R, Q))                                  # B x R x Q
+        setj = iv.gather(2, var[:, None, :].expand(B, R, Q)).to(zv.dtype)
+        other = row_int.to(zv.dtype) - setj
+        ctx = torch.stack([xj, y.expand_as(xj), xj * y, setj, other, 1 - row_int.to(zv.dtype).expand_as(xj)], -1)
+        e = self.ctx_embed(ctx).permute(0, 2, 1, 3).reshape(B * Q, R, C)                      # (B Q) x R x C
+        h_j = tokens.gather(1, var[..., None].expand(B, Q, C))                              # B x Q x C
+        h_y = (tokens * batch.target[..., None].to(tokens.dtype)).sum(1, keepdim=True).expand(B, Q, C)
+        zq = z.to(tokens.dtype).clamp(-INPUT_CLAMP, INPUT_CLAMP)
+        q_in = torch.cat([h_j[:, :, None].expand(B, Q, K, C), h_y[:, :, None].expand(B, Q, K, C), zq[..., None],
+                          torch.asinh(zq)[..., None]], -1)
+        q = self.query_embed(q_in).reshape(B * Q, K, C)                                      # (B Q) x K x C
+        qh = self.q_proj(self.q_ln(q)).reshape(B * Q, K, H, C // H).transpose(1, 2)        # (B Q) x H x K x C/H
+        k, v = self.kv(e).reshape(B * Q, R, 2, H, C // H).permute(2, 0, 3, 1, 4)            # 2 x (B Q) x H x R x C/H
+        mask = keep[:, None, :].expand(B, Q, R).reshape(B * Q, 1, 1, R)
+        att = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask)                       # queries do not see each other
+        o = q + self.q_out(att.transpose(1, 2).reshape(B * Q, K, C))
+        o = (o + self.q_ff(o)).reshape(B, Q, K, C)
+        return self.draw_head(o), self.mean_head(o)
+
+    def predictive(self, logits: torch.Tensor) -> BarDistribution:
+        """The bar distribution (Y's standard units) of logits from :meth:`query`."""
+        return BarDistribution.from_logits(logits, self.edges)

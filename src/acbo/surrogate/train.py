@@ -9,13 +9,21 @@ training device, scores the parent logits against
 - every ``demo_every``-th step, the batch is instead drawn from the buffers the PARENT_SCALE expert
   decided from (``demos``), scored against the true parents (``w_truth``) and the expert's own
   posterior marginals (distillation of the expert, weight ``w_expert``);
+- with ``queries`` (the world model), ``query_vars`` x ``query_values`` queries per buffer
+  (variable, value across and beyond its domain): the negative log-likelihood of a fresh draw of
+  Y from the simulator under the intervention (weight ``w_draw``: the posterior predictive under
+  the prior, PFN-style) and of E[Y | do] under the mean head (weight ``w_mean``; exact for linear
+  models, ``query_mc``-sample common-random-number Monte Carlo otherwise). A ``greedy`` share of
+  batches has its interventional rows collected greedily on the truth, the rest at random;
 
 and takes an AdamW step. Every ``eval_every`` steps it reports AUPRC on a fixed validation set
-(from the test stream of ``val_family``) and writes an atomic, resumable checkpoint.
+(from the test stream of ``val_family``; with queries also the mean head's RMSE and NLL, the
+draw head's NLL and its 90 % coverage) and writes an atomic, resumable checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,8 +40,8 @@ from acbo.posterior import exact_posterior
 from acbo.scm import Family, resolve_family
 from acbo.seeding import generator
 from acbo.surrogate.checkpoint import PRETRAINED, read_checkpoint, save_checkpoint
-from acbo.surrogate.data import load_demo_buffers, sample_buffers
-from acbo.surrogate.model import Surrogate, SurrogateConfig
+from acbo.surrogate.data import Queries, load_demo_buffers, sample_buffers, sample_queries
+from acbo.surrogate.model import QUERY_MODULES, Surrogate, SurrogateConfig
 from acbo.training import Budget, Window, append_jsonl, resume, set_lr
 
 
@@ -84,6 +92,23 @@ class SurrogateTrainConfig:
     """Pair statistics (observational correlation / partial correlation) bias the variable
     attention and the parent head (``SurrogateConfig.pair_bias``). Can be switched on when
     fine-tuning a checkpoint without it: the new path starts at zero, i.e. at the checkpoint."""
+    queries: bool = False
+    """Train the world model (``SurrogateConfig.queries``): the predictive of Y under do(X_j = x)
+    and the posterior of E[Y | do(X_j = x)]. Can be switched on when fine-tuning a checkpoint
+    without it (the parent head is unaffected by the new modules)."""
+    w_draw: float = 1.0
+    """Weight of the negative log-likelihood of a fresh draw of Y under each query."""
+    w_mean: float = 1.0
+    """Weight of the negative log-likelihood of E[Y | do] (exact or Monte Carlo) under the mean head."""
+    query_vars: int = 4
+    """Variables queried per buffer."""
+    query_values: int = 8
+    """Values queried per variable, uniform over its domain widened by half its width on both sides."""
+    query_mc: int = 128
+    """Monte Carlo samples of the E[Y | do] targets of nonlinear models (exact for linear ones)."""
+    greedy: float = 0.0
+    """Share of batches whose interventional rows are collected greedily on the truth (each the best
+    of 8 random candidates by E[Y | do]) rather than at random."""
     val_family: str | Family = "lin-er-20"
     """Validation family (its test stream; never trained on)."""
     val_buffers: int = 64
@@ -111,6 +136,10 @@ class SurrogateTrainConfig:
         if self.lr <= 0 or self.max_minutes < 0 or min(self.w_truth, self.w_exact, self.w_expert) < 0:
             raise ValueError(f"lr must be > 0 and max_minutes, w_truth, w_exact, w_expert >= 0; got lr={self.lr}, "
                              f"max_minutes={self.max_minutes}, weights={(self.w_truth, self.w_exact, self.w_expert)}")
+        if not 0 <= self.greedy <= 1 or min(self.w_draw, self.w_mean) < 0 or min(self.query_vars, self.query_values,
+                                                                                     self.query_mc) < 1:
+            raise ValueError(f"greedy must be in [0, 1], w_draw/w_mean >= 0, query_vars/values/mc >= 1; got "
+                             f"{(self.greedy, self.w_draw, self.w_mean, self.query_vars, self.query_values, self.query_mc)}")
         if (self.demo_every > 0) != bool(self.demos):
             raise ValueError(f"demos and demo_every go together (got demos={self.demos!r}, demo_every={self.demo_every})")
         for f in self.families + (self.val_family,):
@@ -118,17 +147,18 @@ class SurrogateTrainConfig:
 
     def model_config(self) -> SurrogateConfig:
         return SurrogateConfig(dim=self.dim, heads=self.heads, row_layers=self.row_layers, var_layers=self.var_layers,
-                               pair_bias=self.pair_bias)
+                               pair_bias=self.pair_bias, queries=self.queries)
 
 
-def losses(model: Surrogate, data: TrainingBatch, w_truth: float, w_exact: float = 0.0, w_expert: float = 0.0
-           ) -> dict[str, torch.Tensor]:
+def losses(model: Surrogate, data: TrainingBatch, w_truth: float, w_exact: float = 0.0, w_expert: float = 0.0,
+           queries: Queries | None = None, w_draw: float = 1.0, w_mean: float = 1.0) -> dict[str, torch.Tensor]:
     """The loss terms of one batch (each a scalar) and their weighted sum ``loss``: binary
     cross-entropy of the parent logits to the true parents (``truth``; ``demo_truth`` on
     demonstration buffers, logged apart), to the exact posterior's marginals on the linear
     buffers (``exact``, when w_exact > 0) and to the expert's marginals (``expert``, on buffers
-    that carry them)."""
-    logits = model(data.batch)
+    that carry them); with ``queries``, the negative log-likelihoods of the world model's two
+    predictives at their targets (``draw``: a fresh draw of Y; ``mean``: E[Y | do])."""
+    logits, tokens = model.encode(data.batch)
     valid = data.batch.var_mask & ~data.batch.target
     safe = logits.masked_fill(~valid, 0.0)
     truth = F.binary_cross_entropy_with_logits(safe[valid], data.parents[valid].float())
@@ -143,6 +173,11 @@ def losses(model: Surrogate, data: TrainingBatch, w_truth: float, w_exact: float
         soft = exact_marginals(data).to(logits.device)
         out["exact"] = F.binary_cross_entropy_with_logits(safe[lin], soft[lin])
         loss = loss + w_exact * out["exact"]
+    if queries is not None:
+        draw_logits, mean_logits = model.query(data.batch, tokens, queries.var, queries.z)
+        out["draw"] = model.predictive(draw_logits).nll(queries.draw).mean()
+        out["mean"] = model.predictive(mean_logits).nll(queries.mean).mean()
+        loss = loss + w_draw * out["draw"] + w_mean * out["mean"]
     out["loss"] = loss
     return out
 
@@ -162,14 +197,38 @@ def exact_marginals(data: TrainingBatch) -> torch.Tensor:
 
 
 def surrogate_step(model: Surrogate, opt: torch.optim.Optimizer, data: TrainingBatch, w_truth: float,
-                   w_exact: float = 0.0, w_expert: float = 0.0, max_grad_norm: float = 1.0) -> dict[str, float]:
-    """One optimisation step on a batch: the loss terms (floats) and the gradient norm before clipping."""
-    terms = losses(model, data, w_truth, w_exact, w_expert)
+                   w_exact: float = 0.0, w_expert: float = 0.0, max_grad_norm: float = 1.0,
+                   queries: Queries | None = None, w_draw: float = 1.0, w_mean: float = 1.0) -> dict[str, float]:
+    """One optimisation step on a batch (and its world-model queries): the loss terms (floats) and
+    the gradient norm before clipping."""
+    terms = losses(model, data, w_truth, w_exact, w_expert, queries, w_draw, w_mean)
     opt.zero_grad(set_to_none=True)
     terms["loss"].backward()
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
     opt.step()
     return {**{k: v.item() for k, v in terms.items()}, "grad_norm": grad_norm}
+
+
+@torch.no_grad()
+def validation_world(model: Surrogate, val: list[TrainingBatch], queries: list[Queries]) -> dict[str, float]:
+    """The world model on the validation queries: RMSE of the mean head's mean against E[Y | do]
+    (Y's standard units), the two heads' NLL, and how often a fresh draw falls in the draw head's
+    central 90 % interval."""
+    was_training = model.training
+    model.eval()
+    sq, nll_m, nll_d, cover, n = 0.0, 0.0, 0.0, 0.0, 0
+    for data, q in zip(val, queries):
+        _, tokens = model.encode(data.batch)
+        draw_logits, mean_logits = model.query(data.batch, tokens, q.var, q.z)
+        pm, pd_ = model.predictive(mean_logits), model.predictive(draw_logits)
+        sq += float(((pm.mean - q.mean) ** 2).sum())
+        nll_m += float(pm.nll(q.mean).sum())
+        nll_d += float(pd_.nll(q.draw).sum())
+        cover += float(((pd_.quantile(0.05) <= q.draw) & (q.draw <= pd_.quantile(0.95))).float().sum())
+        n += q.mean.numel()
+    model.train(was_training)
+    return {"val_mean_rmse": math.sqrt(sq / n), "val_mean_nll": nll_m / n, "val_draw_nll": nll_d / n,
+            "val_cover90": cover / n}
 
 
 @torch.no_grad()
@@ -189,16 +248,18 @@ def validation_auprc(model: Surrogate, val: list[TrainingBatch]) -> float:
 
 def init_weights(model: Surrogate, cfg: SurrogateTrainConfig) -> None:
     """Load ``cfg.init``'s weights into ``model`` (ValueError if its architecture differs; a pair
-    path the checkpoint lacks is added, zero-initialised)."""
+    path the checkpoint lacks is added, zero-initialised; a world-model head it lacks is added,
+    freshly initialised)."""
     state = load_packaged(PRETRAINED, read_checkpoint, "surrogate") if cfg.init == "pretrained" else read_checkpoint(cfg.init)
     ours = asdict(cfg.model_config())
-    adds_pairs = ours["pair_bias"] and not state["model_config"]["pair_bias"]
-    differ = {k: (v, ours[k]) for k, v in state["model_config"].items()
-              if ours[k] != v and k != "row_chunk" and not (k == "pair_bias" and adds_pairs)}
+    adds = {"pair_bias"} if ours["pair_bias"] and not state["model_config"]["pair_bias"] else set()
+    if ours["queries"] and not state["model_config"]["queries"]:  # a new head: its own settings
+        adds |= {"queries", "n_bins", "max_context"}
+    differ = {k: (v, ours[k]) for k, v in state["model_config"].items() if ours[k] != v and k != "row_chunk" and k not in adds}
     if differ:
         raise ValueError(f"init checkpoint {cfg.init!r} has another architecture (checkpoint, config): {differ}")
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
-    assert not unexpected and all(k.startswith("pair_") for k in missing), (missing, unexpected)
+    assert not unexpected and all(k.startswith(("pair_",) + QUERY_MODULES) for k in missing), (missing, unexpected)
 
 
 def make_validation(cfg: SurrogateTrainConfig) -> list[TrainingBatch]:
@@ -208,16 +269,29 @@ def make_validation(cfg: SurrogateTrainConfig) -> list[TrainingBatch]:
     return [sample_buffers(fam, 16, 200, 10, g) for _ in range(max(1, cfg.val_buffers // 16))]
 
 
-def training_batch(cfg: SurrogateTrainConfig, step: int, demos: TrainingBatch | None) -> TrainingBatch:
-    """The batch of ``step``: fresh buffers from the train stream keyed by the step (a resumed run
-    draws the same data), or every demo_every-th step a draw of the expert's buffers."""
+def make_query_validation(cfg: SurrogateTrainConfig, val: list[TrainingBatch]) -> list[Queries]:
+    """Fixed validation queries on the validation buffers (test stream; E[Y | do] with 1,000 MC samples)."""
+    g = generator("test", "surrogate-val-queries", resolve_family(cfg.val_family).name, device=cfg.device)
+    return [sample_queries(data, cfg.query_vars, cfg.query_values, g, n_mc=1000) for data in val]
+
+
+def training_batch(cfg: SurrogateTrainConfig, step: int, demos: TrainingBatch | None
+                   ) -> tuple[TrainingBatch, Queries | None]:
+    """The batch of ``step`` and its world-model queries: fresh buffers from the train stream keyed
+    by the step (a resumed run draws the same data), collected at random or (a ``greedy`` share)
+    greedily; or every demo_every-th step a draw of the expert's buffers (no queries)."""
     g = generator("train", "surrogate", cfg.seed, step, device=cfg.device)
     fam = cfg.families[step % len(cfg.families)]
     n_obs = int(torch.randint(cfg.n_obs[0], cfg.n_obs[1] + 1, (1,), generator=g, device=cfg.device))
     n_int = int(torch.randint(cfg.n_int[0], cfg.n_int[1] + 1, (1,), generator=g, device=cfg.device))
     if demos is not None and step % cfg.demo_every == cfg.demo_every - 1:
-        return demos.sample(cfg.batch_size, g)
-    return sample_buffers(fam, cfg.batch_size, n_obs, n_int, g)
+        return demos.sample(cfg.batch_size, g), None
+    collector = "random"
+    if cfg.greedy > 0 and float(torch.rand(1, generator=g, device=cfg.device)) < cfg.greedy:
+        collector = "greedy"
+    data = sample_buffers(fam, cfg.batch_size, n_obs, n_int, g, collector=collector)
+    queries = sample_queries(data, cfg.query_vars, cfg.query_values, g, cfg.query_mc) if cfg.queries else None
+    return data, queries
 
 
 def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
@@ -241,6 +315,11 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
         log(f"resumed from step {start}")
     demos = load_demo_buffers(cfg.demos, cfg.device) if cfg.demos else None
     val = make_validation(cfg)
+    val_q = make_query_validation(cfg, val) if cfg.queries else None
+
+    def validate() -> dict[str, float]:
+        rec = {"val_auprc": validation_auprc(model, val)}
+        return {**rec, **validation_world(model, val, val_q)} if cfg.queries else rec
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt, model, step, asdict(cfg), {"opt": opt.state_dict(), "elapsed_s": budget.elapsed()},
@@ -252,15 +331,16 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
         if budget.spent(step):
             log(f"time budget spent at step {step}")
             if not history or history[-1]["step"] != step:
-                history.append({"step": step, "val_auprc": validation_auprc(model, val)})
+                history.append({"step": step, **validate()})
                 checkpoint(step)
-                log(f"step={step} val_auprc={history[-1]['val_auprc']:.4g}")
+                log(format_record(history[-1]))
             break
         # ---- data, then one step at the scheduled learning rate
-        data = training_batch(cfg, step, demos)
+        data, queries = training_batch(cfg, step, demos)
         lr = budget.lr(cfg.lr, step)
         set_lr(opt, lr)
-        terms = surrogate_step(model, opt, data, cfg.w_truth, cfg.w_exact, cfg.w_expert)
+        terms = surrogate_step(model, opt, data, cfg.w_truth, cfg.w_exact, cfg.w_expert, queries=queries,
+                               w_draw=cfg.w_draw, w_mean=cfg.w_mean)
         grad_norm = terms.pop("grad_norm")
         window.add(terms)
         seen += cfg.batch_size
@@ -272,7 +352,7 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
             rec = {"step": done, **window.means(), "grad_norm": grad_norm, "lr": lr, "buffers_per_s": seen / (now - t_last)}
             t_last, seen = now, 0
             if evaluate:
-                rec["val_auprc"] = validation_auprc(model, val)
+                rec.update(validate())
                 history.append(rec)
                 checkpoint(done)
             append_jsonl(out / "log.jsonl", rec)
