@@ -52,8 +52,10 @@ def test_empty_or_tiny_observational_data():
 def test_unknown_method_and_options():
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         make(method="nope")
-    with pytest.raises(ValueError, match="takes no options"):
+    with pytest.raises(ValueError, match=r"takes no option\(s\) \['scm'\]; its options: none"):
         make(method="random", scm=None)
+    with pytest.raises(ValueError, match=r"'parent_scale' takes no option\(s\) \['dr'\]; its options: \['dr_variant'"):
+        make(method="parent_scale", dr="ridge")  # a ValueError for every method, listing what it takes
     with pytest.raises(ValueError, match="needs the true model"):
         make(method="oracle")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from pathlib import Path
@@ -11,19 +12,25 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Amortized causal Bayesian optimization.")
-console = Console()
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Amortized causal Bayesian optimization.")
+campaign_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                           help="A campaign of real experiments: CSV in, next experiment out, state in one file.")
+app.add_typer(campaign_app, name="campaign")
+console = Console(highlight=False, markup=False)
+errors = Console(stderr=True, highlight=False, markup=False)
 
 
 def _friendly(fn):
-    """Turn a ValueError (bad input) into a one-line message and exit code 2."""
+    """Bad input or a file problem becomes one line on stderr and exit code 2, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ValueError as e:
-            console.print(f"[bold red]error:[/] {e}")
+        except (ValueError, OSError) as e:
+            msg = str(e) if isinstance(e, ValueError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+            errors.print(f"error: {msg}", soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -79,8 +86,8 @@ def run(
 
     get_method(method)
     problem = make_problem(family, seed)
-    console.print(f"[bold]{family}[/] seed {seed}: d = {problem.scm.d} ({problem.scm.mechanism}), "
-                  f"{len(problem.frame)} observational rows, target Y, method [bold]{method}[/]")
+    console.print(f"{family} seed {seed}: d = {problem.scm.d} ({problem.scm.mechanism}), "
+                  f"{len(problem.frame)} observational rows, target Y, method {method}")
     rows, opt = run_method(problem, method, steps, _options(option, with_method=False))
     table = Table("step", "do", "Y", "E[Y|do]", "best", "regret", "ms")
     for r in rows[1:]:
@@ -266,3 +273,159 @@ def list_():
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+# ----------------------------------------------------------------------------- campaigns
+def _campaign_io():
+    from acbo import campaign as cp
+
+    return cp
+
+
+@campaign_app.command("init")
+@_friendly
+def campaign_init(
+    data: Path = typer.Option(..., help="Observational data: a CSV with one column per variable."),
+    target: str = typer.Option(..., help="The column to optimise (Y)."),
+    state: Path = typer.Option(..., help="Where to keep the campaign (a new file)."),
+    minimize: bool = typer.Option(True, "--minimize/--maximize", help="Drive the target down (default) or up."),
+    domains: Path = typer.Option(None, help="Domains: JSON {name: [low, high]} or CSV with columns variable,low,high "
+                                            "(default: each variable's observed range)."),
+    intervenable: str = typer.Option(None, help="Comma-separated variables that may be set (default: all but the target)."),
+    method: str = typer.Option("amortized", help="Method (see `acbo list`)."),
+    budget: int = typer.Option(None, min=1, help="Number of experiments planned (the method plans for it)."),
+    seed: int = typer.Option(0, min=0, help="Seed: the same seed and results give the same suggestions."),
+    option: list[str] = typer.Option(None, help="Method option key=value (repeatable)."),
+):
+    """Start a campaign: validate the data (every problem at once) and write the state file."""
+    cp = _campaign_io()
+    from acbo.optimizer import CausalOptimizer
+
+    if state.exists():
+        raise ValueError(f"{state} exists already: give a new --state (or delete the old campaign)")
+    obs = cp.read_observations(data, target)
+    doms = cp.read_domains(domains) if domains is not None else None
+    opts = _options(option, with_method=False)
+    if budget is not None and method == "amortized" and "horizon" not in opts:
+        opts["horizon"] = budget
+    can = list(_split(intervenable)) if intervenable else None
+    opt = CausalOptimizer(obs, target=target, domains=doms, intervenable=can, method=method, minimize=minimize, seed=seed,
+                          **opts)
+    campaign = cp.Campaign(opt, budget, None, [opt.posterior().marginals.double().tolist()],
+                           [{"event": "init", "time": cp._now(), "data": str(data), "rows": len(obs)}], str(data))
+    state.parent.mkdir(parents=True, exist_ok=True)
+    with cp.locked(state):
+        campaign.save(state)
+    settable = [n for n, m in zip(opt.names, opt.problem.intervenable.tolist()) if m]
+    console.print(f"campaign started in {state}: {len(obs)} observations of {len(opt.names)} variables, target "
+                  f"{target} ({'minimise' if minimize else 'maximise'}), method {method}, settable: {', '.join(settable)}"
+                  + (f", budget {budget}" if budget else ""))
+    console.print(f"next: acbo campaign ask --state {state}")
+
+
+def _print_intervention(iv, fmt: str, pending_again: bool) -> None:
+    if fmt == "json":
+        typer.echo(json.dumps(dict(iv)))
+    elif fmt == "csv":
+        typer.echo(",".join(iv))
+        typer.echo(",".join(repr(v) for v in iv.values()))
+    else:
+        what = "still pending (no result told yet)" if pending_again else "next experiment"
+        console.print(f"{what}: " + ", ".join(f"set {k} = {v:.6g}" for k, v in iv.items()))
+
+
+@campaign_app.command("ask")
+@_friendly
+def campaign_ask(
+    state: Path = typer.Option(..., help="The campaign's state file."),
+    format: str = typer.Option("table", help="Output: table, json or csv."),
+):
+    """The next experiment (recorded as pending; asking again returns the same one)."""
+    if format not in ("table", "json", "csv"):
+        raise ValueError(f"--format must be table, json or csv, got {format!r}")
+    cp = _campaign_io()
+    with cp.locked(state):
+        campaign = cp.Campaign.load(state)
+        again = campaign.pending is not None
+        iv = campaign.ask()
+        if not again:
+            campaign.save(state)
+    _print_intervention(iv, format, again)
+    if format == "table":
+        console.print(f"then: acbo campaign tell --state {state} --result measured.csv "
+                      f"(one row with every variable: {', '.join(campaign.optimizer.names)})")
+
+
+@campaign_app.command("tell")
+@_friendly
+def campaign_tell(
+    state: Path = typer.Option(..., help="The campaign's state file."),
+    result: Path = typer.Option(..., help="CSV: one row with every variable as measured."),
+    intervention: str = typer.Option(None, help="An experiment you chose yourself, e.g. \"X3=4.2\" (default: the pending one)."),
+):
+    """Record a measurement (under the pending experiment, or under --intervention)."""
+    cp = _campaign_io()
+    iv = cp.parse_intervention(intervention) if intervention else None
+    with cp.locked(state):
+        campaign = cp.Campaign.load(state)
+        row = cp.read_result(result, campaign.optimizer.names)
+        done = campaign.tell(row, iv)
+        campaign.save(state)
+    opt = campaign.optimizer
+    best_iv, best_y = opt.best
+    console.print(f"recorded experiment {campaign.done}: {done} -> {opt.target} = {row[opt.target]:.6g}; best so far "
+                  f"{best_y:.6g} at {best_iv}" + (f" ({campaign.budget - campaign.done} left)" if campaign.budget else ""))
+
+
+@campaign_app.command("status")
+@_friendly
+def campaign_status(
+    state: Path = typer.Option(..., help="The campaign's state file."),
+    plot: Path = typer.Option(None, help="Also draw the campaign to this PNG file."),
+):
+    """History, best experiment, most probable parent sets and the predicted best per variable."""
+    cp = _campaign_io()
+    campaign = cp.Campaign.load(state)
+    opt = campaign.optimizer
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise ValueError(f"--plot must be a .png file, got {plot}")
+    hist = campaign.history_frame()
+    console.print(f"campaign {state}: method {opt.method_name}, {campaign.done} experiment(s)"
+                  + (f" of {campaign.budget}" if campaign.budget else "") + f", target {opt.target} "
+                  f"({'minimise' if opt.problem.minimize else 'maximise'})")
+    if len(hist):
+        table = Table("step", "set", opt.target, "best so far")
+        for r in hist.itertuples(index=False):
+            table.add_row(str(r.step), r.set, f"{getattr(r, opt.target):.6g}", f"{r.best_so_far:.6g}")
+        console.print(table)
+        best_iv, best_y = opt.best
+        console.print(f"best experiment: {best_iv} measured {opt.target} = {best_y:.6g}")
+    if campaign.pending is not None:
+        console.print("pending: " + ", ".join(f"{k} = {v:.6g}" for k, v in campaign.pending["intervention"].items()))
+    console.print(f"most probable parent sets of {opt.target}:")
+    for names, p in opt.posterior().top(3):
+        console.print(f"  P({{{', '.join(names)}}}) = {p:.3f}")
+    bel = cp.beliefs(campaign)
+    if bel is None:
+        console.print(f"(method {opt.method_name} has no model of the response: no predictions)")
+    else:
+        console.print(f"predicted best setting per variable (E[{opt.target} | do] with its 90 % interval):")
+        for r in bel.itertuples(index=False):
+            console.print(f"  {r.variable} = {r[1]:.4g}: {r[2]:.4g} [{r.q05:.4g}, {r.q95:.4g}]")
+    if plot is not None:
+        cp.status_figure(campaign, plot)
+        console.print(f"figure written to {plot}")
+
+
+@campaign_app.command("export")
+@_friendly
+def campaign_export(
+    state: Path = typer.Option(..., help="The campaign's state file."),
+    out: Path = typer.Option(..., help="CSV to write: one row per experiment."),
+):
+    """Write the history (what was set, every measurement, best so far) as CSV."""
+    cp = _campaign_io()
+    campaign = cp.Campaign.load(state)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    campaign.history_frame().to_csv(out, index=False)
+    console.print(f"{campaign.done} experiment(s) written to {out}")

@@ -126,6 +126,18 @@ class Method:
         """Keyword options that rebuild this method (saved with the optimizer)."""
         return {}
 
+    def state_dict(self) -> dict:
+        """Internal state that a rebuilt method could only recompute up to float rounding (e.g. an
+        incrementally updated encoding), saved with the optimizer so that a resumed campaign asks
+        exactly what the original would have; empty for methods whose state is a deterministic
+        function of their options, the seed and the buffer."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        if state:
+            raise ValueError(f"method {self.name!r} keeps no state, got {sorted(state)}")
+
     @property
     def setup_seconds(self) -> float:
         """Wall time of one-off work done before the first decision (e.g. a prior fit); 0 if none."""
@@ -162,4 +174,22 @@ def get_method(name: str) -> type[Method]:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}")
     return METHODS[name]
+
+
+def method_options(cls: type[Method]) -> list[str]:
+    """The keyword options a method takes."""
+    import inspect
+
+    params = list(inspect.signature(cls.__init__).parameters.values())[2:]                       # after self, problem
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def build_method(name: str, problem: Problem, options: dict) -> Method:
+    """The registered method ``name`` for ``problem``; ValueError naming any option it does not take."""
+    cls = get_method(name)
+    known = method_options(cls)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"method {name!r} takes no option(s) {unknown}; its options: {known or 'none'}")
+    return cls(problem, **options)
 

@@ -23,12 +23,15 @@ import acbo.experts  # noqa: F401  (registers parent_scale and cbo-parents)
 import acbo.policy  # noqa: F401  (registers amortized)
 from acbo.buffer import Buffer
 from acbo.io import atomic_save, load_state
-from acbo.method import Method, Problem, get_method
+from acbo.method import Method, Problem, build_method
 from acbo.posterior import ParentPosterior
 from acbo.seeding import generator as make_generator
 
 FORMAT_VERSION = 1
 _KIND = "acbo.CausalOptimizer"
+SET_TOLERANCE = 1e-4
+"""A variable that was set may be reported within this fraction of (its value + its domain's width)
+of the value set (rounding in a lab's report); the value set is what is recorded."""
 
 
 class Intervention(Mapping):
@@ -130,7 +133,7 @@ class CausalOptimizer:
         names, x = _as_columns(observational)
         self.problem = Problem.from_data(names, x, target, domains, intervenable, minimize, seed)
         self.method_name = method
-        self.method: Method = get_method(method)(self.problem, **options)
+        self.method: Method = build_method(method, self.problem, options)
         self.seed = int(seed)
         self._gen = make_generator("ask", self.seed)
         self.buffer = Buffer(len(names), capacity=x.shape[0] + 64)
@@ -207,9 +210,12 @@ class CausalOptimizer:
         do(``intervention``) (the intervened variables at the values they were set to)."""
         iv = self._check_intervention(intervention)
         row = self._check_sample(sample)
-        for name, v in iv.items():
-            if abs(row[name] - v) > 1e-6 * (1 + abs(v)):
+        for name, v in iv.items():  # reported to the precision of a measurement; recorded as set
+            j = self.problem.names.index(name)
+            width = float(self.problem.high[j] - self.problem.low[j])
+            if abs(row[name] - v) > SET_TOLERANCE * (abs(v) + width):
                 raise ValueError(f"sample[{name!r}] = {row[name]} but the intervention set {name} = {v}")
+            row[name] = v
         x = torch.tensor([row[n] for n in self.names], dtype=torch.float64)
         mask = torch.tensor([n in iv for n in self.names])
         self.buffer.add(x, mask)
@@ -270,6 +276,7 @@ class CausalOptimizer:
             "minimize": p.minimize,
             "method": self.method_name,
             "options": self.method.options(),
+            "method_state": self.method.state_dict(),
             "seed": self.seed,
             "rng_state": self._gen.get_state(),
             "buffer": self.buffer.state_dict(),
@@ -284,12 +291,17 @@ class CausalOptimizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CausalOptimizer":
         """Resume a campaign saved with :meth:`save`."""
-        state = load_state(path, _KIND, FORMAT_VERSION, "acbo optimizer file", "acbo CausalOptimizer file")
+        return cls.from_state(load_state(path, _KIND, FORMAT_VERSION, "acbo optimizer file", "acbo CausalOptimizer file"))
+
+    @classmethod
+    def from_state(cls, state: dict) -> "CausalOptimizer":
+        """Rebuild from :meth:`state_dict`'s output (its next ask is the original's, bit for bit)."""
         obj = cls.__new__(cls)
         obj.problem = Problem(tuple(state["names"]), state["target"], state["low"], state["high"],
                               state["intervenable"], state["minimize"], state["seed"])
         obj.method_name = state["method"]
-        obj.method = get_method(state["method"])(obj.problem, **state["options"])
+        obj.method = build_method(state["method"], obj.problem, state["options"])
+        obj.method.load_state_dict(state.get("method_state", {}))
         obj.seed = state["seed"]
         obj._gen = torch.Generator()
         obj._gen.set_state(state["rng_state"])

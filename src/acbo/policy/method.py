@@ -16,7 +16,7 @@ from acbo.buffer import Buffer, Campaign
 from acbo.method import Method, Problem, register_method
 from acbo.policy.rollout import decide
 from acbo.posterior import ParentPosterior
-from acbo.surrogate import Belief, Encoding
+from acbo.surrogate import Belief, Encoding, Pooled
 
 
 @lru_cache(maxsize=4)
@@ -56,6 +56,26 @@ class Amortized(Method):
 
     def options(self) -> dict:
         return {"checkpoint": self.checkpoint, "horizon": self.horizon, "greedy": self.greedy}
+
+    def state_dict(self) -> dict:
+        """The incremental encoding: a reloaded campaign continues it instead of recomputing it
+        (which agrees only to float32 rounding), so that its next ask is the original's, bit for bit."""
+        if self._enc is None:
+            return {}
+        e = self._enc
+        return {"sums": e.pooled.sums, "counts": e.pooled.counts, "cross": e.pooled.cross, "mean": e.mean, "std": e.std,
+                "target": e.target, "var_mask": e.var_mask, "rows": self._enc_key[0], "n_obs": self._enc_key[1]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            self._enc, self._enc_key = None, (-1, -1)
+            return
+        try:
+            pooled = Pooled(state["sums"], state["counts"], state["cross"])
+            self._enc = Encoding(pooled, state["mean"], state["std"], state["target"], state["var_mask"])
+            self._enc_key = (int(state["rows"]), int(state["n_obs"]))
+        except KeyError as e:
+            raise ValueError(f"amortized: saved state lacks {e}") from None
 
     def _campaign(self, buffer: Buffer) -> Campaign:
         p = self.problem

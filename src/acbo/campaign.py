@@ -1,0 +1,448 @@
+"""Campaigns for real experiments: CSV in, next experiment out, a state file that survives anything.
+
+A campaign is a :class:`~acbo.CausalOptimizer` with a pending suggestion, a budget and a log,
+kept in one state file between commands (``acbo campaign init / ask / tell / status / export``):
+
+- **Validated input.** Observational data, domains and results are read from CSV (or JSON for
+  domains) and every problem is reported at once, by column name and row number.
+- **Nothing lost.** The state file is ``MAGIC``, a JSON header (format version, payload length
+  and SHA-256) and the payload (the campaign as a torch-saved plain dict). It is written to a
+  temporary file in the same folder, flushed and fsynced, renamed over the old one, and the
+  folder fsynced: a crash at any point leaves the previous state readable. A truncated,
+  corrupted or foreign file is refused with a message that says which. Commands that change the
+  state hold an exclusive lock (``<state>.lock``, released by the OS if the process dies), so two
+  concurrent ``tell``s cannot both apply; a refused command leaves the file byte for byte unchanged.
+- **Exact resumption.** The optimizer's state includes its random generator and the method's own
+  state, so a campaign run through the command line asks exactly what the same seed asks
+  through the Python API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from acbo.optimizer import CausalOptimizer, Intervention
+
+MAGIC = b"ACBO-CAMPAIGN\n"
+FORMAT_VERSION = 1
+KIND = "acbo.campaign"
+
+
+class CampaignError(ValueError):
+    """A problem with the user's input or the state file, in one readable message."""
+
+
+# ----------------------------------------------------------------------------- reading input
+def _read_csv(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    """The cells of a CSV file as strings; CampaignError if it is missing, empty, unreadable or
+    repeats a column name."""
+    import csv
+
+    path = Path(path)
+    if not path.exists():
+        raise CampaignError(f"{what} file {path} does not exist")
+    try:
+        with open(path, newline="") as fh:
+            header = next(csv.reader([fh.readline()]), [])
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise CampaignError(f"{what} file {path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as e:
+        raise CampaignError(f"{what} file {path} is not a readable CSV: {str(e).splitlines()[0]}") from None
+    names = [c.strip() for c in header]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise CampaignError(f"{what} file {path}: duplicate column names {dups}")
+    df.columns = names
+    return df
+
+
+def numeric_frame(df: pd.DataFrame, what: str, first_row: int = 2) -> pd.DataFrame:
+    """The frame as floats; every non-numeric, empty, NaN or infinite cell reported at once
+    (by column and file row: the header is row 1)."""
+    problems = []
+    out = {}
+    for col in df.columns:
+        vals = pd.to_numeric(df[col].str.strip(), errors="coerce")
+        bad = vals.isna() | ~np.isfinite(vals.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            rows = [int(i) + first_row for i in np.flatnonzero(bad.to_numpy())]
+            cells = [repr(df[col].iloc[r - first_row]) for r in rows[:3]]
+            problems.append(f"column {col!r}: {int(bad.sum())} cell(s) not a finite number (rows {rows[:5]}"
+                            f"{'...' if len(rows) > 5 else ''}: {', '.join(cells)})")
+        out[col] = vals.astype(float)
+    if problems:
+        raise CampaignError(f"{what}: " + "; ".join(problems))
+    return pd.DataFrame(out)
+
+
+def read_observations(path: str | os.PathLike, target: str) -> pd.DataFrame:
+    """Observational data: one column per variable, the target among them, at least 2 rows, every
+    cell a finite number. Constant columns are refused (nothing can be learned about them)."""
+    df = _read_csv(path, "data")
+    problems = []
+    if target not in df.columns:
+        problems.append(f"no column named {target!r} (the target); columns: {list(df.columns)}")
+    if len(df.columns) < 2:
+        problems.append(f"need at least 2 columns (the target and one to set), got {list(df.columns)}")
+    if len(df) < 2:
+        problems.append(f"need at least 2 rows of observations, got {len(df)}")
+    try:
+        x = numeric_frame(df, f"data file {path}")
+    except CampaignError as e:
+        problems.append(str(e))
+        x = None
+    if x is not None and len(x) >= 2:
+        const = [c for c in x.columns if x[c].nunique() == 1]
+        if const:
+            problems.append(f"constant columns {const}: the data say nothing about them (drop them, or vary them)")
+    if problems:
+        raise CampaignError(f"data file {path}: " + "; ".join(problems))
+    return x
+
+
+def read_domains(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
+    """Domains from JSON ({name: [low, high]}) or CSV (columns variable, low, high)."""
+    path = Path(path)
+    if not path.exists():
+        raise CampaignError(f"domains file {path} does not exist")
+    if path.suffix.lower() == ".json":
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise CampaignError(f"domains file {path} is not valid JSON: {e}") from None
+        if not isinstance(raw, dict):
+            raise CampaignError(f"domains file {path}: expected an object {{name: [low, high]}}, got {type(raw).__name__}")
+        items = list(raw.items())
+    else:
+        df = _read_csv(path, "domains")
+        need = {"variable", "low", "high"}
+        if not need <= set(df.columns):
+            raise CampaignError(f"domains file {path}: needs columns {sorted(need)}, has {list(df.columns)}")
+        num = numeric_frame(df[["low", "high"]], f"domains file {path}")
+        items = [(n, (lo, hi)) for n, lo, hi in zip(df["variable"], num["low"], num["high"])]
+    out, problems = {}, []
+    for name, dom in items:
+        try:
+            lo, hi = (float(v) for v in dom)
+        except (TypeError, ValueError):
+            problems.append(f"{name!r}: not a pair (low, high): {dom!r}")
+            continue
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            problems.append(f"{name!r}: needs finite low < high, got ({lo}, {hi})")
+        out[str(name)] = (lo, hi)
+    if problems:
+        raise CampaignError(f"domains file {path}: " + "; ".join(problems))
+    return out
+
+
+def parse_intervention(text: str) -> dict[str, float]:
+    """``"X3=4.2"`` or ``"X1=1, X2=0.5"`` -> {name: value}."""
+    out = {}
+    for part in (p.strip() for p in text.split(",")):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise CampaignError(f"an intervention is NAME=VALUE[, NAME=VALUE], got {text!r}")
+        try:
+            v = float(value)
+        except ValueError:
+            raise CampaignError(f"intervention value of {name.strip()!r} is not a number: {value.strip()!r}") from None
+        if not math.isfinite(v):
+            raise CampaignError(f"intervention value of {name.strip()!r} must be finite, got {v}")
+        out[name.strip()] = v
+    return out
+
+
+def read_result(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, float]:
+    """One measured row holding exactly the campaign's variables."""
+    df = _read_csv(path, "result")
+    problems = []
+    missing = [n for n in names if n not in df.columns]
+    extra = [c for c in df.columns if c not in names]
+    if missing:
+        problems.append(f"missing columns {missing}")
+    if extra:
+        problems.append(f"unknown columns {extra}")
+    if len(df) != 1:
+        problems.append(f"a result is exactly one row, got {len(df)}")
+    if not missing and not extra and len(df) == 1:
+        try:
+            row = numeric_frame(df, f"result file {path}")
+        except CampaignError as e:
+            problems.append(str(e))
+    if problems:
+        raise CampaignError(f"result file {path}: " + "; ".join(problems))
+    return {n: float(row[n].iloc[0]) for n in names}
+
+
+# ----------------------------------------------------------------------------- the state file
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def encode_state(state: dict) -> bytes:
+    """MAGIC + a JSON header line (format, payload length, SHA-256) + the torch-saved payload."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    header = {"kind": KIND, "format_version": FORMAT_VERSION, "length": len(payload),
+              "sha256": hashlib.sha256(payload).hexdigest()}
+    return MAGIC + json.dumps(header).encode() + b"\n" + payload
+
+
+def decode_state(data: bytes, where: str) -> dict:
+    """The campaign dict of a state file's bytes; CampaignError naming what is wrong."""
+    if not data.startswith(MAGIC):
+        raise CampaignError(f"{where} is not an acbo campaign state file")
+    head, sep, payload = data[len(MAGIC):].partition(b"\n")
+    try:
+        header = json.loads(head)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CampaignError(f"{where}: the state file's header is damaged") from None
+    if not isinstance(header, dict) or header.get("kind") != KIND:
+        raise CampaignError(f"{where}: the state file's header is damaged")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CampaignError(f"{where} has campaign format {header.get('format_version')}; this acbo reads {FORMAT_VERSION}")
+    if not sep or len(payload) != header.get("length"):
+        raise CampaignError(f"{where} is truncated ({len(payload)} of {header.get('length')} payload bytes)")
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise CampaignError(f"{where} is corrupted (its checksum does not match)")
+    try:
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as e:  # a payload that passed its checksum but was written by something else
+        raise CampaignError(f"{where}: unreadable campaign payload ({type(e).__name__})") from None
+
+
+def write_state(path: Path, state: dict, crash_at: str | None = None) -> None:
+    """Atomic, durable write: temporary file, flush, fsync, rename, fsync of the folder.
+    ``crash_at`` ("write", "fsync", "rename") stops there with an OSError (to test that a crash
+    at any step leaves the previous state readable)."""
+    data = encode_state(state)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        if crash_at == "write":
+            fh.write(data[: len(data) // 2])
+            raise OSError("simulated crash while writing the state")
+        fh.write(data)
+        fh.flush()
+        if crash_at == "fsync":
+            raise OSError("simulated crash before fsync")
+        os.fsync(fh.fileno())
+    if crash_at == "rename":
+        raise OSError("simulated crash before rename")
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock on ``<path>.lock`` for one command; CampaignError if another holds it."""
+    import fcntl
+
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CampaignError(f"{path} is being changed by another acbo command; try again when it is done") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- the campaign
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Campaign:
+    """An optimizer with a pending suggestion, a budget, the posterior marginals after every
+    experiment and a log of events."""
+
+    optimizer: CausalOptimizer
+    budget: int | None = None
+    pending: dict | None = None
+    marginals: list[list[float]] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)
+    data_file: str = ""
+
+    # -- state
+    def state(self) -> dict:
+        return {"kind": KIND, "optimizer": self.optimizer.state_dict(), "budget": self.budget, "pending": self.pending,
+                "marginals": self.marginals, "log": self.log, "data_file": self.data_file}
+
+    @classmethod
+    def from_state(cls, state: dict, where: str) -> "Campaign":
+        if not isinstance(state, dict) or state.get("kind") != KIND:
+            raise CampaignError(f"{where}: not a campaign")
+        try:
+            opt = CausalOptimizer.from_state(state["optimizer"])
+        except (KeyError, TypeError) as e:
+            raise CampaignError(f"{where}: damaged optimizer state ({e})") from None
+        return cls(opt, state["budget"], state["pending"], state["marginals"], state["log"], state["data_file"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Campaign":
+        path = Path(path)
+        if not path.exists():
+            raise CampaignError(f"no campaign state at {path} (start one with `acbo campaign init`)")
+        return cls.from_state(decode_state(path.read_bytes(), str(path)), str(path))
+
+    def save(self, path: str | os.PathLike, crash_at: str | None = None) -> None:
+        write_state(Path(path), self.state(), crash_at)
+
+    # -- the experiments
+    @property
+    def done(self) -> int:
+        return len(self.optimizer.history)
+
+    def ask(self) -> Intervention:
+        """The pending suggestion, or a new one (then pending)."""
+        if self.pending is not None:
+            return Intervention(self.pending["intervention"])
+        if self.budget is not None and self.done >= self.budget:
+            raise CampaignError(f"the budget of {self.budget} experiments is spent ({self.done} done)")
+        iv = self.optimizer.ask()
+        self.pending = {"intervention": dict(iv), "asked_at": _now()}
+        self.log.append({"event": "ask", "time": self.pending["asked_at"], "intervention": dict(iv)})
+        return iv
+
+    def tell(self, result: dict[str, float], intervention: dict[str, float] | None = None) -> Intervention:
+        """Record a measured row: under the pending suggestion, or (``intervention``) under an
+        experiment the user chose. Clears the pending suggestion."""
+        if intervention is None:
+            if self.pending is None:
+                raise CampaignError("no experiment is pending: `acbo campaign ask` first, or give --intervention "
+                                    "for an experiment you chose yourself")
+            iv = self.pending["intervention"]
+        else:
+            iv = intervention
+        try:
+            self.optimizer.tell(iv, result)
+        except ValueError as e:
+            raise CampaignError(str(e)) from None
+        entry = {"event": "tell", "time": _now(), "intervention": dict(iv),
+                 "own": intervention is not None and (self.pending is None or dict(iv) != self.pending["intervention"])}
+        if entry["own"] and self.pending is not None:
+            entry["replaces"] = self.pending["intervention"]
+        self.pending = None
+        self.log.append(entry)
+        self.marginals.append(self.optimizer.posterior().marginals.double().tolist())
+        return Intervention(iv)
+
+    def history_frame(self) -> pd.DataFrame:
+        """One row per experiment: step, what was set, every measured variable, best Y so far."""
+        opt = self.optimizer
+        rows, best = [], None
+        sign = 1.0 if opt.problem.minimize else -1.0
+        for t, rec in enumerate(opt.history, 1):
+            y = rec.outcome[opt.target]
+            best = y if best is None or sign * y < sign * best else best
+            rows.append({"step": t, "set": ", ".join(f"{k}={v:.6g}" for k, v in rec.intervention.items()),
+                         **{n: rec.outcome[n] for n in opt.names}, "best_so_far": best})
+        return pd.DataFrame(rows, columns=["step", "set", *opt.names, "best_so_far"])
+
+
+def beliefs(campaign: Campaign, points: int = 50) -> pd.DataFrame | None:
+    """Per intervenable variable, where the method's model of the response puts the best value
+    on a grid over its domain: the value, E[Y | do] there with its 90 % interval. None for methods
+    without a model of the response."""
+    opt = campaign.optimizer
+    p = opt.problem
+    rows = []
+    for j in torch.nonzero(p.intervenable).flatten().tolist():
+        grid = np.linspace(float(p.low[j]), float(p.high[j]), points)
+        try:
+            pred = opt.predict(p.names[j], grid, quantity="expectation")
+        except ValueError:
+            return None
+        i = int(pred["mean"].idxmin() if p.minimize else pred["mean"].idxmax())
+        rows.append({"variable": p.names[j], "best value": pred["value"][i], "E[Y] there": pred["mean"][i],
+                     "q05": pred["q05"][i], "q95": pred["q95"][i]})
+    return pd.DataFrame(rows)
+
+
+def status_figure(campaign: Campaign, path: str | os.PathLike, panels: int = 4, points: int = 80) -> None:
+    """Best-so-far by step, the parent marginals by step, and per intervenable variable (the
+    ``panels`` most probable parents) the predicted E[Y | do] with its 90 % band and the
+    measurements made there."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    opt = campaign.optimizer
+    p = opt.problem
+    hist = campaign.history_frame()
+    marg = np.array(campaign.marginals) if campaign.marginals else np.zeros((0, p.d))
+    can = torch.nonzero(p.intervenable).flatten().tolist()
+    last = marg[-1] if len(marg) else opt.posterior().marginals.numpy()
+    show = sorted(can, key=lambda j: -last[j])[:panels]
+    has_model = beliefs(campaign, 5) is not None
+    ncol = 2 * max(1, (len(show) + 1) // 2) if has_model else 2                                  # even: two top panels
+    fig = plt.figure(figsize=(4.2 * max(ncol, 2), 7.4 if has_model else 3.6))
+    gs = fig.add_gridspec(2 if has_model else 1, ncol)
+    top = fig.add_subplot(gs[0, : ncol // 2])
+    y = opt.target
+    if len(hist):
+        top.plot(hist["step"], hist[y], "o", color="0.6", label=f"measured {y}")
+        top.plot(hist["step"], hist["best_so_far"], "-", color="C0", lw=2, label="best so far")
+    top.axhline(float(opt.buffer.values[opt.buffer.observational_rows, p.target].mean()), ls=":", color="k",
+                label=f"observational mean of {y}")
+    top.set_xlabel("experiment")
+    top.set_ylabel(f"{y} (its units)")
+    top.set_title(f"{y}: {'lowest' if p.minimize else 'highest'} so far")
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    ax = fig.add_subplot(gs[0, ncol // 2:])
+    if len(marg):
+        order = np.argsort(-marg[-1])
+        for j in order[: min(6, p.d - 1)]:
+            if j != p.target:
+                ax.plot(np.arange(len(marg)), marg[:, j], marker=".", label=p.names[j])
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("experiments told (0: the observations only)")
+    ax.set_ylabel(f"P(parent of {y})")
+    ax.set_title(f"posterior over the parents of {y} ({opt.method_name})")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    if has_model:
+        for i, j in enumerate(show):
+            axr = fig.add_subplot(gs[1, i])
+            grid = np.linspace(float(p.low[j]), float(p.high[j]), points)
+            pred = opt.predict(p.names[j], grid, quantity="expectation")
+            axr.fill_between(grid, pred["q05"], pred["q95"], alpha=0.25, color="C1", label="90 % interval")
+            axr.plot(grid, pred["mean"], color="C1", label=f"predicted E[{y} | do]")
+            rows = opt.buffer.intervened[:, j] & (opt.buffer.intervened.sum(1) == 1)
+            if rows.any():
+                axr.plot(opt.buffer.values[rows, j].numpy(), opt.buffer.values[rows, p.target].numpy(), "o", color="C0",
+                         label="measured")
+            axr.set_xlabel(f"{p.names[j]} (set to)")
+            axr.set_ylabel(f"{y}")
+            axr.set_title(f"do({p.names[j]}): P(parent) = {last[j]:.2f}", fontsize=10)
+            axr.grid(alpha=0.3)
+            if i == 0:
+                axr.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
