@@ -9,11 +9,18 @@ $(BIN)/python:
 	# a CPU wheel of torch 2.13.0 is at hand on these machines; a bare `torch` would pull CUDA
 	$(BIN)/pip install torch==2.13.0
 
-install: $(BIN)/python
+# stamps: reinstall only when the package's metadata changed (the install is editable)
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e .
+	touch $@
 
-install-test: $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
 
 run: install
 	$(BIN)/acbo run

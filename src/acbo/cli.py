@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -73,14 +74,63 @@ def _options(items: list[str], with_method: bool) -> dict:
 @app.command()
 @_friendly
 def run(
-    family: str = typer.Option("lin-er-10", help="Built-in problem family (see `acbo list`)."),
-    method: str = typer.Option("amortized", help="Method (see `acbo list`)."),
-    steps: int = typer.Option(20, min=1, help="Number of interventions."),
+    family: str = typer.Option(None, help="A built-in problem family (see `acbo list`); default: the bioreactor demo."),
+    method: str = typer.Option(None, help="Method (see `acbo list`); default: the demo compares amortized, random and "
+                                          "parent_scale; a family runs amortized."),
+    steps: int = typer.Option(None, min=1, help="Number of experiments (default: 12 for the demo, 20 for a family)."),
     seed: int = typer.Option(0, min=0, help="Problem and method seed."),
-    plot: Path = typer.Option(Path("acbo_run.png"), help="Where to write the regret plot."),
+    plot: Path = typer.Option(Path("acbo_run.png"), help="Where to write the figure (.png)."),
     option: list[str] = typer.Option(None, help="Method option key=value (repeatable), e.g. set_model=rff."),
 ):
-    """Optimise one built-in problem with one method: trajectory, posterior, best intervention."""
+    """Optimise a problem and show what happened: by default the shipped system on a built-in
+    bioreactor whose best settings lie inside the domains, next to random search and PARENT_SCALE."""
+    if plot.suffix.lower() != ".png":
+        raise ValueError(f"--plot must be a .png file, got {plot}")
+    plot.parent.mkdir(parents=True, exist_ok=True)  # before any work: a bad path fails now, not at the end
+    opts = _options(option, with_method=False)
+    if family is None:
+        _run_demo([method] if method else ["amortized", "random", "parent_scale"], steps or 12, seed, plot, opts)
+    else:
+        _run_family(family, method or "amortized", steps or 20, seed, plot, opts)
+
+
+def _run_demo(methods: list[str], steps: int, seed: int, plot: Path, opts: dict) -> None:
+    from acbo import demo
+    from acbo.bench.showcase import run_showcase, showcase_figure
+    from acbo.method import get_method
+
+    for m in methods:
+        get_method(m)
+    console.print(f"the bioreactor: {len(demo.NAMES)} variables ({', '.join(demo.NAMES)}), maximise {demo.TARGET}; "
+                  f"settable: {', '.join(demo.SETTABLE)} over domains wider than the 60 observations; "
+                  f"{steps} experiments per method")
+    last = [None]
+
+    def show(method: str, r: dict) -> None:
+        if last[0] != method:
+            console.print(f"\n{method}:")
+            console.print(f"{'step':>4}  {'experiment':<24} {'titer':>8} {'E[titer|do]':>12} {'best':>8} {'ms':>9}")
+            last[0] = method
+        console.print(f"{r['step']:>4}  {r['do']:<24} {r['titer']:>8.3f} {r['e_titer']:>12.3f} {r['best_e']:>8.3f} "
+                      f"{r['ms']:>9.1f}")
+
+    traces, best = run_showcase(methods, steps, seed, show, {m: opts for m in methods} if len(methods) == 1 else None)
+    console.print(f"\noptimum: {best[0]} = {best[1]:.4g} gives E[titer] = {best[2]:.3f} g/L "
+                  f"(no intervention: {demo.expected_titer({}):.3f})")
+    for tr in traces:
+        ms = np.median([r["ms"] for r in tr.rows])
+        console.print(f"  {tr.method:<14} best E[titer] {tr.rows[-1]['best_e']:.3f} after {steps} experiments, "
+                      f"{ms:.1f} ms per decision (median)")
+    showcase_figure(traces, best, plot, "amortized" if "amortized" in methods else methods[0])
+    console.print(f"figure written to {plot}")
+    console.print("your own system: acbo campaign init --data observations.csv --target Y --state run.acbo "
+                  "(see `acbo campaign --help`)")
+
+
+def _run_family(family: str, method: str, steps: int, seed: int, plot: Path, opts: dict) -> None:
+    import pandas as pd
+
+    from acbo.bench.report import plot_regret
     from acbo.bench.runner import make_problem, run_method
     from acbo.method import get_method
 
@@ -88,12 +138,13 @@ def run(
     problem = make_problem(family, seed)
     console.print(f"{family} seed {seed}: d = {problem.scm.d} ({problem.scm.mechanism}), "
                   f"{len(problem.frame)} observational rows, target Y, method {method}")
-    rows, opt = run_method(problem, method, steps, _options(option, with_method=False))
-    table = Table("step", "do", "Y", "E[Y|do]", "best", "regret", "ms")
-    for r in rows[1:]:
-        table.add_row(str(r["step"]), f"{r['variable']}={r['value']:.3f}", f"{r['y']:.3f}", f"{r['e_y']:.3f}",
-                      f"{r['best_e']:.3f}", f"{r['regret']:.3f}", f"{1000 * r['time_s']:.1f}")
-    console.print(table)
+    console.print(f"{'step':>4}  {'do':<22} {'Y':>9} {'E[Y|do]':>9} {'best':>9} {'regret':>7} {'ms':>8}")
+
+    def show(r: dict) -> None:
+        console.print(f"{r['step']:>4}  {r['variable'] + '=' + format(r['value'], '.3f'):<22} {r['y']:>9.3f} "
+                      f"{r['e_y']:>9.3f} {r['best_e']:>9.3f} {r['regret']:>7.3f} {1000 * r['time_s']:>8.1f}")
+
+    rows, opt = run_method(problem, method, steps, opts, on_step=show)
     post = opt.posterior()
     truth = tuple(n for n, t in zip(problem.names, problem.truth.tolist()) if t)
     console.print(f"posterior over pa(Y) (true parents: {', '.join(truth)}):")
@@ -102,10 +153,6 @@ def run(
     iv, y = opt.best
     console.print(f"best experiment: {iv} measured Y = {y:.3f}; E[Y] observational {problem.e_obs:.3f}, "
                   f"optimum y* = {problem.y_star:.3f}, final regret {rows[-1]['regret']:.3f}")
-    import pandas as pd
-
-    from acbo.bench.report import plot_regret
-
     plot_regret(pd.DataFrame(rows), plot)
     console.print(f"plot written to {plot}")
 
@@ -220,8 +267,16 @@ def eval_surrogate(
     from acbo.surrogate.evaluate import evaluate, summarise
 
     model = load_pretrained() if checkpoint is None else load_surrogate(checkpoint)
-    frames = [summarise(evaluate(model, fam, buffers, n_obs, k, expert=expert))
-              for fam in _split(families) for k in (int(x) for x in _split(n_int))]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    combos = [(fam, int(k)) for fam in _split(families) for k in _split(n_int)]
+    frames = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=errors) as bar:
+        job = bar.add_task("eval-surrogate (family x interventions)", total=len(combos))
+        for fam, k in combos:
+            frames.append(summarise(evaluate(model, fam, buffers, n_obs, k, expert=expert)))
+            bar.advance(job)
     table = pd.concat(frames)
     console.print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if out is not None:
@@ -257,22 +312,20 @@ def families(
 
 @app.command("list")
 def list_():
-    """Registered methods and families."""
+    """Registered methods and families (names in full: they are what you type)."""
     import acbo
     from acbo.scm import FAMILIES
 
-    console.print("methods: " + ", ".join(sorted(acbo.METHODS)))
-    table = Table("family", "world", "graph", "mechanism", "noise", "d", "n_obs")
+    typer.echo("methods: " + ", ".join(sorted(acbo.METHODS)))
+    rows = [("family", "world", "graph", "mechanism", "noise", "d", "n_obs")]
     for f in FAMILIES.values():
         n_obs = f.n_obs if isinstance(f.n_obs, int) else f"{f.n_obs[0]}-{f.n_obs[1]}"
         noise = f.noise if isinstance(f.noise, str) else "/".join(f.noise)
-        table.add_row(f.name, "classic" if f.classic else "broad", "/".join(f.graph), "/".join(dict.fromkeys(f.mechanism)),
-                      noise, f"{f.d_range[0]}-{f.d_range[1]}", str(n_obs))
-    console.print(table)
-
-
-def main() -> None:  # pragma: no cover
-    sys.exit(app())
+        rows.append((f.name, "classic" if f.classic else "broad", "/".join(f.graph), "/".join(dict.fromkeys(f.mechanism)),
+                     noise, f"{f.d_range[0]}-{f.d_range[1]}", str(n_obs)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 # ----------------------------------------------------------------------------- campaigns

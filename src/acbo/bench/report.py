@@ -10,10 +10,16 @@ import pandas as pd
 from acbo.metrics import mean_ci
 
 
+def _num(x: float, digits: int) -> str:
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # never -0.000
+
+
 def _fmt(m: float, h: float, digits: int = 3) -> str:
+    """mean ± half-width of its 95 % confidence interval."""
     if np.isnan(m):
         return "–"
-    return f"{m:.{digits}f}" if np.isnan(h) else f"{m:.{digits}f} ± {h:.{digits}f}"
+    return _num(m, digits) if np.isnan(h) else f"{_num(m, digits)} ± {_num(h, digits)}"
 
 
 def summary_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str:
@@ -22,7 +28,7 @@ def summary_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str
     of one decision."""
     T = int(df["step"].max())
     steps = steps or tuple(sorted({s for s in (1, 5, 10, 20, 30, T) if s <= T}))
-    lines = []
+    lines = ["Cells: mean ± half-width of the 95 % confidence interval over SCMs (Student t); ms / decision: median."]
     for fam, dff in df.groupby("family", sort=False):
         n = dff["seed"].nunique()
         d_lo, d_hi = int(dff["d"].min()), int(dff["d"].max())

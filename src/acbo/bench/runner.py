@@ -14,6 +14,7 @@ not intervening), posterior metrics, and the wall time of the ``ask``.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -128,9 +129,10 @@ def method_options(problem: BenchProblem, method: str, options: dict | None = No
     return opts
 
 
-def run_method(problem: BenchProblem, method: str, steps: int, options: dict | None = None) -> tuple[list[dict], CausalOptimizer]:
+def run_method(problem: BenchProblem, method: str, steps: int, options: dict | None = None,
+               on_step=None) -> tuple[list[dict], CausalOptimizer]:
     """Drive ``method`` for ``steps`` interventions on ``problem``; one row per step (0..T), and
-    the optimizer at the end."""
+    the optimizer at the end. ``on_step(row)`` sees each step's row as it happens."""
     scm = problem.scm
     opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, domains=problem.domains,
                           intervenable=problem.settable, **method_options(problem, method, options))
@@ -153,6 +155,8 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
         rows.append({**base, "step": t, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
                      "best_e": best, "regret": normalised_regret(best, problem.y_star, problem.e_obs),
                      "time_s": dt, "setup_s": None, **posterior_metrics(opt.posterior(), problem.truth)})
+        if on_step is not None:
+            on_step(rows[-1])
     return rows, opt
 
 
@@ -192,7 +196,8 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = 
 
         def save(i: int, rows: list[dict]) -> None:
             with open(log_path, "a") as fh:
-                fh.write(json.dumps({"family": todo[i].family, "seed": todo[i].seed, "rows": rows}) + "\n")
+                fh.write(json.dumps(json_safe({"family": todo[i].family, "seed": todo[i].seed, "rows": rows}),
+                                    allow_nan=False) + "\n")
     else:
         todo = tasks
     results = map_tasks(run_problem, todo, workers=cfg.workers, description="bench", progress=progress, on_result=save)
@@ -203,10 +208,21 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = 
 
         with open(out / "results.jsonl", "w") as fh:
             for rec in df.to_dict(orient="records"):
-                fh.write(json.dumps(rec) + "\n")
+                fh.write(json.dumps(json_safe(rec), allow_nan=False) + "\n")
         (out / "summary.md").write_text(summary_table(df) + posterior_table(df))
         plot_regret(df, out / "regret.png")
     return df
+
+
+def json_safe(obj):
+    """NaN and infinities as null (strict JSON readers reject bare NaN), recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

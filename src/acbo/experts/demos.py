@@ -196,8 +196,9 @@ def collect_demos(cfg: DemoConfig, out: str | Path, workers: int = 1, max_shards
     todo = [k for k in range(cfg.n_shards) if not (_shard_paths(out, k)[1].exists() and _shard_paths(out, k)[0].exists())]
     if max_shards is not None:
         todo = todo[:max_shards]
-    return map_tasks(write_shard, [(cfg, str(out), k) for k in todo], workers=workers, description="demos",
-                     progress=progress)
+    sizes = [min(cfg.shard_size, cfg.n_scms - k * cfg.shard_size) for k in todo]
+    return map_tasks(write_shard, [(cfg, str(out), k) for k in todo], workers=workers, description="demos (SCMs)",
+                     progress=progress, units=sizes)
 
 
 @dataclass(frozen=True)

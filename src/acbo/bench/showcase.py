@@ -1,0 +1,127 @@
+"""What ``acbo run`` shows: methods side by side on the built-in bioreactor (:mod:`acbo.demo`).
+
+Every method starts from the same 60 observations and the same domains, and is told the same
+measurement whenever it asks for the same experiment at the same step (the lab's seed is the
+step). Each experiment is scored by E[titer | do] (Monte Carlo on the simulator, never seen by
+the methods); the figure shows the best of those so far per method against the optimum, the
+shipped system's belief about titer's parents after every experiment, and its predicted
+response curve of the variable it believes best, against the truth.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from acbo import demo
+from acbo.optimizer import CausalOptimizer
+
+N_OBS = 60
+
+
+@dataclass
+class Trace:
+    """One method's campaign: per step the experiment, measured titer, E[titer | do], wall time."""
+
+    method: str
+    rows: list[dict] = field(default_factory=list)
+    marginals: list[list[float]] = field(default_factory=list)
+    optimizer: CausalOptimizer | None = None
+
+
+def run_showcase(methods: list[str], steps: int, seed: int = 0, on_step=None, options: dict | None = None
+                 ) -> tuple[list[Trace], tuple[str, float, float]]:
+    """Run every method for ``steps`` experiments; ``on_step(method, row)`` sees each as it
+    happens. Returns the traces and the optimum (variable, value, E[titer | do])."""
+    obs = pd.DataFrame(demo.observe(N_OBS, seed), columns=demo.NAMES)
+    traces = []
+    for m in methods:
+        opts = dict((options or {}).get(m, {}))
+        if m == "amortized":
+            opts.setdefault("horizon", steps)
+        opt = CausalOptimizer(obs, target=demo.TARGET, minimize=False, seed=seed, domains=demo.DOMAINS,
+                              intervenable=list(demo.SETTABLE), method=m, **opts)
+        tr = Trace(m, optimizer=opt)
+        tr.marginals.append(opt.posterior().marginals.double().tolist())
+        best = -np.inf
+        for t in range(1, steps + 1):
+            t0 = time.perf_counter()
+            iv = opt.ask()
+            ms = 1000 * (time.perf_counter() - t0)
+            sample = demo.experiment(dict(iv), seed=1000 * seed + t)
+            opt.tell(iv, sample)
+            e = demo.expected_titer(dict(iv))
+            best = max(best, e)
+            row = {"step": t, "do": ", ".join(f"{k}={v:.4g}" for k, v in iv.items()), "titer": sample[demo.TARGET],
+                   "e_titer": e, "best_e": best, "ms": ms}
+            tr.rows.append(row)
+            tr.marginals.append(opt.posterior().marginals.double().tolist())
+            if on_step is not None:
+                on_step(m, row)
+        traces.append(tr)
+    return traces, demo.optimum()
+
+
+def showcase_figure(traces: list[Trace], optimum: tuple[str, float, float], path, believer: str = "amortized") -> None:
+    """Best E[titer | do] so far per method; the ``believer``'s parent marginals by step; its
+    predicted E[titer | do] (with 90 % band) along the variable it believes best, with the truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    e_obs = demo.expected_titer({})
+    for tr in traces:
+        steps = [0] + [r["step"] for r in tr.rows]
+        ax.plot(steps, [e_obs] + [r["best_e"] for r in tr.rows], marker=".", label=tr.method)
+    ax.axhline(optimum[2], ls="--", color="k", lw=1, label=f"optimum: {optimum[0]} = {optimum[1]:.3g}")
+    ax.axhline(e_obs, ls=":", color="0.5", lw=1, label="no intervention")
+    ax.set_xlabel("experiments")
+    ax.set_ylabel("best E[titer | do] so far (g/L)")
+    ax.set_title("the titer reached (higher is better)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    tr = next((t for t in traces if t.method == believer), traces[0])
+    marg = np.array(tr.marginals)
+    names = list(demo.NAMES)
+    ax = axes[1]
+    for j, n in enumerate(names):
+        if n != demo.TARGET:
+            style = "-" if n in demo.PARENTS else ":"
+            ax.plot(np.arange(len(marg)), marg[:, j], style, marker=".", label=n + (" (a parent)" if n in demo.PARENTS else ""))
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("experiments (0: the observations only)")
+    ax.set_ylabel("P(parent of titer)")
+    ax.set_title(f"{tr.method}: what it believes causes titer")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax = axes[2]
+    opt = tr.optimizer
+    try:
+        beliefs = {v: opt.predict(v, np.linspace(*demo.DOMAINS[v], 60), quantity="expectation") for v in demo.SETTABLE}
+    except ValueError as e:
+        ax.text(0.5, 0.5, str(e), ha="center", va="center", wrap=True, fontsize=9)
+        ax.set_axis_off()
+    else:
+        var = max(beliefs, key=lambda v: beliefs[v]["mean"].max())
+        pred = beliefs[var]
+        grid = pred["value"].to_numpy()
+        ax.fill_between(grid, pred["q05"], pred["q95"], alpha=0.25, color="C1", label="its 90 % interval")
+        ax.plot(grid, pred["mean"], color="C1", label=f"{tr.method}'s E[titer | do]")
+        ax.plot(grid, [demo.expected_titer({var: v}, 4000) for v in grid], "k:", label="the truth")
+        hist = [(r.intervention[var], r.outcome[demo.TARGET]) for r in opt.history if var in r.intervention]
+        if hist:
+            ax.plot(*zip(*hist), "o", color="C0", label="its measurements")
+        ax.set_xlabel(f"{var} (set to)")
+        ax.set_ylabel("titer (g/L)")
+        ax.set_title(f"{tr.method}'s response curve of {var}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
