@@ -10,10 +10,21 @@ from acbo.cli import app
 runner = CliRunner()
 
 
-def test_run(tmp_path):
-    res = runner.invoke(app, ["run", "--steps", "2", "--plot", str(tmp_path / "r.png")])
+def test_run_shows_the_demo_by_default(tmp_path):
+    res = runner.invoke(app, ["run", "--steps", "2", "--plot", str(tmp_path / "new" / "r.png")])
     assert res.exit_code == 0, res.output
-    assert "best experiment" in res.output and (tmp_path / "r.png").stat().st_size > 0
+    out = res.output.replace("\n", " ")
+    assert "optimum: temperature" in out and "parent_scale" in out and "acbo campaign init" in out
+    assert (tmp_path / "new" / "r.png").stat().st_size > 0  # a missing folder is made, before any work
+
+
+def test_run_on_a_family_streams_its_steps(tmp_path):
+    res = runner.invoke(app, ["run", "--family", "lin-er-10", "--method", "random", "--steps", "2", "--plot",
+                              str(tmp_path / "r.png")])
+    assert res.exit_code == 0, res.output
+    assert "best experiment" in res.output and res.output.count("\n   1  X") + res.output.count("\n   2  X") == 2
+    res = runner.invoke(app, ["run", "--plot", str(tmp_path / "r.txt")])
+    assert res.exit_code == 2 and "must be a .png" in res.output
 
 
 def test_bench(tmp_path):
