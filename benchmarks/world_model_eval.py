@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from acbo.baselines.exact_ts import ExactThompsonSampling
+from acbo.bench.report import _fmt
 from acbo.bench.runner import make_problem
 from acbo.buffer import Buffer
 from acbo.experts.parent_scale import CBOParents, ParentScale
@@ -112,7 +113,13 @@ def evaluate_problem(task: tuple) -> list[dict]:
     for name in MODELS:
         t0 = time.perf_counter()
         preds = []
-        for j in settable:
+        if name == "world":  # one query pass for every variable, as a decision makes it
+            grid = methods[name].predict_grid(buf, settable, torch.stack([grids[j] for j in settable]))
+            from acbo.predictive import AffineBar, BarDistribution
+
+            preds = [AffineBar(BarDistribution(grid.base.probs[i], grid.base.edges), grid.loc[i], grid.scale[i])
+                     for i in range(len(settable))]
+        for j in settable if name != "world" else []:
             if name == "plain-gp":
                 preds.append(plain_gp(buf, problem, j, grids[j]))
             else:
@@ -139,8 +146,7 @@ def summary(df: pd.DataFrame) -> str:
         lines.append("| model | RMSE (std of Y) | CRPS (std of Y) | 90 % coverage | regret of the argmin | ms (all variables) |")
         lines.append("|---|---|---|---|---|---|")
         for model, gm in g.groupby("model", sort=False):
-            cells = [model] + [f"{m:.3f} ± {h:.3f}" for m, h in (mean_ci(gm[c]) for c in ("rmse", "crps", "cover90",
-                                                                                          "argmin_regret"))]
+            cells = [model] + [_fmt(*mean_ci(gm[c])) for c in ("rmse", "crps", "cover90", "argmin_regret")]
             cells.append(f"{gm['ms'].median():.1f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -11,13 +11,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "acbo"
 # lower layers never import higher ones; within a layer, any order (no cycles: Python would fail)
 LAYERS = [
     ("seeding", "configs", "io", "parallel", "layers", "training", "checkpoints"),  # utilities
-    ("scm", "buffer", "posterior", "metrics"),                                        # the world and the data
+    ("scm", "buffer", "posterior", "metrics", "predictive", "demo"),                  # the world and the data
     ("method", "env"),                                                                 # the method interface; simulated campaigns
     ("experts",),                                                                      # PARENT_SCALE, CBO, demonstrations
     ("surrogate",),                                                                    # stage 1
     ("policy", "baselines"),                                                           # stage 2 and the baselines
     ("optimizer",),                                                                    # CausalOptimizer: every method registered
-    ("bench",),                                                                        # the harness
+    ("bench", "campaign"),                                                             # the harness; campaigns
     ("cli", "__init__"),                                                               # the entry points
 ]
 MAX_LINES = 80
@@ -43,7 +43,10 @@ def _modules():
 def _imports(path: Path):
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "acbo":
-            yield node.module[len("acbo."):] if node.module != "acbo" else ""
+            if node.module == "acbo":  # `from acbo import demo` imports the module acbo.demo
+                yield from (a.name if (SRC / a.name).exists() or (SRC / f"{a.name}.py").exists() else "" for a in node.names)
+            else:
+                yield node.module[len("acbo."):]
         elif isinstance(node, ast.Import):
             for a in node.names:
                 if a.name.split(".")[0] == "acbo":

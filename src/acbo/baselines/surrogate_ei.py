@@ -17,6 +17,7 @@ import torch
 from acbo.buffer import Buffer, PaddedBatch
 from acbo.method import Method, Problem, register_method
 from acbo.posterior import ParentPosterior
+from acbo.surrogate import EncodingCache
 
 
 @lru_cache(maxsize=4)
@@ -41,9 +42,16 @@ class SurrogateEI(Method):
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.grid, self.refine = grid, refine
         self.model = _model(self.checkpoint)
+        self._cache = EncodingCache(self.model)
 
     def options(self) -> dict:
         return {"checkpoint": self.checkpoint, "grid": self.grid, "refine": self.refine}
+
+    def state_dict(self) -> dict:
+        return self._cache.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._cache.load_state_dict(state, "surrogate-ei")
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         from acbo.surrogate.inference import surrogate_posterior
@@ -55,6 +63,29 @@ class SurrogateEI(Method):
 
         return world_predictive(self.model, buffer, self.problem.target, variable, x, draw)
 
+    @torch.inference_mode()
+    def predict_grid(self, buffer: Buffer, variables: list[int], xs: torch.Tensor, draw: bool = False):
+        """The predictive of Y (observed units) for every variable of ``variables`` (Q) at its values
+        xs (Q x K), from one query pass on the incremental encoding: what one decision costs."""
+        p = self.problem
+        c, belief = self._state(buffer, negate=False)
+        mean, std = c.observational_stats()
+        var = torch.tensor(variables)
+        z = ((xs - mean[0, var, None]) / std[0, var, None]).float()
+        draw_logits, mean_logits = self.model.query(c.standardised(), belief.tokens, var[None], z[None])
+        bar = self.model.predictive((draw_logits if draw else mean_logits)[0].double())
+        Q, K = xs.shape
+        return bar.affine(mean[0, p.target].expand(Q, K), std[0, p.target].expand(Q, K))
+
+    def _state(self, buffer: Buffer, negate: bool):
+        """The campaign (Y negated for a maximisation when ``negate``) and the surrogate's belief."""
+        from acbo.buffer import Campaign
+
+        p = self.problem
+        c = Campaign.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, 1, negate_target=negate)
+        cache = self._cache if negate == (not p.minimize) else EncodingCache(self.model)
+        return c, cache.belief(c, buffer.n, buffer.n_obs)
+
     @torch.no_grad()
     def _posterior_means(self, batch: PaddedBatch, tokens: torch.Tensor, var: torch.Tensor, z: torch.Tensor):
         """The mean head's bar distributions for var 1 x Q, z 1 x Q x K (the sign of Y as the model sees it)."""
@@ -64,21 +95,16 @@ class SurrogateEI(Method):
     @torch.inference_mode()
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         p = self.problem
-        x = buffer.values.clone()
-        if not p.minimize:
-            x[:, p.target] = -x[:, p.target]
-        work = Buffer(p.d, capacity=buffer.n)
-        work.add(x, buffer.intervened)
-        batch = PaddedBatch.of_buffers([work], [p.target])
-        _, tokens = self.model.encode(batch)
-        mean, std = work.observational_stats()
+        c, belief = self._state(buffer, negate=not p.minimize)  # the model minimises: hand it -Y
+        batch, tokens = c.standardised(), belief.tokens
+        mean, std = (t[0] for t in c.observational_stats())
         can = torch.nonzero(p.intervenable).flatten()                                            # Q
         lo, hi = p.low[can], p.high[can]
         t = torch.linspace(0, 1, self.grid, dtype=torch.float64)
         vals = lo[:, None] + (hi - lo)[:, None] * t                                               # Q x K
         z = ((vals - mean[can, None]) / std[can, None]).float()
         f = self._posterior_means(batch, tokens, can[None], z[None])
-        best = self._best(batch, tokens, work, mean, std)
+        best = self._best(batch, tokens, buffer, mean, std)
         ei = f.expected_improvement(torch.full(f.mean.shape, best))                              # Q x K
         q, k = divmod(int(ei.argmax()), self.grid)
         # finer grid between the neighbours of the best grid value
@@ -91,15 +117,15 @@ class SurrogateEI(Method):
             return int(can[q]), float(fine[int(ei2.argmax())])
         return int(can[q]), float(vals[q, k])
 
-    def _best(self, batch, tokens, work: Buffer, mean, std) -> float:
+    def _best(self, batch, tokens, buffer: Buffer, mean, std) -> float:
         """The best E[Y | do] so far by the model's posterior mean at each intervention made (Y's
         standard units, as the model sees Y), or 0 (doing nothing) if that is lower."""
         p = self.problem
-        single = work.intervened.sum(1) == 1
-        rows = torch.nonzero(single & ~work.intervened[:, p.target]).flatten()
+        single = buffer.intervened.sum(1) == 1
+        rows = torch.nonzero(single & ~buffer.intervened[:, p.target]).flatten()
         if len(rows) == 0:
             return 0.0
-        var = work.intervened[rows].float().argmax(1)                                             # R
-        zx = ((work.values[rows, var] - mean[var]) / std[var]).float()
+        var = buffer.intervened[rows].float().argmax(1)                                           # R
+        zx = ((buffer.values[rows, var] - mean[var]) / std[var]).float()
         f = self._posterior_means(batch, tokens, var[None], zx[None, :, None])                   # R x 1
         return min(0.0, float(f.mean.min()))

@@ -16,7 +16,7 @@ from acbo.buffer import Buffer, Campaign
 from acbo.method import Method, Problem, register_method
 from acbo.policy.rollout import decide
 from acbo.posterior import ParentPosterior
-from acbo.surrogate import Belief, Encoding, Pooled
+from acbo.surrogate import Belief, EncodingCache
 
 
 @lru_cache(maxsize=4)
@@ -51,31 +51,18 @@ class Amortized(Method):
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.horizon, self.greedy = horizon, bool(greedy)
         self.policy, self.surrogate = _models(self.checkpoint)
-        self._enc: Encoding | None = None
-        self._enc_key = (-1, -1)  # (rows encoded, observational rows then)
+        self._cache = EncodingCache(self.surrogate)
 
     def options(self) -> dict:
         return {"checkpoint": self.checkpoint, "horizon": self.horizon, "greedy": self.greedy}
 
     def state_dict(self) -> dict:
-        """The incremental encoding: a reloaded campaign continues it instead of recomputing it
-        (which agrees only to float32 rounding), so that its next ask is the original's, bit for bit."""
-        if self._enc is None:
-            return {}
-        e = self._enc
-        return {"sums": e.pooled.sums, "counts": e.pooled.counts, "cross": e.pooled.cross, "mean": e.mean, "std": e.std,
-                "target": e.target, "var_mask": e.var_mask, "rows": self._enc_key[0], "n_obs": self._enc_key[1]}
+        """The incremental encoding (see :class:`acbo.surrogate.EncodingCache`): a reloaded campaign
+        continues it, so that its next ask is the original's, bit for bit."""
+        return self._cache.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        if not state:
-            self._enc, self._enc_key = None, (-1, -1)
-            return
-        try:
-            pooled = Pooled(state["sums"], state["counts"], state["cross"])
-            self._enc = Encoding(pooled, state["mean"], state["std"], state["target"], state["var_mask"])
-            self._enc_key = (int(state["rows"]), int(state["n_obs"]))
-        except KeyError as e:
-            raise ValueError(f"amortized: saved state lacks {e}") from None
+        self._cache.load_state_dict(state, "amortized")
 
     def _campaign(self, buffer: Buffer) -> Campaign:
         p = self.problem
@@ -83,15 +70,7 @@ class Amortized(Method):
                                   negate_target=not p.minimize)  # the policy minimises: hand it -Y
 
     def _belief(self, c: Campaign, buffer: Buffer) -> Belief:
-        """The surrogate's belief, updated with the rows added since the last call (a full pass
-        when the observational rows changed or rows were removed)."""
-        n_done, obs_then = self._enc_key
-        if self._enc is None or buffer.n_obs != obs_then or buffer.n < n_done:
-            self._enc = Encoding.of(self.surrogate, c)
-        elif buffer.n > n_done:
-            self._enc = self._enc.add(self.surrogate, c.values[:, n_done:], c.intervened[:, n_done:])
-        self._enc_key = (buffer.n, buffer.n_obs)
-        return Belief.read(self.surrogate, self._enc)
+        return self._cache.belief(c, buffer.n, buffer.n_obs)
 
     def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
         """The learned predictive: the world model of the policy's own surrogate if it has one,

@@ -114,3 +114,43 @@ class Belief:
     def add(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor) -> "Belief":
         """The belief after appending rows (B x k x D) to every campaign."""
         return Belief.read(surrogate, self.encoding.add(surrogate, rows, mask))
+
+
+class EncodingCache:
+    """A method's incremental encoding of its one campaign: rows added since the last decision
+    are pooled onto the saved sums (a full pass when the observational rows changed or rows were
+    removed). Its state travels with a saved campaign, so a reloaded one continues the same sums
+    (a recomputation agrees only up to float32 rounding, which depends on the CPU)."""
+
+    def __init__(self, surrogate: Surrogate):
+        self.surrogate = surrogate
+        self.encoding: Encoding | None = None
+        self.key = (-1, -1)  # (rows encoded, observational rows then)
+
+    def belief(self, c: Campaign, n_rows: int, n_obs: int) -> Belief:
+        """The belief about campaign ``c`` (B = 1) holding ``n_rows`` rows, ``n_obs`` observational."""
+        n_done, obs_then = self.key
+        if self.encoding is None or n_obs != obs_then or n_rows < n_done:
+            self.encoding = Encoding.of(self.surrogate, c)
+        elif n_rows > n_done:
+            self.encoding = self.encoding.add(self.surrogate, c.values[:, n_done:], c.intervened[:, n_done:])
+        self.key = (n_rows, n_obs)
+        return Belief.read(self.surrogate, self.encoding)
+
+    def state_dict(self) -> dict:
+        if self.encoding is None:
+            return {}
+        e = self.encoding
+        return {"sums": e.pooled.sums, "counts": e.pooled.counts, "cross": e.pooled.cross, "mean": e.mean, "std": e.std,
+                "target": e.target, "var_mask": e.var_mask, "rows": self.key[0], "n_obs": self.key[1]}
+
+    def load_state_dict(self, state: dict, who: str) -> None:
+        if not state:
+            self.encoding, self.key = None, (-1, -1)
+            return
+        try:
+            pooled = Pooled(state["sums"], state["counts"], state["cross"])
+            self.encoding = Encoding(pooled, state["mean"], state["std"], state["target"], state["var_mask"])
+            self.key = (int(state["rows"]), int(state["n_obs"]))
+        except KeyError as e:
+            raise ValueError(f"{who}: saved state lacks {e}") from None
