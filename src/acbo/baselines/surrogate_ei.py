@@ -33,6 +33,7 @@ def _model(checkpoint: str | None):
 @register_method
 class SurrogateEI(Method):
     name = "surrogate-ei"
+    stochastic = False  # the argmax of EI on a fixed grid: the data alone decide
 
     def __init__(self, problem: Problem, checkpoint: str | None = None, grid: int = 32, refine: int = 9):
         super().__init__(problem)
