@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -80,3 +81,8 @@ def test_bench_saves_each_task_and_resumes(tmp_path):
 
     with pytest.raises(ValueError, match="another benchmark configuration"):
         run_bench(BenchConfig(methods=("random",), families=("lin-er-10",), n_seeds=3, steps=3), out, progress=False)
+    # more seeds extend the run: only the new seeds are computed, the old ones are read back
+    more = run_bench(dataclasses.replace(cfg, n_seeds=4), out, progress=False)
+    assert len((out / "tasks.jsonl").read_text().splitlines()) == 5
+    assert more.loc[more["seed"] < 3, cols].reset_index(drop=True).equals(full[cols])
+    assert sorted(more["seed"].unique()) == [0, 1, 2, 3]

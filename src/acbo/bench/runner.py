@@ -169,11 +169,15 @@ def run_problem(task: _Task) -> list[dict]:
     return rows
 
 
+_EXTENDABLE = ("n_seeds", "first_seed")  # tasks are keyed by (family, seed): these only add or pick tasks
+
+
 def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
     """Run the benchmark; with ``out``, write ``results.jsonl``, ``summary.md`` and ``regret.png``
     there. Each finished (family, seed) task is appended to ``out/tasks.jsonl`` at once, so an
     interrupted or failed run loses only the tasks in flight, and running the same configuration
-    into the same folder again redoes only the missing tasks."""
+    into the same folder again redoes only the missing tasks (a run may be extended: more seeds,
+    another first seed)."""
     tasks = [_Task(f, s, cfg) for f in cfg.families for s in range(cfg.first_seed, cfg.first_seed + cfg.n_seeds)]
     done: dict[tuple[str, int], list[dict]] = {}
     save = None
@@ -183,7 +187,9 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = 
         config = json.loads(json.dumps(asdict(cfg), default=str))
         cfg_path, log_path = out / "config.json", out / "tasks.jsonl"
         if log_path.exists():
-            if not cfg_path.exists() or json.loads(cfg_path.read_text()) != config:
+            same = {k: v for k, v in config.items() if k not in _EXTENDABLE}
+            if not cfg_path.exists() or {k: v for k, v in json.loads(cfg_path.read_text()).items()
+                                         if k not in _EXTENDABLE} != same:
                 raise ValueError(f"{out} holds results of another benchmark configuration; use a new --out")
             for line in log_path.read_text().splitlines():
                 try:
