@@ -83,7 +83,7 @@ def _sample(**kw):
 
 def test_bad_tells_lose_no_data():
     opt = make(intervenable=["A"])
-    opt.tell({"A": 1.0}, _sample())
+    opt.tell({"A": 1.0}, _sample(), chosen=True)
     cases = [
         ({"A": 7.0}, _sample(A=7.0), "outside its domain"),
         ({"Y": 0.3}, _sample(Y=0.3), "cannot intervene on the target"),
@@ -99,8 +99,32 @@ def test_bad_tells_lose_no_data():
     ]
     for iv, sample, match in cases:
         with pytest.raises(ValueError, match=match):
-            opt.tell(iv, sample)
+            opt.tell(iv, sample, chosen=True)
     assert len(opt.history) == 1 and opt.buffer.n == 4  # nothing half-written
+
+
+def test_tell_answers_the_pending_ask():
+    """The contract: a tell answers the last ask (asking again returns it), once; an experiment
+    the user chose is told with chosen=True; a refused tell changes nothing."""
+    opt = make(intervenable=["A"])
+    with pytest.raises(ValueError, match="no experiment is pending.*chosen=True"):
+        opt.tell({"A": 1.0}, _sample())
+    iv = opt.ask()
+    assert opt.ask() == iv and opt.pending == iv
+    other = {"A": iv["A"] / 2 + 0.1}
+    with pytest.raises(ValueError, match="is not the pending experiment"):
+        opt.tell(other, _sample(A=other["A"]))
+    assert opt.pending == iv and len(opt.history) == 0
+    opt.tell(iv, _sample(A=iv["A"]))
+    assert opt.pending is None and len(opt.history) == 1
+    with pytest.raises(ValueError, match="no experiment is pending.*the last told"):
+        opt.tell(iv, _sample(A=iv["A"]))  # the same tell twice
+    assert len(opt.history) == 1
+    opt.ask()
+    opt.tell(other, _sample(A=other["A"]), chosen=True)  # the user's own experiment replaces it
+    assert opt.pending is None and len(opt.history) == 2 and opt.ask() is not None
+    again = CausalOptimizer.from_state(opt.state_dict())  # the pending ask survives a save
+    assert again.pending == opt.pending
 
 
 def test_malformed_and_cyclic_graphs():
@@ -150,3 +174,25 @@ def test_corrupt_or_foreign_optimizer_file(tmp_path):
     torch.save(state, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="format version 0"):
         CausalOptimizer.load(tmp_path / "old.pt")
+
+
+def test_constant_columns_target_domains_and_unreadable_files(tmp_path):
+    flat = {**OBS, "B": np.ones(3)}
+    with pytest.raises(ValueError, match=r"variables \['B'\] are constant.*give their domains"):
+        make(observational=flat)
+    with pytest.warns(UserWarning, match=r"variables \['B'\] are constant"):
+        make(observational=flat, intervenable=["A"])  # B is never set: accepted, with a warning
+    with pytest.warns(UserWarning, match="constant"):
+        make(observational=flat, domains={"B": (0.0, 2.0)})  # a domain given: B may be set
+    with pytest.raises(ValueError, match="the target 'Y' is constant"):
+        make(observational={**OBS, "Y": np.full(3, 2.0)})
+    with pytest.raises(ValueError, match="a domain was given for the target 'Y'"):
+        make(domains={"Y": (0.0, 1.0)})
+    empty, text, pickled = tmp_path / "empty.pt", tmp_path / "text.pt", tmp_path / "obj.pt"
+    empty.write_bytes(b"")
+    text.write_text("not a campaign")
+    torch.save({"kind": np.array([1])}, pickled)  # a numpy object: only unpickling could read it
+    for path, why in ((empty, "the file is empty"), (text, "not a torch file"), (pickled, "not unpickled")):
+        with pytest.raises(ValueError, match=why) as e:
+            CausalOptimizer.load(path)
+        assert "weights_only" not in str(e.value)

@@ -337,7 +337,7 @@ class Campaign:
         else:
             iv = intervention
         try:
-            self.optimizer.tell(iv, result)
+            self.optimizer.tell(iv, result, chosen=intervention is not None)
         except ValueError as e:
             raise CampaignError(str(e)) from None
         entry = {"event": "tell", "time": _now(), "intervention": dict(iv),

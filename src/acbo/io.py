@@ -26,6 +26,20 @@ def atomic_save(state: dict, path: str | os.PathLike) -> None:
             os.unlink(tmp)
 
 
+def _unreadable(path: str | os.PathLike, error: Exception) -> str:
+    """Why torch could not read ``path``, in our words (never its advice to unpickle arbitrary objects)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "the file is empty"
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head.startswith(b"PK"):  # torch files are zip archives
+        return f"not a torch file ({size} bytes, starting {head!r})"
+    if "Weights only load failed" in str(error):
+        return "it holds Python objects other than tensors, numbers and strings (acbo never writes those; not unpickled)"
+    return f"a damaged or truncated torch file ({size} bytes: {type(error).__name__})"
+
+
 def load_state(path: str | os.PathLike, kind: str, version: int, what: str, kind_what: str | None = None,
                old: dict[int, str] | None = None) -> dict:
     """Read a state written by :func:`atomic_save`; ValueError naming the problem when the file
@@ -38,7 +52,7 @@ def load_state(path: str | os.PathLike, kind: str, version: int, what: str, kind
     except FileNotFoundError:
         raise
     except Exception as e:
-        raise ValueError(f"{path} is not a readable {what}: {e}") from None
+        raise ValueError(f"{path} is not a readable {what}: {_unreadable(path, e)}") from None
     if not isinstance(state, dict) or state.get("kind") != kind:
         raise ValueError(f"{path} is not an {kind_what or what}")
     if state.get("format_version") != version:

@@ -10,6 +10,7 @@ Adding a method means registering a class here, not changing the interface.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -50,9 +51,15 @@ class Problem:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         t = names.index(target)
         low, high = x.min(axis=0), x.max(axis=0)
+        if low[t] == high[t]:
+            raise ValueError(f"the target {target!r} is constant in the observational data (every row {low[t]:g}): "
+                             "nothing in them says what moves it")
         for name, dom in (domains or {}).items():
             if name not in names:
                 raise ValueError(f"domain given for unknown variable {name!r}; variables: {names}")
+            if name == target:
+                raise ValueError(f"a domain was given for the target {target!r}, which is never set; "
+                                 "domains are for the variables that may be set")
             try:
                 lo, hi = (float(v) for v in dom)
             except (TypeError, ValueError):
@@ -76,9 +83,23 @@ class Problem:
             if not intervenable:
                 raise ValueError("intervenable is empty: nothing could be set")
             can = [names.index(v) for v in intervenable]
+        _check_constant_columns(names, x, t, can, set(domains or {}))
         mask = torch.zeros(len(names), dtype=torch.bool)
         mask[can] = True
         return cls(tuple(names), t, torch.from_numpy(low), torch.from_numpy(high), mask, bool(minimize), int(seed))
+
+
+def _check_constant_columns(names: list[str], x: np.ndarray, target: int, can: list[int], given: set[str]) -> None:
+    """A variable constant in the observational data: refused if it may be set and has no domain
+    (its default domain would be one point), else a warning naming it (methods see it as noise-free)."""
+    const = [j for j in range(len(names)) if j != target and x[:, j].min() == x[:, j].max()]
+    stuck = [names[j] for j in const if j in can and names[j] not in given]
+    if stuck:
+        raise ValueError(f"variables {stuck} are constant in the observational data, so their default domains are "
+                         "single points: give their domains, or leave them out of intervenable")
+    if const:
+        warnings.warn(f"variables {[names[j] for j in const]} are constant in the observational data: "
+                      "no method can learn their effect from them", UserWarning, stacklevel=4)
 
 
 class Method:

@@ -139,6 +139,8 @@ class CausalOptimizer:
         self.buffer = Buffer(len(names), capacity=x.shape[0] + 64)
         self.buffer.add(torch.from_numpy(x))
         self.history: list[Record] = []
+        self.pending: Intervention | None = None
+        """The experiment the last ``ask`` suggested, until it is told."""
 
     # ------------------------------------------------------------------ ask / tell
     @property
@@ -154,9 +156,12 @@ class CausalOptimizer:
         return {n: (float(self.problem.low[j]), float(self.problem.high[j])) for j, n in enumerate(self.names)}
 
     def ask(self) -> Intervention:
-        """The next experiment to run."""
-        i, v = self.method.propose(self.buffer, self._gen)
-        return Intervention({self.problem.names[i]: v})
+        """The next experiment to run. It stays pending until told: asking again before
+        telling returns the same experiment."""
+        if self.pending is None:
+            i, v = self.method.propose(self.buffer, self._gen)
+            self.pending = Intervention({self.problem.names[i]: v})
+        return self.pending
 
     def _check_intervention(self, iv) -> dict[str, float]:
         if not isinstance(iv, Mapping) or len(iv) == 0:
@@ -205,10 +210,31 @@ class CausalOptimizer:
             out[n] = v
         return out
 
-    def tell(self, intervention, sample) -> None:
+    def _check_asked(self, iv: dict[str, float], chosen: bool) -> None:
+        """The contract of tell: it answers the pending ask, unless the experiment was ``chosen``
+        by the user (then it may be anything legal, and replaces the pending suggestion)."""
+        if chosen:
+            return
+        own = "; to record an experiment you chose yourself, pass chosen=True"
+        if self.pending is None:
+            last = f" (the last told: {self.history[-1].intervention})" if self.history else ""
+            raise ValueError(f"no experiment is pending: {Intervention(iv)} was not asked{last}{own}")
+        p = self.problem
+        same = set(iv) == set(self.pending) and all(
+            abs(v - self.pending[n]) <= SET_TOLERANCE * (abs(self.pending[n]) + float(p.high[p.names.index(n)] - p.low[p.names.index(n)]))
+            for n, v in iv.items())
+        if not same:
+            raise ValueError(f"{Intervention(iv)} is not the pending experiment {self.pending}{own}")
+
+    def tell(self, intervention, sample, chosen: bool = False) -> None:
         """Record the outcome of one experiment: ``sample`` measures every variable under
-        do(``intervention``) (the intervened variables at the values they were set to)."""
+        do(``intervention``) (the intervened variables at the values they were set to).
+
+        The experiment is the pending one (the last ``ask``), or with ``chosen=True`` one the user
+        chose (any intervenable variables at values in their domains); either way nothing is
+        pending afterwards. A tell that answers no ask, or the same ask twice, is refused."""
         iv = self._check_intervention(intervention)
+        self._check_asked(iv, chosen)
         row = self._check_sample(sample)
         for name, v in iv.items():  # reported to the precision of a measurement; recorded as set
             j = self.problem.names.index(name)
@@ -220,6 +246,7 @@ class CausalOptimizer:
         mask = torch.tensor([n in iv for n in self.names])
         self.buffer.add(x, mask)
         self.history.append(Record(Intervention(iv), row))
+        self.pending = None
 
     # ------------------------------------------------------------------ results
     @property
@@ -282,6 +309,7 @@ class CausalOptimizer:
             "buffer": self.buffer.state_dict(),
             "n_observational": self.buffer.n - len(self.history),
             "history": [(dict(r.intervention), dict(r.outcome)) for r in self.history],
+            "pending": None if self.pending is None else dict(self.pending),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -307,4 +335,6 @@ class CausalOptimizer:
         obj._gen.set_state(state["rng_state"])
         obj.buffer = Buffer.from_state(state["buffer"])
         obj.history = [Record(Intervention(iv), out) for iv, out in state["history"]]
+        pending = state.get("pending")  # files written before the tell contract have none
+        obj.pending = None if pending is None else Intervention(pending)
         return obj
