@@ -193,6 +193,11 @@ def test_fine_tuning_adds_the_head_to_a_checkpoint_without_it(tmp_path):
 
 
 # ------------------------------------------------------------------ predict()
+LEARNED_HEADS = ("amortized", "surrogate-ei")
+"""Methods whose measurement and E[Y | do] predictives are two separately trained heads: that the
+second is the narrower holds only as well as the training taught it (BENCHMARKS.md: coverage of each)."""
+
+
 def _problem():
     A = torch.tensor([[0, 0, 1], [0, 0, 1], [0, 0, 0]])
     W = torch.tensor([[0.0, 0.0, 1.5], [0.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
@@ -213,7 +218,9 @@ def test_predict_shapes_units_and_bad_inputs(method):
     assert (df["q05"] <= df["q50"]).all() and (df["q50"] <= df["q95"]).all()
     assert abs(df["mean"].iloc[1] - 10.0) < 3.0                       # observed units: Y lives around 10
     e = opt.predict("X2", [2.0, 6.0], quantity="expectation")
-    assert (e["std"] <= opt.predict("X2", [2.0, 6.0])["std"] + 1e-9).all()  # no noise in E[Y | do]
+    assert np.isfinite(e.to_numpy()).all() and (e["std"] > 0).all()
+    if method not in LEARNED_HEADS:  # one model of Y: no noise in E[Y | do], so never wider
+        assert (e["std"] <= opt.predict("X2", [2.0, 6.0])["std"] + 1e-9).all()
     with pytest.raises(ValueError, match="unknown variable"):
         opt.predict("X9", [1.0])
     with pytest.raises(ValueError, match="not intervenable"):
