@@ -266,3 +266,54 @@ def test_surrogate_ei_options_and_a_known_best():
     (name, v), = iv.items()
     lo, hi = opt.domains[name]
     assert name in ("X1", "X2") and lo <= v <= hi
+
+
+def test_query_statistics_by_hand():
+    """Two variables X (index 0) and Y (index 1): four observational rows on y = 2x, two rows where
+    X was set on y = 1 + 3x. By hand (RIDGE = 0.01 scales with the row count): b_obs = Σxy / (Σx² +
+    0.01 n) = 20 / (10 + 0.04); the set rows' line through (0, 1) and (1, 4) at z = 2 is 7; the
+    kernel average at z = 1 is dominated by the row at x = 1."""
+    from acbo.buffer import PaddedBatch
+    from acbo.surrogate.model import KERNEL_WIDTH, RIDGE, query_statistics
+
+    xs = torch.tensor([-2.0, -1.0, 1.0, 2.0, 0.0, 1.0])
+    ys = torch.tensor([-4.0, -2.0, 2.0, 4.0, 1.0, 4.0])
+    values = torch.stack([xs, ys], 1)[None]                                                   # 1 x 6 x 2
+    intervened = torch.zeros(1, 6, 2, dtype=torch.bool)
+    intervened[0, 4:, 0] = True
+    batch = PaddedBatch(values, intervened, torch.ones(1, 6, dtype=torch.bool), torch.ones(1, 2, dtype=torch.bool),
+                        torch.tensor([[False, True]]))
+    f = query_statistics(batch, torch.tensor([[0]]), torch.tensor([[[2.0, 1.0]]]))[0, 0].double()  # K x 9
+    b_obs = 20 / (10 + RIDGE * 4)
+    assert f[0, 0] == pytest.approx(2 * b_obs, rel=1e-6)            # z * b_obs
+    assert f[0, 1] == pytest.approx(2 * 20 / (10 + RIDGE * 4), rel=1e-6)  # one regressor: b_all = b_obs
+    dx = torch.tensor([-0.5, 0.5])
+    b_set = float((dx * torch.tensor([1.0, 4.0])).sum() / ((dx * dx).sum() + RIDGE * 2))
+    assert f[0, 2] == pytest.approx(2.5 + b_set * (2 - 0.5), rel=1e-6)  # the set rows' line at z = 2
+    assert f[0, 3] == pytest.approx(0.5)                                # n_j / (n_j + 2)
+    w = torch.exp(-0.5 * ((torch.tensor([0.0, 1.0]) - 1.0) / KERNEL_WIDTH) ** 2)
+    assert f[1, 4] == pytest.approx(float((w * torch.tensor([1.0, 4.0])).sum() / w.sum()), rel=1e-6)
+    assert f[1, 5] == pytest.approx(math.log1p(float(w.sum())), rel=1e-6)
+    assert f[0, 6:].tolist() == pytest.approx([b_obs, b_obs, b_set], rel=1e-6)
+
+
+def test_query_statistics_start_as_the_model_without_them(tmp_path):
+    """Switched on when fine-tuning a world model, the statistics path is zero-initialised: the
+    predictive is unchanged until training moves it."""
+    from acbo.surrogate import Surrogate, SurrogateConfig
+    from acbo.surrogate.data import sample_buffers, sample_queries
+
+    torch.manual_seed(0)
+    plain = Surrogate(SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1, queries=True)).eval()
+    stats = Surrogate(SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1, queries=True, query_stats=True)).eval()
+    missing, unexpected = stats.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("stat_embed") for k in missing)
+    g = generator("test", "stats-start")
+    data = sample_buffers(COLLIDER, 4, 30, 3, g)
+    q = sample_queries(data, 2, 5, g, n_mc=1)
+    with torch.no_grad():
+        a = plain.query(data.batch, plain.encode(data.batch)[1], q.var, q.z)
+        b = stats.query(data.batch, stats.encode(data.batch)[1], q.var, q.z)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="query_stats needs the world model"):
+        SurrogateConfig(query_stats=True)

@@ -70,12 +70,19 @@ class SurrogateConfig:
     max_context: int = 512
     """Observational rows a query attends to at most (evenly spaced over the observational rows;
     every interventional row is attended to)."""
+    query_stats: bool = False
+    """Give each query the regression statistics of its variable (:func:`query_statistics`):
+    what a linear model of the observations and of the rows where it was set predicts at the
+    queried value, and a kernel average of Y near it. Without them the head must learn to multiply
+    an attention average by the queried value, which it does slowly (BENCHMARKS.md)."""
 
     def __post_init__(self):
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if min(self.dim, self.heads, self.ff_mult, self.row_chunk) < 1 or min(self.row_layers, self.var_layers) < 0:
             raise ValueError(f"invalid surrogate config {self}")
+        if self.query_stats and not self.queries:
+            raise ValueError("query_stats needs the world model (queries = True)")
         if self.n_bins < 2 or self.max_context < 1:
             raise ValueError(f"n_bins must be >= 2 and max_context >= 1, got {self.n_bins}, {self.max_context}")
 
@@ -90,13 +97,20 @@ class SurrogateConfig:
         return cls(**{**ADDED_LATER, **d})
 
 
-ADDED_LATER = {"pair_bias": False, "queries": False, "n_bins": 64, "max_context": 512}
+ADDED_LATER = {"pair_bias": False, "queries": False, "n_bins": 64, "max_context": 512, "query_stats": False}
 """Config fields that checkpoints written before them lack, with the value those checkpoints mean."""
 
-QUERY_MODULES = ("ctx_embed", "query_embed", "q_ln", "q_proj", "kv", "q_out", "q_ff", "draw_head", "mean_head")
+QUERY_MODULES = ("ctx_embed", "query_embed", "q_ln", "q_proj", "kv", "q_out", "q_ff", "draw_head", "mean_head",
+                 "stat_embed")
 """The world model's modules (``queries``): absent from checkpoints written without it."""
 CONTEXT_FEATURES = 6
 """Per context point of a query: x_ij, y_i, x_ij y_i, j set, another variable set, observational."""
+STAT_FEATURES = 9
+"""Per query (j, x): x·b_obs, x·b_all, the line through the rows where j was set at x, their share
+n_j / (n_j + 2), a kernel average of Y near x over those rows and log(1 + its weight), and the three
+slopes b_obs, b_all, b_set (see :func:`query_statistics`)."""
+KERNEL_WIDTH = 0.5
+"""Bandwidth (standardised units of X_j) of the kernel average over the rows where j was set."""
 INPUT_CLAMP = 50.0
 """Standardised values beyond +-50 (far interventions) enter the model clamped there."""
 PAIR_FEATURES = 5
@@ -119,6 +133,47 @@ class Pooled:
     def __add__(self, other: "Pooled") -> "Pooled":
         cross = None if self.cross is None else self.cross + other.cross
         return Pooled(self.sums + other.sums, self.counts + other.counts, cross)
+
+
+def query_statistics(batch: "PaddedBatch", var: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """B x Q x K x STAT_FEATURES regression statistics for queries do(X_var = z) (standardised
+    values; var B x Q, z B x Q x K): b_obs, the slope of Y on X_j over the observational rows; b_all,
+    X_j's coefficient in the ridge regression of Y on every other variable there; over the rows
+    where only X_j was set (n_j of them), the least-squares line (its value at z, once n_j >= 2)
+    and a Gaussian-kernel average of Y at z with log(1 + its total weight). Clamped to +-INPUT_CLAMP."""
+    B, N, D = batch.values.shape
+    _, Q, K = z.shape
+    x = batch.values.clamp(-INPUT_CLAMP, INPUT_CLAMP).double()                              # B x N x D
+    tmask = batch.target.double()                                                          # B x D
+    y = (x * tmask[:, None, :]).sum(2)                                                     # B x N
+    single = batch.intervened.sum(2) == 1
+    obs = (batch.row_mask & ~batch.intervened.any(2)).double()                             # B x N
+    cols = (batch.var_mask & ~batch.target).double()                                       # B x D
+    xo = x * obs[..., None] * cols[:, None, :]                                             # B x N x D
+    sxx = (xo * xo).sum(1)                                                                 # B x D
+    b_obs = (xo * y[..., None]).sum(1) / (sxx + RIDGE * obs.sum(1, keepdim=True) + 1e-9)   # B x D
+    gram = xo.transpose(1, 2) @ xo + torch.diag_embed(RIDGE * obs.sum(1, keepdim=True).clamp_min(1) * cols + (1 - cols))
+    b_all = torch.linalg.solve(gram, (xo * y[..., None]).sum(1)[..., None])[..., 0]        # B x D
+    pick = lambda t: t.gather(1, var)                                                      # B x D -> B x Q
+    xj = x.gather(2, var[:, None, :].expand(B, N, Q))                                      # B x N x Q
+    setj = (batch.intervened.gather(2, var[:, None, :].expand(B, N, Q)) & single[..., None]
+            & batch.row_mask[..., None]).double()                                          # B x N x Q
+    n_j = setj.sum(1)                                                                      # B x Q
+    mx = (setj * xj).sum(1) / n_j.clamp_min(1)
+    my = (setj * y[..., None]).sum(1) / n_j.clamp_min(1)
+    dx = (xj - mx[:, None]) * setj
+    b_set = (dx * y[..., None]).sum(1) / ((dx * dx).sum(1) + RIDGE * n_j + 1e-9)          # B x Q
+    zz = z.double()                                                                        # B x Q x K
+    line = torch.where(n_j[..., None] >= 2, my[..., None] + b_set[..., None] * (zz - mx[..., None]), torch.zeros_like(zz))
+    w = torch.exp(-0.5 * ((xj.transpose(1, 2)[:, :, None, :] - zz[..., None]) / KERNEL_WIDTH) ** 2)  # B x Q x K x N
+    w = w * setj.transpose(1, 2)[:, :, None, :]
+    wsum = w.sum(3)                                                                        # B x Q x K
+    local = (w * y[:, None, None, :]).sum(3) / wsum.clamp_min(1e-6)
+    slopes = torch.stack([pick(b_obs), pick(b_all), b_set], -1)[:, :, None].expand(B, Q, K, 3)
+    feats = torch.cat([torch.stack([zz * pick(b_obs)[..., None], zz * pick(b_all)[..., None], line,
+                                    (n_j / (n_j + 2))[..., None].expand(B, Q, K), local, torch.log1p(wsum)], -1),
+                       slopes], -1)
+    return feats.clamp(-INPUT_CLAMP, INPUT_CLAMP).float()
 
 
 def pair_features(cross: torch.Tensor, n_obs: torch.Tensor, var_mask: torch.Tensor) -> torch.Tensor:
@@ -170,6 +225,10 @@ class Surrogate(nn.Module):
             self.q_ff = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, cfg.ff_mult * C), nn.GELU(), nn.Linear(cfg.ff_mult * C, C))
             self.draw_head = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, cfg.n_bins))
             self.mean_head = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, cfg.n_bins))
+            if cfg.query_stats:  # zero-initialised output: added to a trained head, it starts as that head
+                self.stat_embed = nn.Sequential(nn.Linear(STAT_FEATURES, C), nn.GELU(), nn.Linear(C, C))
+                nn.init.zeros_(self.stat_embed[-1].weight)
+                nn.init.zeros_(self.stat_embed[-1].bias)
 
     def rows(self, values, intervened, target, var_mask) -> torch.Tensor:
         """Per-cell features after the row blocks, before pooling: rows are processed
@@ -313,7 +372,10 @@ class Surrogate(nn.Module):
         zq = z.to(tokens.dtype).clamp(-INPUT_CLAMP, INPUT_CLAMP)
         q_in = torch.cat([h_j[:, :, None].expand(B, Q, K, C), h_y[:, :, None].expand(B, Q, K, C), zq[..., None],
                           torch.asinh(zq)[..., None]], -1)
-        q = self.query_embed(q_in).reshape(B * Q, K, C)                                      # (B Q) x K x C
+        q = self.query_embed(q_in)                                                           # B x Q x K x C
+        if self.cfg.query_stats:
+            q = q + self.stat_embed(query_statistics(batch, var, z).to(q.dtype))
+        q = q.reshape(B * Q, K, C)                                                           # (B Q) x K x C
         qh = self.q_proj(self.q_ln(q)).reshape(B * Q, K, H, C // H).transpose(1, 2)        # (B Q) x H x K x C/H
         k, v = self.kv(e).reshape(B * Q, R, 2, H, C // H).permute(2, 0, 3, 1, 4)            # 2 x (B Q) x H x R x C/H
         mask = keep[:, None, :].expand(B, Q, R).reshape(B * Q, 1, 1, R)

@@ -92,6 +92,10 @@ class SurrogateTrainConfig:
     """Pair statistics (observational correlation / partial correlation) bias the variable
     attention and the parent head (``SurrogateConfig.pair_bias``). Can be switched on when
     fine-tuning a checkpoint without it: the new path starts at zero, i.e. at the checkpoint."""
+    query_stats: bool = False
+    """Give the world model's queries their regression statistics (``SurrogateConfig.query_stats``);
+    can be switched on when fine-tuning a world model without them (zero-initialised: the start is
+    that model)."""
     queries: bool = False
     """Train the world model (``SurrogateConfig.queries``): the predictive of Y under do(X_j = x)
     and the posterior of E[Y | do(X_j = x)]. Can be switched on when fine-tuning a checkpoint
@@ -147,7 +151,7 @@ class SurrogateTrainConfig:
 
     def model_config(self) -> SurrogateConfig:
         return SurrogateConfig(dim=self.dim, heads=self.heads, row_layers=self.row_layers, var_layers=self.var_layers,
-                               pair_bias=self.pair_bias, queries=self.queries)
+                               pair_bias=self.pair_bias, queries=self.queries, query_stats=self.query_stats)
 
 
 def losses(model: Surrogate, data: TrainingBatch, w_truth: float, w_exact: float = 0.0, w_expert: float = 0.0,
@@ -254,7 +258,9 @@ def init_weights(model: Surrogate, cfg: SurrogateTrainConfig) -> None:
     ours = asdict(cfg.model_config())
     adds = {"pair_bias"} if ours["pair_bias"] and not state["model_config"]["pair_bias"] else set()
     if ours["queries"] and not state["model_config"]["queries"]:  # a new head: its own settings
-        adds |= {"queries", "n_bins", "max_context"}
+        adds |= {"queries", "n_bins", "max_context", "query_stats"}
+    if ours["query_stats"] and not state["model_config"].get("query_stats", False):
+        adds.add("query_stats")
     differ = {k: (v, ours[k]) for k, v in state["model_config"].items() if ours[k] != v and k != "row_chunk" and k not in adds}
     if differ:
         hint = " (it has a world-model head: pass --queries true to keep it)" if "queries" in differ else ""
