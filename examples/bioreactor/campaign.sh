@@ -9,7 +9,7 @@ N=${2:-10}
 mkdir -p "$DIR"
 STATE="$DIR/bio.acbo"
 acbo campaign init --data "$HERE/observational.csv" --target titer --maximize --domains "$HERE/domains.json" \
-  --budget "$N" --state "$STATE"
+  --intervenable temperature,pH,feed_rate --budget "$N" --state "$STATE"
 for i in $(seq 1 "$N"); do
   # the pending experiment as "name=value, ..." (the CSV output: a header row and one row of values)
   SET=$(acbo campaign ask --state "$STATE" --format csv | python -c \

@@ -389,6 +389,7 @@ def status_figure(campaign: Campaign, path: str | os.PathLike, panels: int = 4, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     opt = campaign.optimizer
     p = opt.problem
@@ -409,6 +410,7 @@ def status_figure(campaign: Campaign, path: str | os.PathLike, panels: int = 4, 
     top.axhline(float(opt.buffer.values[opt.buffer.observational_rows, p.target].mean()), ls=":", color="k",
                 label=f"observational mean of {y}")
     top.set_xlabel("experiment")
+    top.xaxis.set_major_locator(MaxNLocator(integer=True))
     top.set_ylabel(f"{y} (its units)")
     top.set_title(f"{y}: {'lowest' if p.minimize else 'highest'} so far")
     top.legend(fontsize=8)
@@ -421,6 +423,7 @@ def status_figure(campaign: Campaign, path: str | os.PathLike, panels: int = 4, 
                 ax.plot(np.arange(len(marg)), marg[:, j], marker=".", label=p.names[j])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("experiments told (0: the observations only)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"P(parent of {y})")
     ax.set_title(f"posterior over the parents of {y} ({opt.method_name})")
     ax.legend(fontsize=8, ncol=2)
