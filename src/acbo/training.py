@@ -60,13 +60,15 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def resume(path: Path, config: dict, read: Callable[[Path], dict]) -> dict | None:
+def resume(path: Path, config: dict, read: Callable[[Path], dict], defaults: dict | None = None) -> dict | None:
     """The checkpoint at ``path`` read by ``read`` if there is one (None otherwise), after
-    checking that the same configuration wrote it (ValueError if not: a new run needs a new folder)."""
+    checking that the same configuration wrote it (ValueError if not: a new run needs a new folder).
+    ``defaults``: settings added since, which a run written before them lacks, with the value it means."""
     if not path.exists():
         return None
     state = read(path)
-    if state["train_config"] != config:
+    saved = {**{k: v for k, v in (defaults or {}).items() if k not in state["train_config"]}, **state["train_config"]}
+    if saved != config:
         raise ValueError(f"{path} was written by another configuration; use a new --out")
     return state
 

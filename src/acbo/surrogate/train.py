@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from acbo.buffer import TrainingBatch
@@ -121,6 +122,11 @@ class SurrogateTrainConfig:
     """Steps between validation and checkpoint."""
     seed: int = 0
     """Seed of the training stream and the initialisation."""
+    shards: int = 1
+    """The batch of a step is drawn as this many sub-batches of batch_size / shards buffers, each
+    from its own stream, and their gradients averaged. Under ``torchrun`` (data parallel, any
+    backend) the ranks share the shards, so W processes with shards = W train what one process
+    with the same shards does (to float rounding)."""
     device: str = "cpu"
     """Training device."""
     out: str = "runs/surrogate"
@@ -137,6 +143,9 @@ class SurrogateTrainConfig:
                 raise ValueError(f"{name} must be a range low <= high (n_obs >= 2, n_int >= 0), got {(lo, hi)}")
         if not self.families:
             raise ValueError("families must name at least one training family")
+        if isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1 \
+                or self.batch_size % self.shards:
+            raise ValueError(f"shards must be a positive integer dividing batch_size {self.batch_size}, got {self.shards!r}")
         if self.lr <= 0 or self.max_minutes < 0 or min(self.w_truth, self.w_exact, self.w_expert) < 0:
             raise ValueError(f"lr must be > 0 and max_minutes, w_truth, w_exact, w_expert >= 0; got lr={self.lr}, "
                              f"max_minutes={self.max_minutes}, weights={(self.w_truth, self.w_exact, self.w_expert)}")
@@ -205,12 +214,43 @@ def surrogate_step(model: Surrogate, opt: torch.optim.Optimizer, data: TrainingB
                    queries: Queries | None = None, w_draw: float = 1.0, w_mean: float = 1.0) -> dict[str, float]:
     """One optimisation step on a batch (and its world-model queries): the loss terms (floats) and
     the gradient norm before clipping."""
-    terms = losses(model, data, w_truth, w_exact, w_expert, queries, w_draw, w_mean)
+    return sharded_step(model, opt, [(data, queries)], 1, (w_truth, w_exact, w_expert, w_draw, w_mean), max_grad_norm)
+
+
+def sharded_step(model: Surrogate, opt: torch.optim.Optimizer, shards: list[tuple[TrainingBatch, Queries | None]],
+                 n_shards: int, weights: tuple[float, ...], max_grad_norm: float = 1.0) -> dict[str, float]:
+    """One optimisation step on the mean gradient of ``n_shards`` sub-batches, of which this process
+    holds ``shards`` (all of them, or its share under torch.distributed: the gradients and the loss
+    terms are summed over the processes before clipping). weights: (w_truth, w_exact, w_expert,
+    w_draw, w_mean). Returns the mean loss terms over the shards and the gradient norm before clipping."""
+    w_truth, w_exact, w_expert, w_draw, w_mean = weights
     opt.zero_grad(set_to_none=True)
-    terms["loss"].backward()
+    sums = torch.zeros(2, len(TERMS), dtype=torch.float64)  # per term: sum over shards, shards having it
+    for data, queries in shards:
+        terms = losses(model, data, w_truth, w_exact, w_expert, queries, w_draw, w_mean)
+        (terms["loss"] / n_shards).backward()
+        for k, v in terms.items():
+            sums[:, TERMS.index(k)] += torch.tensor([v.item(), 1.0], dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        all_reduce_grads(model)
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
     opt.step()
-    return {**{k: v.item() for k, v in terms.items()}, "grad_norm": grad_norm}
+    means = {k: float(sums[0, i] / sums[1, i]) for i, k in enumerate(TERMS) if sums[1, i] > 0}
+    return {**means, "grad_norm": grad_norm}
+
+
+TERMS = ("truth", "demo_truth", "expert", "exact", "draw", "mean", "loss")
+"""Every loss term :func:`losses` may return (a batch has a subset)."""
+
+
+def all_reduce_grads(model: torch.nn.Module) -> None:
+    """Sum every parameter's gradient over the processes (a parameter without a gradient here
+    counts as zero)."""
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
 
 @torch.no_grad()
@@ -282,28 +322,48 @@ def make_query_validation(cfg: SurrogateTrainConfig, val: list[TrainingBatch]) -
     return [sample_queries(data, cfg.query_vars, cfg.query_values, g, n_mc=1000) for data in val]
 
 
-def training_batch(cfg: SurrogateTrainConfig, step: int, demos: TrainingBatch | None
+def training_batch(cfg: SurrogateTrainConfig, step: int, demos: TrainingBatch | None, shard: int = 0
                    ) -> tuple[TrainingBatch, Queries | None]:
-    """The batch of ``step`` and its world-model queries: fresh buffers from the train stream keyed
-    by the step (a resumed run draws the same data), collected at random or (a ``greedy`` share)
-    greedily; or every demo_every-th step a draw of the expert's buffers (no queries)."""
-    g = generator("train", "surrogate", cfg.seed, step, device=cfg.device)
+    """The batch of ``step`` (with shards: its sub-batch ``shard``) and its world-model queries:
+    fresh buffers from the train stream keyed by the step (a resumed run draws the same data),
+    collected at random or (a ``greedy`` share) greedily; or every demo_every-th step a draw of the
+    expert's buffers (no queries)."""
+    key = (step,) if cfg.shards == 1 else (step, "shard", shard)
+    g = generator("train", "surrogate", cfg.seed, *key, device=cfg.device)
+    size = cfg.batch_size // cfg.shards
     fam = cfg.families[step % len(cfg.families)]
     n_obs = int(torch.randint(cfg.n_obs[0], cfg.n_obs[1] + 1, (1,), generator=g, device=cfg.device))
     n_int = int(torch.randint(cfg.n_int[0], cfg.n_int[1] + 1, (1,), generator=g, device=cfg.device))
     if demos is not None and step % cfg.demo_every == cfg.demo_every - 1:
-        return demos.sample(cfg.batch_size, g), None
+        return demos.sample(size, g), None
     collector = "random"
     if cfg.greedy > 0 and float(torch.rand(1, generator=g, device=cfg.device)) < cfg.greedy:
         collector = "greedy"
-    data = sample_buffers(fam, cfg.batch_size, n_obs, n_int, g, collector=collector)
+    data = sample_buffers(fam, size, n_obs, n_int, g, collector=collector)
     queries = sample_queries(data, cfg.query_vars, cfg.query_values, g, cfg.query_mc) if cfg.queries else None
     return data, queries
 
 
-def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
+def process_group(device: str) -> tuple[int, int]:
+    """(rank, world size): under ``torchrun`` (WORLD_SIZE > 1) the process group, joined here if
+    needed (gloo on CPU, nccl on CUDA); alone, (0, 1)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:  # long: one loop, top to bottom, as it runs
     """Run (or resume) stage-1 training; returns the trained model. ``log`` receives one line
-    per logging window (means over the window: loss terms, grad norm; the last step's lr)."""
+    per logging window (means over the window: loss terms, grad norm; the last step's lr).
+    Under ``torchrun`` every process takes its share of the shards; process 0 validates, logs
+    and writes the checkpoint."""
+    rank, world = process_group(cfg.device)
+    if cfg.shards % world:
+        raise ValueError(f"shards ({cfg.shards}) must be a multiple of the processes ({world})")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "model.pt"
@@ -313,16 +373,21 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
         init_weights(model, cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     budget, start, history = Budget(cfg.steps, cfg.max_minutes), 0, []
-    state = resume(ckpt, asdict(cfg), read_checkpoint)
+    state = resume(ckpt, asdict(cfg), read_checkpoint, defaults=TRAIN_ADDED_LATER)
     if state is not None:
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"]["opt"])
         budget.elapsed_before = state["optimizer"].get("elapsed_s", 0.0)
         start, history = state["step"], state["history"]
-        log(f"resumed from step {start}")
+        if rank == 0:
+            log(f"resumed from step {start}")
+    if world > 1:  # one start everywhere, whatever each process read
+        for p in model.parameters():
+            dist.broadcast(p.data, 0)
     demos = load_demo_buffers(cfg.demos, cfg.device) if cfg.demos else None
-    val = make_validation(cfg)
-    val_q = make_query_validation(cfg, val) if cfg.queries else None
+    val = make_validation(cfg) if rank == 0 else []
+    val_q = make_query_validation(cfg, val) if cfg.queries and rank == 0 else None
+    weights = (cfg.w_truth, cfg.w_exact, cfg.w_expert, cfg.w_draw, cfg.w_mean)
 
     def validate() -> dict[str, float]:
         rec = {"val_auprc": validation_auprc(model, val)}
@@ -335,26 +400,26 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
     model.train()
     window, t_last, seen = Window(), time.perf_counter(), 0
     for step in range(start, cfg.steps):
-        if budget.spent(step):
-            log(f"time budget spent at step {step}")
-            if not history or history[-1]["step"] != step:
-                history.append({"step": step, **validate()})
-                checkpoint(step)
-                log(format_record(history[-1]))
+        stop, lr = _from_process_0(budget.spent(step), budget.lr(cfg.lr, step), world)
+        if stop:
+            if rank == 0:
+                log(f"time budget spent at step {step}")
+                if not history or history[-1]["step"] != step:
+                    history.append({"step": step, **validate()})
+                    checkpoint(step)
+                    log(format_record(history[-1]))
             break
-        # ---- data, then one step at the scheduled learning rate
-        data, queries = training_batch(cfg, step, demos)
-        lr = budget.lr(cfg.lr, step)
+        # ---- data (this process's shards), then one step at the scheduled learning rate
+        mine = [training_batch(cfg, step, demos, k) for k in range(rank, cfg.shards, world)]
         set_lr(opt, lr)
-        terms = surrogate_step(model, opt, data, cfg.w_truth, cfg.w_exact, cfg.w_expert, queries=queries,
-                               w_draw=cfg.w_draw, w_mean=cfg.w_mean)
+        terms = sharded_step(model, opt, mine, cfg.shards, weights)
         grad_norm = terms.pop("grad_norm")
         window.add(terms)
         seen += cfg.batch_size
-        # ---- diagnostics, validation, checkpoint
+        # ---- diagnostics, validation, checkpoint (process 0)
         done = step + 1
         evaluate = done % cfg.eval_every == 0 or done == cfg.steps
-        if done % 20 == 0 or evaluate:
+        if rank == 0 and (done % 20 == 0 or evaluate):
             now = time.perf_counter()
             rec = {"step": done, **window.means(), "grad_norm": grad_norm, "lr": lr, "buffers_per_s": seen / (now - t_last)}
             t_last, seen = now, 0
@@ -366,6 +431,19 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
             log(format_record(rec))
     model.eval()
     return model
+
+
+def _from_process_0(stop: bool, lr: float, world: int) -> tuple[bool, float]:
+    """Process 0's stop decision and learning rate everywhere (a time budget is read on one clock)."""
+    if world == 1:
+        return stop, lr
+    t = torch.tensor([1.0 if stop else 0.0, lr], dtype=torch.float64)
+    dist.broadcast(t, 0)
+    return bool(t[0].item()), float(t[1].item())
+
+
+TRAIN_ADDED_LATER = {"query_stats": False, "shards": 1}
+"""Training settings that runs written before them lack, with the value those runs mean: such a run resumes."""
 
 
 def main(argv: list[str] | None = None) -> None:
