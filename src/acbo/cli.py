@@ -19,6 +19,8 @@ campaign_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_mark
                            help="A campaign of real experiments: CSV in, next experiment out, state in one file.")
 app.add_typer(campaign_app, name="campaign")
 console = Console(highlight=False, markup=False)
+BACKEND_OPTION = typer.Option("local", help="Where tasks run: local (worker processes) or ray (needs acbo[dist]).")
+ADDRESS_OPTION = typer.Option("", help="Ray cluster address (default: a one-machine cluster started for the run).")
 errors = Console(stderr=True, highlight=False, markup=False)
 
 
@@ -167,6 +169,8 @@ def bench(
     steps: int = typer.Option(20, min=1, help="Interventions per run (T)."),
     n_obs: int = typer.Option(0, min=0, help="Observational rows (0: the family's budget)."),
     workers: int = typer.Option(2, min=1, help="Worker processes."),
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
     out: Path = typer.Option(Path("runs/bench"), help="Output folder (results.jsonl, summary.md, regret.png)."),
     option: list[str] = typer.Option(None, help="Method option method.key=value (repeatable), "
                                                 "e.g. parent_scale.dr_regressor=mlp."),
@@ -176,7 +180,8 @@ def bench(
     from acbo.bench.report import summary_table
 
     cfg = BenchConfig(methods=_split(methods), families=_split(families), n_seeds=seeds, first_seed=first_seed,
-                      steps=steps, n_obs=n_obs or None, workers=workers, method_options=_options(option, with_method=True))
+                      steps=steps, n_obs=n_obs or None, workers=workers, backend=backend, address=address or None,
+                      method_options=_options(option, with_method=True))
     df = run_bench(cfg, out=out)
     console.print(summary_table(df))
     console.print(f"results in {out}/")
@@ -231,6 +236,8 @@ def demos(
     n_scms: int = typer.Option(..., min=1, help="Number of demonstrations."),
     out: Path = typer.Option(..., help="Output folder (shards; an interrupted run resumes here)."),
     workers: int = typer.Option(2, min=1, help="Worker processes."),
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
     steps: int = typer.Option(20, min=1, help="Interventions per demonstration."),
     shard_size: int = typer.Option(16, min=1, help="SCMs per shard."),
     seed: int = typer.Option(0, min=0, help="Collection seed."),
@@ -242,7 +249,7 @@ def demos(
     cfg = DemoConfig(family=family, n_scms=n_scms, steps=steps, shard_size=shard_size, seed=seed,
                      expert_options=_options(option, with_method=False))
     t0 = time.perf_counter()
-    done = collect_demos(cfg, out, workers=workers)
+    done = collect_demos(cfg, out, workers=workers, backend=backend, address=address or None)
     secs = time.perf_counter() - t0
     n_new = sum(min(shard_size, n_scms - k * shard_size) for k in done)
     per = f", {secs / n_new:.2f} s per SCM ({workers} workers)" if n_new else ""
@@ -291,6 +298,8 @@ def families(
     problems: int = typer.Option(50, min=1, help="Problems per family."),
     steps: int = typer.Option(10, min=1, help="T of random search's regret."),
     workers: int = typer.Option(2, min=1, help="Worker processes."),
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
     out: Path = typer.Option(None, help="Also write the report (report.md) and the facts per problem (facts.csv) to this folder."),
 ):
     """The family report: where the optima lie, whether the best variable is a parent, scales, random's and the oracle's regret."""
@@ -300,7 +309,7 @@ def families(
     fams = list(_split(names))
     for f in fams:
         get_family(f)
-    df = family_report(fams, problems, steps, workers)
+    df = family_report(fams, problems, steps, workers, backend=backend, address=address or None)
     table = report_table(df, steps)
     typer.echo(table)
     if out is not None:

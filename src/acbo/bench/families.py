@@ -48,11 +48,12 @@ def problem_facts(task: tuple[str, int, int]) -> dict:
 
 
 def family_report(families: list[str], n: int | dict[str, int], steps: int = 10, workers: int = 1,
-                  progress: bool = True) -> pd.DataFrame:
+                  progress: bool = True, backend: str = "local", address: str | None = None) -> pd.DataFrame:
     """One row per problem (see :func:`problem_facts`); ``n`` problems per family (or per family name)."""
     counts = n if isinstance(n, dict) else {f: n for f in families}
     tasks = [(f, s, steps) for f in families for s in range(counts[f])]
-    return pd.DataFrame(map_tasks(problem_facts, tasks, workers=workers, description="family report", progress=progress))
+    return pd.DataFrame(map_tasks(problem_facts, tasks, workers=workers, description="family report", progress=progress,
+                                  backend=backend, address=address))
 
 
 def report_table(df: pd.DataFrame, steps: int = 10) -> str:

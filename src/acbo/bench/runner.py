@@ -25,7 +25,7 @@ import torch
 from acbo.metrics import normalised_regret, posterior_metrics
 from acbo.method import get_method
 from acbo.optimizer import CausalOptimizer
-from acbo.parallel import map_tasks
+from acbo.parallel import BACKENDS, map_tasks
 from acbo.scm import SCM, get_family
 from acbo.seeding import generator
 
@@ -48,6 +48,10 @@ class BenchConfig:
     """Observational sample size; None: each family's own budget."""
     workers: int = 1
     """Worker processes (one task = one family x seed, all methods)."""
+    backend: str = "local"
+    """Where the tasks run: ``local`` worker processes or ``ray`` (see :func:`acbo.parallel.map_tasks`)."""
+    address: str | None = None
+    """Ray cluster address (None: a one-machine cluster started for the run)."""
     method_options: dict = field(default_factory=dict)
     """Per-method keyword options, {method: {option: value}}."""
 
@@ -60,6 +64,8 @@ class BenchConfig:
             raise ValueError(f"n_seeds and steps must be >= 1 and first_seed >= 0; got {self.n_seeds}, {self.steps}, {self.first_seed}")
         if self.n_obs is not None and self.n_obs < 2:
             raise ValueError(f"n_obs must be >= 2, got {self.n_obs}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
 
 
 @dataclass(frozen=True)
@@ -169,7 +175,8 @@ def run_problem(task: _Task) -> list[dict]:
     return rows
 
 
-_EXTENDABLE = ("n_seeds", "first_seed")  # tasks are keyed by (family, seed): these only add or pick tasks
+_EXTENDABLE = ("n_seeds", "first_seed", "workers", "backend", "address")
+"""Settings that only add, pick or place tasks (keyed by (family, seed)): a run may change them and resume."""
 
 
 def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
@@ -206,7 +213,8 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = 
                                     allow_nan=False) + "\n")
     else:
         todo = tasks
-    results = map_tasks(run_problem, todo, workers=cfg.workers, description="bench", progress=progress, on_result=save)
+    results = map_tasks(run_problem, todo, workers=cfg.workers, description="bench", progress=progress, on_result=save,
+                        backend=cfg.backend, address=cfg.address)
     done.update({(t.family, t.seed): rows for t, rows in zip(todo, results)})
     df = pd.DataFrame([r for t in tasks for r in done[(t.family, t.seed)]])
     if out is not None:

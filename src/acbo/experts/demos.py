@@ -176,11 +176,12 @@ def write_shard(task: tuple[DemoConfig, str, int]) -> int:
 
 
 def collect_demos(cfg: DemoConfig, out: str | Path, workers: int = 1, max_shards: int | None = None,
-                  progress: bool = True) -> list[int]:
+                  progress: bool = True, backend: str = "local", address: str | None = None) -> list[int]:
     """Collect (or resume) a demonstration set into ``out``; returns the shards written now.
 
     A folder already holding a collection with a different configuration is refused.
-    ``max_shards`` stops after that many new shards (for staged runs)."""
+    ``max_shards`` stops after that many new shards (for staged runs). ``backend`` / ``address``:
+    where the shards are made (:func:`acbo.parallel.map_tasks`; the folder must be reachable there)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "collection.json"
@@ -198,7 +199,7 @@ def collect_demos(cfg: DemoConfig, out: str | Path, workers: int = 1, max_shards
         todo = todo[:max_shards]
     sizes = [min(cfg.shard_size, cfg.n_scms - k * cfg.shard_size) for k in todo]
     return map_tasks(write_shard, [(cfg, str(out), k) for k in todo], workers=workers, description="demos (SCMs)",
-                     progress=progress, units=sizes)
+                     progress=progress, units=sizes, backend=backend, address=address)
 
 
 @dataclass(frozen=True)
