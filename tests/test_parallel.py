@@ -60,15 +60,8 @@ def test_ray_gives_the_local_results_and_retries_a_dead_worker(tmp_path):
 
 
 def _ray_checks(tmp_path, BenchConfig, run_bench):
-    import time
-
-    t0 = time.perf_counter()
-
-    assert _collect("ray", square, list(range(6)))[0] == [x * x for x in range(6)]
-    print(f"squares {time.perf_counter() - t0:.1f}s")
     out, seen = _collect("ray", dies_once, [(str(tmp_path), x) for x in range(4)])
-    assert out == [0, 1, 4, 9] and seen == [(i, i * i) for i in range(4)]
-    print(f"dead worker {time.perf_counter() - t0:.1f}s")
+    assert out == [0, 1, 4, 9] and seen == [(i, i * i) for i in range(4)]  # the dead worker's task ran again
     cfg = BenchConfig(methods=("random", "exact-ts"), families=("lin-er-10",), n_seeds=2, steps=2, workers=2)
     local = run_bench(cfg, progress=False)
     ray_df = run_bench(BenchConfig(**{**cfg.__dict__, "backend": "ray"}), progress=False)
