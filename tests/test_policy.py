@@ -9,6 +9,7 @@ import torch
 
 from acbo.buffer import Campaign
 from acbo.env import Env
+from acbo.io import read_raw_state
 from acbo.policy.bc import bc_loss, load_demo_batch
 from acbo.policy.checkpoint import load_policy_checkpoint, read_policy_checkpoint, save_policy
 from acbo.policy.features import campaign_features
@@ -303,7 +304,7 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path, surrogate):
     save_checkpoint(tmp_path / "s.pt", Surrogate(SurrogateConfig(dim=16, heads=2)), 0)
     with pytest.raises(ValueError, match="not an acbo policy checkpoint"):
         load_policy_checkpoint(tmp_path / "s.pt")
-    state = torch.load(path, weights_only=True)
+    state = read_raw_state(path)
     state["format_version"] = 1
     torch.save(state, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="format version 1.*embeds a copy of its surrogate"):

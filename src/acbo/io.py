@@ -2,28 +2,78 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 
+ENVELOPE = "acbo-checksummed-1"
+"""Marks a state file whose payload (the torch-serialised state) travels with its SHA-256."""
+
+
 def atomic_save(state: dict, path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` through a temporary file in the same folder, then rename: a
-    crash leaves either the old file or the new one, never half of one."""
+    """Write ``state`` to ``path`` with its checksum, through a temporary file in the same folder:
+    write, fsync, rename, fsync the folder. A crash at any point leaves the old file or the new
+    one, never half of one; a damaged or tampered file is refused by :func:`load_state`."""
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    wrapped = {"envelope": ENVELOPE, "sha256": hashlib.sha256(payload).hexdigest(),
+               "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(state, tmp)
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(wrapped, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (where the platform allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _unwrap(state, path) -> dict:
+    """The state inside a checksummed envelope (ValueError if the checksum fails); a file written
+    before envelopes (no checksum) is returned as it is."""
+    import torch
+
+    if not (isinstance(state, dict) and state.get("envelope") == ENVELOPE):
+        return state
+    payload = state["payload"].numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != state.get("sha256"):
+        raise ValueError(f"{path} is damaged: its checksum does not match its contents (changed after it was written)")
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+
+
+def read_raw_state(path: str | os.PathLike) -> dict:
+    """The dict saved at ``path`` (its checksum verified), without the kind and version checks of
+    :func:`load_state`: for tools that inspect or rewrite state files."""
+    import torch
+
+    return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
 
 
 def _unreadable(path: str | os.PathLike, error: Exception) -> str:
@@ -53,6 +103,7 @@ def load_state(path: str | os.PathLike, kind: str, version: int, what: str, kind
         raise
     except Exception as e:
         raise ValueError(f"{path} is not a readable {what}: {_unreadable(path, e)}") from None
+    state = _unwrap(state, path)
     if not isinstance(state, dict) or state.get("kind") != kind:
         raise ValueError(f"{path} is not an {kind_what or what}")
     if state.get("format_version") != version:
