@@ -1,6 +1,6 @@
 """Decision latency and peak memory at scale: d = 20 ... 200 variables, n = 200 ... 10,000 rows.
 
-    python benchmarks/scale.py [--methods amortized,parent_scale,cbo-parents] [--timeout 300]
+    python benchmarks/scale.py [--methods amortized,parent_scale,cbo-parents] [--timeout 300] [--sizes 20x200,100x1000]
 
 Each (method, d, n) runs in a fresh process on one CPU thread: an SCM of the classic linear ER
 world at that d (expected degree 2), n observational rows, then 6 decisions through ask / tell.
@@ -55,6 +55,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="amortized,parent_scale,cbo-parents")
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--sizes", default=",".join(f"{d}x{n}" for d, n in SIZES),
+                    help="d x n pairs, comma-separated (default: all)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -63,8 +65,9 @@ def main() -> None:
         return
     print("| method | d | n | first decision (ms) | next decisions, median (ms) | peak memory (MB) |")
     print("|---|---|---|---|---|---|")
+    sizes = [tuple(int(v) for v in pair.split("x")) for pair in args.sizes.split(",")]
     for method in args.methods.split(","):
-        for d, n in SIZES:
+        for d, n in sizes:
             cmd = [sys.executable, __file__, "--child", method, str(d), str(n)]
             try:
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
