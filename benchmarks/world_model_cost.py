@@ -41,7 +41,8 @@ def draw_problem(family: str, d: int):
     x = scm.sample(fam.draw_n_obs(g), g)[0]                                                    # n x d
     low, high, can = (t[0] for t in fam.domains(g, scm, x[None]))
     names = scm.names()
-    domains = {n: (float(low[j]), float(high[j])) for j, n in enumerate(names)}
+    t = int(scm.target[0])
+    domains = {n: (float(low[j]), float(high[j])) for j, n in enumerate(names) if j != t}
     return scm, pd.DataFrame(x.double().numpy(), columns=names), domains, [n for j, n in enumerate(names) if can[j]]
 
 

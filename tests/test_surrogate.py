@@ -138,7 +138,7 @@ def test_tiny_training_run_improves_validation_auprc(tmp_path):
 def test_fine_tuning_starts_from_the_init_checkpoint(tmp_path):
     cfg = SurrogateTrainConfig(families=("lin-er-10",), steps=1, batch_size=4, n_obs=(30, 30), n_int=(0, 2),
                                lr=1e-9, val_family="lin-er-10", val_buffers=16, eval_every=1, init="pretrained",
-                               pair_bias=True, queries=True, out=str(tmp_path / "ft"))
+                               pair_bias=True, queries=True, query_stats=True, out=str(tmp_path / "ft"))
     tuned = train(cfg, log=lambda s: None)
     shipped = load_pretrained()
     val = make_validation(cfg)[0]
@@ -149,7 +149,9 @@ def test_fine_tuning_starts_from_the_init_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="another architecture.*'pair_bias': \\(True, False\\)"):
         train(dataclasses.replace(cfg, pair_bias=False, out=str(tmp_path / "ft3")), log=lambda s: None)
     with pytest.raises(ValueError, match="world-model head: pass --queries true"):
-        train(dataclasses.replace(cfg, queries=False, out=str(tmp_path / "ft5")), log=lambda s: None)
+        train(dataclasses.replace(cfg, queries=False, query_stats=False, out=str(tmp_path / "ft5")), log=lambda s: None)
+    with pytest.raises(ValueError, match="pass --query-stats true"):
+        train(dataclasses.replace(cfg, query_stats=False, out=str(tmp_path / "ft6")), log=lambda s: None)
     # a checkpoint without the pair path gets one, zero-initialised: the start is that checkpoint
     plain = make_model()
     save_checkpoint(tmp_path / "plain.pt", plain, 0)

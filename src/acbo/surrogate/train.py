@@ -303,7 +303,9 @@ def init_weights(model: Surrogate, cfg: SurrogateTrainConfig) -> None:
         adds.add("query_stats")
     differ = {k: (v, ours[k]) for k, v in state["model_config"].items() if ours[k] != v and k != "row_chunk" and k not in adds}
     if differ:
-        hint = " (it has a world-model head: pass --queries true to keep it)" if "queries" in differ else ""
+        hint = (" (it has a world-model head: pass --queries true to keep it)" if "queries" in differ else
+                " (its world model has query statistics: pass --query-stats true to keep them)" if "query_stats" in differ
+                else "")
         raise ValueError(f"init checkpoint {cfg.init!r} has another architecture (checkpoint, config): {differ}{hint}")
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
     assert not unexpected and all(k.startswith(("pair_",) + QUERY_MODULES) for k in missing), (missing, unexpected)
