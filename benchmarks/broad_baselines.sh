@@ -7,6 +7,8 @@ set -euo pipefail
 SEEDS=${1:-50}
 WORKERS=${2:-2}
 OUT=${3:-runs/broad-bench}
+# surrogate-ts reads the stage-1 surrogate (git show b98bf89:src/acbo/checkpoints/surrogate.pt >
+# runs/stage1-surrogate.pt), the one the committed tasks in benchmarks/figures/broad-bench used
 acbo bench --methods random,exact-ts,oracle,amortized,surrogate-ts,cbo-parents,parent_scale \
   --families test-broad,test-interactions,test-heavy-tail,test-wide-domains,test-confounded \
-  --seeds "$SEEDS" --steps 20 --workers "$WORKERS" --out "$OUT"
+  --seeds "$SEEDS" --steps 20 --workers "$WORKERS" --out "$OUT" --option surrogate-ts.checkpoint=runs/stage1-surrogate.pt
