@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from acbo.io import fsync_folder
 from acbo.optimizer import CausalOptimizer, Intervention
 
 MAGIC = b"ACBO-CAMPAIGN\n"
@@ -188,15 +189,6 @@ def read_result(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, fl
 
 
 # ----------------------------------------------------------------------------- the state file
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a folder be opened
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def encode_state(state: dict) -> bytes:
     """MAGIC + a JSON header line (format, payload length, SHA-256) + the torch-saved payload."""
     buf = io.BytesIO()
@@ -248,7 +240,7 @@ def write_state(path: Path, state: dict, crash_at: str | None = None) -> None:
     if crash_at == "rename":
         raise OSError("simulated crash before rename")
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_folder(path.parent)
 
 
 @contextlib.contextmanager

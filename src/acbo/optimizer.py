@@ -210,6 +210,13 @@ class CausalOptimizer:
             out[n] = v
         return out
 
+    def _agrees(self, name: str, value: float, setting: float) -> bool:
+        """``value`` is ``setting`` of variable ``name`` to the precision of a report (SET_TOLERANCE
+        relative to the setting and the domain's width)."""
+        j = self.problem.names.index(name)
+        width = float(self.problem.high[j] - self.problem.low[j])
+        return abs(value - setting) <= SET_TOLERANCE * (abs(setting) + width)
+
     def _check_asked(self, iv: dict[str, float], chosen: bool) -> None:
         """The contract of tell: it answers the pending ask, unless the experiment was ``chosen``
         by the user (then it may be anything legal, and replaces the pending suggestion)."""
@@ -219,10 +226,7 @@ class CausalOptimizer:
         if self.pending is None:
             last = f" (the last told: {self.history[-1].intervention})" if self.history else ""
             raise ValueError(f"no experiment is pending: {Intervention(iv)} was not asked{last}{own}")
-        p = self.problem
-        same = set(iv) == set(self.pending) and all(
-            abs(v - self.pending[n]) <= SET_TOLERANCE * (abs(self.pending[n]) + float(p.high[p.names.index(n)] - p.low[p.names.index(n)]))
-            for n, v in iv.items())
+        same = set(iv) == set(self.pending) and all(self._agrees(n, v, self.pending[n]) for n, v in iv.items())
         if not same:
             raise ValueError(f"{Intervention(iv)} is not the pending experiment {self.pending}{own}")
 
@@ -237,9 +241,7 @@ class CausalOptimizer:
         self._check_asked(iv, chosen)
         row = self._check_sample(sample)
         for name, v in iv.items():  # reported to the precision of a measurement; recorded as set
-            j = self.problem.names.index(name)
-            width = float(self.problem.high[j] - self.problem.low[j])
-            if abs(row[name] - v) > SET_TOLERANCE * (abs(v) + width):
+            if not self._agrees(name, row[name], v):
                 raise ValueError(f"sample[{name!r}] = {row[name]} but the intervention set {name} = {v}")
             row[name] = v
         x = torch.tensor([row[n] for n in self.names], dtype=torch.float64)

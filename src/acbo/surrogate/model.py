@@ -155,20 +155,26 @@ def query_statistics(batch: "PaddedBatch", var: torch.Tensor, z: torch.Tensor) -
     gram = xo.transpose(1, 2) @ xo + torch.diag_embed(RIDGE * obs.sum(1, keepdim=True).clamp_min(1) * cols + (1 - cols))
     b_all = torch.linalg.solve(gram, (xo * y[..., None]).sum(1)[..., None])[..., 0]        # B x D
     pick = lambda t: t.gather(1, var)                                                      # B x D -> B x Q
-    xj = x.gather(2, var[:, None, :].expand(B, N, Q))                                      # B x N x Q
-    setj = (batch.intervened.gather(2, var[:, None, :].expand(B, N, Q)) & single[..., None]
-            & batch.row_mask[..., None]).double()                                          # B x N x Q
+    # the rows where one variable was set, gathered in arrival order (M <= interventions, not N)
+    sel = single & batch.row_mask                                                          # B x N
+    M = max(1, int(sel.sum(1).max()))
+    score = torch.where(sel, -torch.arange(N, device=x.device, dtype=x.dtype)[None], torch.full_like(y, -1e18))
+    rows = score.topk(M, dim=1).indices.sort(dim=1).values                                 # B x M
+    x_m, y_m = x.gather(1, rows[..., None].expand(B, M, D)), y.gather(1, rows)              # B x M x D, B x M
+    iv_m = batch.intervened.gather(1, rows[..., None].expand(B, M, D)) & sel.gather(1, rows)[..., None]
+    xj = x_m.gather(2, var[:, None, :].expand(B, M, Q))                                    # B x M x Q
+    setj = iv_m.gather(2, var[:, None, :].expand(B, M, Q)).double()                        # B x M x Q
     n_j = setj.sum(1)                                                                      # B x Q
     mx = (setj * xj).sum(1) / n_j.clamp_min(1)
-    my = (setj * y[..., None]).sum(1) / n_j.clamp_min(1)
+    my = (setj * y_m[..., None]).sum(1) / n_j.clamp_min(1)
     dx = (xj - mx[:, None]) * setj
-    b_set = (dx * y[..., None]).sum(1) / ((dx * dx).sum(1) + RIDGE * n_j + 1e-9)          # B x Q
+    b_set = (dx * y_m[..., None]).sum(1) / ((dx * dx).sum(1) + RIDGE * n_j + 1e-9)        # B x Q
     zz = z.double()                                                                        # B x Q x K
     line = torch.where(n_j[..., None] >= 2, my[..., None] + b_set[..., None] * (zz - mx[..., None]), torch.zeros_like(zz))
-    w = torch.exp(-0.5 * ((xj.transpose(1, 2)[:, :, None, :] - zz[..., None]) / KERNEL_WIDTH) ** 2)  # B x Q x K x N
+    w = torch.exp(-0.5 * ((xj.transpose(1, 2)[:, :, None, :] - zz[..., None]) / KERNEL_WIDTH) ** 2)  # B x Q x K x M
     w = w * setj.transpose(1, 2)[:, :, None, :]
     wsum = w.sum(3)                                                                        # B x Q x K
-    local = (w * y[:, None, None, :]).sum(3) / wsum.clamp_min(1e-6)
+    local = (w * y_m[:, None, None, :]).sum(3) / wsum.clamp_min(1e-6)
     slopes = torch.stack([pick(b_obs), pick(b_all), b_set], -1)[:, :, None].expand(B, Q, K, 3)
     feats = torch.cat([torch.stack([zz * pick(b_obs)[..., None], zz * pick(b_all)[..., None], line,
                                     (n_j / (n_j + 2))[..., None].expand(B, Q, K), local, torch.log1p(wsum)], -1),
