@@ -1,11 +1,11 @@
 """The tables of a benchmark folder's finished tasks (while it runs, or after it stopped).
 
-    python benchmarks/bench_summary.py runs/broad-bench [--steps 10,20]
+    python benchmarks/bench_summary.py runs/broad-bench [runs/broad-bench-d50 ...] [--steps 10,20]
 
-Reads ``tasks.jsonl`` (every finished (family, seed) task of ``acbo bench``); prints one compact
-table per step of the list, methods x families, normalised regret (mean ± 95 % CI over the SCMs
-finished, their count in the header) and the median ms per decision, then ``acbo bench``'s full
-table per family.
+Reads each folder's ``tasks.jsonl`` (every finished (family, seed) task of ``acbo bench``); prints,
+per folder, one compact table per step of the list, methods x families, normalised regret (mean ±
+95 % CI over the SCMs finished, their count in the header) and the median ms per decision over that
+folder's families, then ``acbo bench``'s full table per family of every folder.
 """
 
 from __future__ import annotations
@@ -45,13 +45,15 @@ def compact(df: pd.DataFrame, step: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", type=Path)
+    ap.add_argument("folders", type=Path, nargs="+")
     ap.add_argument("--steps", default="10,20")
     args = ap.parse_args()
-    df = finished(args.folder)
-    for s in (int(v) for v in args.steps.split(",")):
-        print(compact(df, s))
-    print(summary_table(df))
+    frames = [finished(f) for f in args.folders]
+    for folder, df in zip(args.folders, frames):
+        print(f"## {folder}\n")
+        for s in (int(v) for v in args.steps.split(",")):
+            print(compact(df, s))
+    print(summary_table(pd.concat(frames, ignore_index=True)))
 
 
 if __name__ == "__main__":
