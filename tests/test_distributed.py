@@ -1,5 +1,6 @@
-"""Data-parallel stage-1 training: two processes under torchrun (gloo, CPU) train what one process
-does with the same shards, to float rounding (the gradients are summed in another order)."""
+"""Data-parallel training (stage 1 and stage 2): two processes under torchrun (gloo, CPU) train
+what one process does with the same shards, to float rounding (the gradients are summed in
+another order)."""
 
 import os
 import subprocess
@@ -7,6 +8,9 @@ import sys
 
 import pytest
 
+from acbo.policy.checkpoint import read_policy_checkpoint
+from acbo.policy.train import PolicyTrainConfig
+from acbo.policy.train import train as train_policy
 from acbo.surrogate.checkpoint import read_checkpoint
 from acbo.surrogate.train import SurrogateTrainConfig, train
 
@@ -26,13 +30,22 @@ def _argv(cfg: dict, out) -> list[str]:
     return flags
 
 
-def test_two_processes_train_what_one_does(tmp_path):
-    alone = train(SurrogateTrainConfig(**ARGS, out=str(tmp_path / "one")), log=lambda s: None)
+POLICY_ARGS = dict(families=("train-lin",), iterations=3, batch_size=4, group_size=4, horizon=(3, 3), n_obs=(30, 30),
+                   minibatch=16, dim=16, layers=1, heads=2, val_family="lin-er-10", val_campaigns=4, val_horizon=3,
+                   val_every=3, reward_mc=16, shards=2, lr=1e-3)
+
+
+def _torchrun(module: str, args: dict, out) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "acbo.surrogate.train", *_argv(ARGS, tmp_path / "two")]
+           "-m", module, *_argv(args, out)]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_two_processes_train_what_one_does(tmp_path):
+    alone = train(SurrogateTrainConfig(**ARGS, out=str(tmp_path / "one")), log=lambda s: None)
+    _torchrun("acbo.surrogate.train", ARGS, tmp_path / "two")
     two = read_checkpoint(tmp_path / "two" / "model.pt")
     assert two["step"] == 3
     ref = alone.state_dict()
@@ -47,3 +60,48 @@ def test_two_processes_train_what_one_does(tmp_path):
 def test_shards_must_divide_the_batch():
     with pytest.raises(ValueError, match="shards must be a positive integer dividing batch_size 4"):
         SurrogateTrainConfig(**{**ARGS, "shards": 3})
+
+
+def test_two_processes_train_the_policy_one_does(tmp_path):
+    alone = train_policy(PolicyTrainConfig(**POLICY_ARGS, out=str(tmp_path / "one")), log=lambda s: None)
+    _torchrun("acbo.policy.train", POLICY_ARGS, tmp_path / "two")
+    two = read_policy_checkpoint(tmp_path / "two" / "policy.pt")
+    assert two["step"] == 3
+    ref = alone.state_dict()
+    diff = max(float((two["state_dict"][k] - ref[k]).abs().max()) for k in ref)
+    print(f"largest policy weight difference, 2 processes vs 1: {diff:.3g}")
+    assert diff <= TOLERANCE
+    # one log line per iteration, from process 0; GRPO steps were taken
+    lines = (tmp_path / "two" / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all('"updates": 0' not in line for line in lines)
+    # the shards change the data stream, not its size: 2 shards of 2 campaigns each
+    assert max(float((p - q).abs().max()) for p, q in zip(alone.parameters(), _one_shard(tmp_path).parameters())) > 0
+
+
+def _one_shard(tmp_path):
+    return train_policy(PolicyTrainConfig(**{**POLICY_ARGS, "shards": 1}, out=str(tmp_path / "single")), log=lambda s: None)
+
+
+def test_policy_shards_must_divide_batch_and_minibatch():
+    with pytest.raises(ValueError, match="shards must be a positive integer dividing batch_size 4 and minibatch 16"):
+        PolicyTrainConfig(**{**POLICY_ARGS, "shards": 3})
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_rollout_workers_train_what_one_process_does(tmp_path, backend):
+    if backend == "ray":
+        pytest.importorskip("ray")
+    args = {**POLICY_ARGS, "iterations": 2, "val_every": 2}
+    alone = train_policy(PolicyTrainConfig(**args, out=str(tmp_path / "one")), log=lambda s: None)
+    pooled = train_policy(PolicyTrainConfig(**args, rollout_workers=2, backend=backend, out=str(tmp_path / "pool")),
+                          log=lambda s: None)
+    diff = max(float((p - q).abs().max()) for p, q in zip(alone.parameters(), pooled.parameters()))
+    print(f"largest policy weight difference, rollouts in 2 {backend} workers vs here: {diff:.3g}")
+    assert diff <= TOLERANCE
+
+
+def test_rollout_workers_are_for_the_cpu():
+    with pytest.raises(ValueError, match="rollout workers run on the CPU"):
+        PolicyTrainConfig(**{**POLICY_ARGS, "rollout_workers": 2, "device": "cuda"})
+    with pytest.raises(ValueError, match="backend must be one of"):
+        PolicyTrainConfig(**{**POLICY_ARGS, "backend": "dask"})

@@ -154,6 +154,50 @@ def test_dr_prior_is_reproducible_and_falls_back_to_singletons():
         assert a.sets.tolist() == [[True, False, False], [False, True, False]] and a.probs.tolist() == [0.5, 0.5]
 
 
+@pytest.mark.parametrize("variant", ["dr2", "dr1"])
+def test_ridge_out_of_fold_equals_one_regression_per_model(variant):
+    # reference: for every resample, fold and model, a separate ridge solve on that fold's training
+    # rows (dr2: feature i deleted; dr1: the full fit, X_i set to 0 at prediction), intercept unpenalised
+    from acbo.experts.drcfs import _ridge_out_of_fold
+    gen = generator("ridge-oof")
+    B, K, n, p, lam = 2, 3, 12, 3, 0.7
+    Xb = torch.randn(B, n, p, generator=gen, dtype=torch.float64)
+    yb = torch.randn(B, n, generator=gen, dtype=torch.float64)
+    fold = torch.randint(K, (B, n), generator=gen)
+    test = fold[:, None, :] == torch.arange(K)[None, :, None]
+    got = _ridge_out_of_fold(Xb, yb, ~test, test, variant, lam)
+    want = np.zeros((B, p + 1, n))
+    for b in range(B):
+        for k in range(K):
+            tr, te = (~test[b, k]).numpy(), test[b, k].numpy()
+            for m in range(p + 1):
+                cols = [j for j in range(p) if variant == "dr1" or j != m - 1]
+                A = np.c_[Xb[b].numpy()[:, cols], np.ones(n)]
+                pen = np.diag([lam] * len(cols) + [0.0])
+                beta = np.linalg.solve(A[tr].T @ A[tr] + pen, A[tr].T @ yb[b].numpy()[tr])
+                T = A.copy()
+                if variant == "dr1" and m > 0:
+                    T[:, cols.index(m - 1)] = 0.0
+                want[b, m, te] = (T @ beta)[te]
+    assert np.allclose(got.numpy(), want, atol=1e-7)
+
+
+def test_dr_prior_refuses_a_size_that_does_not_fit(monkeypatch):
+    import acbo.experts.drcfs as dr
+    from acbo.experts.drcfs import prior_bytes
+    x = torch.randn(300, 6, generator=generator("big"), dtype=torch.float64)
+    cfg = DRConfig(variant="dr1", regressor="mlp", hidden=16, n_bootstrap=2)
+    monkeypatch.setattr(dr, "available_bytes", lambda: prior_bytes(300, 6, cfg) - 1)
+    with pytest.raises(ValueError, match=r"300 observational rows of 6 variables needs about .* GiB.*ridge"):
+        fit_dr_prior(x, 5, generator("big-fit"), cfg)
+    # the estimate grows with n and d, the ridge path far slower than the networks' copies
+    ridge = DRConfig(variant="dr2", regressor="ridge")  # parent_scale's default
+    assert prior_bytes(1000, 100, ridge) < prior_bytes(1000, 100, DRConfig(regressor="mlp")) / 10
+    assert prior_bytes(2000, 50, ridge) > prior_bytes(1000, 50, ridge)
+    monkeypatch.setattr(dr, "available_bytes", lambda: None)  # unknown: no refusal
+    fit_dr_prior(x[:40], 5, generator("big-fit"), ridge)
+
+
 def test_bad_expert_options():
     with pytest.raises(ValueError, match="DR variant"):
         DRConfig(variant="dr3")

@@ -267,6 +267,25 @@ def test_training_resumes_and_rejects_another_config(tmp_path):
     assert read_policy_checkpoint(tmp_path / "run" / "policy.pt")["step"] == 2
     with pytest.raises(ValueError, match="another configuration"):
         train(_tiny(tmp_path, iterations=3, lr=1e-2), log=lambda s: None)
+    with pytest.raises(ValueError, match="another configuration"):  # shards change the data stream
+        train(_tiny(tmp_path, shards=2), log=lambda s: None)
+    # where the rollouts run is not what they compute: a run may resume with other workers
+    train(_tiny(tmp_path, iterations=2, rollout_workers=2), log=logs.append)
+    assert read_policy_checkpoint(tmp_path / "run" / "policy.pt")["step"] == 2
+
+
+def test_a_run_written_before_shards_resumes(tmp_path):
+    from acbo.policy.train import ADDED_LATER
+    from acbo.training import resume
+    cfg = _tiny(tmp_path, iterations=1)
+    train(cfg, log=lambda s: None)
+    ckpt = tmp_path / "run" / "policy.pt"
+    old = read_policy_checkpoint(ckpt)
+    old["train_config"] = {k: v for k, v in old["train_config"].items() if k not in ADDED_LATER}
+    from dataclasses import asdict
+    assert resume(ckpt, asdict(cfg), lambda _: old, ADDED_LATER)["step"] == 1
+    with pytest.raises(ValueError, match="another configuration"):
+        resume(ckpt, asdict(cfg), lambda _: old)
 
 
 def test_config_rejects_bad_values(tmp_path):

@@ -6,6 +6,9 @@ spent first; progress is the larger of the two fractions, and the learning rate 
 cosine from its base to 10 % of it as progress goes from 0 to 1. The time already spent is saved
 in every checkpoint, so a run resumed in pieces (a 2-hour CPU run in four sittings) spends one
 budget, not one per piece.
+
+Data parallel (``torchrun``): every process draws its share of a step's shards, gradients are
+summed over the processes, and process 0's clock decides when a time budget is spent.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 
 LR_FLOOR = 0.1
 """The learning rate at the end of the schedule, as a fraction of its base."""
@@ -60,15 +64,18 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def resume(path: Path, config: dict, read: Callable[[Path], dict], defaults: dict | None = None) -> dict | None:
+def resume(path: Path, config: dict, read: Callable[[Path], dict], defaults: dict | None = None,
+           placement: tuple[str, ...] = ()) -> dict | None:
     """The checkpoint at ``path`` read by ``read`` if there is one (None otherwise), after
     checking that the same configuration wrote it (ValueError if not: a new run needs a new folder).
-    ``defaults``: settings added since, which a run written before them lacks, with the value it means."""
+    ``defaults``: settings added since, which a run written before them lacks, with the value it means.
+    ``placement``: settings that say where the work runs, not what it computes (they may change)."""
     if not path.exists():
         return None
     state = read(path)
     saved = {**{k: v for k, v in (defaults or {}).items() if k not in state["train_config"]}, **state["train_config"]}
-    if saved != config:
+    saved = {k: v for k, v in saved.items() if k not in placement}
+    if saved != {k: v for k, v in config.items() if k not in placement}:
         raise ValueError(f"{path} was written by another configuration; use a new --out")
     return state
 
@@ -95,3 +102,45 @@ def append_jsonl(path: Path, record: dict) -> None:
     """Append one record to a JSONL log."""
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+# ----------------------------------------------------------------------------- data parallel
+def process_group(device: str) -> tuple[int, int]:
+    """(rank, world size): under ``torchrun`` (WORLD_SIZE > 1) the process group, joined here if
+    needed (gloo on CPU, nccl on CUDA); alone, (0, 1)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce_grads(model: torch.nn.Module) -> None:
+    """Sum every parameter's gradient over the processes (a parameter without a gradient here
+    counts as zero)."""
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+
+def world_size() -> int:
+    """The number of processes training together (1 outside ``torchrun``)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def broadcast_params(model: torch.nn.Module) -> None:
+    """Process 0's weights everywhere (one start, whatever each process read or drew)."""
+    for p in model.parameters():
+        dist.broadcast(p.data, 0)
+
+
+def from_process_0(stop: bool, lr: float, world: int) -> tuple[bool, float]:
+    """Process 0's stop decision and learning rate everywhere (a time budget is read on one clock)."""
+    if world == 1:
+        return stop, lr
+    t = torch.tensor([1.0 if stop else 0.0, lr], dtype=torch.float64)
+    dist.broadcast(t, 0)
+    return bool(t[0].item()), float(t[1].item())

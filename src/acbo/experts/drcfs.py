@@ -21,7 +21,10 @@ variants often select irrelevant variables; dr2 with ridge is well calibrated on
 
 All B x K x (models per fold) regressors are trained together as one batched network (``mlp``:
 3 x 200 ReLU, full-batch Adam, early stopping on a validation split, keeping each network's
-out-of-fold predictions from its best validation epoch), or solved in closed form (``ridge``).
+out-of-fold predictions from its best validation epoch), or solved in closed form (``ridge``:
+one Gram matrix per resample and fold, a dropped feature's row and column zeroed, so memory
+grows as n x d rather than n x d²; the networks copy their inputs, and a size whose estimate
+exceeds the memory available is refused before anything is allocated).
 """
 
 from __future__ import annotations
@@ -149,19 +152,114 @@ def _batched_mlp_predict(
         return forward(test_X)
 
 
-def _ridge_predict(X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, test_X: torch.Tensor, lam: float) -> torch.Tensor:
-    """Closed-form ridge with intercept per network. X: M x n x p, y: M x n, train: M x n,
-    test_X: M x m x p. Returns M x m."""
-    M, n, p = X.shape
-    w = train.to(X.dtype)
-    ones = torch.ones(M, n, 1, dtype=X.dtype)
-    Xa = torch.cat([X, ones], dim=2)                                                      # M x n x (p+1)
-    G = torch.einsum("mnp,mn,mnq->mpq", Xa, w, Xa)
-    reg = lam * torch.eye(p + 1, dtype=X.dtype)
-    reg[p, p] = 0.0                                                                        # no penalty on the intercept
-    beta = torch.linalg.solve(G + reg + 1e-9 * torch.eye(p + 1, dtype=X.dtype), torch.einsum("mnp,mn,mn->mp", Xa, w, y))
-    Ta = torch.cat([test_X, torch.ones(M, test_X.shape[1], 1, dtype=X.dtype)], dim=2)
-    return torch.einsum("mrp,mp->mr", Ta, beta)
+def _ridge_out_of_fold(Xb: torch.Tensor, yb: torch.Tensor, train: torch.Tensor, test: torch.Tensor, variant: str,
+                       lam: float) -> torch.Tensor:
+    """Out-of-fold predictions of closed-form ridge regressions (intercept unpenalised), from one
+    Gram matrix per (resample, fold) instead of a copy of the data per model.
+
+    Xb: B x n x p standardised features, yb: B x n, train/test: B x K x n bool row masks.
+    Returns B x (p+1) x n: row 0 the model on all features, row 1 + i the prediction without
+    feature i (dr2: the ridge fitted without it; dr1: the full model with X_i at its mean, 0).
+    Fitting without feature i is the full system with row and column i of the Gram matrix zeroed:
+    its coefficient then solves (lam + 1e-9) b_i = 0."""
+    B, n, p = Xb.shape
+    K = train.shape[1]
+    P = p + 1
+    Xa = torch.cat([Xb, torch.ones(B, n, 1, dtype=Xb.dtype)], dim=2)                       # B x n x P
+    w = train.to(Xb.dtype)                                                                # B x K x n
+    G = torch.stack([Xa.mT @ (Xa * w[:, k, :, None]) for k in range(K)], dim=1)           # B x K x P x P
+    c = torch.bmm(w * yb[:, None, :], Xa)                                                 # B x K x P
+    reg = (lam + 1e-9) * torch.eye(P, dtype=Xb.dtype)
+    reg[p, p] = 1e-9                                                                       # no penalty on the intercept
+    tm = test.to(Xb.dtype)                                                                # B x K x n
+    if variant == "dr1":
+        beta = torch.linalg.solve(G + reg, c)                                              # B x K x P
+        row_beta = torch.bmm(tm.mT, beta)                                                  # B x n x P: its test fold's
+        contrib = (Xb * row_beta[..., :p]).mT                                             # B x p x n: X_i b_i
+        r = (Xa * row_beta).sum(-1)                                                        # B x n
+        return torch.cat([r[:, None], r[:, None] - contrib], dim=1)
+    out = torch.empty(B, P, n, dtype=Xb.dtype)
+    chunk = max(1, 2 ** 25 // (B * K * P * P))                                             # models per solve: ~256 MB
+    for s in range(0, P, chunk):
+        models = torch.arange(s, min(P, s + chunk))                                       # 0: full, 1 + i: without i
+        keep = torch.ones(len(models), P, dtype=Xb.dtype)                                  # C x P
+        drop = models > 0
+        keep[drop.nonzero().flatten(), models[drop] - 1] = 0.0
+        Gm = G[:, :, None] * keep[:, None, :] * keep[:, :, None]                          # B x K x C x P x P
+        beta = torch.linalg.solve(Gm + reg, c[:, :, None] * keep)                         # B x K x C x P
+        out[:, models] = torch.einsum("bnp,bkcp,bkn->bcn", Xa, beta, tm)
+    return out
+
+
+def _mlp_out_of_fold(Xb: torch.Tensor, yb: torch.Tensor, train: torch.Tensor, val: torch.Tensor, test: torch.Tensor,
+                     cfg: DRConfig, generator: torch.Generator) -> torch.Tensor:
+    """Out-of-fold predictions of the batched networks, B x (p+1) x n as in :func:`_ridge_out_of_fold`.
+    Xb: B x n x p, yb: B x n, train/val/test: B x K x n bool row masks."""
+    B, n, p = Xb.shape
+    K = train.shape[1]
+    dtype = Xb.dtype
+    # models per fold: 0 = all features; dr2 adds one network per dropped feature
+    Mf = 1 + (p if cfg.variant == "dr2" else 0)
+    in_mask = torch.ones(Mf, p, dtype=dtype)
+    if cfg.variant == "dr2":
+        in_mask[1:] -= torch.eye(p, dtype=dtype)
+    # test inputs: dr2 predicts the rows as they are; dr1 also predicts them with each X_i zeroed (= its mean)
+    Xm = (Xb[:, None, None] * in_mask[None, None, :, None, :]).expand(B, K, Mf, n, p)     # B x K x Mf x n x p
+    if cfg.variant == "dr1":
+        drop = (1 - torch.eye(p, dtype=dtype))[:, None, :]                                 # p x 1 x p
+        Xt = torch.cat([Xb[:, :, None, :].expand(B, n, 1, p).transpose(1, 2),               # B x 1 x n x p
+                        (Xb[:, None] * drop[None])], dim=1).reshape(B, (p + 1) * n, p)      # B x (p+1)n x p
+        test_X = Xt[:, None, None].expand(B, K, 1, (p + 1) * n, p)
+    else:
+        test_X = Xm
+    M = B * K * Mf
+    Xm = Xm.reshape(M, n, p)
+    test_X = test_X.reshape(M, -1, p)
+    ym = yb[:, None, None, :].expand(B, K, Mf, n).reshape(M, n)
+    trm = train[:, :, None, :].expand(B, K, Mf, n).reshape(M, n)
+    vam = val[:, :, None, :].expand(B, K, Mf, n).reshape(M, n)
+    preds = []
+    for s in range(0, M, cfg.max_networks):
+        sl = slice(s, min(M, s + cfg.max_networks))
+        preds.append(_batched_mlp_predict(Xm[sl], ym[sl], trm[sl], vam[sl], test_X[sl], cfg, generator))
+    pred = torch.cat(preds).reshape(B, K, p + 1, n)                                       # B x K x models x n
+    # out-of-fold: each row is in exactly one test fold
+    return (pred * test[:, :, None, :].to(pred.dtype)).sum(dim=1)                         # B x (p+1) x n
+
+
+def prior_bytes(n: int, d: int, cfg: DRConfig) -> int:
+    """Peak bytes the prior's tensors take for n rows of d variables (an upper estimate). ridge
+    (float64): the resampled data, masks, the Gram matrices and one chunk of solves, the
+    predictions; mlp (float32): every network's copy of its inputs and test inputs and one chunk's
+    activations while training (forward, backward, Adam) and predicting."""
+    B, K, p = cfg.n_bootstrap, cfg.folds, d - 1
+    if cfg.regressor == "ridge":
+        return 8 * (3 * B * n * d + 2 * B * n * (p + 1) + 4 * B * K * n + 2 * B * K * (p + 1) ** 2
+                    + 3 * 2 ** 25 + 4 * B * (p + 1) * n)
+    Mf = 1 + (p if cfg.variant == "dr2" else 0)
+    m = n if cfg.variant == "dr2" else (p + 1) * n                                          # test rows per network
+    M = B * K * Mf
+    chunk = min(M, cfg.max_networks)
+    return 8 * 3 * B * n * d + 4 * (M * n * p + M * m * p + chunk * n * cfg.hidden * 3 * 4 + chunk * m * cfg.hidden * 2)
+
+
+def available_bytes() -> int | None:
+    """Memory this process may still take: the smaller of the kernel's MemAvailable and the
+    cgroup's limit less its usage; None where neither can be read."""
+    found = []
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        if limit != "max":
+            found.append(int(limit) - int(open("/sys/fs/cgroup/memory.current").read()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
 # ----------------------------------------------------------------------------- the test
@@ -187,6 +285,13 @@ def fit_dr_prior(values: torch.Tensor, target: int, generator: torch.Generator, 
     n, d = x.shape
     if n < 2 * cfg.folds:
         raise ValueError(f"the DR prior needs at least {2 * cfg.folds} observational rows, got {n}")
+    need, have = prior_bytes(n, d, cfg), available_bytes()
+    if have is not None and need > have:
+        raise ValueError(
+            f"the doubly robust prior ({cfg.label}) on {n} observational rows of {d} variables needs about "
+            f"{need / 2 ** 30:.1f} GiB, and this machine has {have / 2 ** 30:.1f} GiB available; "
+            + ("use the ridge regressor (dr_regressor='ridge'), " if cfg.regressor == "mlp" else "")
+            + "fewer bootstrap resamples (n_bootstrap) or fewer observational rows")
     x = (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
     feats = [j for j in range(d) if j != target]
     p, B, K = len(feats), cfg.n_bootstrap, cfg.folds
@@ -203,45 +308,11 @@ def fit_dr_prior(values: torch.Tensor, target: int, generator: torch.Generator, 
     u = torch.rand(B, K, n, generator=generator).gather(2, boot[:, None, :].expand(B, K, n))  # per original row
     val_mask = ~test_mask & (u < cfg.val_fraction)
     train_mask = ~test_mask & ~val_mask
-    if cfg.regressor == "ridge":  # no early stopping: train on the whole training fold
-        train_mask, val_mask = ~test_mask, torch.zeros_like(test_mask)
 
-    # models per fold: 0 = all features; dr2 adds one network per dropped feature
-    Mf = 1 + (p if cfg.variant == "dr2" else 0)
-    in_mask = torch.ones(Mf, p, dtype=dtype)
-    if cfg.variant == "dr2":
-        in_mask[1:] -= torch.eye(p, dtype=dtype)
-    # test inputs: dr2 predicts the rows as they are; dr1 also predicts them with each X_i zeroed (= its mean)
-    Xm = (Xb[:, None, None] * in_mask[None, None, :, None, :]).expand(B, K, Mf, n, p)     # B x K x Mf x n x p
-    if cfg.variant == "dr1":
-        drop = (1 - torch.eye(p, dtype=dtype))[:, None, :]                                 # p x 1 x p
-        Xt = torch.cat([Xb[:, :, None, :].expand(B, n, 1, p).transpose(1, 2),               # B x 1 x n x p
-                        (Xb[:, None] * drop[None])], dim=1).reshape(B, (p + 1) * n, p)      # B x (p+1)n x p
-        test_X = Xt[:, None, None].expand(B, K, 1, (p + 1) * n, p)
+    if cfg.regressor == "ridge":
+        oof = _ridge_out_of_fold(Xb, yb, ~test_mask, test_mask, cfg.variant, cfg.ridge)   # B x (p+1) x n
     else:
-        test_X = Xm
-    M = B * K * Mf
-    Xm = Xm.reshape(M, n, p)
-    test_X = test_X.reshape(M, -1, p)
-    ym = yb[:, None, None, :].expand(B, K, Mf, n).reshape(M, n)
-    trm = train_mask[:, :, None, :].expand(B, K, Mf, n).reshape(M, n)
-    vam = val_mask[:, :, None, :].expand(B, K, Mf, n).reshape(M, n)
-
-    preds = []
-    for s in range(0, M, cfg.max_networks):
-        sl = slice(s, min(M, s + cfg.max_networks))
-        if cfg.regressor == "mlp":
-            preds.append(_batched_mlp_predict(Xm[sl], ym[sl], trm[sl], vam[sl], test_X[sl], cfg, generator))
-        else:
-            preds.append(_ridge_predict(Xm[sl], ym[sl], trm[sl], test_X[sl], cfg.ridge))
-    pred = torch.cat(preds).reshape(B, K, -1)                                             # B x K x (models x n)
-
-    # out-of-fold predictions: each row is in exactly one test fold
-    if cfg.variant == "dr1":
-        pred = pred.reshape(B, K, p + 1, n)
-    else:
-        pred = pred.reshape(B, K, Mf, n)
-    oof = (pred * test_mask[:, :, None, :].to(pred.dtype)).sum(dim=1)                    # B x (p+1) x n
+        oof = _mlp_out_of_fold(Xb, yb, train_mask, val_mask, test_mask, cfg, generator)
     r, a = oof[:, 0], oof[:, 1:]                                                          # B x n, B x p x n
     y = yb[:, None, :]
     diff = (y - a) * (r[:, None, :] - a)                                                  # z_full - z_drop

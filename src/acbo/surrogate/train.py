@@ -43,7 +43,8 @@ from acbo.seeding import generator
 from acbo.surrogate.checkpoint import PRETRAINED, read_checkpoint, save_checkpoint
 from acbo.surrogate.data import Queries, load_demo_buffers, sample_buffers, sample_queries
 from acbo.surrogate.model import QUERY_MODULES, Surrogate, SurrogateConfig
-from acbo.training import Budget, Window, append_jsonl, resume, set_lr
+from acbo.training import (Budget, Window, all_reduce_grads, append_jsonl, broadcast_params, from_process_0, process_group,
+                           resume, set_lr, world_size)
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def sharded_step(model: Surrogate, opt: torch.optim.Optimizer, shards: list[tupl
         (terms["loss"] / n_shards).backward()
         for k, v in terms.items():
             sums[:, TERMS.index(k)] += torch.tensor([v.item(), 1.0], dtype=torch.float64)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if world_size() > 1:
         all_reduce_grads(model)
         dist.all_reduce(sums, op=dist.ReduceOp.SUM)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
@@ -242,15 +243,6 @@ def sharded_step(model: Surrogate, opt: torch.optim.Optimizer, shards: list[tupl
 
 TERMS = ("truth", "demo_truth", "expert", "exact", "draw", "mean", "loss")
 """Every loss term :func:`losses` may return (a batch has a subset)."""
-
-
-def all_reduce_grads(model: torch.nn.Module) -> None:
-    """Sum every parameter's gradient over the processes (a parameter without a gradient here
-    counts as zero)."""
-    for p in model.parameters():
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
 
 @torch.no_grad()
@@ -346,18 +338,6 @@ def training_batch(cfg: SurrogateTrainConfig, step: int, demos: TrainingBatch | 
     return data, queries
 
 
-def process_group(device: str) -> tuple[int, int]:
-    """(rank, world size): under ``torchrun`` (WORLD_SIZE > 1) the process group, joined here if
-    needed (gloo on CPU, nccl on CUDA); alone, (0, 1)."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:  # long: one loop, top to bottom, as it runs
     """Run (or resume) stage-1 training; returns the trained model. ``log`` receives one line
     per logging window (means over the window: loss terms, grad norm; the last step's lr).
@@ -384,8 +364,7 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:  # long: one 
         if rank == 0:
             log(f"resumed from step {start}")
     if world > 1:  # one start everywhere, whatever each process read
-        for p in model.parameters():
-            dist.broadcast(p.data, 0)
+        broadcast_params(model)
     demos = load_demo_buffers(cfg.demos, cfg.device) if cfg.demos else None
     val = make_validation(cfg) if rank == 0 else []
     val_q = make_query_validation(cfg, val) if cfg.queries and rank == 0 else None
@@ -402,7 +381,7 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:  # long: one 
     model.train()
     window, t_last, seen = Window(), time.perf_counter(), 0
     for step in range(start, cfg.steps):
-        stop, lr = _from_process_0(budget.spent(step), budget.lr(cfg.lr, step), world)
+        stop, lr = from_process_0(budget.spent(step), budget.lr(cfg.lr, step), world)
         if stop:
             if rank == 0:
                 log(f"time budget spent at step {step}")
@@ -433,15 +412,6 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:  # long: one 
             log(format_record(rec))
     model.eval()
     return model
-
-
-def _from_process_0(stop: bool, lr: float, world: int) -> tuple[bool, float]:
-    """Process 0's stop decision and learning rate everywhere (a time budget is read on one clock)."""
-    if world == 1:
-        return stop, lr
-    t = torch.tensor([1.0 if stop else 0.0, lr], dtype=torch.float64)
-    dist.broadcast(t, 0)
-    return bool(t[0].item()), float(t[1].item())
 
 
 TRAIN_ADDED_LATER = {"query_stats": False, "shards": 1}
