@@ -16,6 +16,7 @@ LAYERS = [
     ("experts",),                                                                      # PARENT_SCALE, CBO, demonstrations
     ("surrogate",),                                                                    # stage 1
     ("policy", "baselines"),                                                           # stage 2 and the baselines
+    ("e2e",),                                                                          # stage 3
     ("optimizer",),                                                                    # CausalOptimizer: every method registered
     ("bench", "campaign"),                                                             # the harness; campaigns
     ("cli", "__init__"),                                                               # the entry points

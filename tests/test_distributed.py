@@ -43,15 +43,18 @@ def _torchrun(module: str, args: dict, out) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
 
 
+def _largest_difference(got: dict, want: dict, what: str) -> float:
+    diff = max(float((got[k] - want[k]).abs().max()) for k in want)
+    print(f"largest {what} difference, 2 processes vs 1: {diff:.3g}")
+    return diff
+
+
 def test_two_processes_train_what_one_does(tmp_path):
     alone = train(SurrogateTrainConfig(**ARGS, out=str(tmp_path / "one")), log=lambda s: None)
     _torchrun("acbo.surrogate.train", ARGS, tmp_path / "two")
     two = read_checkpoint(tmp_path / "two" / "model.pt")
     assert two["step"] == 3
-    ref = alone.state_dict()
-    diff = max(float((two["state_dict"][k] - ref[k]).abs().max()) for k in ref)
-    print(f"largest weight difference, 2 processes vs 1: {diff:.3g}")
-    assert diff <= TOLERANCE
+    assert _largest_difference(two["state_dict"], alone.state_dict(), "weight") <= TOLERANCE
     # the log is written once (process 0), with the loss terms averaged over both processes' shards
     lines = (tmp_path / "two" / "log.jsonl").read_text().splitlines()
     assert len(lines) == 1 and '"draw"' in lines[0]
@@ -67,10 +70,7 @@ def test_two_processes_train_the_policy_one_does(tmp_path):
     _torchrun("acbo.policy.train", POLICY_ARGS, tmp_path / "two")
     two = read_policy_checkpoint(tmp_path / "two" / "policy.pt")
     assert two["step"] == 3
-    ref = alone.state_dict()
-    diff = max(float((two["state_dict"][k] - ref[k]).abs().max()) for k in ref)
-    print(f"largest policy weight difference, 2 processes vs 1: {diff:.3g}")
-    assert diff <= TOLERANCE
+    assert _largest_difference(two["state_dict"], alone.state_dict(), "policy weight") <= TOLERANCE
     # one log line per iteration, from process 0; GRPO steps were taken
     lines = (tmp_path / "two" / "log.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all('"updates": 0' not in line for line in lines)

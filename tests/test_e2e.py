@@ -1,0 +1,88 @@
+"""Stage 3's curriculum: the ladder of families and the rule that climbs it."""
+
+from dataclasses import asdict
+
+import pytest
+
+from acbo.e2e import Curriculum, CurriculumState
+from acbo.scm import get_family
+from acbo.seeding import generator
+
+
+def test_the_last_level_is_the_base_world():
+    c = Curriculum("train-broad", levels=4)
+    last, base = asdict(c.family(3)), asdict(get_family("train-broad"))
+    assert last.pop("name") == "train-broad@4of4"
+    base.pop("name")
+    assert last == base
+    assert asdict(Curriculum(levels=1).family(0)) == {**base, "name": "train-broad@1of1"}
+
+
+def test_the_first_level_by_hand():
+    # train-broad: d 3-30, degree 1-3, 9 mechanisms, noise 0.01-3 log-uniform, n_obs 20-1000, width 1-3
+    f = Curriculum("train-broad", levels=4).family(0)                # a quarter of the way
+    assert f.d_range == (3, 10)                                      # 3 + 27 / 4 = 9.75
+    assert f.expected_degree == (1.0, 1.5)
+    assert f.mechanism == ("linear", "poly", "saturating")           # ceil(9 / 4)
+    assert f.noise_std == (0.01, pytest.approx(0.01 * 300 ** 0.25))  # log-linear
+    assert f.n_obs == (755, 1000)                                    # 1000 - 980 / 4
+    assert f.domain_width == (1.0, 1.5)
+    # what the base holds out stays out, and everything else is the base's
+    assert f.n_latent == (0, 0) and "interaction" not in f.mechanism and f.units == get_family("train-broad").units
+
+
+def test_every_axis_opens_level_by_level_and_every_level_draws():
+    c = Curriculum(levels=5)
+    fams = [c.family(k) for k in range(5)]
+    for a, b in zip(fams, fams[1:]):
+        assert a.d_range[1] <= b.d_range[1] and a.expected_degree[1] <= b.expected_degree[1]
+        assert set(a.mechanism) <= set(b.mechanism) and a.noise_std[1] <= b.noise_std[1]
+        assert a.n_obs[0] >= b.n_obs[0] and a.domain_width[1] <= b.domain_width[1]
+    assert len({f.name for f in fams}) == 5                          # each level its own seed streams
+    for k, f in enumerate(fams):
+        scm = f.sample(generator("test", "curriculum", k), B=2)
+        assert f.d_range[0] <= scm.d <= f.d_range[1]
+
+
+def test_a_level_is_passed_after_patience_evaluations_in_a_row():
+    c = Curriculum(levels=3, threshold=0.3, patience=2, max_steps=100)
+    s, why = c.advance(CurriculumState(), 10, 0.2)
+    assert s == CurriculumState(0, 10, 1) and why == ""
+    s, why = c.advance(s, 10, 0.5)                                   # a miss resets the count
+    assert s == CurriculumState(0, 20, 0) and why == ""
+    s, _ = c.advance(s, 10, 0.3)                                     # at the threshold counts
+    s, _ = c.advance(s, 5)                                           # no evaluation: the count stays
+    assert s == CurriculumState(0, 35, 1)
+    s, why = c.advance(s, 10, 0.1)
+    assert s == CurriculumState(1, 0, 0) and why == "passed"
+
+
+def test_the_schedule_moves_a_level_that_is_not_passed_and_the_last_is_kept():
+    c = Curriculum(levels=2, threshold=0.1, patience=1, max_steps=30)
+    s, why = c.advance(CurriculumState(), 20, 0.9)
+    assert why == "" and s.level == 0
+    s, why = c.advance(s, 10, 0.9)
+    assert s == CurriculumState(1, 0, 0) and why == "schedule"
+    s, why = c.advance(s, 1000, 0.0)                                 # the last level is never left
+    assert s == CurriculumState(1, 1000, 1) and why == ""
+
+
+def test_the_state_round_trips_and_bad_input_is_named():
+    s = CurriculumState(2, 17, 1)
+    assert CurriculumState.from_dict(s.to_dict()) == s
+    with pytest.raises(ValueError, match="exactly the keys"):
+        CurriculumState.from_dict({"level": 1})
+    with pytest.raises(ValueError, match="non-negative integers"):
+        CurriculumState.from_dict({"level": -1, "steps": 0, "passes": 0})
+    with pytest.raises(ValueError, match="classic one"):
+        Curriculum("lin-er-10")
+    with pytest.raises(ValueError, match="levels must be a positive integer"):
+        Curriculum(levels=0)
+    with pytest.raises(ValueError, match="patience must be a positive integer"):
+        Curriculum(patience=0)
+    with pytest.raises(ValueError, match=r"level must be an integer in \[0, 3\]"):
+        Curriculum().family(4)
+    with pytest.raises(ValueError, match="finite number"):
+        Curriculum().advance(CurriculumState(), 1, float("nan"))
+    with pytest.raises(ValueError, match="steps must be a non-negative integer"):
+        Curriculum().advance(CurriculumState(), -1)
