@@ -242,8 +242,7 @@ def rollout_shard(policy: Policy, surrogate: Surrogate, cfg: PolicyTrainConfig, 
     """Shard k of iteration it under ``policy`` (no gradients): (campaigns, d, family, T, the
     rollout, its reward components, the shard's generator after it, which the update goes on with)."""
     env, fam, T, g = iteration_env(cfg, it, k)
-    with torch.no_grad():
-        batch, comps = collect(policy, surrogate, env, cfg.design(), cfg.weights(), g)
+    batch, comps = collect(policy, surrogate, env, cfg.design(), cfg.weights(), g)
     return env.B, env.d, fam, T, batch, comps, g
 
 
