@@ -1,8 +1,10 @@
-"""Stage 3's curriculum: the ladder of families and the rule that climbs it."""
+"""Stage 3: the curriculum (the ladder of families and the rule that climbs it) and the trainer."""
 
+import json
 from dataclasses import asdict
 
 import pytest
+import torch
 
 from acbo.e2e import Curriculum, CurriculumState
 from acbo.scm import get_family
@@ -86,3 +88,64 @@ def test_the_state_round_trips_and_bad_input_is_named():
         Curriculum().advance(CurriculumState(), 1, float("nan"))
     with pytest.raises(ValueError, match="steps must be a non-negative integer"):
         Curriculum().advance(CurriculumState(), -1)
+
+
+# ----------------------------------------------------------------------------- the trainer
+TINY = dict(levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=4, batch_size=4, group_size=2,
+            horizon=(2, 2), minibatch=16, reward_mc=16, query_vars=2, query_values=4, val_campaigns=4,
+            val_horizon=2, val_every=2)
+
+
+def _tiny(tmp_path, **kw):
+    from acbo.e2e import E2EConfig
+    out = str(tmp_path / kw.pop("folder", "run"))
+    return E2EConfig(**{**TINY, **kw, "out": out})
+
+
+def test_a_tiny_stage3_run_trains_both_models_and_climbs(tmp_path):
+    from acbo.e2e import read_e2e_checkpoint, train
+    from acbo.policy.checkpoint import load_policy_checkpoint, load_pretrained_policy
+    policy0, surrogate0 = load_pretrained_policy()
+    policy, surrogate = train(_tiny(tmp_path), log=lambda s: None)
+    for before, after, what in ((policy0, policy, "policy"), (surrogate0, surrogate, "surrogate")):
+        moved = [n for (n, p0), p1 in zip(before.named_parameters(), after.parameters()) if not torch.equal(p0, p1)]
+        assert moved, f"no {what} parameter changed"
+    state = read_e2e_checkpoint(tmp_path / "run" / "e2e.pt")
+    assert state["step"] == 4 and state["curriculum"]["level"] == 1       # threshold 10: passed at round 2
+    rounds = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r.get("advanced") for r in rounds] == [None, "passed", None, None]
+    assert rounds[0]["family"] == "train-broad@1of2" and rounds[2]["family"] == "train-broad@2of2"
+    assert all(k in rounds[1] for k in ("policy_loss", "policy_clip_frac", "surrogate_loss", "val_auprc",
+                                        "val_regret_T", "reward_mean", "zero_var_groups"))
+    # the exported pair is the trained one and loads as any policy checkpoint
+    p, s = load_policy_checkpoint(tmp_path / "run" / "policy.pt")
+    assert all(torch.equal(a, b) for a, b in zip(p.parameters(), policy.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(s.parameters(), surrogate.parameters()))
+
+
+def test_an_interrupted_stage3_run_resumes_where_it_stopped(tmp_path):
+    from acbo.e2e import train
+    whole = train(_tiny(tmp_path, folder="whole"), log=lambda s: None)
+
+    def stop_after_round_2(line: str) -> None:
+        if line.startswith("round=2 "):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_tiny(tmp_path, folder="cut"), log=stop_after_round_2)
+    lines = []
+    resumed = train(_tiny(tmp_path, folder="cut"), log=lines.append)
+    assert lines[0] == "resumed from round 2 on level 2"
+    for a, b in zip(whole, resumed):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    with pytest.raises(ValueError, match="another configuration"):
+        train(_tiny(tmp_path, folder="cut", surrogate_lr=1e-3), log=lambda s: None)
+
+
+def test_stage3_config_refuses_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="rounds must be a positive integer"):
+        _tiny(tmp_path, rounds=0)
+    with pytest.raises(ValueError, match="classic one"):
+        _tiny(tmp_path, base="lin-er-10")
+    with pytest.raises(ValueError, match="horizon"):
+        _tiny(tmp_path, horizon=(3, 2))

@@ -1,0 +1,280 @@
+"""Stage 3: the surrogate and the policy trained in alternation, on a curriculum.
+
+``python -m acbo.e2e.train --out runs/e2e`` (every config field is a flag). One round:
+
+1. **family**: the curriculum's current level (:mod:`acbo.e2e.curriculum`), drawn from its
+   train stream keyed by the round (a resumed run draws the same problems);
+2. **policy**: B campaigns of T steps under the current policy with the current surrogate (GRPO
+   rollout, :func:`acbo.policy.rollout.collect`), then a GRPO update (:func:`grpo_update`);
+3. **surrogate**: ``surrogate_steps`` updates on the buffers the policy just collected, labelled
+   with their true parents (and, when it has the world-model head, queries answered by the
+   simulator): the data it will see in deployment (:meth:`acbo.env.Env.training_batch`);
+4. **validation** every ``val_every`` rounds, on the level's test stream: the policy's regret at T
+   (played as deployed) and the surrogate's parent AUPRC on fresh buffers; the curriculum moves on
+   the regret; one atomic checkpoint holds both models, both optimizers, the curriculum state and
+   the log, and the pair is exported beside it (``policy.pt`` + ``surrogate.pt``, loadable by
+   ``method="amortized", checkpoint=...``).
+
+Both models start from a policy checkpoint and the surrogate it was trained with (default: the
+shipped pair).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from acbo.configs import config_from_argv, format_record, print_line
+from acbo.e2e.curriculum import Curriculum, CurriculumState
+from acbo.env import Env
+from acbo.io import atomic_save, load_state
+from acbo.policy.checkpoint import load_policy_checkpoint, load_pretrained_policy, save_policy
+from acbo.policy.model import Policy, PolicyConfig
+from acbo.policy.rewards import combine
+from acbo.policy.rollout import GroupDesign, collect, play
+from acbo.policy.update import UpdateSettings, grpo_update
+from acbo.scm import Family
+from acbo.seeding import generator
+from acbo.surrogate.data import sample_buffers, sample_queries
+from acbo.surrogate.model import Surrogate, SurrogateConfig
+from acbo.surrogate.train import surrogate_step, validation_auprc
+from acbo.training import Budget, append_jsonl, resume, set_lr
+
+KIND = "acbo e2e checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class E2EConfig:
+    """Stage-3 training run."""
+
+    base: str = "train-broad"
+    """The training world the curriculum climbs to (a broad family)."""
+    levels: int = 4
+    """Curriculum levels (1: the base family from the start)."""
+    threshold: float = 0.3
+    """A level is passed when the policy's validation regret at T is at most this ..."""
+    patience: int = 2
+    """... in this many validations in a row."""
+    level_rounds: int = 100
+    """Rounds after which a level is left even if not passed."""
+    rounds: int = 200
+    """Rounds (one GRPO update and surrogate_steps surrogate updates each)."""
+    max_minutes: float = 0.0
+    """Wall-time budget over all pieces of a resumed run (0: none)."""
+    batch_size: int = 16
+    """Campaigns per round."""
+    group_size: int = 4
+    """GRPO group size G (candidate interventions from one state)."""
+    horizon: tuple[int, int] = (5, 10)
+    """Steps per campaign T, uniform per round."""
+    policy_lr: float = 1e-4
+    """Policy AdamW learning rate (cosine decay to 10 %)."""
+    surrogate_lr: float = 3e-5
+    """Surrogate AdamW learning rate (cosine decay to 10 %)."""
+    surrogate_steps: int = 1
+    """Surrogate updates per round on the buffers the policy collected."""
+    epochs: int = 2
+    """GRPO epochs per rollout."""
+    minibatch: int = 256
+    """Decisions per GRPO gradient step."""
+    w_improvement: float = 1.0
+    """Reward weight: lowering the best-so-far E[Y] (observational std of Y)."""
+    w_outcome: float = 0.1
+    """Reward weight: E[Y | do] below the observational mean."""
+    w_info_gain: float = 0.1
+    """Reward weight: information gain of the surrogate's parent posterior."""
+    w_parent: float = 0.1
+    """Reward weight: intervening on a true parent."""
+    reward_mc: int = 128
+    """Monte Carlo samples for E[Y | do] of nonlinear SCMs."""
+    query_vars: int = 4
+    """World-model queries per buffer (variables) when the surrogate has the head."""
+    query_values: int = 8
+    """Values per queried variable."""
+    init: str = ""
+    """Policy checkpoint to start from, with the surrogate of its pair ('' = the shipped pair)."""
+    val_campaigns: int = 32
+    """Validation campaigns (policy) and buffers (surrogate) per validation."""
+    val_horizon: int = 10
+    """T of the validation campaigns."""
+    val_every: int = 10
+    """Rounds between validations (and checkpoints)."""
+    seed: int = 0
+    """Seed of the training stream."""
+    device: str = "cpu"
+    """Training device."""
+    out: str = "runs/e2e"
+    """Folder for the checkpoint (e2e.pt), the exported pair and the log (log.jsonl)."""
+
+    def __post_init__(self):
+        self.curriculum()
+        if not 1 <= self.horizon[0] <= self.horizon[1]:
+            raise ValueError(f"horizon must be a range (low, high) with 1 <= low <= high, got {self.horizon}")
+        for name in ("rounds", "batch_size", "surrogate_steps", "epochs", "minibatch", "reward_mc", "query_vars",
+                     "query_values", "val_campaigns", "val_horizon", "val_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        GroupDesign("candidates", self.group_size)
+
+    def curriculum(self) -> Curriculum:
+        return Curriculum(self.base, self.levels, self.threshold, self.patience, self.level_rounds)
+
+    def weights(self) -> dict[str, float]:
+        return {"improvement": self.w_improvement, "outcome": self.w_outcome, "info_gain": self.w_info_gain,
+                "parent": self.w_parent}
+
+
+def round_env(cfg: E2EConfig, fam: Family, r: int) -> tuple[Env, int, torch.Generator]:
+    """The campaigns of round r on ``fam`` (train stream keyed by the family and the round)."""
+    g = generator("train", "e2e", cfg.seed, fam.name, r, device=cfg.device)
+    lo, hi = _budget(fam)
+    n_obs = int(torch.randint(lo, hi + 1, (1,), generator=g, device=cfg.device))
+    T = int(torch.randint(cfg.horizon[0], cfg.horizon[1] + 1, (1,), generator=g, device=cfg.device))
+    return Env.from_family(fam, cfg.batch_size, n_obs, T, g, cfg.reward_mc), T, g
+
+
+def validation(cfg: E2EConfig, fam: Family) -> tuple[Env, torch.Tensor, list]:
+    """The level's validation: campaigns and their y* (policy), fresh buffers (surrogate); test stream."""
+    g = generator("test", "e2e-val", fam.name, device=cfg.device)
+    n_obs = _budget(fam)[1]
+    env = Env.from_family(fam, cfg.val_campaigns, n_obs, cfg.val_horizon, g, cfg.reward_mc)
+    buffers = [sample_buffers(fam, cfg.val_campaigns, n_obs, cfg.val_horizon, g)]
+    return env, env.scm.optimum(env.low, env.high).value, buffers
+
+
+def validate(policy: Policy, surrogate: Surrogate, val: tuple, seed: int) -> dict[str, float]:
+    """Both models on the level's validation: the policy's regret (as deployed), the surrogate's AUPRC."""
+    env, y_star, buffers = val
+    policy.eval()
+    surrogate.eval()
+    out = play(policy, surrogate, env, y_star, generator("test", "e2e-val", seed, device=env.values.device))
+    out["val_auprc"] = validation_auprc(surrogate, buffers)
+    policy.train()
+    surrogate.train()
+    return out
+
+
+def read_e2e_checkpoint(path: str | Path) -> dict:
+    """The stage-3 checkpoint dict, validated: ValueError naming what is wrong."""
+    return load_state(path, KIND, FORMAT_VERSION, "stage-3 checkpoint", "acbo stage-3 checkpoint")
+
+
+def starting_pair(cfg: E2EConfig) -> tuple[Policy, Surrogate]:
+    """(policy, surrogate) to start from, both trainable."""
+    if cfg.init:
+        policy, surrogate = load_policy_checkpoint(cfg.init, cfg.device)
+    else:
+        policy, surrogate = load_pretrained_policy(cfg.device)
+    for p in surrogate.parameters():
+        p.requires_grad_(True)
+    return policy.train(), surrogate.train()
+
+
+# long: one loop, top to bottom, in the order it runs
+def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
+    """Run (or resume) stage 3; returns the (policy, surrogate) pair."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "e2e.pt"
+    curriculum = cfg.curriculum()
+    budget = Budget(cfg.rounds, cfg.max_minutes)
+    torch.manual_seed(cfg.seed)
+    policy, surrogate = starting_pair(cfg)
+    p_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.policy_lr, weight_decay=1e-4)
+    s_opt = torch.optim.AdamW(surrogate.parameters(), lr=cfg.surrogate_lr, weight_decay=1e-4)
+    start, level, history = 0, CurriculumState(), []
+    state = resume(ckpt, asdict(cfg), read_e2e_checkpoint)
+    if state is not None:
+        policy = Policy(PolicyConfig(**state["policy"]["model_config"])).to(cfg.device).train()
+        policy.load_state_dict(state["policy"]["state_dict"])
+        surrogate = Surrogate(SurrogateConfig(**state["surrogate"]["model_config"])).to(cfg.device).train()
+        surrogate.load_state_dict(state["surrogate"]["state_dict"])
+        p_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.policy_lr, weight_decay=1e-4)
+        s_opt = torch.optim.AdamW(surrogate.parameters(), lr=cfg.surrogate_lr, weight_decay=1e-4)
+        p_opt.load_state_dict(state["policy_opt"])
+        s_opt.load_state_dict(state["surrogate_opt"])
+        budget.elapsed_before = state["elapsed_s"]
+        start, level, history = state["step"], CurriculumState.from_dict(state["curriculum"]), state["history"]
+        log(f"resumed from round {start} on level {level.level + 1}")
+    settings = UpdateSettings(cfg.epochs, cfg.minibatch)
+    design = GroupDesign("candidates", cfg.group_size)
+
+    def checkpoint(done: int) -> None:
+        atomic_save({"kind": KIND, "format_version": FORMAT_VERSION, "step": done, "train_config": asdict(cfg),
+                     "policy": {"model_config": asdict(policy.cfg), "state_dict": policy.state_dict()},
+                     "surrogate": {"model_config": asdict(surrogate.cfg), "state_dict": surrogate.state_dict()},
+                     "policy_opt": p_opt.state_dict(), "surrogate_opt": s_opt.state_dict(),
+                     "curriculum": level.to_dict(), "history": history, "elapsed_s": budget.elapsed()}, ckpt)
+        save_policy(out / "policy.pt", policy, surrogate, done, asdict(cfg))
+
+    fam = curriculum.family(level.level)
+    val = validation(cfg, fam)
+    if start == 0:  # the starting point, for comparison
+        history.append({"round": 0, "level": 1, **validate(policy, surrogate, val, cfg.seed)})
+        log(format_record(history[-1]))
+    done = start
+    for r in range(start, cfg.rounds):
+        if budget.spent(r):
+            log(f"time budget spent at round {r}")
+            break
+        t0 = time.perf_counter()
+        # ---- 1. the level's campaigns; 2. the policy: GRPO with the current surrogate
+        env, T, g = round_env(cfg, fam, r)
+        set_lr(p_opt, budget.lr(cfg.policy_lr, r))
+        policy.eval()
+        surrogate.eval()
+        batch, comps = collect(policy, surrogate, env, design, cfg.weights(), g)
+        policy.train()
+        stats = grpo_update(policy, p_opt, batch, settings, g)
+        # ---- 3. the surrogate, on the buffers the policy collected
+        surrogate.train()
+        set_lr(s_opt, budget.lr(cfg.surrogate_lr, r))
+        data = env.training_batch()
+        queries = sample_queries(data, cfg.query_vars, cfg.query_values, g, cfg.reward_mc) \
+            if surrogate.cfg.queries else None
+        s_terms = [surrogate_step(surrogate, s_opt, data, 1.0, queries=queries) for _ in range(cfg.surrogate_steps)][-1]
+        # ---- 4. diagnostics, validation, curriculum, checkpoint
+        done = r + 1
+        total = combine(comps, cfg.weights())
+        rec = {"round": done, "level": level.level + 1, "family": fam.name, "d": env.d, "T": T,
+               **{f"policy_{k}": v for k, v in stats.items()}, **{f"surrogate_{k}": v for k, v in s_terms.items()},
+               "reward_mean": float(total.mean()), "reward_std": float(total.std()),
+               "zero_var_groups": float(1 - batch.informative.float().mean()), "seconds": time.perf_counter() - t0}
+        metric = None
+        if done % cfg.val_every == 0 or done == cfg.rounds:
+            rec.update(validate(policy, surrogate, val, cfg.seed))
+            metric = rec["val_regret_T"]
+        level, why = curriculum.advance(level, 1, metric)
+        if why:
+            rec["advanced"] = why
+            fam = curriculum.family(level.level)
+            val = validation(cfg, fam)
+        if metric is not None:
+            history.append(rec)
+            checkpoint(done)
+        append_jsonl(out / "log.jsonl", rec)
+        log(format_record(rec))
+    if not history or history[-1]["round"] != done:
+        history.append({"round": done, "level": level.level + 1, **validate(policy, surrogate, val, cfg.seed)})
+        checkpoint(done)
+    policy.eval()
+    surrogate.eval()
+    return policy, surrogate
+
+
+def _budget(fam: Family) -> tuple[int, int]:
+    """The family's observational budget as a range."""
+    return tuple(fam.n_obs) if isinstance(fam.n_obs, (tuple, list)) else (fam.n_obs, fam.n_obs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(config_from_argv(E2EConfig, argv, __doc__.splitlines()[0]))
+
+
+if __name__ == "__main__":
+    main()
