@@ -143,6 +143,23 @@ def test_optimum_of_a_hand_built_linear_scm():
     assert only_x1.value.item() == pytest.approx(1.0, abs=1e-5) and only_x1.setting.item() == pytest.approx(-1.0)
 
 
+def test_optimum_of_a_batch_has_one_setting_per_model():
+    # a batch of linear models and a mixed batch (linear and nonlinear models split and rejoined):
+    # every field of the optimum is one value per model, and the setting is the chosen variable's
+    # end of its domain (linear) or inside it
+    for fam in (get_family("lin-er-10"), get_family("train-broad").with_(d_range=(4, 6), p_raw_linear=0.5)):
+        scm = fam.sample(generator("test", "optimum-batch", fam.name), B=12)
+        low, high = -torch.ones(12, scm.d), torch.ones(12, scm.d) * 2
+        opt = scm.optimum(low, high)
+        for field in (opt.value, opt.variable, opt.setting, opt.se):
+            assert field.shape == (12,)
+        chosen_low, chosen_high = low.gather(1, opt.variable[:, None])[:, 0], high.gather(1, opt.variable[:, None])[:, 0]
+        assert ((opt.setting >= chosen_low - 1e-9) & (opt.setting <= chosen_high + 1e-9)).all()
+        lin = torch.tensor(scm._cache["linear"])
+        at_end = (opt.setting == chosen_low) | (opt.setting == chosen_high)
+        assert at_end[lin].all()
+
+
 def test_nonlinear_optimum_matches_a_fine_grid():
     scm = get_family("nonlin-er-10").sample(generator("nl-opt"))
     x = scm.sample(200, generator("nl-obs"))[0]

@@ -515,7 +515,7 @@ class SCM:
         e = self.expected_target(mask, values).masked_fill(~intervenable.repeat(1, 2), inf)  # B x 2d
         best = e.argmin(dim=1)
         var = best % d
-        setting = torch.where(best < d, low.gather(1, var[:, None]), high.gather(1, var[:, None])).squeeze(1)
+        setting = torch.where(best < d, low.gather(1, var[:, None])[:, 0], high.gather(1, var[:, None])[:, 0])  # B
         value = e.gather(1, best[:, None]).squeeze(1)
         return Optimum(value, var, setting, torch.zeros_like(value))
 
