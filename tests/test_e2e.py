@@ -93,7 +93,7 @@ def test_the_state_round_trips_and_bad_input_is_named():
 # ----------------------------------------------------------------------------- the trainer
 TINY = dict(levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=4, batch_size=4, group_size=2,
             horizon=(2, 2), minibatch=16, reward_mc=16, query_vars=2, query_values=4, val_campaigns=4,
-            val_horizon=2, val_every=2)
+            val_horizon=2, val_every=2, val_mc=64)
 
 
 def _tiny(tmp_path, **kw):
@@ -116,7 +116,7 @@ def test_a_tiny_stage3_run_trains_both_models_and_climbs(tmp_path):
     assert [r.get("advanced") for r in rounds] == [None, "passed", None, None]
     assert rounds[0]["family"] == "train-broad@1of2" and rounds[2]["family"] == "train-broad@2of2"
     assert all(k in rounds[1] for k in ("policy_loss", "policy_clip_frac", "surrogate_loss", "val_auprc",
-                                        "val_regret_T", "reward_mean", "zero_var_groups"))
+                                        "val_regret_T", "val_y_star_se", "reward_mean", "zero_var_groups", "elapsed_s"))
     # the exported pair is the trained one and loads as any policy checkpoint
     p, s = load_policy_checkpoint(tmp_path / "run" / "policy.pt")
     assert all(torch.equal(a, b) for a, b in zip(p.parameters(), policy.parameters()))

@@ -101,6 +101,10 @@ class E2EConfig:
     """Validation campaigns (policy) and buffers (surrogate) per validation."""
     val_horizon: int = 10
     """T of the validation campaigns."""
+    val_mc: int = 512
+    """Common-random-number Monte Carlo samples for the validation campaigns' y* (nonlinear
+    models; computed once per level, the slow part of a level change on a CPU; its largest
+    standard error is logged as val_y_star_se)."""
     val_every: int = 10
     """Rounds between validations (and checkpoints)."""
     seed: int = 0
@@ -115,7 +119,7 @@ class E2EConfig:
         if not 1 <= self.horizon[0] <= self.horizon[1]:
             raise ValueError(f"horizon must be a range (low, high) with 1 <= low <= high, got {self.horizon}")
         for name in ("rounds", "batch_size", "surrogate_steps", "epochs", "minibatch", "reward_mc", "query_vars",
-                     "query_values", "val_campaigns", "val_horizon", "val_every"):
+                     "query_values", "val_campaigns", "val_horizon", "val_mc", "val_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -138,22 +142,25 @@ def round_env(cfg: E2EConfig, fam: Family, r: int) -> tuple[Env, int, torch.Gene
     return Env.from_family(fam, cfg.batch_size, n_obs, T, g, cfg.reward_mc), T, g
 
 
-def validation(cfg: E2EConfig, fam: Family) -> tuple[Env, torch.Tensor, list]:
-    """The level's validation: campaigns and their y* (policy), fresh buffers (surrogate); test stream."""
+def validation(cfg: E2EConfig, fam: Family) -> tuple[Env, torch.Tensor, list, float]:
+    """The level's validation: campaigns and their y* (policy), fresh buffers (surrogate), and the
+    largest Monte Carlo standard error of y*; test stream."""
     g = generator("test", "e2e-val", fam.name, device=cfg.device)
     n_obs = _budget(fam)[1]
     env = Env.from_family(fam, cfg.val_campaigns, n_obs, cfg.val_horizon, g, cfg.reward_mc)
     buffers = [sample_buffers(fam, cfg.val_campaigns, n_obs, cfg.val_horizon, g)]
-    return env, env.scm.optimum(env.low, env.high).value, buffers
+    opt = env.scm.optimum(env.low, env.high, n_mc=cfg.val_mc)
+    return env, opt.value, buffers, float(opt.se.max())
 
 
 def validate(policy: Policy, surrogate: Surrogate, val: tuple, seed: int) -> dict[str, float]:
     """Both models on the level's validation: the policy's regret (as deployed), the surrogate's AUPRC."""
-    env, y_star, buffers = val
+    env, y_star, buffers, se = val
     policy.eval()
     surrogate.eval()
     out = play(policy, surrogate, env, y_star, generator("test", "e2e-val", seed, device=env.values.device))
     out["val_auprc"] = validation_auprc(surrogate, buffers)
+    out["val_y_star_se"] = se
     policy.train()
     surrogate.train()
     return out
@@ -244,7 +251,8 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
         rec = {"round": done, "level": level.level + 1, "family": fam.name, "d": env.d, "T": T,
                **{f"policy_{k}": v for k, v in stats.items()}, **{f"surrogate_{k}": v for k, v in s_terms.items()},
                "reward_mean": float(total.mean()), "reward_std": float(total.std()),
-               "zero_var_groups": float(1 - batch.informative.float().mean()), "seconds": time.perf_counter() - t0}
+               "zero_var_groups": float(1 - batch.informative.float().mean()), "seconds": time.perf_counter() - t0,
+               "elapsed_s": budget.elapsed()}
         metric = None
         if done % cfg.val_every == 0 or done == cfg.rounds:
             rec.update(validate(policy, surrogate, val, cfg.seed))
