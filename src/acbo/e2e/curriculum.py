@@ -91,8 +91,8 @@ class Curriculum:
             return base.with_(name=name)
         f = (level + 1) / self.levels
         d_lo, d_hi = base.d_range
-        e_lo, e_hi = _pair(base.expected_degree)
-        n_lo, n_hi = _pair(base.n_obs)
+        e_lo, e_hi = as_range(base.expected_degree)
+        n_lo, n_hi = as_range(base.n_obs)
         s_lo, s_hi = base.noise_std
         w_lo, w_hi = base.domain_width
         noise_hi = s_lo * (s_hi / s_lo) ** f if base.noise_log else s_lo + f * (s_hi - s_lo)
@@ -124,5 +124,6 @@ class Curriculum:
         return CurriculumState(state.level, spent, passes), ""
 
 
-def _pair(v) -> tuple:
+def as_range(v) -> tuple:
+    """A family field that is a value or a (low, high) range, as a range."""
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)

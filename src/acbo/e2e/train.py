@@ -28,18 +28,18 @@ from pathlib import Path
 import torch
 
 from acbo.configs import config_from_argv, format_record, print_line
-from acbo.e2e.curriculum import Curriculum, CurriculumState
+from acbo.e2e.curriculum import Curriculum, CurriculumState, as_range
 from acbo.env import Env
 from acbo.io import atomic_save, load_state
 from acbo.policy.checkpoint import load_policy_checkpoint, load_pretrained_policy, save_policy
-from acbo.policy.model import Policy, PolicyConfig
+from acbo.policy.model import Policy
 from acbo.policy.rewards import combine
 from acbo.policy.rollout import GroupDesign, collect, play
 from acbo.policy.update import UpdateSettings, grpo_update
 from acbo.scm import Family
 from acbo.seeding import generator
 from acbo.surrogate.data import sample_buffers, sample_queries
-from acbo.surrogate.model import Surrogate, SurrogateConfig
+from acbo.surrogate.model import Surrogate
 from acbo.surrogate.train import surrogate_step, validation_auprc
 from acbo.training import Budget, append_jsonl, resume, set_lr
 
@@ -136,7 +136,7 @@ class E2EConfig:
 def round_env(cfg: E2EConfig, fam: Family, r: int) -> tuple[Env, int, torch.Generator]:
     """The campaigns of round r on ``fam`` (train stream keyed by the family and the round)."""
     g = generator("train", "e2e", cfg.seed, fam.name, r, device=cfg.device)
-    lo, hi = _budget(fam)
+    lo, hi = as_range(fam.n_obs)
     n_obs = int(torch.randint(lo, hi + 1, (1,), generator=g, device=cfg.device))
     T = int(torch.randint(cfg.horizon[0], cfg.horizon[1] + 1, (1,), generator=g, device=cfg.device))
     return Env.from_family(fam, cfg.batch_size, n_obs, T, g, cfg.reward_mc), T, g
@@ -146,7 +146,7 @@ def validation(cfg: E2EConfig, fam: Family) -> tuple[Env, torch.Tensor, list, fl
     """The level's validation: campaigns and their y* (policy), fresh buffers (surrogate), and the
     largest Monte Carlo standard error of y*; test stream."""
     g = generator("test", "e2e-val", fam.name, device=cfg.device)
-    n_obs = _budget(fam)[1]
+    n_obs = as_range(fam.n_obs)[1]
     env = Env.from_family(fam, cfg.val_campaigns, n_obs, cfg.val_horizon, g, cfg.reward_mc)
     buffers = [sample_buffers(fam, cfg.val_campaigns, n_obs, cfg.val_horizon, g)]
     opt = env.scm.optimum(env.low, env.high, n_mc=cfg.val_mc)
@@ -196,13 +196,9 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
     s_opt = torch.optim.AdamW(surrogate.parameters(), lr=cfg.surrogate_lr, weight_decay=1e-4)
     start, level, history = 0, CurriculumState(), []
     state = resume(ckpt, asdict(cfg), read_e2e_checkpoint)
-    if state is not None:
-        policy = Policy(PolicyConfig(**state["policy"]["model_config"])).to(cfg.device).train()
+    if state is not None:  # the same configuration: the same architectures as the starting pair
         policy.load_state_dict(state["policy"]["state_dict"])
-        surrogate = Surrogate(SurrogateConfig(**state["surrogate"]["model_config"])).to(cfg.device).train()
         surrogate.load_state_dict(state["surrogate"]["state_dict"])
-        p_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.policy_lr, weight_decay=1e-4)
-        s_opt = torch.optim.AdamW(surrogate.parameters(), lr=cfg.surrogate_lr, weight_decay=1e-4)
         p_opt.load_state_dict(state["policy_opt"])
         s_opt.load_state_dict(state["surrogate_opt"])
         budget.elapsed_before = state["elapsed_s"]
@@ -273,11 +269,6 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
     policy.eval()
     surrogate.eval()
     return policy, surrogate
-
-
-def _budget(fam: Family) -> tuple[int, int]:
-    """The family's observational budget as a range."""
-    return tuple(fam.n_obs) if isinstance(fam.n_obs, (tuple, list)) else (fam.n_obs, fam.n_obs)
 
 
 def main(argv: list[str] | None = None) -> None:
