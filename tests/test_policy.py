@@ -190,15 +190,19 @@ def test_features_by_hand():
     assert glob[0, 1].item() == pytest.approx(0.2) and glob[0, 2].item() == pytest.approx(0.8)
 
 
-def test_policy_is_equivariant_over_variables(surrogate):
+@pytest.mark.parametrize("grid", [0, 8])
+def test_policy_is_equivariant_over_variables(surrogate, grid):
     env, g = _env(B=2, d=7)
+    env.step(torch.tensor([1, 2]), torch.tensor([0.5, -0.5], dtype=env.values.dtype), g)
     c = env.campaign()
-    x = policy_input(c, Belief.of(surrogate, c))
+    x = policy_input(c, Belief.of(surrogate, c), surrogate, grid)
     torch.manual_seed(0)
-    policy = Policy(PolicyConfig(token_dim=surrogate.cfg.dim)).eval()
+    policy = Policy(PolicyConfig(token_dim=surrogate.cfg.dim, grid=grid)).eval()
+    if grid:  # the zero-initialised last layer, randomised as after training
+        torch.nn.init.normal_(policy.cell_head[-1].weight, std=0.5)
     perm = torch.randperm(7)
     px = type(x)(x.tokens[:, perm], x.var_feats[:, perm], x.glob, x.valid[:, perm], x.var_mask[:, perm],
-                 x.low[:, perm], x.high[:, perm])
+                 x.low[:, perm], x.high[:, perm], x.grid[:, perm])
     a, b = policy(x), policy(px)
     assert torch.allclose(a.var_logits[:, perm], b.var_logits, atol=1e-5)
     assert torch.allclose(a.alpha[:, perm], b.alpha, atol=1e-5)

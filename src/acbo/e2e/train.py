@@ -16,7 +16,8 @@
    ``method="amortized", checkpoint=...``).
 
 Both models start from a policy checkpoint and the surrogate it was trained with (default: the
-shipped pair).
+shipped pair), or (``--grid K``) from a surrogate with the world-model head and a new policy that
+reads it on K grid points per variable (:class:`acbo.policy.model.GridActionDist`).
 """
 
 from __future__ import annotations
@@ -32,19 +33,22 @@ from acbo.e2e.curriculum import Curriculum, CurriculumState, as_range
 from acbo.env import Env
 from acbo.io import atomic_save, load_state
 from acbo.policy.checkpoint import load_policy_checkpoint, load_pretrained_policy, save_policy
-from acbo.policy.model import Policy
+from acbo.policy.model import Policy, PolicyConfig
 from acbo.policy.rewards import combine
 from acbo.policy.rollout import GroupDesign, collect, play
 from acbo.policy.update import UpdateSettings, grpo_update
 from acbo.scm import Family
 from acbo.seeding import generator
 from acbo.surrogate.data import sample_buffers, sample_queries
+from acbo.surrogate import load_pretrained, load_surrogate
 from acbo.surrogate.model import Surrogate
 from acbo.surrogate.train import surrogate_step, validation_auprc
 from acbo.training import Budget, append_jsonl, resume, set_lr
 
 KIND = "acbo e2e checkpoint"
 FORMAT_VERSION = 1
+ADDED_LATER = {"grid": 0, "surrogate": "", "policy_dim": 64, "policy_layers": 2}
+"""Settings added after the first stage-3 runs, with the value those runs had."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,19 @@ class E2EConfig:
     query_values: int = 8
     """Values per queried variable."""
     init: str = ""
-    """Policy checkpoint to start from, with the surrogate of its pair ('' = the shipped pair)."""
+    """Policy checkpoint to start from, with the surrogate of its pair ('' = the shipped pair);
+    ignored when ``grid`` > 0."""
+    grid: int = 0
+    """> 0: start a new policy that reads the world model on this many grid points per variable
+    (untrained, it samples in proportion to the world model's expected improvement), with the
+    surrogate ``surrogate``."""
+    surrogate: str = ""
+    """The surrogate a new grid policy reads ('' = the shipped one, ``acbo.surrogate.load_pretrained``);
+    it needs the world-model head."""
+    policy_dim: int = 64
+    """Token width of a new grid policy."""
+    policy_layers: int = 2
+    """Attention layers over variables of a new grid policy."""
     val_campaigns: int = 32
     """Validation campaigns (policy) and buffers (surrogate) per validation."""
     val_horizon: int = 10
@@ -116,6 +132,10 @@ class E2EConfig:
 
     def __post_init__(self):
         self.curriculum()
+        PolicyConfig(dim=self.policy_dim, layers=self.policy_layers, grid=self.grid)
+        if self.surrogate and not self.grid:
+            raise ValueError(f"surrogate {self.surrogate!r} is only read by a new grid policy (grid > 0); "
+                             "a policy checkpoint (init) brings its own")
         if not 1 <= self.horizon[0] <= self.horizon[1]:
             raise ValueError(f"horizon must be a range (low, high) with 1 <= low <= high, got {self.horizon}")
         for name in ("rounds", "batch_size", "surrogate_steps", "epochs", "minibatch", "reward_mc", "query_vars",
@@ -173,7 +193,15 @@ def read_e2e_checkpoint(path: str | Path) -> dict:
 
 def starting_pair(cfg: E2EConfig) -> tuple[Policy, Surrogate]:
     """(policy, surrogate) to start from, both trainable."""
-    if cfg.init:
+    if cfg.grid:
+        surrogate = load_surrogate(cfg.surrogate, cfg.device) if cfg.surrogate else load_pretrained(cfg.device)
+        if not surrogate.cfg.queries:
+            raise ValueError(f"a grid policy reads the world model; the surrogate {cfg.surrogate or '(shipped)'} has no "
+                             "world-model head")
+        torch.manual_seed(cfg.seed)
+        policy = Policy(PolicyConfig(token_dim=surrogate.cfg.dim, dim=cfg.policy_dim, layers=cfg.policy_layers,
+                                     grid=cfg.grid)).to(cfg.device)
+    elif cfg.init:
         policy, surrogate = load_policy_checkpoint(cfg.init, cfg.device)
     else:
         policy, surrogate = load_pretrained_policy(cfg.device)
@@ -195,7 +223,7 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
     p_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.policy_lr, weight_decay=1e-4)
     s_opt = torch.optim.AdamW(surrogate.parameters(), lr=cfg.surrogate_lr, weight_decay=1e-4)
     start, level, history = 0, CurriculumState(), []
-    state = resume(ckpt, asdict(cfg), read_e2e_checkpoint)
+    state = resume(ckpt, asdict(cfg), read_e2e_checkpoint, ADDED_LATER)
     if state is not None:  # the same configuration: the same architectures as the starting pair
         policy.load_state_dict(state["policy"]["state_dict"])
         surrogate.load_state_dict(state["surrogate"]["state_dict"])

@@ -50,11 +50,11 @@ def pad_input(x: PolicyInput, D: int) -> PolicyInput:
         raise ValueError(f"cannot pad {d} variables down to {D}")
     pad = lambda t, v: torch.cat([t, torch.full((B, D - d, *t.shape[2:]), v, dtype=t.dtype, device=t.device)], dim=1)
     return PolicyInput(pad(x.tokens, 0), pad(x.var_feats, 0), x.glob, pad(x.valid, False), pad(x.var_mask, False),
-                       pad(x.low, 0), pad(x.high, 1))
+                       pad(x.low, 0), pad(x.high, 1), pad(x.grid, 0))
 
 
 @torch.no_grad()
-def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = ("ei",), device="cpu"
+def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = ("ei",), device="cpu", grid: int = 0
                    ) -> tuple[PolicyInput, torch.Tensor, torch.Tensor] | None:
     """The decisions of one demonstration whose phase is in ``phases`` (None if there are none):
     (inputs T' x d, var T' x 1, u T' x 1). The buffer grows one row per step, so the surrogate
@@ -87,16 +87,17 @@ def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = (
             s, e = int(n_rows[t - 1]), int(n_rows[t])
             enc = enc.add(surrogate, values[None, s:e], intervened[None, s:e])
         if t in keep:
-            xs.append(policy_input(campaign(t), Belief.read(surrogate, enc)))
+            xs.append(policy_input(campaign(t), Belief.read(surrogate, enc), surrogate, grid))
     var = torch.as_tensor(a["variable"][keep], device=device)[:, None]
     width = (high - low).clamp_min(1e-12)
     u = ((torch.as_tensor(a["value"][keep], device=device, dtype=low.dtype) - low[var[:, 0]]) / width[var[:, 0]])
     return PolicyInput.cat(xs), var, u.clamp(U_EPS, 1 - U_EPS).float()[:, None]
 
 
-def load_demo_batch(folder: str | Path, surrogate: Surrogate, device="cpu", phases: tuple[str, ...] = ("ei",)) -> DemoBatch:
+def load_demo_batch(folder: str | Path, surrogate: Surrogate, device="cpu", phases: tuple[str, ...] = ("ei",),
+                    grid: int = 0) -> DemoBatch:
     """Every decision of a demonstration collection, ready for BC."""
-    parts = [p for p in (demo_decisions(dm, surrogate, phases, device) for dm in iter_demos(folder)) if p is not None]
+    parts = [p for p in (demo_decisions(dm, surrogate, phases, device, grid) for dm in iter_demos(folder)) if p is not None]
     if not parts:
         raise ValueError(f"{folder}: no complete demonstration shards with decisions in phases {phases}")
     D = max(p[0].valid.shape[1] for p in parts)

@@ -24,6 +24,8 @@ from acbo.surrogate import Surrogate, load_surrogate, read_checkpoint, save_chec
 FORMAT_VERSION = 2
 KIND = "acbo.policy"
 PRETRAINED = "policy.pt"
+MODEL_ADDED_LATER = {"grid": 0}
+"""Policy config fields added after checkpoints were written, with the value they had before."""
 SURROGATE_FILE = "surrogate.pt"
 """Default file name of a pair's surrogate, next to its policy."""
 
@@ -60,7 +62,10 @@ def read_policy_checkpoint(path: str | os.PathLike) -> dict:
                        old={1: "it embeds a copy of its surrogate; this acbo keeps the policy and the surrogate it "
                                "reads as a pair of files, checked by content hash"})
     known = {f.name for f in fields(PolicyConfig)}
-    if not isinstance(state.get("model_config"), dict) or set(state["model_config"]) != known:
+    if not isinstance(state.get("model_config"), dict):
+        raise ValueError(f"{path}: no model_config")
+    state["model_config"] = {**MODEL_ADDED_LATER, **state["model_config"]}
+    if set(state["model_config"]) != known:
         raise ValueError(f"{path}: model_config does not have the fields {sorted(known)}")
     for key in ("surrogate_sha256", "surrogate_file"):
         if not isinstance(state.get(key), str):

@@ -78,3 +78,89 @@ def campaign_features(c: Campaign, marginals: torch.Tensor) -> tuple[torch.Tenso
     glob = torch.stack([y_best, t / T, (T - t).clamp_min(0) / T, (H * c.var_mask.to(dt)).sum(1) / n_var,
                         torch.log1p(T)], dim=-1)                                                 # B x 5
     return var, glob
+
+
+N_GRID_FEATURES = 8
+"""Features per grid point of a variable's domain (see :func:`grid_features`)."""
+EI_FLOOR = 1e-6
+"""Added to the expected improvement before its log (Y's standard units)."""
+GRID_QUANTILES = (0.1, 0.9)
+"""Quantiles of a measurement's predictive, per grid point."""
+LOG_EI = 6
+"""Index of log(EI + EI_FLOOR) among the grid features."""
+
+
+def grid_positions(K: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The K cell centres (k + 1/2) / K of [0, 1]: grid point k stands for the cell [k/K, (k+1)/K)."""
+    return (torch.arange(K, dtype=dtype, device=device) + 0.5) / K
+
+
+def incumbent(c: Campaign, mu: torch.Tensor) -> torch.Tensor:
+    """The best E[Y | do] so far by the world model (Y's standard units, B): the lowest posterior
+    mean at the interventions already made, read off each variable's grid of posterior means ``mu``
+    (B x D x K, at the positions :func:`grid_positions`) by linear interpolation (flat beyond the
+    outermost points), or 0 (doing nothing: Y's observational mean) if that is lower. Rows that set
+    several variables or the target are not counted."""
+    B, N, D = c.values.shape
+    K = mu.shape[2]
+    iv = c.intervened & c.row_mask[..., None]                                                    # B x N x D
+    single = (iv.sum(2) == 1) & ~(iv & c.target[:, None]).any(2)                                 # B x N
+    if not bool(single.any()):
+        return torch.zeros(B, dtype=mu.dtype, device=mu.device)
+    var = iv.float().argmax(2)                                                                   # B x N
+    lo, hi = c.low.gather(1, var), c.high.gather(1, var)                                         # B x N
+    x = c.values.gather(2, var[..., None])[..., 0]
+    u = ((x - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+    pos = (u * K - 0.5).clamp(0, K - 1)                                                          # grid index, fractional
+    k0 = pos.floor().long().clamp_max(K - 1)
+    k1 = (k0 + 1).clamp_max(K - 1)
+    w = (pos - k0).to(mu.dtype)
+    m = mu.gather(1, var[..., None].expand(B, N, K))                                             # B x N x K
+    at = (1 - w) * m.gather(2, k0[..., None])[..., 0] + w * m.gather(2, k1[..., None])[..., 0]   # B x N
+    at = torch.where(single, at, torch.full_like(at, float("inf")))
+    return at.amin(1).clamp_max(0.0)
+
+
+@torch.no_grad()
+def grid_features(surrogate, c: Campaign, tokens: torch.Tensor, K: int) -> torch.Tensor:
+    """What the world model says about a K-point grid over every settable variable's domain:
+    B x D x K x 8.
+
+    Grid point k of variable j is the value low_j + (k + 1/2)/K (high_j - low_j). Per point, in Y's
+    standard units (the observational mean and std of Y; the campaign's Y is what is minimised):
+    the position (k + 1/2)/K; the posterior mean and std of E[Y | do(X_j = x)] (the mean head); the
+    0.1 and 0.9 quantiles of a measurement of Y there (the draw head); the expected improvement
+    E[max(best - E[Y | do], 0)] of the mean head over :func:`incumbent`; its log (+ EI_FLOOR); and
+    the mean's distance below the incumbent. Zero for variables that cannot be set (the target,
+    padding, non-intervenable ones): only the settable ones are queried.
+    """
+    if not surrogate.cfg.queries:
+        raise ValueError("a policy that reads the world model needs a surrogate with a world-model head "
+                         "(SurrogateConfig.queries = True)")
+    B, N, D = c.values.shape
+    dev = c.values.device
+    settable = c.intervenable & c.var_mask & ~c.target                                           # B x D
+    Q = max(1, int(settable.sum(1).max()))
+    order = torch.where(settable, torch.arange(D, device=dev)[None], torch.full((B, D), D, device=dev))
+    var = order.sort(dim=1).values[:, :Q]                                                        # B x Q: settable first
+    real = var < D
+    var = torch.where(real, var, torch.zeros_like(var))
+    batch = c.standardised()
+    mean, std = c.observational_stats()                                                          # B x D
+    u = grid_positions(K, torch.float64, dev)                                                    # K
+    lo, hi = c.low.gather(1, var), c.high.gather(1, var)                                         # B x Q
+    x = lo[..., None] + (hi - lo)[..., None] * u                                                 # B x Q x K
+    z = ((x - mean.gather(1, var)[..., None]) / std.gather(1, var)[..., None]).float()
+    draw_logits, mean_logits = surrogate.query(batch, tokens, var, z)                            # B x Q x K x M
+    f, m = surrogate.predictive(mean_logits), surrogate.predictive(draw_logits)
+    slot = torch.where(real, var, torch.full_like(var, D))                                      # padding -> a spare row D
+    mu = torch.full((B, D + 1, K), float("inf"), dtype=f.mean.dtype, device=dev)                 # inf: not settable
+    mu.scatter_(1, slot[..., None].expand(B, Q, K), f.mean)
+    best = incumbent(c, mu[:, :D])                                                               # B
+    b = best[:, None, None].expand(B, Q, K)
+    ei = f.expected_improvement(b)
+    per_q = torch.stack([u.float().expand(B, Q, K), f.mean, f.std, m.quantile(GRID_QUANTILES[0]),
+                         m.quantile(GRID_QUANTILES[1]), ei, torch.log(ei + EI_FLOOR), b - f.mean], dim=-1)  # B x Q x K x 8
+    feats = torch.zeros(B, D + 1, K, N_GRID_FEATURES, dtype=per_q.dtype, device=dev)
+    feats.scatter_(1, slot[..., None, None].expand_as(per_q), per_q)
+    return feats[:, :D]                                                                          # the spare row dropped

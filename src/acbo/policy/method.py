@@ -88,7 +88,7 @@ class Amortized(Method):
     @torch.inference_mode()
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         c = self._campaign(buffer)
-        _, dist = decide(self.policy, c, self._belief(c, buffer))
+        _, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate)
         var, u = dist.mode() if self.greedy else (t[:, 0] for t in dist.sample(generator, 1))
         j = int(var[0])
         lo, hi = float(self.problem.low[j]), float(self.problem.high[j])

@@ -11,17 +11,30 @@ self-attention over variables mix them; two heads read each token:
 
 log pi(j, v) = log softmax(logits)_j + log Beta(u; alpha_j, beta_j) - log(high_j - low_j): an
 exact density on the observed data's scale.
+
+With ``grid = K > 0`` the policy also reads the world model (:func:`acbo.policy.features.grid_features`):
+K grid points per variable, each with the predictive of E[Y | do] there and its expected
+improvement. Each grid point becomes a token (its features, plus its variable's token after the
+attention layers); pooled over the grid they also enter the variable's token before attention. The
+action is then a grid cell and a position inside it (:class:`GridActionDist`): a categorical over
+(variable, cell) pairs whose logits start as log EI — so an untrained grid policy samples where the
+world model expects improvement, in proportion to it — plus a learned correction, and a Beta
+refinement inside the cell. Why a grid and not one Beta per variable: the world model's EI is a
+function over the domain that can have several modes; a categorical over cells can follow it (a Beta
+cannot), starts from it, and keeps the log-probability exact: log pi(j, v) = log softmax(logits)_(j,k)
++ log Beta(r; alpha_jk, beta_jk) + log K - log(high_j - low_j), for v in cell k at relative position r.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acbo.policy.features import N_GLOBAL_FEATURES, N_VAR_FEATURES
+from acbo.policy.features import LOG_EI, N_GLOBAL_FEATURES, N_GRID_FEATURES, N_VAR_FEATURES
 from acbo.layers import Block
 
 U_EPS = 1e-4
@@ -42,8 +55,13 @@ class PolicyConfig:
     """Attention layers over variables."""
     ff_mult: int = 2
     """Feed-forward width multiple."""
+    grid: int = 0
+    """Grid points per variable of the world-model features (0: the policy does not read the world
+    model and picks a value from one Beta per variable)."""
 
     def __post_init__(self):
+        if isinstance(self.grid, bool) or not isinstance(self.grid, int) or self.grid < 0 or self.grid == 1:
+            raise ValueError(f"grid must be 0 (no world-model features) or an integer >= 2, got {self.grid!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if min(self.token_dim, self.dim, self.heads, self.ff_mult) < 1 or self.layers < 0:
@@ -53,7 +71,8 @@ class PolicyConfig:
 @dataclass(frozen=True)
 class PolicyInput:
     """Everything one decision depends on. tokens: B x D x C (surrogate), var_feats: B x D x F,
-    glob: B x G, valid: B x D (may be chosen), low/high: B x D domains (observed units)."""
+    glob: B x G, valid: B x D (may be chosen), low/high: B x D domains (observed units), grid:
+    B x D x K x F_grid world-model features (K = 0 for a policy that does not read them)."""
 
     tokens: torch.Tensor
     var_feats: torch.Tensor
@@ -62,6 +81,7 @@ class PolicyInput:
     var_mask: torch.Tensor
     low: torch.Tensor
     high: torch.Tensor
+    grid: torch.Tensor
 
     def index(self, idx: torch.Tensor) -> "PolicyInput":
         """Rows ``idx`` of every field (a minibatch)."""
@@ -113,7 +133,7 @@ class ActionDist:
         logp_var = torch.log_softmax(self.var_logits, dim=1).gather(1, var)
         a, b = self.alpha.gather(1, var), self.beta.gather(1, var)
         u = u.to(a.dtype)
-        logp_u = (a - 1) * torch.log(u) + (b - 1) * torch.log1p(-u) - (torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b))
+        logp_u = _log_beta(u, a, b)
         width = (self.high.gather(1, var) - self.low.gather(1, var)).to(a.dtype)
         return logp_var + logp_u - torch.log(width)
 
@@ -127,8 +147,91 @@ class ActionDist:
         return -(p * logp).sum(1) + (p * h_u.masked_fill(~valid, 0.0)).sum(1)
 
 
+def _log_beta(u: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log Beta(u; a, b) density."""
+    return (a - 1) * torch.log(u) + (b - 1) * torch.log1p(-u) - (torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b))
+
+
+@dataclass(frozen=True)
+class GridActionDist:
+    """The distribution of a policy that reads the world model, for B decisions: logits B x D x K
+    over (variable, grid cell) pairs (-inf for invalid variables), alpha/beta B x D x K (the Beta of
+    the position inside each cell), low/high B x D. The same interface as :class:`ActionDist`:
+    actions are (variable, position u in [0, 1] of the domain), u in cell k = floor(u K)."""
+
+    logits: torch.Tensor
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+
+    @property
+    def var_logits(self) -> torch.Tensor:
+        """B x D: log of each variable's total probability (up to a constant), -inf where invalid."""
+        return torch.logsumexp(self.logits, dim=2)
+
+    def _flat(self) -> torch.Tensor:
+        B, D, K = self.logits.shape
+        return torch.log_softmax(self.logits.reshape(B, D * K), dim=1)                           # B x DK
+
+    def _cell(self, var: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(flat index j K + k B x k, cell k, relative position r in the cell) of actions (var, u)."""
+        K = self.logits.shape[2]
+        cell = torch.floor(u.double() * K).long().clamp(0, K - 1)
+        r = (u.double() * K - cell).clamp(U_EPS, 1 - U_EPS)
+        return var * K + cell, cell, r
+
+    def sample(self, generator: torch.Generator, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """k actions per decision: (variables B x k, positions u B x k in [U_EPS, 1 - U_EPS])."""
+        B, D, K = self.logits.shape
+        probs = self._flat().double().exp()
+        idx = torch.multinomial(probs, k, replacement=True, generator=generator)                 # B x k
+        var, cell = idx // K, idx % K
+        a = self.alpha.reshape(B, D * K).gather(1, idx).double()
+        b = self.beta.reshape(B, D * K).gather(1, idx).double()
+        ga = torch._standard_gamma(a, generator=generator)
+        gb = torch._standard_gamma(b, generator=generator)
+        r = (ga / (ga + gb)).clamp(U_EPS, 1 - U_EPS)
+        u = ((cell + r) / K).clamp(U_EPS, 1 - U_EPS)
+        return var, u.to(self.alpha.dtype)
+
+    def mode(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The most probable (variable, cell) and the mode of its Beta (B each)."""
+        B, D, K = self.logits.shape
+        idx = self.logits.reshape(B, D * K).argmax(1)
+        a = self.alpha.reshape(B, D * K).gather(1, idx[:, None])[:, 0]
+        b = self.beta.reshape(B, D * K).gather(1, idx[:, None])[:, 0]
+        r = torch.where(a + b > 2, (a - 1) / (a + b - 2).clamp_min(1e-6), torch.full_like(a, 0.5))
+        return idx // K, ((idx % K + r) / K).clamp(U_EPS, 1 - U_EPS)
+
+    def value(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Positions -> values on the data's scale (same shape as var)."""
+        lo, hi = self.low.gather(1, var), self.high.gather(1, var)
+        return lo + u.to(lo.dtype) * (hi - lo)
+
+    def log_prob(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Exact log-density of (variable, value) for B x k actions (value = low + u (high - low))."""
+        B, D, K = self.logits.shape
+        idx, _, r = self._cell(var, u)
+        a = self.alpha.reshape(B, D * K).gather(1, idx)
+        b = self.beta.reshape(B, D * K).gather(1, idx)
+        width = (self.high.gather(1, var) - self.low.gather(1, var)).to(a.dtype)
+        return self._flat().gather(1, idx) + _log_beta(r.to(a.dtype), a, b) + math.log(K) - torch.log(width)
+
+    def entropy(self) -> torch.Tensor:
+        """Entropy of the (variable, cell) categorical plus the expected entropy of the position
+        inside the cell (in units of the domain: a Beta's entropy minus log K), B."""
+        B, D, K = self.logits.shape
+        logp = self._flat()
+        valid = torch.isfinite(logp)
+        logp = logp.masked_fill(~valid, 0.0)
+        p = logp.exp().masked_fill(~valid, 0.0)
+        h_r = torch.distributions.Beta(self.alpha, self.beta).entropy().reshape(B, D * K) - math.log(K)
+        return -(p * logp).sum(1) + (p * h_r.masked_fill(~valid, 0.0)).sum(1)
+
+
 class Policy(nn.Module):
-    """PolicyInput -> ActionDist."""
+    """PolicyInput -> ActionDist (grid = 0) or GridActionDist (grid = K)."""
 
     def __init__(self, cfg: PolicyConfig = PolicyConfig()):
         super().__init__()
@@ -138,16 +241,37 @@ class Policy(nn.Module):
                                  nn.Linear(C, C))
         self.blocks = nn.ModuleList(Block(C, cfg.heads, cfg.ff_mult) for _ in range(cfg.layers))
         self.ln = nn.LayerNorm(C)
-        self.var_head = nn.Sequential(nn.Linear(C, C), nn.GELU(), nn.Linear(C, 1))
-        self.value_head = nn.Sequential(nn.Linear(C, C), nn.GELU(), nn.Linear(C, 2))
+        if cfg.grid:
+            self.grid_embed = nn.Sequential(nn.Linear(N_GRID_FEATURES, C), nn.GELU(), nn.Linear(C, C))
+            self.grid_pool = nn.Linear(2 * C, C)
+            # per (variable, cell): a correction of the log-EI logit and the Beta inside the cell;
+            # the last layer starts at zero: the untrained policy samples cells in proportion to EI
+            self.cell_head = nn.Sequential(nn.LayerNorm(C), nn.Linear(C, C), nn.GELU(), nn.Linear(C, 3))
+            nn.init.zeros_(self.cell_head[-1].weight)
+            nn.init.zeros_(self.cell_head[-1].bias)
+            self.ei_scale = nn.Parameter(torch.ones(()))
+        else:
+            self.var_head = nn.Sequential(nn.Linear(C, C), nn.GELU(), nn.Linear(C, 1))
+            self.value_head = nn.Sequential(nn.Linear(C, C), nn.GELU(), nn.Linear(C, 2))
 
-    def forward(self, x: PolicyInput) -> ActionDist:
+    def forward(self, x: PolicyInput) -> ActionDist | GridActionDist:
         B, D, _ = x.var_feats.shape
         g = x.glob[:, None, :].expand(B, D, x.glob.shape[1])
         h = self.inp(torch.cat([x.tokens, x.var_feats, g], dim=-1))                             # B x D x C
+        if self.cfg.grid:
+            K = self.cfg.grid
+            if x.grid.shape[:3] != (B, D, K):
+                raise ValueError(f"the policy reads {K} grid points per variable, its input has grid {tuple(x.grid.shape)}")
+            e = self.grid_embed(x.grid)                                                          # B x D x K x C
+            h = h + self.grid_pool(torch.cat([e.max(2).values, e.mean(2)], dim=-1))
         for blk in self.blocks:
             h = blk(h, x.var_mask)
         h = self.ln(h)
-        logits = self.var_head(h).squeeze(-1).masked_fill(~x.valid, float("-inf"))               # B x D
-        ab = 1.0 + F.softplus(self.value_head(h))                                                # B x D x 2
-        return ActionDist(logits, ab[..., 0], ab[..., 1], x.low, x.high)
+        if not self.cfg.grid:
+            logits = self.var_head(h).squeeze(-1).masked_fill(~x.valid, float("-inf"))           # B x D
+            ab = 1.0 + F.softplus(self.value_head(h))                                            # B x D x 2
+            return ActionDist(logits, ab[..., 0], ab[..., 1], x.low, x.high)
+        out = self.cell_head(h[:, :, None] + e)                                                  # B x D x K x 3
+        logits = (self.ei_scale * x.grid[..., LOG_EI] + out[..., 0]).masked_fill(~x.valid[..., None], float("-inf"))
+        ab = 1.0 + F.softplus(out[..., 1:] - 3.0)                                                # B x D x K x 2, ~1 at the start
+        return GridActionDist(logits, ab[..., 0], ab[..., 1], x.low, x.high)

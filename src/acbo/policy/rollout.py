@@ -18,25 +18,34 @@ import torch
 
 from acbo.buffer import Campaign
 from acbo.env import Env
-from acbo.policy.features import campaign_features
+from acbo.policy.features import N_GRID_FEATURES, campaign_features, grid_features
 from acbo.policy.grpo import group_advantages
-from acbo.policy.model import ActionDist, Policy, PolicyInput
+from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.policy.rewards import combine, improvement, information_gain, outcome_gain, parent_hit
 from acbo.surrogate import Belief, Surrogate
 
 MODES = ("candidates", "trajectory")
 
 
-def policy_input(c: Campaign, belief: Belief) -> PolicyInput:
-    """Assemble what the policy reads for B campaigns."""
+def policy_input(c: Campaign, belief: Belief, surrogate: Surrogate | None = None, grid: int = 0) -> PolicyInput:
+    """Assemble what the policy reads for B campaigns; with ``grid = K > 0`` also the world model's
+    features on K points per variable (the surrogate's world-model head)."""
     var, glob = campaign_features(c, belief.marginals)
     valid = c.intervenable & c.var_mask & ~c.target
-    return PolicyInput(belief.tokens.float(), var, glob, valid, c.var_mask, c.low.float(), c.high.float())
+    B, _, D = c.values.shape
+    if grid:
+        if surrogate is None:
+            raise ValueError("world-model features need the surrogate")
+        g = grid_features(surrogate, c, belief.tokens, grid)
+    else:
+        g = torch.zeros(B, D, 0, N_GRID_FEATURES, device=c.values.device)
+    return PolicyInput(belief.tokens.float(), var, glob, valid, c.var_mask, c.low.float(), c.high.float(), g)
 
 
-def decide(policy: Policy, c: Campaign, belief: Belief) -> tuple[PolicyInput, ActionDist]:
+def decide(policy: Policy, c: Campaign, belief: Belief, surrogate: Surrogate
+           ) -> tuple[PolicyInput, ActionDist | GridActionDist]:
     """The policy's input and its distribution over (variable, value) for B campaigns."""
-    x = policy_input(c, belief)
+    x = policy_input(c, belief, surrogate, policy.cfg.grid)
     return x, policy(x)
 
 
@@ -50,7 +59,7 @@ class Step:
     before this step; belief: the surrogate's belief before this step."""
 
     x: PolicyInput
-    dist: ActionDist
+    dist: ActionDist | GridActionDist
     var: torch.Tensor
     u: torch.Tensor
     value: torch.Tensor
@@ -66,7 +75,7 @@ def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, 
                 k: int = 1) -> tuple[Step, Belief]:
     """Decide in every campaign of ``env``, sample k actions, evaluate and simulate each, carry out
     the first (appended to ``env``). Returns the step and the belief after it."""
-    x, dist = decide(policy, env.campaign(), belief)
+    x, dist = decide(policy, env.campaign(), belief, surrogate)
     var, u = dist.sample(generator, k)                                                       # B x k
     value = dist.value(var, u)
     e_y = env.expected(var, value)                                                           # B x k

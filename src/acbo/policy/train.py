@@ -122,6 +122,9 @@ class PolicyTrainConfig:
     """Policy width."""
     layers: int = 2
     """Policy attention layers over variables."""
+    grid: int = 0
+    """World-model grid points per variable the policy reads (0: none; needs a surrogate with the
+    world-model head)."""
     heads: int = 4
     """Policy attention heads."""
     val_family: str | Family = "lin-er-20"
@@ -181,7 +184,7 @@ class PolicyTrainConfig:
                 "parent": self.w_parent}
 
     def model_config(self, token_dim: int) -> PolicyConfig:
-        return PolicyConfig(token_dim=token_dim, dim=self.dim, heads=self.heads, layers=self.layers)
+        return PolicyConfig(token_dim=token_dim, dim=self.dim, heads=self.heads, layers=self.layers, grid=self.grid)
 
     def design(self) -> GroupDesign:
         return GroupDesign(self.mode, self.group_size, self.scale_by_std)
@@ -191,7 +194,7 @@ class PolicyTrainConfig:
                               self.bc_coef)
 
 
-ADDED_LATER = {"shards": 1}
+ADDED_LATER = {"shards": 1, "grid": 0}
 """Training settings that runs written before them lack, with the value those runs mean: such a run resumes."""
 PLACEMENT = ("rollout_workers", "backend", "address")
 """Settings of where a run's rollouts run: a resumed run may change them (the same rollouts)."""
@@ -322,7 +325,7 @@ def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
         policy = Policy(cfg.model_config(surrogate.cfg.dim)).to(cfg.device)
     ref = copy.deepcopy(policy).eval() if cfg.beta > 0 else None
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    demos = load_demo_batch(cfg.bc_demos, surrogate, cfg.device) if cfg.bc_demos else None
+    demos = load_demo_batch(cfg.bc_demos, surrogate, cfg.device, grid=cfg.grid) if cfg.bc_demos else None
     if (cfg.bc_steps > 0 or cfg.bc_coef > 0) and demos is None:
         raise ValueError("bc_steps / bc_coef need bc_demos")
     start, history = 0, []
