@@ -123,23 +123,48 @@ def test_a_tiny_stage3_run_trains_both_models_and_climbs(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(s.parameters(), surrogate.parameters()))
 
 
-def test_an_interrupted_stage3_run_resumes_where_it_stopped(tmp_path):
+@pytest.mark.parametrize("grid, lr", [(0, 3e-3), (8, 1e-2)])
+def test_a_tiny_stage3_run_improves_both_models_validation_metrics(tmp_path, grid, lr):
+    """Both models from scratch (a fresh surrogate with the world-model head, a fresh policy), 40
+    rounds on the first level: the policy's regret on the validation campaigns and the surrogate's
+    AUPRC on the validation buffers both improve."""
+    from conftest import fresh_surrogate
+
+    from acbo.e2e import read_e2e_checkpoint, train
+    from acbo.policy.checkpoint import save_policy
+    from acbo.policy.model import Policy, PolicyConfig
+    from acbo.surrogate.model import SurrogateConfig
+    surrogate = fresh_surrogate(SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=2, queries=True))
+    torch.manual_seed(0)
+    save_policy(tmp_path / "pair" / "policy.pt", Policy(PolicyConfig(token_dim=32, dim=32, grid=grid)), surrogate, 0)
+    cfg = _tiny(tmp_path, levels=4, threshold=-10.0, level_rounds=1000, rounds=40, batch_size=12, group_size=6,
+                horizon=(4, 4), reward_mc=32, val_campaigns=32, val_horizon=4, val_every=40,
+                init=str(tmp_path / "pair" / "policy.pt"), policy_lr=lr, surrogate_lr=1e-3, surrogate_steps=2)
+    train(cfg, log=lambda s: None)
+    first, last = read_e2e_checkpoint(tmp_path / "run" / "e2e.pt")["history"]
+    assert (first["round"], last["round"]) == (0, 40) and first["level"] == last["level"] == 1
+    assert last["val_regret_mean"] < first["val_regret_mean"] - 0.05, (first, last)
+    assert last["val_auprc"] > first["val_auprc"] + 0.05, (first, last)
+
+
+@pytest.mark.parametrize("grid", [0, 4])
+def test_an_interrupted_stage3_run_resumes_where_it_stopped(tmp_path, grid):
     from acbo.e2e import train
-    whole = train(_tiny(tmp_path, folder="whole"), log=lambda s: None)
+    whole = train(_tiny(tmp_path, folder="whole", grid=grid), log=lambda s: None)
 
     def stop_after_round_2(line: str) -> None:
         if line.startswith("round=2 "):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(_tiny(tmp_path, folder="cut"), log=stop_after_round_2)
+        train(_tiny(tmp_path, folder="cut", grid=grid), log=stop_after_round_2)
     lines = []
-    resumed = train(_tiny(tmp_path, folder="cut"), log=lines.append)
+    resumed = train(_tiny(tmp_path, folder="cut", grid=grid), log=lines.append)
     assert lines[0] == "resumed from round 2 on level 2"
     for a, b in zip(whole, resumed):
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     with pytest.raises(ValueError, match="another configuration"):
-        train(_tiny(tmp_path, folder="cut", surrogate_lr=1e-3), log=lambda s: None)
+        train(_tiny(tmp_path, folder="cut", grid=grid, surrogate_lr=1e-3), log=lambda s: None)
 
 
 def test_stage3_config_refuses_bad_values(tmp_path):
@@ -149,3 +174,30 @@ def test_stage3_config_refuses_bad_values(tmp_path):
         _tiny(tmp_path, base="lin-er-10")
     with pytest.raises(ValueError, match="horizon"):
         _tiny(tmp_path, horizon=(3, 2))
+    with pytest.raises(ValueError, match="grid must be 0"):
+        _tiny(tmp_path, grid=1)
+    with pytest.raises(ValueError, match="only read by a new grid policy"):
+        _tiny(tmp_path, surrogate="some.pt")
+
+
+def test_a_grid_run_needs_a_surrogate_with_the_world_model_head(tmp_path):
+    from acbo.e2e import train
+    from acbo.surrogate import save_checkpoint
+    from acbo.surrogate.model import Surrogate, SurrogateConfig
+    save_checkpoint(tmp_path / "no-head.pt", Surrogate(SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1)), 0)
+    with pytest.raises(ValueError, match="no world-model head"):
+        train(_tiny(tmp_path, grid=4, surrogate=str(tmp_path / "no-head.pt")), log=lambda s: None)
+
+
+def test_the_stage3_recipe_runs_at_a_tiny_size(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from acbo.policy.checkpoint import load_policy_checkpoint
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["bash", str(root / "benchmarks" / "train_stage3.sh"), str(tmp_path / "s3"), "1", "cpu"], cwd=root,
+                   env={**os.environ, "SIZE": "tiny", "PY": sys.executable}, check=True, capture_output=True)
+    policy, surrogate = load_policy_checkpoint(tmp_path / "s3" / "policy.pt")
+    assert policy.cfg.grid == 4 and surrogate.cfg.queries

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Stage 3, the shipped pair's recipe: a new policy that reads the world model (16 grid points per
+# variable) trained end to end with the shipped world-model surrogate on the train-broad curriculum.
+#
+#   bash benchmarks/train_stage3.sh OUT [MINUTES] [DEVICE]
+#
+# CPU (2 cores, the shipped pair): bash benchmarks/train_stage3.sh runs/e2e-grid 90 cpu
+#   background-friendly and resumable in pieces: run the same command again after an interruption and
+#   it continues from the last checkpoint (every 25 rounds) until MINUTES of training in all.
+# One GPU, 10 minutes: bash benchmarks/train_stage3.sh OUT 9 cuda   (more campaigns per round)
+# A tiny run to try the script (CPU, seconds): SIZE=tiny bash benchmarks/train_stage3.sh /tmp/s3 1 cpu
+# Then ship the pair: python -c "from acbo.policy import export_policy; export_policy('OUT/policy.pt',
+#   'src/acbo/checkpoints/policy.pt')"  (copies OUT/surrogate.pt beside it: the pair).
+set -euo pipefail
+OUT=${1:?output folder}
+MINUTES=${2:-90}
+DEVICE=${3:-cpu}
+SIZE=${SIZE:-full}
+PY=${PY:-python}
+ARGS=(--grid 16 --rounds 3000 --val-every 25 --policy-lr 3e-4)
+if [ "$SIZE" = tiny ]; then
+  ARGS=(--grid 4 --rounds 4 --val-every 2 --batch-size 4 --group-size 2 --horizon 2,3 --minibatch 16 --reward-mc 16
+        --query-vars 2 --query-values 4 --val-campaigns 4 --val-horizon 2 --val-mc 64 --level-rounds 2)
+elif [ "$DEVICE" != cpu ]; then
+  ARGS+=(--batch-size 64 --group-size 8 --minibatch 1024 --val-campaigns 64)
+fi
+export PYTHONUNBUFFERED=1
+"$PY" -m acbo.e2e.train --out "$OUT" --max-minutes "$MINUTES" --device "$DEVICE" "${ARGS[@]}"
