@@ -9,7 +9,7 @@
 #   it continues from the last checkpoint (every 25 rounds) until MINUTES of training in all.
 # One GPU, 10 minutes: bash benchmarks/train_stage3.sh OUT 9 cuda   (more campaigns per round)
 # A tiny run to try the script (CPU, seconds): SIZE=tiny bash benchmarks/train_stage3.sh /tmp/s3 1 cpu
-# Then ship the pair: python -c "from acbo.policy import export_policy; export_policy('OUT/policy.pt',
+# Then ship the pair: python -c "from acbo.policy.checkpoint import export_policy; export_policy('OUT/policy.pt',
 #   'src/acbo/checkpoints/policy.pt')"  (copies OUT/surrogate.pt beside it: the pair).
 set -euo pipefail
 OUT=${1:?output folder}

@@ -360,6 +360,22 @@ def test_shipped_pair_loads_and_names_its_surrogate():
     assert state["surrogate_sha256"] == surrogate_digest(sur) and state["optimizer"] is None
 
 
+def test_the_shipped_policy_reads_the_shipped_surrogate():
+    """One pair: the shipped policy names, by digest, the very surrogate load_pretrained() returns
+    (surrogate.pt), it reads that surrogate's world model, and no other surrogate file is shipped."""
+    from acbo.io import packaged_path
+    from acbo.policy.checkpoint import load_pretrained_policy
+    from acbo.surrogate import surrogate_digest
+
+    policy, sur = load_pretrained_policy()
+    with packaged_path("policy.pt", "policy") as p:
+        state = read_policy_checkpoint(p)
+        shipped = sorted(f.name for f in Path(p).parent.glob("*.pt"))
+    assert state["surrogate_file"] == "surrogate.pt" and shipped == ["policy.pt", "surrogate.pt"]
+    assert surrogate_digest(sur) == surrogate_digest(load_pretrained()) == state["surrogate_sha256"]
+    assert policy.cfg.grid > 0 and sur.cfg.queries
+
+
 def test_amortized_decisions_reuse_the_encoding(surrogate):
     """The method's incremental state gives the same posterior as a fresh method on the same data."""
     from acbo import CausalOptimizer
