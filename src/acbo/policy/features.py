@@ -134,9 +134,6 @@ def grid_features(surrogate, c: Campaign, tokens: torch.Tensor, K: int) -> torch
     the mean's distance below the incumbent. Zero for variables that cannot be set (the target,
     padding, non-intervenable ones): only the settable ones are queried.
     """
-    if not surrogate.cfg.queries:
-        raise ValueError("a policy that reads the world model needs a surrogate with a world-model head "
-                         "(SurrogateConfig.queries = True)")
     B, N, D = c.values.shape
     dev = c.values.device
     settable = c.intervenable & c.var_mask & ~c.target                                           # B x D

@@ -93,6 +93,22 @@ class PolicyInput:
         return PolicyInput(*(torch.cat([getattr(p, f) for p in parts]) for f in PolicyInput.__dataclass_fields__))
 
 
+def _log_beta(u: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log Beta(u; a, b) density."""
+    return (a - 1) * torch.log(u) + (b - 1) * torch.log1p(-u) - (torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b))
+
+
+def _beta_mode(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The mode of Beta(a, b) (a, b >= 1; 1/2 for the uniform)."""
+    return torch.where(a + b > 2, (a - 1) / (a + b - 2).clamp_min(1e-6), torch.full_like(a, 0.5))
+
+
+def _domain_value(low: torch.Tensor, high: torch.Tensor, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Positions u in [0, 1] of variables var (B x k) -> values low + u (high - low) on the data's scale."""
+    lo, hi = low.gather(1, var), high.gather(1, var)
+    return lo + u.to(lo.dtype) * (hi - lo)
+
+
 @dataclass(frozen=True)
 class ActionDist:
     """The policy's distribution for B decisions: var_logits B x D (-inf where invalid),
@@ -120,13 +136,11 @@ class ActionDist:
         """The most probable variable and the mode of its Beta (B each)."""
         var = self.var_logits.argmax(1)
         a, b = self.alpha.gather(1, var[:, None])[:, 0], self.beta.gather(1, var[:, None])[:, 0]
-        u = torch.where(a + b > 2, (a - 1) / (a + b - 2).clamp_min(1e-6), torch.full_like(a, 0.5))
-        return var, u.clamp(U_EPS, 1 - U_EPS)
+        return var, _beta_mode(a, b).clamp(U_EPS, 1 - U_EPS)
 
     def value(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Positions -> values on the data's scale (same shape as var)."""
-        lo, hi = self.low.gather(1, var), self.high.gather(1, var)
-        return lo + u.to(lo.dtype) * (hi - lo)
+        return _domain_value(self.low, self.high, var, u)
 
     def log_prob(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Exact log-density of (variable, value) for B x k actions (value = low + u (high - low))."""
@@ -147,9 +161,6 @@ class ActionDist:
         return -(p * logp).sum(1) + (p * h_u.masked_fill(~valid, 0.0)).sum(1)
 
 
-def _log_beta(u: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """log Beta(u; a, b) density."""
-    return (a - 1) * torch.log(u) + (b - 1) * torch.log1p(-u) - (torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b))
 
 
 @dataclass(frozen=True)
@@ -174,47 +185,39 @@ class GridActionDist:
         B, D, K = self.logits.shape
         return torch.log_softmax(self.logits.reshape(B, D * K), dim=1)                           # B x DK
 
-    def _cell(self, var: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(flat index j K + k B x k, cell k, relative position r in the cell) of actions (var, u)."""
-        K = self.logits.shape[2]
-        cell = torch.floor(u.double() * K).long().clamp(0, K - 1)
-        r = (u.double() * K - cell).clamp(U_EPS, 1 - U_EPS)
-        return var * K + cell, cell, r
+    def _at(self, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Entries of a B x D x K tensor at flat (variable, cell) indices idx = j K + k (B x k)."""
+        return t.reshape(t.shape[0], -1).gather(1, idx)
 
     def sample(self, generator: torch.Generator, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """k actions per decision: (variables B x k, positions u B x k in [U_EPS, 1 - U_EPS])."""
-        B, D, K = self.logits.shape
-        probs = self._flat().double().exp()
-        idx = torch.multinomial(probs, k, replacement=True, generator=generator)                 # B x k
-        var, cell = idx // K, idx % K
-        a = self.alpha.reshape(B, D * K).gather(1, idx).double()
-        b = self.beta.reshape(B, D * K).gather(1, idx).double()
-        ga = torch._standard_gamma(a, generator=generator)
-        gb = torch._standard_gamma(b, generator=generator)
+        K = self.logits.shape[2]
+        idx = torch.multinomial(self._flat().double().exp(), k, replacement=True, generator=generator)  # B x k
+        ga = torch._standard_gamma(self._at(self.alpha, idx).double(), generator=generator)
+        gb = torch._standard_gamma(self._at(self.beta, idx).double(), generator=generator)
         r = (ga / (ga + gb)).clamp(U_EPS, 1 - U_EPS)
-        u = ((cell + r) / K).clamp(U_EPS, 1 - U_EPS)
-        return var, u.to(self.alpha.dtype)
+        u = ((idx % K + r) / K).clamp(U_EPS, 1 - U_EPS)
+        return idx // K, u.to(self.alpha.dtype)
 
     def mode(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The most probable (variable, cell) and the mode of its Beta (B each)."""
-        B, D, K = self.logits.shape
-        idx = self.logits.reshape(B, D * K).argmax(1)
-        a = self.alpha.reshape(B, D * K).gather(1, idx[:, None])[:, 0]
-        b = self.beta.reshape(B, D * K).gather(1, idx[:, None])[:, 0]
-        r = torch.where(a + b > 2, (a - 1) / (a + b - 2).clamp_min(1e-6), torch.full_like(a, 0.5))
-        return idx // K, ((idx % K + r) / K).clamp(U_EPS, 1 - U_EPS)
+        K = self.logits.shape[2]
+        idx = self.logits.reshape(self.logits.shape[0], -1).argmax(1, keepdim=True)              # B x 1
+        r = _beta_mode(self._at(self.alpha, idx), self._at(self.beta, idx))
+        return idx[:, 0] // K, ((idx % K + r) / K).clamp(U_EPS, 1 - U_EPS)[:, 0]
 
     def value(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Positions -> values on the data's scale (same shape as var)."""
-        lo, hi = self.low.gather(1, var), self.high.gather(1, var)
-        return lo + u.to(lo.dtype) * (hi - lo)
+        return _domain_value(self.low, self.high, var, u)
 
     def log_prob(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Exact log-density of (variable, value) for B x k actions (value = low + u (high - low))."""
-        B, D, K = self.logits.shape
-        idx, _, r = self._cell(var, u)
-        a = self.alpha.reshape(B, D * K).gather(1, idx)
-        b = self.beta.reshape(B, D * K).gather(1, idx)
+        """Exact log-density of (variable, value) for B x k actions (value = low + u (high - low)):
+        u lies in cell k = floor(u K) at relative position r = u K - k."""
+        K = self.logits.shape[2]
+        cell = torch.floor(u.double() * K).long().clamp(0, K - 1)
+        r = (u.double() * K - cell).clamp(U_EPS, 1 - U_EPS)
+        idx = var * K + cell
+        a, b = self._at(self.alpha, idx), self._at(self.beta, idx)
         width = (self.high.gather(1, var) - self.low.gather(1, var)).to(a.dtype)
         return self._flat().gather(1, idx) + _log_beta(r.to(a.dtype), a, b) + math.log(K) - torch.log(width)
 
