@@ -178,6 +178,26 @@ def test_stage3_config_refuses_bad_values(tmp_path):
         _tiny(tmp_path, grid=1)
     with pytest.raises(ValueError, match="only read by a new grid policy"):
         _tiny(tmp_path, surrogate="some.pt")
+    with pytest.raises(ValueError, match=r"val_chunks \(5\) must be at most val_campaigns \(4\)"):
+        _tiny(tmp_path, val_chunks=5)
+
+
+def test_the_validation_spans_several_graph_sizes(tmp_path):
+    """The level's validation campaigns come in val_chunks batches, each drawing its own d; the
+    regret is the campaign-weighted mean over the batches."""
+    from acbo.e2e.curriculum import Curriculum
+    from acbo.e2e.train import validate, validation
+    from acbo.policy.checkpoint import load_pretrained_policy
+    fam = Curriculum("train-broad", 1).family(0)
+    cfg = _tiny(tmp_path, levels=1, val_campaigns=10, val_chunks=5)
+    campaigns, buffers, se = validation(cfg, fam)
+    assert [env.B for env, _ in campaigns] == [2, 2, 2, 2, 2] and [b.parents.shape[0] for b in buffers] == [2] * 5
+    assert len({env.d for env, _ in campaigns}) > 1 and se >= 0
+    policy, surrogate = load_pretrained_policy()
+    out = validate(policy, surrogate, (campaigns, buffers, se), 0)
+    parts = [validate(policy, surrogate, ([c], [b], se), 0)["val_regret_T"] for c, b in zip(campaigns, buffers)]
+    assert 0 <= out["val_regret_T"] and 0 <= out["val_auprc"] <= 1
+    assert min(parts) <= out["val_regret_T"] <= max(parts)
 
 
 def test_a_grid_run_needs_a_surrogate_with_the_world_model_head(tmp_path):

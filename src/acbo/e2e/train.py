@@ -47,7 +47,7 @@ from acbo.training import Budget, append_jsonl, resume, set_lr
 
 KIND = "acbo e2e checkpoint"
 FORMAT_VERSION = 1
-ADDED_LATER = {"grid": 0, "surrogate": "", "policy_dim": 64, "policy_layers": 2}
+ADDED_LATER = {"grid": 0, "surrogate": "", "policy_dim": 64, "policy_layers": 2, "val_chunks": 1}
 """Settings added after the first stage-3 runs, with the value those runs had."""
 
 
@@ -115,6 +115,9 @@ class E2EConfig:
     """Attention layers over variables of a new grid policy."""
     val_campaigns: int = 32
     """Validation campaigns (policy) and buffers (surrogate) per validation."""
+    val_chunks: int = 4
+    """Batches the validation campaigns (and buffers) are split into, each drawing its own d and
+    graph size from the level (1: one batch, one d)."""
     val_horizon: int = 10
     """T of the validation campaigns."""
     val_mc: int = 512
@@ -139,10 +142,12 @@ class E2EConfig:
         if not 1 <= self.horizon[0] <= self.horizon[1]:
             raise ValueError(f"horizon must be a range (low, high) with 1 <= low <= high, got {self.horizon}")
         for name in ("rounds", "batch_size", "surrogate_steps", "epochs", "minibatch", "reward_mc", "query_vars",
-                     "query_values", "val_campaigns", "val_horizon", "val_mc", "val_every"):
+                     "query_values", "val_campaigns", "val_chunks", "val_horizon", "val_mc", "val_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.val_chunks > self.val_campaigns:
+            raise ValueError(f"val_chunks ({self.val_chunks}) must be at most val_campaigns ({self.val_campaigns})")
         GroupDesign("candidates", self.group_size)
 
     def curriculum(self) -> Curriculum:
@@ -162,23 +167,33 @@ def round_env(cfg: E2EConfig, fam: Family, r: int) -> tuple[Env, int, torch.Gene
     return Env.from_family(fam, cfg.batch_size, n_obs, T, g, cfg.reward_mc), T, g
 
 
-def validation(cfg: E2EConfig, fam: Family) -> tuple[Env, torch.Tensor, list, float]:
-    """The level's validation: campaigns and their y* (policy), fresh buffers (surrogate), and the
-    largest Monte Carlo standard error of y*; test stream."""
+def validation(cfg: E2EConfig, fam: Family) -> tuple[list[tuple[Env, torch.Tensor]], list, float]:
+    """The level's validation, test stream: ``val_chunks`` batches of campaigns with their y*
+    (policy), each of its own d, fresh buffers of the same sizes (surrogate), and the largest Monte
+    Carlo standard error of the y*."""
     g = generator("test", "e2e-val", fam.name, device=cfg.device)
     n_obs = as_range(fam.n_obs)[1]
-    env = Env.from_family(fam, cfg.val_campaigns, n_obs, cfg.val_horizon, g, cfg.reward_mc)
-    buffers = [sample_buffers(fam, cfg.val_campaigns, n_obs, cfg.val_horizon, g)]
-    opt = env.scm.optimum(env.low, env.high, n_mc=cfg.val_mc)
-    return env, opt.value, buffers, float(opt.se.max())
+    campaigns, buffers, se = [], [], 0.0
+    for i in range(cfg.val_chunks):
+        n = cfg.val_campaigns // cfg.val_chunks + (i < cfg.val_campaigns % cfg.val_chunks)
+        env = Env.from_family(fam, n, n_obs, cfg.val_horizon, g, cfg.reward_mc)
+        buffers.append(sample_buffers(fam, n, n_obs, cfg.val_horizon, g))
+        opt = env.scm.optimum(env.low, env.high, n_mc=cfg.val_mc)
+        campaigns.append((env, opt.value))
+        se = max(se, float(opt.se.max()))
+    return campaigns, buffers, se
 
 
 def validate(policy: Policy, surrogate: Surrogate, val: tuple, seed: int) -> dict[str, float]:
-    """Both models on the level's validation: the policy's regret (as deployed), the surrogate's AUPRC."""
-    env, y_star, buffers, se = val
+    """Both models on the level's validation: the policy's regret (as deployed; campaign-weighted
+    means over the batches), the surrogate's AUPRC."""
+    campaigns, buffers, se = val
     policy.eval()
     surrogate.eval()
-    out = play(policy, surrogate, env, y_star, generator("test", "e2e-val", seed, device=env.values.device))
+    g = generator("test", "e2e-val", seed, device=campaigns[0][0].values.device)
+    played = [(play(policy, surrogate, env, y_star, g), env.B) for env, y_star in campaigns]
+    total = sum(n for _, n in played)
+    out = {k: sum(o[k] * n for o, n in played) / total for k in played[0][0]}
     out["val_auprc"] = validation_auprc(surrogate, buffers)
     out["val_y_star_se"] = se
     policy.train()
