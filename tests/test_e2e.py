@@ -1,6 +1,7 @@
 """Stage 3: the curriculum (the ladder of families and the rule that climbs it) and the trainer."""
 
 import json
+import math
 from dataclasses import asdict
 
 import pytest
@@ -221,3 +222,24 @@ def test_the_stage3_recipe_runs_at_a_tiny_size(tmp_path):
                    env={**os.environ, "SIZE": "tiny", "PY": sys.executable}, check=True, capture_output=True)
     policy, surrogate = load_policy_checkpoint(tmp_path / "s3" / "policy.pt")
     assert policy.cfg.grid == 4 and surrogate.cfg.queries
+
+
+def test_play_counts_only_the_campaigns_where_intervening_can_help():
+    """A campaign whose optimum is (up to Monte Carlo noise) not intervening at all would divide
+    noise by noise; play leaves it out of the regret and says how many counted."""
+    from acbo.env import Env
+    from acbo.policy.checkpoint import load_pretrained_policy
+    from acbo.policy.rollout import play
+    from acbo.seeding import generator
+    policy, surrogate = load_pretrained_policy()
+    env = Env.from_family("lin-er-20", 4, 50, 2, generator("test", "play-gap", 0))
+    y_star = env.scm.optimum(env.low, env.high).value
+    whole = play(policy, surrogate, env, y_star, generator("test", "play", 0))
+    assert whole["val_counted"] == 4 and 0 <= whole["val_regret_T"] <= 1
+    y_star = y_star.clone()
+    y_star[0] = env.y_obs[0] + 1.0           # MC error put y* above not intervening
+    y_star[1] = env.y_obs[1] - 1e-9 * env.y_scale[1]
+    some = play(policy, surrogate, env, y_star, generator("test", "play", 0))
+    assert some["val_counted"] == 2 and 0 <= some["val_regret_T"] <= 1
+    y_star[2:] = env.y_obs[2:]
+    assert math.isnan(play(policy, surrogate, env, y_star, generator("test", "play", 0))["val_regret_T"])

@@ -216,3 +216,27 @@ def test_the_amortized_method_runs_a_grid_policy_pair(tmp_path, surrogate):
         sample = {"X1": value if name == "X1" else 0.0, "X2": value if name == "X2" else 0.0}
         sample["Y"] = 2 * sample["X1"]
         opt.tell(iv, sample)
+
+
+def test_the_context_memo_gives_the_same_grid_features_as_recomputing(surrogate):
+    """Over a campaign (B = 3, rows added step by step, one intervention setting Y itself) the
+    memo's features equal those computed from scratch; a different campaign in the same memo is
+    recomputed, not read from it."""
+    from acbo.env import Env
+    from acbo.seeding import generator
+    from acbo.surrogate.model import ContextMemo
+    g = generator("test", "memo", 0)
+    env = Env.from_family("test-broad", 3, 60, 4, g)
+    memo = ContextMemo()
+    for t in range(4):
+        c = env.campaign()
+        tokens = Belief.of(surrogate, c).tokens
+        fresh = grid_features(surrogate, c, tokens, 8)
+        assert torch.allclose(grid_features(surrogate, c, tokens, 8, memo), fresh, atol=1e-5)
+        target = int(c.target[0].float().argmax())
+        var = torch.tensor([target if t == 2 else t % 2, t % 2, 1])          # step 2 sets Y in campaign 0
+        env.step(var, env.low.gather(1, var[:, None])[:, 0] + 0.3, g)
+    other = Env.from_family("test-broad", 3, 60, 4, generator("test", "memo", 1)).campaign()
+    tokens = Belief.of(surrogate, other).tokens
+    assert torch.allclose(grid_features(surrogate, other, tokens, 8, memo), grid_features(surrogate, other, tokens, 8),
+                          atol=1e-5)

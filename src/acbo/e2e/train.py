@@ -185,15 +185,18 @@ def validation(cfg: E2EConfig, fam: Family) -> tuple[list[tuple[Env, torch.Tenso
 
 
 def validate(policy: Policy, surrogate: Surrogate, val: tuple, seed: int) -> dict[str, float]:
-    """Both models on the level's validation: the policy's regret (as deployed; campaign-weighted
-    means over the batches), the surrogate's AUPRC."""
+    """Both models on the level's validation: the policy's regret (as deployed; means over the
+    batches weighted by the campaigns that count, see :func:`play`), the surrogate's AUPRC."""
     campaigns, buffers, se = val
     policy.eval()
     surrogate.eval()
     g = generator("test", "e2e-val", seed, device=campaigns[0][0].values.device)
-    played = [(play(policy, surrogate, env, y_star, g), env.B) for env, y_star in campaigns]
-    total = sum(n for _, n in played)
-    out = {k: sum(o[k] * n for o, n in played) / total for k in played[0][0]}
+    played = [play(policy, surrogate, env, y_star, g) for env, y_star in campaigns]
+    out = {"val_counted": sum(o["val_counted"] for o in played)}
+    for k, weight in (("val_regret_T", "val_counted"), ("val_regret_mean", "val_counted"), ("val_parent_frac", None)):
+        pairs = [(o[k], o[weight] if weight else env.B) for o, (env, _) in zip(played, campaigns)]
+        n = sum(w for _, w in pairs)
+        out[k] = sum(v * w for v, w in pairs if w) / n if n else float("nan")
     out["val_auprc"] = validation_auprc(surrogate, buffers)
     out["val_y_star_se"] = se
     policy.train()
@@ -295,7 +298,7 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
         metric = None
         if done % cfg.val_every == 0 or done == cfg.rounds:
             rec.update(validate(policy, surrogate, val, cfg.seed))
-            metric = rec["val_regret_T"]
+            metric = rec["val_regret_T"] if rec["val_counted"] else None  # none counted: no evaluation
         level, why = curriculum.advance(level, 1, metric)
         if why:
             rec["advanced"] = why

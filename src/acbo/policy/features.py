@@ -122,7 +122,7 @@ def incumbent(c: Campaign, mu: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def grid_features(surrogate, c: Campaign, tokens: torch.Tensor, K: int) -> torch.Tensor:
+def grid_features(surrogate, c: Campaign, tokens: torch.Tensor, K: int, memo=None) -> torch.Tensor:
     """What the world model says about a K-point grid over every settable variable's domain:
     B x D x K x 8.
 
@@ -132,7 +132,9 @@ def grid_features(surrogate, c: Campaign, tokens: torch.Tensor, K: int) -> torch
     0.1 and 0.9 quantiles of a measurement of Y there (the draw head); the expected improvement
     E[max(best - E[Y | do], 0)] of the mean head over :func:`incumbent`; its log (+ EI_FLOOR); and
     the mean's distance below the incumbent. Zero for variables that cannot be set (the target,
-    padding, non-intervenable ones): only the settable ones are queried.
+    padding, non-intervenable ones): only the settable ones are queried. ``memo``: a
+    :class:`acbo.surrogate.model.ContextMemo` kept over one campaign's decisions (see
+    :meth:`Surrogate.query`).
     """
     B, N, D = c.values.shape
     dev = c.values.device
@@ -148,7 +150,7 @@ def grid_features(surrogate, c: Campaign, tokens: torch.Tensor, K: int) -> torch
     lo, hi = c.low.gather(1, var), c.high.gather(1, var)                                         # B x Q
     x = lo[..., None] + (hi - lo)[..., None] * u                                                 # B x Q x K
     z = ((x - mean.gather(1, var)[..., None]) / std.gather(1, var)[..., None]).float()
-    draw_logits, mean_logits = surrogate.query(batch, tokens, var, z)                            # B x Q x K x M
+    draw_logits, mean_logits = surrogate.query(batch, tokens, var, z, memo)                      # B x Q x K x M
     f, m = surrogate.predictive(mean_logits), surrogate.predictive(draw_logits)
     slot = torch.where(real, var, torch.full_like(var, D))                                      # padding -> a spare row D
     mu = torch.full((B, D + 1, K), float("inf"), dtype=f.mean.dtype, device=dev)                 # inf: not settable

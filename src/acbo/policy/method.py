@@ -17,6 +17,7 @@ from acbo.method import Method, Problem, register_method
 from acbo.policy.rollout import decide
 from acbo.posterior import ParentPosterior
 from acbo.surrogate import Belief, EncodingCache
+from acbo.surrogate.model import ContextMemo
 
 
 @lru_cache(maxsize=4)
@@ -52,6 +53,7 @@ class Amortized(Method):
         self.horizon, self.greedy = horizon, bool(greedy)
         self.policy, self.surrogate = _models(self.checkpoint)
         self._cache = EncodingCache(self.surrogate)
+        self._memo = ContextMemo()  # the world model's observational context, kept over the campaign
 
     def options(self) -> dict:
         return {"checkpoint": self.checkpoint, "horizon": self.horizon, "greedy": self.greedy}
@@ -88,7 +90,7 @@ class Amortized(Method):
     @torch.inference_mode()
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         c = self._campaign(buffer)
-        _, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate)
+        _, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
         var, u = dist.mode() if self.greedy else (t[:, 0] for t in dist.sample(generator, 1))
         j = int(var[0])
         lo, hi = float(self.problem.low[j]), float(self.problem.high[j])

@@ -23,29 +23,35 @@ from acbo.policy.grpo import group_advantages
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.policy.rewards import combine, improvement, information_gain, outcome_gain, parent_hit
 from acbo.surrogate import Belief, Surrogate
+from acbo.surrogate.model import ContextMemo
 
 MODES = ("candidates", "trajectory")
+REGRET_GAP = 1e-3
+"""A campaign's regret counts in :func:`play` when not intervening is this many of Y's observational
+stds above the optimum (below, the normalised regret divides noise by noise)."""
 
 
-def policy_input(c: Campaign, belief: Belief, surrogate: Surrogate | None = None, grid: int = 0) -> PolicyInput:
+def policy_input(c: Campaign, belief: Belief, surrogate: Surrogate | None = None, grid: int = 0,
+                 memo: ContextMemo | None = None) -> PolicyInput:
     """Assemble what the policy reads for B campaigns; with ``grid = K > 0`` also the world model's
-    features on K points per variable (the surrogate's world-model head)."""
+    features on K points per variable (the surrogate's world-model head; ``memo`` kept over one
+    campaign's decisions spares it recomputing the observational rows, see :meth:`Surrogate.query`)."""
     var, glob = campaign_features(c, belief.marginals)
     valid = c.intervenable & c.var_mask & ~c.target
     B, _, D = c.values.shape
     if grid:
         if surrogate is None:
             raise ValueError("world-model features need the surrogate")
-        g = grid_features(surrogate, c, belief.tokens, grid)
+        g = grid_features(surrogate, c, belief.tokens, grid, memo)
     else:
         g = torch.zeros(B, D, 0, N_GRID_FEATURES, device=c.values.device)
     return PolicyInput(belief.tokens.float(), var, glob, valid, c.var_mask, c.low.float(), c.high.float(), g)
 
 
-def decide(policy: Policy, c: Campaign, belief: Belief, surrogate: Surrogate
+def decide(policy: Policy, c: Campaign, belief: Belief, surrogate: Surrogate, memo: ContextMemo | None = None
            ) -> tuple[PolicyInput, ActionDist | GridActionDist]:
     """The policy's input and its distribution over (variable, value) for B campaigns."""
-    x = policy_input(c, belief, surrogate, policy.cfg.grid)
+    x = policy_input(c, belief, surrogate, policy.cfg.grid, memo)
     return x, policy(x)
 
 
@@ -169,16 +175,21 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
 def play(policy: Policy, surrogate: Surrogate, env: Env, y_star: torch.Tensor, generator: torch.Generator
          ) -> dict[str, float]:
     """Run copies of the campaigns for their T steps as deployed (sampled actions): mean
-    normalised regret at T and averaged over steps, and the fraction of steps on true parents.
-    ``env`` itself is left as it was."""
+    normalised regret (best - y*) / (E[Y]_obs - y*) at T and averaged over steps, over the
+    campaigns where intervening can help (E[Y]_obs - y* above a thousandth of Y's observational
+    std: elsewhere the ratio is Monte Carlo noise over nothing; NaN if there is none), and the
+    fraction of steps on true parents. ``env`` itself is left as it was."""
     env = copy.copy(env)
     parents = env.scm.parents()
+    gap = env.y_obs - y_star                                                                   # B
+    ok = gap > REGRET_GAP * env.y_scale
     belief = Belief.of(surrogate, env.campaign())
     regrets, hits = [], []
     for _ in range(env.horizon - env.step_count):
         step, belief = policy_step(policy, surrogate, env, belief, generator, 1)
-        regrets.append((env.best - y_star) / (env.y_obs - y_star).clamp_min(1e-12))
+        regrets.append((env.best - y_star) / gap.clamp_min(1e-12))
         hits.append(parent_hit(step.var, parents)[:, 0])
-    r = torch.stack(regrets)                                                                   # T x B
-    return {"val_regret_T": float(r[-1].mean()), "val_regret_mean": float(r.mean()),
-            "val_parent_frac": float(torch.stack(hits).mean())}
+    r = torch.stack(regrets)[:, ok]                                                            # T x (campaigns that count)
+    nan = float("nan")
+    return {"val_regret_T": float(r[-1].mean()) if ok.any() else nan, "val_regret_mean": float(r.mean()) if ok.any() else nan,
+            "val_parent_frac": float(torch.stack(hits).mean()), "val_counted": int(ok.sum())}

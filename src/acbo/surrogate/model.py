@@ -200,6 +200,44 @@ def pair_features(cross: torch.Tensor, n_obs: torch.Tensor, var_mask: torch.Tens
     return feats
 
 
+class ContextMemo:
+    """What :meth:`Surrogate.query` keeps between the decisions of one campaign: the keys and
+    values of the context rows it has seen (rows are only ever added: observational rows first,
+    then each intervention's), with what they were computed from. Every use compares that with
+    the batch and recomputes from the first row that differs; empty until the first query."""
+
+    def __init__(self):
+        self.key: tuple[torch.Tensor, ...] | None = None  # var, target, idx, keep, rows, intervened
+        self.k = self.v = self.mask = None                 # (B Q) x H x capacity x C/H, (B Q) x 1 x 1 x capacity
+
+    def prefix(self, var, target, idx, keep, rows, intervened) -> int:
+        """How many leading context rows (of idx B x R) hold what this memo computed them from."""
+        if self.key is None:
+            return 0
+        m_var, m_target, m_idx, m_keep, m_rows, m_iv = self.key
+        if m_var.shape != var.shape or not torch.equal(m_var, var) or not torch.equal(m_target, target):
+            return 0
+        n = min(m_idx.shape[1], idx.shape[1])
+        same = ((m_idx[:, :n] == idx[:, :n]) & (m_keep[:, :n] == keep[:, :n])
+                & (m_rows[:, :n] == rows[:, :n]).all(2) & (m_iv[:, :n] == intervened[:, :n]).all(2)).all(0)  # n
+        return n if bool(same.all()) else int((~same).float().argmax())
+
+    def write(self, start: int, key: tuple[torch.Tensor, ...], kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """Hold the keys, values and mask of context rows start .. R (kv) and what they came from (key)."""
+        k, v, mask = kv
+        end = start + k.shape[2]
+        if self.k is None or self.k.shape[:2] != k.shape[:2] or self.k.shape[2] < end:
+            grown = (self.k, self.v, self.mask)
+            cap = max(end + 32, 2 * (0 if self.k is None else self.k.shape[2]))
+            self.k, self.v = (k.new_zeros(*k.shape[:2], cap, k.shape[3]) for _ in range(2))
+            self.mask = mask.new_zeros(*mask.shape[:3], cap)
+            if start and grown[0] is not None and grown[0].shape[:2] == k.shape[:2]:
+                self.k[:, :, :start], self.v[:, :, :start] = grown[0][:, :, :start], grown[1][:, :, :start]
+                self.mask[..., :start] = grown[2][..., :start]
+        self.k[:, :, start:end], self.v[:, :, start:end], self.mask[..., start:end] = k, v, mask
+        self.key = key
+
+
 class Surrogate(nn.Module):
     """Buffers (a :class:`PaddedBatch`, values standardised) -> parent logits B x D."""
 
@@ -330,12 +368,10 @@ class Surrogate(nn.Module):
         return self.encode(batch)[0]
 
     # ---------------------------------------------------------------- the world model
-    def context(self, batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows queries attend to: every interventional row (Y not set) and up to
-        ``max_context`` observational rows, evenly spaced. Returns (row indices B x R, mask
-        B x R of real rows), R = the largest count over the batch."""
+    def context_rows(self, batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which rows queries attend to, as two B x N masks: up to ``max_context`` observational
+        rows, evenly spaced, and every interventional row whose intervention did not set Y."""
         B, N, D = batch.values.shape
-        dev = batch.values.device
         row_int = batch.intervened.any(2) & batch.row_mask                                  # B x N
         y_set = (batch.intervened & batch.target[:, None, :]).any(2)
         obs = batch.row_mask & ~row_int
@@ -345,25 +381,28 @@ class Surrogate(nn.Module):
         rank = obs.long().cumsum(1) - 1                                                     # B x N
         stride = (n_obs.float() / M).clamp_min(1.0)                                          # B
         keep_obs = obs & (torch.floor(rank.float() / stride[:, None]) != torch.floor((rank.float() - 1) / stride[:, None]))
-        keep = keep_obs | (row_int & ~y_set)
+        return keep_obs, row_int & ~y_set
+
+    def context(self, batch: PaddedBatch, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows queries attend to (``keep`` B x N, default every row of :meth:`context_rows`), in
+        arrival order: (row indices B x R, mask B x R of real rows), R = the largest count over the batch."""
+        if keep is None:
+            keep_obs, keep_int = self.context_rows(batch)
+            keep = keep_obs | keep_int
+        B, N = keep.shape
         R = max(1, int(keep.sum(1).max()))
-        score = torch.where(keep, -torch.arange(N, device=dev, dtype=torch.float32)[None], torch.full((B, N), -1e9, device=dev))
+        score = torch.where(keep, -torch.arange(N, device=keep.device, dtype=torch.float32)[None],
+                            torch.full((B, N), -1e9, device=keep.device))
         idx = score.topk(R, dim=1).indices.sort(dim=1).values                              # B x R, arrival order
         return idx, keep.gather(1, idx)
 
-    def query(self, batch: PaddedBatch, tokens: torch.Tensor, var: torch.Tensor, z: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predictive logits for queries do(X_var = value): batch (standardised), tokens B x D x C
-        (:meth:`readout`), var B x Q (variable indices), z B x Q x K (values standardised by
-        each variable's observational mean and std). Returns (draw logits, mean logits), each
-        B x Q x K x n_bins, over :attr:`edges` in Y's standard units."""
-        if not self.cfg.queries:
-            raise ValueError("this surrogate has no world-model head (SurrogateConfig.queries = False)")
+    def _context_kv(self, batch: PaddedBatch, var: torch.Tensor, idx: torch.Tensor, keep: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keys and values of the context rows ``idx`` (B x R) for queries on the variables ``var``
+        (B x Q): each (B Q) x H x R x C/H, and the attention mask (B Q) x 1 x 1 x R."""
         B, N, D = batch.values.shape
-        _, Q, K = z.shape
+        Q, R = var.shape[1], idx.shape[1]
         C, H = self.cfg.dim, self.cfg.heads
-        idx, keep = self.context(batch)                                                     # B x R
-        R = idx.shape[1]
         take = lambda t: t.gather(1, idx[..., None].expand(B, R, D))                        # B x R x D
         zv, iv = take(batch.values).clamp(-INPUT_CLAMP, INPUT_CLAMP), take(batch.intervened)
         y = (zv * batch.target[:, None, :].to(zv.dtype)).sum(2, keepdim=True)              # B x R x 1
@@ -373,6 +412,41 @@ class Surrogate(nn.Module):
         other = row_int.to(zv.dtype) - setj
         ctx = torch.stack([xj, y.expand_as(xj), xj * y, setj, other, 1 - row_int.to(zv.dtype).expand_as(xj)], -1)
         e = self.ctx_embed(ctx).permute(0, 2, 1, 3).reshape(B * Q, R, C)                      # (B Q) x R x C
+        k, v = self.kv(e).reshape(B * Q, R, 2, H, C // H).permute(2, 0, 3, 1, 4)            # 2 x (B Q) x H x R x C/H
+        return k, v, keep[:, None, :].expand(B, Q, R).reshape(B * Q, 1, 1, R)
+
+    def _memo_kv(self, batch: PaddedBatch, var: torch.Tensor, memo: "ContextMemo"
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`_context_kv` of every context row, read from ``memo`` for the leading rows that
+        are those it holds (same rows, same values, same queried variables), computed and added
+        to it for the rest."""
+        idx, keep = self.context(batch)                                                      # B x R
+        B, R = idx.shape
+        D = batch.values.shape[2]
+        rows = batch.values.gather(1, idx[..., None].expand(B, R, D))                       # B x R x D
+        ivr = batch.intervened.gather(1, idx[..., None].expand(B, R, D))
+        P = memo.prefix(var, batch.target, idx, keep, rows, ivr)
+        if P < R:
+            memo.write(P, (var, batch.target, idx, keep, rows, ivr),
+                       self._context_kv(batch, var, idx[:, P:], keep[:, P:]))
+        return memo.k[:, :, :R], memo.v[:, :, :R], memo.mask[..., :R]
+
+    def query(self, batch: PaddedBatch, tokens: torch.Tensor, var: torch.Tensor, z: torch.Tensor,
+              memo: "ContextMemo | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive logits for queries do(X_var = value): batch (standardised), tokens B x D x C
+        (:meth:`readout`), var B x Q (variable indices), z B x Q x K (values standardised by
+        each variable's observational mean and std). Returns (draw logits, mean logits), each
+        B x Q x K x n_bins, over :attr:`edges` in Y's standard units.
+
+        ``memo`` (a :class:`ContextMemo` kept across the decisions of a campaign) holds the keys
+        and values of the observational context rows, which stay the same while only interventional
+        rows are added: the same answer (up to float rounding), without recomputing them."""
+        if not self.cfg.queries:
+            raise ValueError("this surrogate has no world-model head (SurrogateConfig.queries = False)")
+        B, Q, K = z.shape
+        C, H = self.cfg.dim, self.cfg.heads
+        k, v, mask = self._context_kv(batch, var, *self.context(batch)) if memo is None \
+            else self._memo_kv(batch, var, memo)
         h_j = tokens.gather(1, var[..., None].expand(B, Q, C))                              # B x Q x C
         h_y = (tokens * batch.target[..., None].to(tokens.dtype)).sum(1, keepdim=True).expand(B, Q, C)
         zq = z.to(tokens.dtype).clamp(-INPUT_CLAMP, INPUT_CLAMP)
@@ -383,8 +457,6 @@ class Surrogate(nn.Module):
             q = q + self.stat_embed(query_statistics(batch, var, z).to(q.dtype))
         q = q.reshape(B * Q, K, C)                                                           # (B Q) x K x C
         qh = self.q_proj(self.q_ln(q)).reshape(B * Q, K, H, C // H).transpose(1, 2)        # (B Q) x H x K x C/H
-        k, v = self.kv(e).reshape(B * Q, R, 2, H, C // H).permute(2, 0, 3, 1, 4)            # 2 x (B Q) x H x R x C/H
-        mask = keep[:, None, :].expand(B, Q, R).reshape(B * Q, 1, 1, R)
         att = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask)                       # queries do not see each other
         o = q + self.q_out(att.transpose(1, 2).reshape(B * Q, K, C))
         o = (o + self.q_ff(o)).reshape(B, Q, K, C)
