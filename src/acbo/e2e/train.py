@@ -192,11 +192,13 @@ def validate(policy: Policy, surrogate: Surrogate, val: tuple, seed: int) -> dic
     surrogate.eval()
     g = generator("test", "e2e-val", seed, device=campaigns[0][0].values.device)
     played = [play(policy, surrogate, env, y_star, g) for env, y_star in campaigns]
-    out = {"val_counted": sum(o["val_counted"] for o in played)}
-    for k, weight in (("val_regret_T", "val_counted"), ("val_regret_mean", "val_counted"), ("val_parent_frac", None)):
-        pairs = [(o[k], o[weight] if weight else env.B) for o, (env, _) in zip(played, campaigns)]
-        n = sum(w for _, w in pairs)
-        out[k] = sum(v * w for v, w in pairs if w) / n if n else float("nan")
+    counted, sizes = [o["val_counted"] for o in played], [env.B for env, _ in campaigns]
+
+    def mean(key: str, weights: list[int]) -> float:  # a batch with weight 0 (its NaN) drops out
+        return sum(o[key] * w for o, w in zip(played, weights) if w) / sum(weights) if sum(weights) else float("nan")
+
+    out = {"val_regret_T": mean("val_regret_T", counted), "val_regret_mean": mean("val_regret_mean", counted),
+           "val_parent_frac": mean("val_parent_frac", sizes), "val_counted": sum(counted)}
     out["val_auprc"] = validation_auprc(surrogate, buffers)
     out["val_y_star_se"] = se
     policy.train()

@@ -53,7 +53,7 @@ class Amortized(Method):
         self.horizon, self.greedy = horizon, bool(greedy)
         self.policy, self.surrogate = _models(self.checkpoint)
         self._cache = EncodingCache(self.surrogate)
-        self._memo = ContextMemo()  # the world model's observational context, kept over the campaign
+        self._memo = ContextMemo()  # the world model's context rows, encoded once over the campaign
 
     def options(self) -> dict:
         return {"checkpoint": self.checkpoint, "horizon": self.horizon, "greedy": self.greedy}

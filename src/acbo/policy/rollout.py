@@ -35,7 +35,7 @@ def policy_input(c: Campaign, belief: Belief, surrogate: Surrogate | None = None
                  memo: ContextMemo | None = None) -> PolicyInput:
     """Assemble what the policy reads for B campaigns; with ``grid = K > 0`` also the world model's
     features on K points per variable (the surrogate's world-model head; ``memo`` kept over one
-    campaign's decisions spares it recomputing the observational rows, see :meth:`Surrogate.query`)."""
+    campaign's decisions spares it re-encoding the rows it has seen, see :meth:`Surrogate.query`)."""
     var, glob = campaign_features(c, belief.marginals)
     valid = c.intervenable & c.var_mask & ~c.target
     B, _, D = c.values.shape
@@ -190,6 +190,7 @@ def play(policy: Policy, surrogate: Surrogate, env: Env, y_star: torch.Tensor, g
         regrets.append((env.best - y_star) / gap.clamp_min(1e-12))
         hits.append(parent_hit(step.var, parents)[:, 0])
     r = torch.stack(regrets)[:, ok]                                                            # T x (campaigns that count)
-    nan = float("nan")
-    return {"val_regret_T": float(r[-1].mean()) if ok.any() else nan, "val_regret_mean": float(r.mean()) if ok.any() else nan,
-            "val_parent_frac": float(torch.stack(hits).mean()), "val_counted": int(ok.sum())}
+    counted = int(ok.sum())
+    return {"val_regret_T": float(r[-1].mean()) if counted else float("nan"),
+            "val_regret_mean": float(r.mean()) if counted else float("nan"),
+            "val_parent_frac": float(torch.stack(hits).mean()), "val_counted": counted}

@@ -226,14 +226,14 @@ class ContextMemo:
         """Hold the keys, values and mask of context rows start .. R (kv) and what they came from (key)."""
         k, v, mask = kv
         end = start + k.shape[2]
-        if self.k is None or self.k.shape[:2] != k.shape[:2] or self.k.shape[2] < end:
-            grown = (self.k, self.v, self.mask)
-            cap = max(end + 32, 2 * (0 if self.k is None else self.k.shape[2]))
-            self.k, self.v = (k.new_zeros(*k.shape[:2], cap, k.shape[3]) for _ in range(2))
+        if start == 0 or self.k.shape[2] < end:  # a fresh start, or out of room: twice the rows, the kept ones copied
+            old = (self.k, self.v, self.mask)
+            cap = max(end + 32, 2 * end)
+            self.k, self.v = k.new_zeros(*k.shape[:2], cap, k.shape[3]), v.new_zeros(*v.shape[:2], cap, v.shape[3])
             self.mask = mask.new_zeros(*mask.shape[:3], cap)
-            if start and grown[0] is not None and grown[0].shape[:2] == k.shape[:2]:
-                self.k[:, :, :start], self.v[:, :, :start] = grown[0][:, :, :start], grown[1][:, :, :start]
-                self.mask[..., :start] = grown[2][..., :start]
+            if start:
+                self.k[:, :, :start], self.v[:, :, :start] = old[0][:, :, :start], old[1][:, :, :start]
+                self.mask[..., :start] = old[2][..., :start]
         self.k[:, :, start:end], self.v[:, :, start:end], self.mask[..., start:end] = k, v, mask
         self.key = key
 
@@ -368,10 +368,12 @@ class Surrogate(nn.Module):
         return self.encode(batch)[0]
 
     # ---------------------------------------------------------------- the world model
-    def context_rows(self, batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Which rows queries attend to, as two B x N masks: up to ``max_context`` observational
-        rows, evenly spaced, and every interventional row whose intervention did not set Y."""
+    def context(self, batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows queries attend to: every interventional row (Y not set) and up to
+        ``max_context`` observational rows, evenly spaced. Returns (row indices B x R, mask
+        B x R of real rows), R = the largest count over the batch."""
         B, N, D = batch.values.shape
+        dev = batch.values.device
         row_int = batch.intervened.any(2) & batch.row_mask                                  # B x N
         y_set = (batch.intervened & batch.target[:, None, :]).any(2)
         obs = batch.row_mask & ~row_int
@@ -381,18 +383,9 @@ class Surrogate(nn.Module):
         rank = obs.long().cumsum(1) - 1                                                     # B x N
         stride = (n_obs.float() / M).clamp_min(1.0)                                          # B
         keep_obs = obs & (torch.floor(rank.float() / stride[:, None]) != torch.floor((rank.float() - 1) / stride[:, None]))
-        return keep_obs, row_int & ~y_set
-
-    def context(self, batch: PaddedBatch, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows queries attend to (``keep`` B x N, default every row of :meth:`context_rows`), in
-        arrival order: (row indices B x R, mask B x R of real rows), R = the largest count over the batch."""
-        if keep is None:
-            keep_obs, keep_int = self.context_rows(batch)
-            keep = keep_obs | keep_int
-        B, N = keep.shape
+        keep = keep_obs | (row_int & ~y_set)
         R = max(1, int(keep.sum(1).max()))
-        score = torch.where(keep, -torch.arange(N, device=keep.device, dtype=torch.float32)[None],
-                            torch.full((B, N), -1e9, device=keep.device))
+        score = torch.where(keep, -torch.arange(N, device=dev, dtype=torch.float32)[None], torch.full((B, N), -1e9, device=dev))
         idx = score.topk(R, dim=1).indices.sort(dim=1).values                              # B x R, arrival order
         return idx, keep.gather(1, idx)
 
@@ -439,8 +432,8 @@ class Surrogate(nn.Module):
         B x Q x K x n_bins, over :attr:`edges` in Y's standard units.
 
         ``memo`` (a :class:`ContextMemo` kept across the decisions of a campaign) holds the keys
-        and values of the observational context rows, which stay the same while only interventional
-        rows are added: the same answer (up to float rounding), without recomputing them."""
+        and values of the context rows already seen, so that only the rows added since are
+        encoded: the same answer, without recomputing the rest."""
         if not self.cfg.queries:
             raise ValueError("this surrogate has no world-model head (SurrogateConfig.queries = False)")
         B, Q, K = z.shape
