@@ -4,7 +4,7 @@
 # primary reward alone (the best-so-far improvement; the reward ablations in BENCHMARKS.md found the
 # other terms cost regret), validation on 64 campaigns in 4 batches of their own d.
 #
-#   bash benchmarks/finetune_stage3.sh INIT OUT [MINUTES] [DEVICE]
+#   bash benchmarks/finetune_stage3.sh INIT OUT [MINUTES] [DEVICE] [more acbo.e2e.train flags]
 #
 # The shipped pair (CPU, 2 cores; one thread, so a benchmark or the tests can share the machine):
 #   bash benchmarks/train_stage3.sh runs/e2e-grid 90 cpu
@@ -16,6 +16,7 @@ INIT=${1:?policy checkpoint of a stage-3 pair}
 OUT=${2:?output folder}
 MINUTES=${3:-75}
 DEVICE=${4:-cpu}
+shift $(( $# < 4 ? $# : 4 ))
 SIZE=${SIZE:-full}
 PY=${PY:-python}
 ARGS=(--init "$INIT" --levels 1 --rounds 3000 --val-every 25 --policy-lr 1e-4
@@ -27,4 +28,4 @@ elif [ "$DEVICE" != cpu ]; then
   ARGS+=(--batch-size 64 --group-size 8 --minibatch 1024 --val-campaigns 128)
 fi
 export PYTHONUNBUFFERED=1
-"$PY" -m acbo.e2e.train --out "$OUT" --max-minutes "$MINUTES" --device "$DEVICE" "${ARGS[@]}"
+"$PY" -m acbo.e2e.train --out "$OUT" --max-minutes "$MINUTES" --device "$DEVICE" "${ARGS[@]}" "$@"

@@ -2,7 +2,7 @@
 # Stage 3, the shipped pair's recipe: a new policy that reads the world model (16 grid points per
 # variable) trained end to end with the shipped world-model surrogate on the train-broad curriculum.
 #
-#   bash benchmarks/train_stage3.sh OUT [MINUTES] [DEVICE]
+#   bash benchmarks/train_stage3.sh OUT [MINUTES] [DEVICE] [more acbo.e2e.train flags, e.g. --surrogate PATH]
 #
 # CPU (2 cores, the shipped pair): bash benchmarks/train_stage3.sh runs/e2e-grid 90 cpu
 #   background-friendly and resumable in pieces: run the same command again after an interruption and
@@ -15,6 +15,7 @@ set -euo pipefail
 OUT=${1:?output folder}
 MINUTES=${2:-90}
 DEVICE=${3:-cpu}
+shift $(( $# < 3 ? $# : 3 ))
 SIZE=${SIZE:-full}
 PY=${PY:-python}
 ARGS=(--grid 16 --rounds 3000 --val-every 25 --policy-lr 3e-4)
@@ -25,4 +26,4 @@ elif [ "$DEVICE" != cpu ]; then
   ARGS+=(--batch-size 64 --group-size 8 --minibatch 1024 --val-campaigns 64)
 fi
 export PYTHONUNBUFFERED=1
-"$PY" -m acbo.e2e.train --out "$OUT" --max-minutes "$MINUTES" --device "$DEVICE" "${ARGS[@]}"
+"$PY" -m acbo.e2e.train --out "$OUT" --max-minutes "$MINUTES" --device "$DEVICE" "${ARGS[@]}" "$@"

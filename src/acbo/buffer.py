@@ -260,12 +260,18 @@ class Campaign:
                    torch.full((B,), step, device=dev), torch.full((B,), horizon, device=dev))
 
     def observational_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-variable mean and std over observational rows (B x D each; std 1 where it is 0)."""
-        return observational_stats(self.values, self.intervened, self.row_mask)
+        """Per-variable mean and std over observational rows (B x D each; std 1 where it is 0);
+        computed once per campaign object (its tensors are not changed in place)."""
+        stats = self.__dict__.get("_observational_stats")
+        if stats is None:
+            stats = observational_stats(self.values, self.intervened, self.row_mask)
+            object.__setattr__(self, "_observational_stats", stats)  # a cache, not a field
+        return stats
 
     def standardised(self) -> PaddedBatch:
         """The surrogate's input: values standardised by the observational stats, 0 in padding."""
-        z = standardise_by_observations(self.values, self.intervened, self.row_mask, self.var_mask)
+        mean, std = self.observational_stats()
+        z = standardised_values(self.values, mean, std, self.row_mask, self.var_mask)
         return PaddedBatch(z.float(), self.intervened, self.row_mask, self.var_mask, self.target)
 
     def training_batch(self, parents: torch.Tensor, linear: torch.Tensor, scm=None) -> TrainingBatch:
@@ -292,5 +298,11 @@ def standardise_by_observations(values: torch.Tensor, intervened: torch.Tensor, 
     """B x N x D values standardised per buffer and variable by the observational rows' stats,
     0 in padding (rows or variables)."""
     mean, std = observational_stats(values, intervened, row_mask)
+    return standardised_values(values, mean, std, row_mask, var_mask)
+
+
+def standardised_values(values: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, row_mask: torch.Tensor,
+                        var_mask: torch.Tensor) -> torch.Tensor:
+    """(values - mean) / std (B x N x D; mean/std B x D), 0 in padding (rows or variables)."""
     z = (values - mean[:, None]) / std[:, None]
     return torch.where(row_mask[..., None] & var_mask[:, None], z, torch.zeros_like(z))

@@ -9,7 +9,8 @@ variable-attention readout, whatever n is. :class:`Belief` is an encoding togeth
 readout (parent marginals and variable tokens): what a policy reads.
 
 Interventional rows never change the observational moments behind the pair features, so when
-every added row is interventional the pair features are computed once and reused.
+every added row is interventional the pair path's terms (:class:`PairTerms`) are computed once
+and kept with the encoding.
 
 Equality with a full pass: the pooled sums of an incremental update equal a full pass's up to
 float32 rounding of the order of the additions (tested at 1e-5).
@@ -22,27 +23,30 @@ from dataclasses import dataclass, replace
 import torch
 
 from acbo.buffer import Campaign
-from acbo.surrogate.model import Pooled, Surrogate
+from acbo.surrogate.model import PairTerms, Pooled, Surrogate
 
 
 @dataclass(frozen=True)
 class Encoding:
     """Pooled surrogate state of B campaigns (:class:`Pooled`: sums 3 x B x D x C, counts
     3 x B x D, observational cross moments B x D x D or None), the observational mean/std (B x D)
-    used to standardise new rows, target/var_mask B x D."""
+    used to standardise new rows, target/var_mask B x D; pairs, the pair path's terms of these
+    observational moments (:meth:`Surrogate.pair_terms`; None: computed at each readout)."""
 
     pooled: Pooled
     mean: torch.Tensor
     std: torch.Tensor
     target: torch.Tensor
     var_mask: torch.Tensor
+    pairs: PairTerms | None = None
 
     @classmethod
     @torch.no_grad()
     def of(cls, surrogate: Surrogate, c: Campaign) -> "Encoding":
         """Pool every row of the campaigns (one full pass)."""
         mean, std = c.observational_stats()
-        return cls(surrogate.pool(c.standardised()), mean, std, c.target, c.var_mask)
+        pooled = surrogate.pool(c.standardised())
+        return cls(pooled, mean, std, c.target, c.var_mask, surrogate.pair_terms(pooled, c.target, c.var_mask))
 
     def _row_terms(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor) -> Pooled:
         """Pool contributions of k rows per campaign taken one at a time: rows/mask B x k x D ->
@@ -63,7 +67,10 @@ class Encoding:
         """The encoding after appending rows (B x k x D, all of them) to every campaign."""
         t = self._row_terms(surrogate, rows, mask)
         cross = None if t.cross is None else t.cross.sum(1)
-        return replace(self, pooled=self.pooled + Pooled(t.sums.sum(2), t.counts.sum(2), cross))
+        pooled = self.pooled + Pooled(t.sums.sum(2), t.counts.sum(2), cross)
+        if not bool(mask.any(2).all()):  # an observational row: new moments, new pair terms
+            return replace(self, pooled=pooled, pairs=surrogate.pair_terms(pooled, self.target, self.var_mask))
+        return replace(self, pooled=pooled)
 
     @torch.no_grad()
     def marginals_with(self, surrogate: Surrogate, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,7 +84,8 @@ class Encoding:
         pairs = cross = None
         if t.cross is not None:
             if bool(mask.any(2).all()):  # interventional rows: the observational moments stay as they are
-                pairs = rep(surrogate.pairs(p, self.var_mask))
+                own = self.pairs if self.pairs is not None else surrogate.pair_terms(p, self.target, self.var_mask)
+                pairs = own.repeat_interleave(k)
             else:
                 cross = (p.cross[:, None] + t.cross).reshape(B * k, D, D)
         pooled = Pooled((p.sums[:, :, None] + t.sums).reshape(3, B * k, D, C),
@@ -88,7 +96,7 @@ class Encoding:
     @torch.no_grad()
     def readout(self, surrogate: Surrogate) -> tuple[torch.Tensor, torch.Tensor]:
         """(parent marginals B x D, 0 for the target and padding; tokens B x D x C)."""
-        logits, tokens = surrogate.readout(self.pooled, self.target, self.var_mask)
+        logits, tokens = surrogate.readout(self.pooled, self.target, self.var_mask, self.pairs)
         return torch.sigmoid(logits), tokens
 
 
@@ -150,7 +158,8 @@ class EncodingCache:
             return
         try:
             pooled = Pooled(state["sums"], state["counts"], state["cross"])
-            self.encoding = Encoding(pooled, state["mean"], state["std"], state["target"], state["var_mask"])
+            self.encoding = Encoding(pooled, state["mean"], state["std"], state["target"], state["var_mask"],
+                                     self.surrogate.pair_terms(pooled, state["target"], state["var_mask"]))
             self.key = (int(state["rows"]), int(state["n_obs"]))
         except KeyError as e:
             raise ValueError(f"{who}: saved state lacks {e}") from None

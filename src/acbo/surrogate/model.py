@@ -135,6 +135,22 @@ class Pooled:
         return Pooled(self.sums + other.sums, self.counts + other.counts, cross)
 
 
+@dataclass(frozen=True)
+class PairTerms:
+    """What the pair path adds to a readout (:meth:`Surrogate.pair_terms`), a function of the
+    observational moments and the target only, so a campaign whose new rows are all
+    interventional keeps them: biases, one B x H x D x D attention bias per variable-attention
+    layer; head, B x D x C, the (j, Y) pair's term in the parent head."""
+
+    biases: tuple[torch.Tensor, ...]
+    head: torch.Tensor
+
+    def repeat_interleave(self, k: int) -> "PairTerms":
+        """Each campaign's terms k times over (B*k campaigns)."""
+        rep = lambda t: t.repeat_interleave(k, dim=0)
+        return PairTerms(tuple(rep(b) for b in self.biases), rep(self.head))
+
+
 def query_statistics(batch: "PaddedBatch", var: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """B x Q x K x STAT_FEATURES regression statistics for queries do(X_var = z) (standardised
     values; var B x Q, z B x Q x K): b_obs, the slope of Y on X_j over the observational rows; b_all,
@@ -332,23 +348,30 @@ class Surrogate(nn.Module):
         n_obs = pooled.counts[0].amax(dim=1)                                                 # B: observational rows
         return pair_features(pooled.cross, n_obs, var_mask)
 
-    def readout(self, pooled: Pooled, target: torch.Tensor, var_mask: torch.Tensor, pairs: torch.Tensor | None = None
+    def pair_terms(self, pooled: Pooled, target: torch.Tensor, var_mask: torch.Tensor) -> PairTerms | None:
+        """The pair path's terms of a readout from the pooled observational moments (None for a
+        model without ``pair_bias``)."""
+        if not self.cfg.pair_bias:
+            return None
+        pf = self.pairs(pooled, var_mask)                                                    # B x D x D x F
+        B, D = target.shape
+        biases = self.pair_attn(pf).reshape(B, D, D, -1, self.cfg.heads).permute(3, 0, 4, 1, 2).unbind(0)  # layers x (B x H x D x D)
+        pf_t = (pf * target[:, None, :, None].to(pf.dtype)).sum(2)                          # B x D x F: pair (j, Y)
+        return PairTerms(biases, self.pair_head(pf_t))
+
+    def readout(self, pooled: Pooled, target: torch.Tensor, var_mask: torch.Tensor, pairs: PairTerms | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """From pooled sums to (parent logits B x D, -inf for the target and padding; variable
-        tokens B x D x C, the encoding a policy can reuse). ``pairs``: the pair features when
-        already known (:meth:`pairs`), else computed from ``pooled``."""
+        tokens B x D x C, the encoding a policy can reuse). ``pairs``: the pair terms when
+        already known (:meth:`pair_terms` of the same observational moments), else computed."""
         sums, counts = pooled.sums, pooled.counts
         _, B, D, C = sums.shape
         pooled_mean = sums / counts.clamp_min(1)[..., None]                                  # 3 x B x D x C
         z = torch.cat([pooled_mean[0], pooled_mean[1], pooled_mean[2], torch.log1p(counts).permute(1, 2, 0)], dim=-1)
         h = self.pool_proj(z) + target[..., None].to(sums.dtype) * self.target_embed        # B x D x C
-        biases, pair_t = [None] * len(self.var_blocks), None
-        if self.cfg.pair_bias:
-            pf = self.pairs(pooled, var_mask) if pairs is None else pairs                    # B x D x D x F
-            H = self.cfg.heads
-            biases = self.pair_attn(pf).reshape(B, D, D, -1, H).permute(3, 0, 4, 1, 2).unbind(0)   # layers x (B x H x D x D)
-            pf_t = (pf * target[:, None, :, None].to(pf.dtype)).sum(2)                      # B x D x F: pair (j, Y)
-            pair_t = self.pair_head(pf_t)                                                    # B x D x C
+        if pairs is None:
+            pairs = self.pair_terms(pooled, target, var_mask)
+        biases, pair_t = ([None] * len(self.var_blocks), None) if pairs is None else (pairs.biases, pairs.head)
         for blk, bias in zip(self.var_blocks, biases):
             h = blk(h, var_mask, bias)
         h = self.ln(h)
