@@ -168,6 +168,17 @@ def test_an_interrupted_stage3_run_resumes_where_it_stopped(tmp_path, grid):
         train(_tiny(tmp_path, folder="cut", grid=grid, surrogate_lr=1e-3), log=lambda s: None)
 
 
+def test_a_run_whose_budget_ends_before_its_first_round_still_writes_its_pair(tmp_path):
+    from acbo.e2e import read_e2e_checkpoint, train
+    from acbo.policy.checkpoint import load_policy_checkpoint
+    lines = []
+    policy, surrogate = train(_tiny(tmp_path, max_minutes=1e-9), log=lines.append)
+    assert "time budget spent at round 0" in lines
+    assert read_e2e_checkpoint(tmp_path / "run" / "e2e.pt")["step"] == 0
+    p, s = load_policy_checkpoint(tmp_path / "run" / "policy.pt")
+    assert all(torch.equal(a, b) for a, b in zip(p.parameters(), policy.parameters()))
+
+
 def test_stage3_config_refuses_bad_values(tmp_path):
     with pytest.raises(ValueError, match="rounds must be a positive integer"):
         _tiny(tmp_path, rounds=0)
@@ -222,6 +233,32 @@ def test_the_stage3_recipe_runs_at_a_tiny_size(tmp_path):
                    env={**os.environ, "SIZE": "tiny", "PY": sys.executable}, check=True, capture_output=True)
     policy, surrogate = load_policy_checkpoint(tmp_path / "s3" / "policy.pt")
     assert policy.cfg.grid == 4 and surrogate.cfg.queries
+
+
+def test_the_one_command_cpu_recipe_trains_everything_from_scratch_and_resumes_by_stage(tmp_path):
+    """benchmarks/train_all_cpu.sh at a tiny size: a surrogate from a random start, stage 3 on it,
+    phase 2 on stage 3's pair; a second call finds every stage done and trains nothing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from acbo.e2e.train import read_e2e_checkpoint
+    from acbo.policy.checkpoint import load_policy_checkpoint
+    from acbo.surrogate import load_pretrained
+    root, out = Path(__file__).resolve().parents[1], tmp_path / "all"
+    run = lambda: subprocess.run(["bash", str(root / "benchmarks" / "train_all_cpu.sh"), str(out), "1"], cwd=root,
+                                 env={**os.environ, "SIZE": "tiny", "PY": sys.executable}, check=True,
+                                 capture_output=True, text=True).stdout
+    run()
+    assert read_e2e_checkpoint(out / "stage3" / "e2e.pt")["train_config"]["surrogate"] == str(out / "surrogate" / "model.pt")
+    assert read_e2e_checkpoint(out / "stage3-ft" / "e2e.pt")["train_config"]["init"] == str(out / "stage3" / "policy.pt")
+    policy, surrogate = load_policy_checkpoint(out / "stage3-ft" / "policy.pt")
+    shipped = load_pretrained()
+    assert policy.cfg.grid == 4 and surrogate.cfg.queries
+    assert not torch.equal(surrogate.embed[0].weight, shipped.embed[0].weight)  # not the packaged weights
+    again = run()
+    assert again.count("done before, skipped") == 3, again
 
 
 def test_play_counts_only_the_campaigns_where_intervening_can_help():

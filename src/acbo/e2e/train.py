@@ -268,7 +268,7 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
     if start == 0:  # the starting point, for comparison
         history.append({"round": 0, "level": 1, **validate(policy, surrogate, val, cfg.seed)})
         log(format_record(history[-1]))
-    done = start
+    done, saved = start, start if state is not None else None  # the round the files on disk hold
     for r in range(start, cfg.rounds):
         if budget.spent(r):
             log(f"time budget spent at round {r}")
@@ -309,10 +309,12 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
         if metric is not None:
             history.append(rec)
             checkpoint(done)
+            saved = done
         append_jsonl(out / "log.jsonl", rec)
         log(format_record(rec))
-    if not history or history[-1]["round"] != done:
+    if not history or history[-1]["round"] != done:  # the last round's validation, if it had none
         history.append({"round": done, "level": level.level + 1, **validate(policy, surrogate, val, cfg.seed)})
+    if saved != done:  # also a run whose budget ran out before its first round writes its pair
         checkpoint(done)
     policy.eval()
     surrogate.eval()
