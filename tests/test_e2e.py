@@ -243,7 +243,7 @@ def test_the_one_command_cpu_recipe_trains_everything_from_scratch_and_resumes_b
     import sys
     from pathlib import Path
 
-    from acbo.e2e.train import read_e2e_checkpoint
+    from acbo.e2e import read_e2e_checkpoint
     from acbo.policy.checkpoint import load_policy_checkpoint
     from acbo.surrogate import load_pretrained
     root, out = Path(__file__).resolve().parents[1], tmp_path / "all"
