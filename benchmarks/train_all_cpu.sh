@@ -11,7 +11,8 @@
 # (OUT/<stage>.done), an interrupted one continues from its last checkpoint with the same data stream.
 # The measured runs (BENCHMARKS.md, "Stage 3 from scratch on a CPU"): one thread of the 2-core box,
 #   OMP_NUM_THREADS=1 nohup bash benchmarks/train_all_cpu.sh runs/from-scratch 120 > runs/from-scratch.out &
-# and both cores (torch's default: 2.0x the surrogate's steps, 1.4x stage 3's rounds per minute):
+# and both cores (torch's default; against the one-thread run, on another box: 2.0x the surrogate's steps
+# and 1.4x stage 3's rounds per minute):
 #   nohup bash benchmarks/train_all_cpu.sh runs/from-scratch-2t 105 > runs/from-scratch-2t.out &
 # The pair it ends with: OUT/stage3-ft/policy.pt (+ surrogate.pt beside it), for
 #   acbo bench --methods amortized --option amortized.checkpoint=OUT/stage3-ft/policy.pt ...
