@@ -22,6 +22,7 @@ Both work on any units: :meth:`affine` maps a distribution of z to one of loc + 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -63,11 +64,11 @@ class BarDistribution:
     def _hi(self) -> torch.Tensor:
         return self.edges[1:]
 
-    @property
+    @functools.cached_property
     def mean(self) -> torch.Tensor:
         return (self.probs * (self._lo + self._hi) / 2).sum(-1)
 
-    @property
+    @functools.cached_property
     def std(self) -> torch.Tensor:
         lo, hi = self._lo, self._hi
         second = (self.probs * (lo * lo + lo * hi + hi * hi) / 3).sum(-1)
@@ -92,11 +93,20 @@ class BarDistribution:
 
     def quantile(self, q: float | torch.Tensor) -> torch.Tensor:
         """The q-quantile (linear inside the bin where the CDF crosses q)."""
+        q = torch.as_tensor(q, dtype=self.probs.dtype, device=self.probs.device).expand(self.probs.shape[:-1])
+        return self._quantiles(q[..., None])[..., 0]
+
+    def quantiles(self, qs: tuple[float, ...]) -> torch.Tensor:
+        """The qs-quantiles, ... x len(qs): :meth:`quantile` of each, from one CDF."""
+        q = torch.tensor(qs, dtype=self.probs.dtype, device=self.probs.device)
+        return self._quantiles(q.expand(*self.probs.shape[:-1], len(qs)))
+
+    def _quantiles(self, q: torch.Tensor) -> torch.Tensor:
+        """Quantiles q (... x S, the batch shape then S levels) -> ... x S."""
         c = self.probs.cumsum(-1)                                                              # ... x M
-        q = torch.as_tensor(q, dtype=c.dtype, device=c.device).expand(c.shape[:-1])
-        i = torch.searchsorted(c.contiguous(), q[..., None].contiguous()).clamp_max(c.shape[-1] - 1)[..., 0]
-        c_hi = c.gather(-1, i[..., None])[..., 0]
-        p = self.probs.gather(-1, i[..., None])[..., 0]
+        i = torch.searchsorted(c.contiguous(), q.contiguous()).clamp_max(c.shape[-1] - 1)     # ... x S
+        c_hi = c.gather(-1, i)
+        p = self.probs.gather(-1, i)
         frac = ((q - (c_hi - p)) / p.clamp_min(1e-12)).clamp(0, 1)
         return self._lo[i] + frac * (self._hi - self._lo)[i]
 

@@ -158,8 +158,9 @@ def grid_features(surrogate, c: Campaign, tokens: torch.Tensor, K: int, memo=Non
     best = incumbent(c, mu[:, :D])                                                               # B
     b = best[:, None, None].expand(B, Q, K)
     ei = f.expected_improvement(b)
-    per_q = torch.stack([u.float().expand(B, Q, K), f.mean, f.std, m.quantile(GRID_QUANTILES[0]),
-                         m.quantile(GRID_QUANTILES[1]), ei, torch.log(ei + EI_FLOOR), b - f.mean], dim=-1)  # B x Q x K x 8
+    q_lo, q_hi = m.quantiles(GRID_QUANTILES).unbind(-1)                                        # B x Q x K each
+    per_q = torch.stack([u.float().expand(B, Q, K), f.mean, f.std, q_lo, q_hi, ei, torch.log(ei + EI_FLOOR),
+                         b - f.mean], dim=-1)                                                      # B x Q x K x 8
     feats = torch.zeros(B, D + 1, K, N_GRID_FEATURES, dtype=per_q.dtype, device=dev)
     feats.scatter_(1, slot[..., None, None].expand_as(per_q), per_q)
     return feats[:, :D]                                                                          # the spare row dropped

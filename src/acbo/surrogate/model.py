@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from acbo.buffer import PaddedBatch
-from acbo.layers import Block
+from acbo.layers import Block, unless_full
 from acbo.predictive import BarDistribution, asinh_edges
 
 
@@ -151,18 +151,19 @@ class PairTerms:
         return PairTerms(tuple(rep(b) for b in self.biases), rep(self.head))
 
 
-def query_statistics(batch: "PaddedBatch", var: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """B x Q x K x STAT_FEATURES regression statistics for queries do(X_var = z) (standardised
-    values; var B x Q, z B x Q x K): b_obs, the slope of Y on X_j over the observational rows; b_all,
-    X_j's coefficient in the ridge regression of Y on every other variable there; over the rows
-    where only X_j was set (n_j of them), the least-squares line (its value at z, once n_j >= 2)
-    and a Gaussian-kernel average of Y at z with log(1 + its total weight). Clamped to +-INPUT_CLAMP."""
-    B, N, D = batch.values.shape
-    _, Q, K = z.shape
-    x = batch.values.clamp(-INPUT_CLAMP, INPUT_CLAMP).double()                              # B x N x D
-    tmask = batch.target.double()                                                          # B x D
-    y = (x * tmask[:, None, :]).sum(2)                                                     # B x N
-    single = batch.intervened.sum(2) == 1
+def _clamped_xy(batch: "PaddedBatch") -> tuple[torch.Tensor, torch.Tensor]:
+    """The standardised values clamped to +-INPUT_CLAMP in float64 (B x N x D) and the target's
+    column of them (B x N)."""
+    x = batch.values.clamp(-INPUT_CLAMP, INPUT_CLAMP).double()
+    return x, (x * batch.target.double()[:, None, :]).sum(2)
+
+
+def observational_slopes(batch: "PaddedBatch", xy: tuple[torch.Tensor, torch.Tensor] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(b_obs, b_all), B x D float64 each: the slope of Y on X_j over the observational rows, and
+    X_j's coefficient in the ridge regression of Y on every other variable there (see
+    :func:`query_statistics`). ``xy``: :func:`_clamped_xy` of the batch, when already at hand."""
+    x, y = _clamped_xy(batch) if xy is None else xy
     obs = (batch.row_mask & ~batch.intervened.any(2)).double()                             # B x N
     cols = (batch.var_mask & ~batch.target).double()                                       # B x D
     xo = x * obs[..., None] * cols[:, None, :]                                             # B x N x D
@@ -170,6 +171,23 @@ def query_statistics(batch: "PaddedBatch", var: torch.Tensor, z: torch.Tensor) -
     b_obs = (xo * y[..., None]).sum(1) / (sxx + RIDGE * obs.sum(1, keepdim=True) + 1e-9)   # B x D
     gram = xo.transpose(1, 2) @ xo + torch.diag_embed(RIDGE * obs.sum(1, keepdim=True).clamp_min(1) * cols + (1 - cols))
     b_all = torch.linalg.solve(gram, (xo * y[..., None]).sum(1)[..., None])[..., 0]        # B x D
+    return b_obs, b_all
+
+
+def query_statistics(batch: "PaddedBatch", var: torch.Tensor, z: torch.Tensor,
+                     slopes: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """B x Q x K x STAT_FEATURES regression statistics for queries do(X_var = z) (standardised
+    values; var B x Q, z B x Q x K): b_obs, the slope of Y on X_j over the observational rows; b_all,
+    X_j's coefficient in the ridge regression of Y on every other variable there; over the rows
+    where only X_j was set (n_j of them), the least-squares line (its value at z, once n_j >= 2)
+    and a Gaussian-kernel average of Y at z with log(1 + its total weight). Clamped to +-INPUT_CLAMP.
+    ``slopes``: :func:`observational_slopes` of the batch, when already known (they change only
+    with the observational rows)."""
+    B, N, D = batch.values.shape
+    _, Q, K = z.shape
+    x, y = _clamped_xy(batch)                                                              # B x N x D, B x N
+    b_obs, b_all = observational_slopes(batch, (x, y)) if slopes is None else slopes       # B x D each
+    single = batch.intervened.sum(2) == 1
     pick = lambda t: t.gather(1, var)                                                      # B x D -> B x Q
     # the rows where one variable was set, gathered in arrival order (M <= interventions, not N)
     sel = single & batch.row_mask                                                          # B x N
@@ -225,6 +243,10 @@ class ContextMemo:
     def __init__(self):
         self.key: tuple[torch.Tensor, ...] | None = None  # var, target, idx, keep, rows, intervened
         self.k = self.v = self.mask = None                 # (B Q) x H x capacity x C/H, (B Q) x 1 x 1 x capacity
+        # observational_slopes, the context rows they were computed with, and the observational row
+        # counts (B) and variable mask then: valid while those rows hold and no observational row came
+        self.slopes: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.slope_rows, self.n_obs, self.var_mask = 0, None, None
 
     def prefix(self, var, target, idx, keep, rows, intervened) -> int:
         """How many leading context rows (of idx B x R) hold what this memo computed them from."""
@@ -252,6 +274,18 @@ class ContextMemo:
                 self.mask[..., :start] = old[2][..., :start]
         self.k[:, :, start:end], self.v[:, :, start:end], self.mask[..., start:end] = k, v, mask
         self.key = key
+
+    def slopes_for(self, batch: PaddedBatch, prefix: int, rows: int, n_obs: torch.Tensor, max_context: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`observational_slopes` of ``batch``, kept from an earlier call when they cannot
+        have changed: every observational row is a context row (n_obs <= max_context), the
+        ``prefix`` leading context rows hold what this memo saw (see :meth:`prefix`) and cover the
+        rows there were then, and the observational row counts and variables are the same."""
+        if (self.slopes is None or prefix < self.slope_rows or int(n_obs.max()) > max_context
+                or not torch.equal(n_obs, self.n_obs) or not torch.equal(batch.var_mask, self.var_mask)):
+            self.slopes = observational_slopes(batch)
+            self.slope_rows, self.n_obs, self.var_mask = rows, n_obs, batch.var_mask
+        return self.slopes
 
 
 class Surrogate(nn.Module):
@@ -395,6 +429,10 @@ class Surrogate(nn.Module):
         """The rows queries attend to: every interventional row (Y not set) and up to
         ``max_context`` observational rows, evenly spaced. Returns (row indices B x R, mask
         B x R of real rows), R = the largest count over the batch."""
+        return self._context(batch)[:2]
+
+    def _context(self, batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`context` and the observational row counts (B)."""
         B, N, D = batch.values.shape
         dev = batch.values.device
         row_int = batch.intervened.any(2) & batch.row_mask                                  # B x N
@@ -410,7 +448,7 @@ class Surrogate(nn.Module):
         R = max(1, int(keep.sum(1).max()))
         score = torch.where(keep, -torch.arange(N, device=dev, dtype=torch.float32)[None], torch.full((B, N), -1e9, device=dev))
         idx = score.topk(R, dim=1).indices.sort(dim=1).values                              # B x R, arrival order
-        return idx, keep.gather(1, idx)
+        return idx, keep.gather(1, idx), n_obs
 
     def _context_kv(self, batch: PaddedBatch, var: torch.Tensor, idx: torch.Tensor, keep: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -432,20 +470,22 @@ class Surrogate(nn.Module):
         return k, v, keep[:, None, :].expand(B, Q, R).reshape(B * Q, 1, 1, R)
 
     def _memo_kv(self, batch: PaddedBatch, var: torch.Tensor, memo: "ContextMemo"
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """:meth:`_context_kv` of every context row, read from ``memo`` for the leading rows that
         are those it holds (same rows, same values, same queried variables), computed and added
-        to it for the rest."""
-        idx, keep = self.context(batch)                                                      # B x R
+        to it for the rest; and the observational slopes (:meth:`ContextMemo.slopes_for`; None
+        for a model without ``query_stats``)."""
+        idx, keep, n_obs = self._context(batch)                                              # B x R, B
         B, R = idx.shape
         D = batch.values.shape[2]
         rows = batch.values.gather(1, idx[..., None].expand(B, R, D))                       # B x R x D
         ivr = batch.intervened.gather(1, idx[..., None].expand(B, R, D))
         P = memo.prefix(var, batch.target, idx, keep, rows, ivr)
+        slopes = memo.slopes_for(batch, P, R, n_obs, self.cfg.max_context) if self.cfg.query_stats else None
         if P < R:
             memo.write(P, (var, batch.target, idx, keep, rows, ivr),
                        self._context_kv(batch, var, idx[:, P:], keep[:, P:]))
-        return memo.k[:, :, :R], memo.v[:, :, :R], memo.mask[..., :R]
+        return memo.k[:, :, :R], memo.v[:, :, :R], memo.mask[..., :R], slopes
 
     def query(self, batch: PaddedBatch, tokens: torch.Tensor, var: torch.Tensor, z: torch.Tensor,
               memo: "ContextMemo | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -461,8 +501,11 @@ class Surrogate(nn.Module):
             raise ValueError("this surrogate has no world-model head (SurrogateConfig.queries = False)")
         B, Q, K = z.shape
         C, H = self.cfg.dim, self.cfg.heads
-        k, v, mask = self._context_kv(batch, var, *self.context(batch)) if memo is None \
-            else self._memo_kv(batch, var, memo)
+        if memo is None:
+            k, v, mask = self._context_kv(batch, var, *self.context(batch))
+            slopes = None
+        else:
+            k, v, mask, slopes = self._memo_kv(batch, var, memo)
         h_j = tokens.gather(1, var[..., None].expand(B, Q, C))                              # B x Q x C
         h_y = (tokens * batch.target[..., None].to(tokens.dtype)).sum(1, keepdim=True).expand(B, Q, C)
         zq = z.to(tokens.dtype).clamp(-INPUT_CLAMP, INPUT_CLAMP)
@@ -470,10 +513,10 @@ class Surrogate(nn.Module):
                           torch.asinh(zq)[..., None]], -1)
         q = self.query_embed(q_in)                                                           # B x Q x K x C
         if self.cfg.query_stats:
-            q = q + self.stat_embed(query_statistics(batch, var, z).to(q.dtype))
+            q = q + self.stat_embed(query_statistics(batch, var, z, slopes).to(q.dtype))
         q = q.reshape(B * Q, K, C)                                                           # (B Q) x K x C
         qh = self.q_proj(self.q_ln(q)).reshape(B * Q, K, H, C // H).transpose(1, 2)        # (B Q) x H x K x C/H
-        att = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask)                       # queries do not see each other
+        att = F.scaled_dot_product_attention(qh, k, v, attn_mask=unless_full(mask))          # queries do not see each other
         o = q + self.q_out(att.transpose(1, 2).reshape(B * Q, K, C))
         o = (o + self.q_ff(o)).reshape(B, Q, K, C)
         return self.draw_head(o), self.mean_head(o)
