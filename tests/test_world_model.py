@@ -27,6 +27,7 @@ def test_bar_distribution_by_hand():
     assert bar.std.item() == pytest.approx(math.sqrt(second - 1.625 ** 2))
     assert bar.cdf(torch.tensor(2.0)).item() == pytest.approx(0.625)
     assert bar.quantile(0.25).item() == pytest.approx(1.0) and bar.quantile(0.625).item() == pytest.approx(2.0)
+    assert bar.quantiles((0.25, 0.625, 0.0)).tolist() == pytest.approx([1.0, 2.0, 0.0])  # one CDF, several levels
     assert bar.nll(torch.tensor(0.5)).item() == pytest.approx(-math.log(0.25))
     assert bar.nll(torch.tensor(2.0)).item() == pytest.approx(-math.log(0.75 / 2))
     # EI(best = 1): only the first bin lies below, E[1 - U(0, 1)] = 1/2
@@ -296,6 +297,59 @@ def test_query_statistics_by_hand():
     assert f[1, 4] == pytest.approx(float((w * torch.tensor([1.0, 4.0])).sum() / w.sum()), rel=1e-6)
     assert f[1, 5] == pytest.approx(math.log1p(float(w.sum())), rel=1e-6)
     assert f[0, 6:].tolist() == pytest.approx([b_obs, b_obs, b_set], rel=1e-6)
+
+
+def test_the_memo_keeps_the_observational_slopes_only_while_they_hold():
+    """Queries through a context memo equal queries without one while a campaign grows by
+    interventional rows, and after an observational value changes, an observational row is added
+    beyond max_context, and an observational row outside the context changes (the statistics'
+    output layer made non-zero, so that they reach the predictive)."""
+    from acbo.buffer import PaddedBatch
+    from acbo.surrogate import Surrogate, SurrogateConfig
+    from acbo.surrogate.model import ContextMemo
+
+    torch.manual_seed(0)
+    model = Surrogate(SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1, queries=True, query_stats=True,
+                                      max_context=4)).eval()
+    torch.nn.init.normal_(model.stat_embed[-1].weight)
+    g = generator("test", "memo-slopes")
+    x = torch.randn(4, 3, generator=g)
+    x[:, 2] = 2 * x[:, 0] - x[:, 1]
+    values, intervened = x, torch.zeros(4, 3, dtype=torch.bool)
+
+    def append(v, iv, row, setting):
+        flags = torch.zeros(1, 3, dtype=torch.bool)
+        if setting is not None:
+            flags[0, setting] = True
+        return torch.cat([v, torch.tensor([row])]), torch.cat([iv, flags])
+
+    values, intervened = append(values, intervened, [1.0, 0.0, 2.0], 0)
+    steps = []
+    for change in ("start", "interventional", "interventional", "observational value", "observational row",
+                   "outside the context"):
+        if change == "interventional":
+            values, intervened = append(values, intervened, [0.0, -1.0, 1.0], 1)
+        elif change == "observational value":
+            values = values.clone()
+            values[1, 0] += 0.5
+        elif change == "observational row":
+            values, intervened = append(values, intervened, [0.3, 0.2, 0.4], None)
+        elif change == "outside the context":  # 5 observational rows, 4 in the context: row 1 is left out
+            values = values.clone()
+            values[1, 1] -= 0.7
+        steps.append((values.clone(), intervened.clone()))
+    memo = ContextMemo()
+    var, z = torch.tensor([[0, 1]]), torch.tensor([[[-1.0, 0.5], [0.0, 2.0]]])
+    target = torch.tensor([[False, False, True]])
+    for v, iv in steps:
+        n = v.shape[0]
+        batch = PaddedBatch(v[None], iv[None], torch.ones(1, n, dtype=torch.bool), torch.ones(1, 3, dtype=torch.bool),
+                            target)
+        tokens = model.encode(batch)[1]
+        with torch.no_grad():
+            fresh, memoised = model.query(batch, tokens, var, z), model.query(batch, tokens, var, z, memo)
+        assert torch.allclose(memoised[1], fresh[1], atol=1e-5) and torch.allclose(memoised[0], fresh[0], atol=1e-5)
+    assert 1 not in model.context(batch)[0][0].tolist()                 # the last change was outside the context
 
 
 def test_query_statistics_start_as_the_model_without_them(tmp_path):
