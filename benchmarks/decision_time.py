@@ -8,7 +8,8 @@ method: the mean time of one decision including its one-off setup spread over th
 (PARENT_SCALE's doubly robust prior, for example), the setup alone, and the median time of the
 model-based decisions only (PARENT_SCALE and CBO spend their first steps on a random initial
 design, which costs nothing; their EI decisions are what a decision costs once they decide),
-each also as a multiple of the amortized system's.
+each also as a multiple of the amortized system's; then the same two ratios per problem (median
+over the problems, and their range), since how long PARENT_SCALE takes depends on the problem.
 """
 
 from __future__ import annotations
@@ -64,19 +65,32 @@ def main() -> None:
                 for r in campaign(problem, m, args.steps):
                     rows.append({"family": fam, "seed": seed, "method": m, **r})
     df = pd.DataFrame(rows)
+
+    def figures(dm):
+        """(mean s per decision incl. setup / T, setup s, model-based decisions, their median s)."""
+        setup = dm.groupby("seed")["setup"].first().mean()
+        model = dm.loc[~dm["phase"].isin(["init", "random"]), "seconds"]
+        return dm["seconds"].mean() + setup / args.steps, setup, len(model), model.median() if len(model) else float("nan")
+
     print(f"torch threads: {torch.get_num_threads()}; {args.seeds} problems x {args.steps} decisions per family")
     print("| family | method | ms / decision (mean, incl. setup / T) | setup s | model-based decisions | ms / model-based decision (median) | x amortized (mean incl. setup) | x amortized (model-based) |")
     print("|---|---|---|---|---|---|---|---|")
     for fam, dff in df.groupby("family", sort=False):
-        def figures(dm):
-            setup = dm.groupby("seed")["setup"].first().mean()
-            model = dm.loc[~dm["phase"].isin(["init", "random"]), "seconds"]
-            return dm["seconds"].mean() + setup / args.steps, setup, len(model), model.median() if len(model) else float("nan")
         ref_all, _, _, ref_model = figures(dff[dff["method"] == "amortized"])
         for m, dm in dff.groupby("method", sort=False):
             all_in, setup, n_model, med = figures(dm)
             print(f"| {fam} | {m} | {1000 * all_in:.2f} | {setup:.2f} | {n_model}/{len(dm)} | {1000 * med:.2f} | "
                   f"{all_in / ref_all:.1f} | {med / ref_model:.1f} |")
+    print("\nPer problem (the same campaign's figures as ratios), median over problems (min - max):")
+    print("| family | method | x amortized (mean incl. setup) | x amortized (model-based median) |")
+    print("|---|---|---|---|")
+    for fam, dff in df.groupby("family", sort=False):
+        per = {(m, seed): figures(d) for (m, seed), d in dff.groupby(["method", "seed"], sort=False)}
+        for m in dff["method"].unique():
+            r_all = pd.Series([per[m, s][0] / per["amortized", s][0] for s in range(args.seeds)])
+            r_med = pd.Series([per[m, s][3] / per["amortized", s][3] for s in range(args.seeds)])
+            print(f"| {fam} | {m} | {r_all.median():.1f} ({r_all.min():.1f} - {r_all.max():.1f}) | "
+                  f"{r_med.median():.1f} ({r_med.min():.1f} - {r_med.max():.1f}) |")
 
 
 if __name__ == "__main__":
