@@ -10,8 +10,9 @@ What it records (one CPU thread, fixed seeds):
 2. every method on held-out problems through the ask/tell loop (chosen values, E[Y | do]);
 3. a tiny stage-1 run (truth + exact distillation + demonstration batches): its log and weights;
 4. a tiny stage-2 run per group design, with BC warm start, KL reference and BC auxiliary loss;
-5. a tiny demonstration collection;
-6. (``--parts simulator``) every registered family's SCMs, data, E[Y | do] and y*.
+5. a tiny stage-3 run per policy kind (the shipped pair; a new grid policy on a fresh world-model surrogate);
+6. a tiny demonstration collection;
+7. (``--parts simulator``) every registered family's SCMs, data, E[Y | do] and y*.
 Comparison: every number equal (bit for bit), else the largest absolute difference.
 """
 
@@ -100,6 +101,30 @@ def policy_training() -> dict:
     return out
 
 
+def e2e_training() -> dict:
+    from acbo.e2e import E2EConfig, train
+    from acbo.surrogate import Surrogate, SurrogateConfig
+    from acbo.surrogate.checkpoint import save_checkpoint
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        fresh = Path(tmp) / "fresh.pt"
+        save_checkpoint(fresh, Surrogate(SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1, queries=True)),
+                        0, {}, {}, [])
+        for kind, extra in (("shipped", {}), ("grid", {"grid": 8, "surrogate": str(fresh)})):
+            run = Path(tmp) / kind
+            cfg = E2EConfig(levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=4, batch_size=4,
+                            group_size=2, horizon=(2, 3), minibatch=16, reward_mc=16, query_vars=2, query_values=4,
+                            val_campaigns=4, val_horizon=2, val_every=2, val_mc=64, out=str(run), **extra)
+            policy, surrogate = train(cfg, log=lambda s: None)
+            lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+            drop = ("seconds", "elapsed_s")
+            out[kind] = {"log": [{k: v for k, v in r.items() if k not in drop} for r in lines],
+                         "policy": _weights(policy), "surrogate": _weights(surrogate)}
+    return out
+
+
 def demo_figures() -> dict:
     from acbo.experts.demos import DemoConfig, collect_demos, iter_demos
 
@@ -136,7 +161,7 @@ def simulator_figures() -> dict:
 
 
 PARTS = {"surrogate": surrogate_figures, "bench": bench_figures, "surrogate_training": surrogate_training,
-         "policy_training": policy_training, "demos": demo_figures, "simulator": simulator_figures}
+         "policy_training": policy_training, "e2e_training": e2e_training, "demos": demo_figures, "simulator": simulator_figures}
 
 
 def record(path: str, parts: list[str]) -> None:
@@ -190,7 +215,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="record the figures of this code into this JSON file")
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two recorded files")
-    ap.add_argument("--parts", default="surrogate,bench,surrogate_training,policy_training,demos",
+    ap.add_argument("--parts", default="surrogate,bench,surrogate_training,policy_training,e2e_training,demos",
                     help=f"comma-separated parts to record, of {sorted(PARTS)}")
     args = ap.parse_args()
     if args.compare:
