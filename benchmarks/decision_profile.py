@@ -26,7 +26,7 @@ import acbo.buffer
 import acbo.policy.features
 import acbo.policy.method
 import acbo.policy.model
-import acbo.policy.rollout
+import acbo.policy.decide
 import acbo.surrogate.encoding
 import acbo.surrogate.model
 from acbo.bench.runner import make_problem
@@ -35,12 +35,12 @@ from acbo.seeding import generator
 
 STAGES = [  # (owner, attribute, label, parent label)
     (acbo.policy.method.Amortized, "ask", "decision", None),
-    (acbo.buffer.Campaign, "of_buffer", "campaign tensors", "decision"),
+    (acbo.buffer.CampaignBatch, "of_buffer", "campaign tensors", "decision"),
     (acbo.surrogate.encoding.EncodingCache, "belief", "surrogate belief", "decision"),
     (acbo.surrogate.model.Surrogate, "rows", "row encoder (rows not yet encoded)", "surrogate belief"),
     (acbo.surrogate.model.Surrogate, "readout", "variable attention + parent head", "surrogate belief"),
-    (acbo.policy.rollout, "campaign_features", "campaign features", "decision"),
-    (acbo.policy.rollout, "grid_features", "world-model grid features", "decision"),
+    (acbo.policy.decide, "campaign_features", "campaign features", "decision"),
+    (acbo.policy.decide, "grid_features", "world-model grid features", "decision"),
     (acbo.surrogate.model.Surrogate, "query", "world-model query", "world-model grid features"),
     (acbo.surrogate.model.Surrogate, "_memo_kv", "context rows' keys/values (memo)", "world-model query"),
     (acbo.surrogate.model, "query_statistics", "regression statistics", "world-model query"),

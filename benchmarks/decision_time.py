@@ -20,7 +20,7 @@ import time
 import pandas as pd
 import torch
 
-from acbo.bench.runner import make_problem, method_options
+from acbo.bench.runner import make_problem, with_problem_knowledge
 from acbo.optimizer import CausalOptimizer
 from acbo.seeding import generator
 
@@ -34,7 +34,7 @@ def campaign(problem, spec: str, steps: int) -> list[dict]:
         opts[k] = int(v) if v.lstrip("-").isdigit() else v
     t0 = time.perf_counter()
     opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed,
-                          **method_options(problem, method, opts))
+                          **with_problem_knowledge(problem, method, opts))
     setup = time.perf_counter() - t0
     rows = []
     for t in range(steps):

@@ -70,10 +70,11 @@ def bench_figures() -> dict:
 
 
 def surrogate_training() -> dict:
+    from acbo.configs import configure
     from acbo.surrogate.train import SurrogateTrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = SurrogateTrainConfig(families=("train-lin", "train-nonlin"), steps=20, batch_size=8, n_obs=(30, 60),
+        cfg = configure(SurrogateTrainConfig, families=("train-lin", "train-nonlin"), steps=20, batch_size=8, n_obs=(30, 60),
                                    n_int=(0, 5), w_exact=1.0, demos=str(DEMOS), demo_every=5, w_expert=0.5,
                                    dim=32, heads=4, row_layers=1, var_layers=1, pair_bias=True, val_buffers=16,
                                    eval_every=10, out=tmp)
@@ -85,12 +86,13 @@ def surrogate_training() -> dict:
 
 
 def policy_training() -> dict:
+    from acbo.configs import configure
     from acbo.policy.train import PolicyTrainConfig, train
 
     out = {}
     for mode in ("candidates", "trajectory"):
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = PolicyTrainConfig(families=("train-lin", "train-nonlin"), mode=mode, iterations=3, batch_size=4,
+            cfg = configure(PolicyTrainConfig, families=("train-lin", "train-nonlin"), mode=mode, iterations=3, batch_size=4,
                                     group_size=3, horizon=(3, 4), n_obs=(30, 40), minibatch=16, val_family="lin-er-10",
                                     val_campaigns=6, val_horizon=3, val_every=2, reward_mc=32, bc_demos=str(DEMOS),
                                     bc_steps=4, bc_coef=0.3, beta=0.05, out=tmp)
@@ -102,6 +104,7 @@ def policy_training() -> dict:
 
 
 def e2e_training() -> dict:
+    from acbo.configs import configure
     from acbo.e2e import E2EConfig, train
     from acbo.surrogate import Surrogate, SurrogateConfig
     from acbo.surrogate.checkpoint import save_checkpoint
@@ -114,7 +117,7 @@ def e2e_training() -> dict:
                         0, {}, {}, [])
         for kind, extra in (("shipped", {}), ("grid", {"grid": 8, "surrogate": str(fresh)})):
             run = Path(tmp) / kind
-            cfg = E2EConfig(levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=4, batch_size=4,
+            cfg = configure(E2EConfig, {"queries.mc": 16}, levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=4, batch_size=4,
                             group_size=2, horizon=(2, 3), minibatch=16, reward_mc=16, query_vars=2, query_values=4,
                             val_campaigns=4, val_horizon=2, val_every=2, val_mc=64, out=str(run), **extra)
             policy, surrogate = train(cfg, log=lambda s: None)
@@ -126,7 +129,8 @@ def e2e_training() -> dict:
 
 
 def demo_figures() -> dict:
-    from acbo.experts.demos import DemoConfig, collect_demos, iter_demos
+    from acbo.demonstrations import iter_demos
+    from acbo.experts.demos import DemoConfig, collect_demos
 
     with tempfile.TemporaryDirectory() as tmp:
         collect_demos(DemoConfig("small-mixed", n_scms=2, steps=3, shard_size=2,

@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "acbo"
 # lower layers never import higher ones; within a layer, any order (no cycles: Python would fail)
 LAYERS = [
     ("seeding", "configs", "io", "parallel", "layers", "training", "checkpoints"),  # utilities
-    ("scm", "buffer", "posterior", "metrics", "predictive", "demo"),                  # the world and the data
+    ("scm", "buffer", "posterior", "metrics", "predictive", "bioreactor", "demonstrations"),  # the world and the data
     ("method", "env"),                                                                 # the method interface; simulated campaigns
     ("experts",),                                                                      # PARENT_SCALE, CBO, demonstrations
     ("surrogate",),                                                                    # stage 1
@@ -44,7 +44,7 @@ def _modules():
 def _imports(path: Path):
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "acbo":
-            if node.module == "acbo":  # `from acbo import demo` imports the module acbo.demo
+            if node.module == "acbo":  # `from acbo import bioreactor` imports the module acbo.bioreactor
                 yield from (a.name if (SRC / a.name).exists() or (SRC / f"{a.name}.py").exists() else "" for a in node.names)
             else:
                 yield node.module[len("acbo."):]

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from acbo.experts.demos import DemoConfig, collect_demos, iter_demos, load_shard
+from acbo.demonstrations import iter_demos, load_shard
+from acbo.experts.demos import DemoConfig, collect_demos
 
 CFG = DemoConfig("small-mixed", n_scms=4, steps=3, shard_size=2, expert_options={"dr_regressor": "ridge"})
 TIMING = {"seconds"}

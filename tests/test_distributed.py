@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from acbo.configs import configure
 from acbo.policy.checkpoint import read_policy_checkpoint
 from acbo.policy.train import PolicyTrainConfig
 from acbo.policy.train import train as train_policy
@@ -50,7 +51,7 @@ def _largest_difference(got: dict, want: dict, what: str) -> float:
 
 
 def test_two_processes_train_what_one_does(tmp_path):
-    alone = train(SurrogateTrainConfig(**ARGS, out=str(tmp_path / "one")), log=lambda s: None)
+    alone = train(configure(SurrogateTrainConfig, **ARGS, out=str(tmp_path / "one")), log=lambda s: None)
     _torchrun("acbo.surrogate.train", ARGS, tmp_path / "two")
     two = read_checkpoint(tmp_path / "two" / "model.pt")
     assert two["step"] == 3
@@ -62,11 +63,11 @@ def test_two_processes_train_what_one_does(tmp_path):
 
 def test_shards_must_divide_the_batch():
     with pytest.raises(ValueError, match="shards must be a positive integer dividing batch_size 4"):
-        SurrogateTrainConfig(**{**ARGS, "shards": 3})
+        configure(SurrogateTrainConfig, **{**ARGS, "shards": 3})
 
 
 def test_two_processes_train_the_policy_one_does(tmp_path):
-    alone = train_policy(PolicyTrainConfig(**POLICY_ARGS, out=str(tmp_path / "one")), log=lambda s: None)
+    alone = train_policy(configure(PolicyTrainConfig, **POLICY_ARGS, out=str(tmp_path / "one")), log=lambda s: None)
     _torchrun("acbo.policy.train", POLICY_ARGS, tmp_path / "two")
     two = read_policy_checkpoint(tmp_path / "two" / "policy.pt")
     assert two["step"] == 3
@@ -79,12 +80,12 @@ def test_two_processes_train_the_policy_one_does(tmp_path):
 
 
 def _one_shard(tmp_path):
-    return train_policy(PolicyTrainConfig(**{**POLICY_ARGS, "shards": 1}, out=str(tmp_path / "single")), log=lambda s: None)
+    return train_policy(configure(PolicyTrainConfig, **{**POLICY_ARGS, "shards": 1}, out=str(tmp_path / "single")), log=lambda s: None)
 
 
 def test_policy_shards_must_divide_batch_and_minibatch():
     with pytest.raises(ValueError, match="shards must be a positive integer dividing batch_size 4 and minibatch 16"):
-        PolicyTrainConfig(**{**POLICY_ARGS, "shards": 3})
+        configure(PolicyTrainConfig, **{**POLICY_ARGS, "shards": 3})
 
 
 @pytest.mark.parametrize("backend", ["local", "ray"])
@@ -92,8 +93,8 @@ def test_rollout_workers_train_what_one_process_does(tmp_path, backend):
     if backend == "ray":
         pytest.importorskip("ray")
     args = {**POLICY_ARGS, "iterations": 2, "val_every": 2}
-    alone = train_policy(PolicyTrainConfig(**args, out=str(tmp_path / "one")), log=lambda s: None)
-    pooled = train_policy(PolicyTrainConfig(**args, rollout_workers=2, backend=backend, out=str(tmp_path / "pool")),
+    alone = train_policy(configure(PolicyTrainConfig, **args, out=str(tmp_path / "one")), log=lambda s: None)
+    pooled = train_policy(configure(PolicyTrainConfig, **args, rollout_workers=2, backend=backend, out=str(tmp_path / "pool")),
                           log=lambda s: None)
     diff = max(float((p - q).abs().max()) for p, q in zip(alone.parameters(), pooled.parameters()))
     print(f"largest policy weight difference, rollouts in 2 {backend} workers vs here: {diff:.3g}")
@@ -102,6 +103,6 @@ def test_rollout_workers_train_what_one_process_does(tmp_path, backend):
 
 def test_rollout_workers_are_for_the_cpu():
     with pytest.raises(ValueError, match="rollout workers run on the CPU"):
-        PolicyTrainConfig(**{**POLICY_ARGS, "rollout_workers": 2, "device": "cuda"})
+        configure(PolicyTrainConfig, **{**POLICY_ARGS, "rollout_workers": 2, "device": "cuda"})
     with pytest.raises(ValueError, match="backend must be one of"):
-        PolicyTrainConfig(**{**POLICY_ARGS, "backend": "dask"})
+        configure(PolicyTrainConfig, **{**POLICY_ARGS, "backend": "dask"})

@@ -98,9 +98,10 @@ TINY = dict(levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=4, bat
 
 
 def _tiny(tmp_path, **kw):
+    from acbo.configs import configure
     from acbo.e2e import E2EConfig
     out = str(tmp_path / kw.pop("folder", "run"))
-    return E2EConfig(**{**TINY, **kw, "out": out})
+    return configure(E2EConfig, **{**TINY, **kw, "out": out})
 
 
 def test_a_tiny_stage3_run_trains_both_models_and_climbs(tmp_path):

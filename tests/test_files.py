@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from acbo.configs import configure
 from acbo.io import ENVELOPE
 from acbo.surrogate import load_surrogate
 from acbo.surrogate.checkpoint import read_checkpoint
@@ -17,7 +18,7 @@ CFG = dict(families=("lin-er-10",), steps=6, batch_size=4, n_obs=(30, 30), n_int
 
 
 def test_checkpoints_carry_a_checksum_and_damage_is_refused(tmp_path):
-    train(SurrogateTrainConfig(**{**CFG, "steps": 2}, out=str(tmp_path / "run")), log=lambda s: None)
+    train(configure(SurrogateTrainConfig, **{**CFG, "steps": 2}, out=str(tmp_path / "run")), log=lambda s: None)
     path = tmp_path / "run" / "model.pt"
     wrapped = torch.load(path, weights_only=True)
     assert wrapped["envelope"] == ENVELOPE and len(wrapped["sha256"]) == 64
@@ -34,8 +35,8 @@ def test_checkpoints_carry_a_checksum_and_damage_is_refused(tmp_path):
 
 
 def test_training_killed_while_writing_a_checkpoint_resumes_identically(tmp_path, monkeypatch):
-    whole = train(SurrogateTrainConfig(**CFG, out=str(tmp_path / "whole")), log=lambda s: None)
-    cfg = SurrogateTrainConfig(**CFG, out=str(tmp_path / "killed"))
+    whole = train(configure(SurrogateTrainConfig, **CFG, out=str(tmp_path / "whole")), log=lambda s: None)
+    cfg = configure(SurrogateTrainConfig, **CFG, out=str(tmp_path / "killed"))
     real_replace, calls = os.replace, []
 
     def dies_on_the_second_checkpoint(src, dst):

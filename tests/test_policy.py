@@ -1,19 +1,21 @@
 """Stage 2: rewards, GRPO maths, the action distribution, the incremental encoder, BC, training,
 checkpoints."""
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from acbo.buffer import Campaign
+from acbo.configs import configure
+from acbo.buffer import CampaignBatch
 from acbo.env import Env
 from acbo.io import read_raw_state
 from acbo.policy.bc import bc_loss, load_demo_batch
 from acbo.policy.checkpoint import load_policy_checkpoint, read_policy_checkpoint, save_policy
 from acbo.policy.features import campaign_features
-from acbo.policy.rollout import policy_input
+from acbo.policy.decide import policy_input
 from acbo.policy.grpo import clipped_objective, group_advantages, kl_k3
 from acbo.policy.model import ActionDist, Policy, PolicyConfig
 from acbo.policy.rewards import combine, improvement, information_gain, outcome_gain, parent_hit, posterior_entropy
@@ -173,7 +175,7 @@ def test_features_by_hand():
     v = torch.tensor([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0], [2.0, -1.0], [0.0, 0.0]], dtype=torch.float64)[None]
     iv = torch.zeros(1, 5, 2, dtype=torch.bool)
     iv[0, 3:, 0] = True
-    c = Campaign(v, iv, torch.ones(1, 5, dtype=torch.bool), torch.ones(1, 2, dtype=torch.bool),
+    c = CampaignBatch(v, iv, torch.ones(1, 5, dtype=torch.bool), torch.ones(1, 2, dtype=torch.bool),
                  torch.tensor([[False, True]]), torch.tensor([[0.0, -1.0]]), torch.tensor([[2.0, 3.0]]),
                  torch.tensor([[True, False]]), torch.tensor([2]), torch.tensor([10]))
     var, glob = campaign_features(c, torch.tensor([[0.7, 0.0]]))
@@ -242,14 +244,14 @@ def _tiny(tmp_path, **kw) -> PolicyTrainConfig:
                 minibatch=64, val_family="lin-er-10", val_campaigns=8, val_horizon=4, val_every=1, reward_mc=32,
                 out=str(tmp_path / "run"))
     base.update(kw)
-    return PolicyTrainConfig(**base)
+    return configure(PolicyTrainConfig, **base)
 
 
 @pytest.mark.parametrize("mode", ["candidates", "trajectory"])
 def test_one_grpo_update_changes_every_parameter(tmp_path, mode):
     cfg = _tiny(tmp_path, mode=mode)
-    torch.manual_seed(cfg.seed)
-    before = Policy(cfg.model_config(load_pretrained().cfg.dim))
+    torch.manual_seed(cfg.run.seed)
+    before = Policy(dataclasses.replace(cfg.model, token_dim=load_pretrained().cfg.dim))
     after = train(cfg, log=lambda s: None)
     for (name, p0), p1 in zip(before.named_parameters(), after.parameters()):
         assert not torch.equal(p0, p1), f"{name} did not change"
@@ -278,18 +280,25 @@ def test_training_resumes_and_rejects_another_config(tmp_path):
     assert read_policy_checkpoint(tmp_path / "run" / "policy.pt")["step"] == 2
 
 
-def test_a_run_written_before_shards_resumes(tmp_path):
+def test_a_run_written_with_the_old_flat_config_resumes(tmp_path):
+    from acbo.configs import flat_dict
     from acbo.policy.train import ADDED_LATER
     from acbo.training import resume
     cfg = _tiny(tmp_path, iterations=1)
     train(cfg, log=lambda s: None)
     ckpt = tmp_path / "run" / "policy.pt"
     old = read_policy_checkpoint(ckpt)
-    old["train_config"] = {k: v for k, v in old["train_config"].items() if k not in ADDED_LATER}
-    from dataclasses import asdict
-    assert resume(ckpt, asdict(cfg), lambda _: old, ADDED_LATER)["step"] == 1
+    flat = flat_dict(cfg)  # the config as a run before shards and grids wrote it: flat names
+    flat_name = {**{p: p for p in flat if "." not in p}, **{path: name for name, path in cfg.LEGACY.items()}}
+    old["train_config"] = {flat_name[p]: v for p, v in flat.items()
+                           if p in flat_name and p not in ("data.shards", "model.grid")}
+    assert "iterations" in old["train_config"] and "run" not in old["train_config"]
+    assert resume(ckpt, cfg, lambda _: old, cfg.LEGACY, ADDED_LATER)["step"] == 1
     with pytest.raises(ValueError, match="another configuration"):
-        resume(ckpt, asdict(cfg), lambda _: old)
+        resume(ckpt, cfg, lambda _: old, cfg.LEGACY)
+    old["train_config"]["lr"] = 1.0
+    with pytest.raises(ValueError, match=r"another configuration \(settings \['optim.lr'\]\)"):
+        resume(ckpt, cfg, lambda _: old, cfg.LEGACY, ADDED_LATER)
 
 
 def test_config_rejects_bad_values(tmp_path):
@@ -399,9 +408,12 @@ def test_command_line_entry_point(tmp_path, capsys):
 
     main(["--families", "train-lin", "--iterations", "1", "--batch-size", "4", "--group-size", "2", "--horizon", "3,3",
           "--n-obs", "20,20", "--val-family", "lin-er-10", "--val-campaigns", "4", "--val-horizon", "3",
-          "--reward-mc", "16", "--scale-by-std", "true", "--mode", "trajectory", "--out", str(tmp_path / "cli")])
+          "--reward-mc", "16", "--design.scale-by-std", "true", "--design.mode", "trajectory",
+          "--out", str(tmp_path / "cli")])  # old flat flags and dotted ones
     state = read_policy_checkpoint(tmp_path / "cli" / "policy.pt")
-    assert state["train_config"]["scale_by_std"] is True and state["train_config"]["horizon"] == (3, 3)
+    design = state["train_config"]["design"]
+    assert design["scale_by_std"] is True and design["horizon"] == (3, 3) and design["mode"] == "trajectory"
+    assert state["train_config"]["run"]["steps"] == 1 and state["train_config"]["val"]["family"] == "lin-er-10"
     assert "val_regret_T" in capsys.readouterr().out
 
 
@@ -427,9 +439,9 @@ def test_trainers_and_env_take_family_objects(tmp_path):
     assert env.d == 4
     policy = train(_tiny(tmp_path, families=(small,), val_family=small), log=lambda s: None)
     assert isinstance(policy, Policy)
-    cfg = SurrogateTrainConfig(families=(small,), steps=2, batch_size=4, n_obs=(20, 20), n_int=(0, 2), dim=16, heads=2,
-                               row_layers=1, var_layers=1, val_family=small, val_buffers=16, eval_every=2,
-                               out=str(tmp_path / "s"))
+    cfg = configure(SurrogateTrainConfig, families=(small,), steps=2, batch_size=4, n_obs=(20, 20), n_int=(0, 2), dim=16, heads=2,
+                    row_layers=1, var_layers=1, family=small, buffers=16, eval_every=2,
+                    out=str(tmp_path / "s"))
     train_surrogate(cfg, log=lambda s: None)
     train_surrogate(cfg, log=lambda s: None)  # resumes: the stored config (a dict) matches the Family object
     with pytest.raises(ValueError, match="registered name or an acbo.Family"):
@@ -439,7 +451,7 @@ def test_trainers_and_env_take_family_objects(tmp_path):
 def test_collected_campaigns_become_a_surrogate_training_batch(surrogate):
     """What stage 3 needs: the rows a policy collected, labelled, and one surrogate step on them."""
     from acbo.policy.rollout import GroupDesign, collect
-    from acbo.surrogate.train import surrogate_step
+    from acbo.surrogate.train import SurrogateLoss, surrogate_step
 
     env, g = _env(B=3, d=5, n_obs=25, T=3)
     torch.manual_seed(0)
@@ -451,6 +463,6 @@ def test_collected_campaigns_become_a_surrogate_training_batch(surrogate):
     model = fresh_surrogate(SurrogateConfig(dim=16, heads=2, row_layers=1, var_layers=1), pair_bias=True)
     before = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    terms = surrogate_step(model, opt, batch, w_truth=1.0, w_exact=1.0)
+    terms = surrogate_step(model, opt, batch, SurrogateLoss(w_truth=1.0, w_exact=1.0))
     assert {"truth", "exact", "loss", "grad_norm"} <= set(terms)
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from acbo.buffer import Campaign
+from acbo.buffer import CampaignBatch
 from acbo.policy.features import EI_FLOOR, grid_features, grid_positions, incumbent
 from acbo.policy.model import GridActionDist, Policy, PolicyConfig
-from acbo.policy.rollout import policy_input
+from acbo.policy.decide import policy_input
 from acbo.surrogate import Belief, load_pretrained
 
 
@@ -20,7 +20,7 @@ def surrogate():
     return load_pretrained().eval()
 
 
-def _three_variables(with_intervention: bool = True) -> Campaign:
+def _three_variables(with_intervention: bool = True) -> CampaignBatch:
     """X0, X1, Y (the target): four observational rows, then do(X0 = 2.5) measured once."""
     rows = [[0.0, 1.0, 0.5], [2.0, 0.0, 1.5], [0.0, 2.0, -0.5], [2.0, 1.0, 2.5]]
     if with_intervention:
@@ -30,7 +30,7 @@ def _three_variables(with_intervention: bool = True) -> Campaign:
     iv = torch.zeros(1, N, 3, dtype=torch.bool)
     if with_intervention:
         iv[0, 4, 0] = True
-    return Campaign(v, iv, torch.ones(1, N, dtype=torch.bool), torch.ones(1, 3, dtype=torch.bool),
+    return CampaignBatch(v, iv, torch.ones(1, N, dtype=torch.bool), torch.ones(1, 3, dtype=torch.bool),
                     torch.tensor([[False, False, True]]), torch.tensor([[-1.0, 0.0, 0.0]], dtype=torch.float64),
                     torch.tensor([[3.0, 2.0, 1.0]], dtype=torch.float64), torch.tensor([[True, True, False]]),
                     torch.tensor([1]), torch.tensor([10]))
@@ -82,7 +82,7 @@ def test_grid_features_by_hand_on_three_variables(surrogate):
     assert float(feats[0, 0, 3, 1]) == pytest.approx(mu_done, abs=1e-4)
     # off the grid: linear interpolation between the two nearest points (flat beyond the outer ones)
     mu = torch.tensor([[[-0.4, -0.2, 0.1, 0.3], [0.5, -0.9, 0.0, 0.2], [9.0, 9.0, 9.0, 9.0]]], dtype=torch.float64)
-    c_off = Campaign(c.values.clone(), c.intervened, c.row_mask, c.var_mask, c.target, c.low, c.high,
+    c_off = CampaignBatch(c.values.clone(), c.intervened, c.row_mask, c.var_mask, c.target, c.low, c.high,
                      c.intervenable, c.step, c.horizon)
     c_off.values[0, 4, 0] = 0.25                                  # u = 1.25 / 4 = 0.3125 -> between k = 0 and 1
     assert float(incumbent(c_off, mu)[0]) == pytest.approx(-0.4 * 0.25 + -0.2 * 0.75, abs=1e-9)
@@ -107,7 +107,7 @@ def test_grid_features_by_hand_on_three_variables(surrogate):
             assert float(got[6]) == pytest.approx(math.log(float(got[5]) + EI_FLOOR), abs=1e-5)
             assert float(got[7]) == pytest.approx(best - f["mean"], abs=2e-3)
     # a variable that cannot be set is not queried (zeros); the others' features do not change
-    c_fixed = Campaign(c.values, c.intervened, c.row_mask, c.var_mask, c.target, c.low, c.high,
+    c_fixed = CampaignBatch(c.values, c.intervened, c.row_mask, c.var_mask, c.target, c.low, c.high,
                        torch.tensor([[True, False, False]]), c.step, c.horizon)
     f_fixed = grid_features(surrogate, c_fixed, belief.tokens, K)
     assert torch.equal(f_fixed[0, 1], torch.zeros(K, 8)) and torch.allclose(f_fixed[0, 0], feats[0, 0], atol=1e-6)

@@ -3,11 +3,12 @@ import dataclasses
 import pytest
 import torch
 
+from acbo.configs import configure
 from acbo.buffer import Buffer, PaddedBatch
 from acbo.seeding import generator
 from acbo.surrogate import Surrogate, SurrogateConfig, load_pretrained, load_surrogate, read_checkpoint, save_checkpoint
 from acbo.surrogate.data import sample_buffers
-from acbo.surrogate.train import SurrogateTrainConfig, losses, make_validation, train, validation_auprc
+from acbo.surrogate.train import SurrogateLoss, SurrogateTrainConfig, losses, make_validation, train, validation_auprc
 from conftest import fresh_surrogate
 
 SMALL = SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1)
@@ -77,7 +78,7 @@ def test_one_update_changes_every_parameter(data, pair_bias):
     m = make_model(pair_bias=pair_bias)
     before = {k: v.detach().clone() for k, v in m.named_parameters()}
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.0)  # no decay: only gradients move them
-    losses(m, data, w_truth=1.0)["loss"].backward()
+    losses(m, data, SurrogateLoss(w_truth=1.0))["loss"].backward()
     no_grad = [k for k, v in m.named_parameters() if v.grad is None or not v.grad.abs().sum() > 0]
     assert not no_grad
     opt.step()
@@ -114,11 +115,11 @@ def test_a_fresh_pair_path_leaves_the_model_unchanged(data):
 
 
 def test_tiny_training_run_improves_validation_auprc(tmp_path):
-    cfg = SurrogateTrainConfig(families=("lin-er-10",), steps=200, batch_size=16, n_obs=(100, 100), n_int=(0, 5),
-                               lr=1e-3, dim=64, row_layers=1, var_layers=1, val_family="lin-er-10", val_buffers=32,
-                               eval_every=100, out=str(tmp_path / "run"))
-    torch.manual_seed(cfg.seed)
-    untrained = Surrogate(cfg.model_config())
+    cfg = configure(SurrogateTrainConfig, families=("lin-er-10",), steps=200, batch_size=16, n_obs=(100, 100), n_int=(0, 5),
+                    lr=1e-3, dim=64, row_layers=1, var_layers=1, family="lin-er-10", buffers=32,
+                    eval_every=100, out=str(tmp_path / "run"))
+    torch.manual_seed(cfg.run.seed)
+    untrained = Surrogate(cfg.model)
     before = validation_auprc(untrained, make_validation(cfg))
     trained = train(cfg, log=lambda s: None)
     after = validation_auprc(trained, make_validation(cfg))
@@ -132,38 +133,38 @@ def test_tiny_training_run_improves_validation_auprc(tmp_path):
         assert torch.equal(resumed(val.batch), trained(val.batch))
     assert read_checkpoint(tmp_path / "run" / "model.pt")["step"] == 200
     with pytest.raises(ValueError, match="another configuration"):
-        train(dataclasses.replace(cfg, lr=5e-4), log=lambda s: None)
+        train(configure(cfg, lr=5e-4), log=lambda s: None)
 
 
 def test_fine_tuning_starts_from_the_init_checkpoint(tmp_path):
-    cfg = SurrogateTrainConfig(families=("lin-er-10",), steps=1, batch_size=4, n_obs=(30, 30), n_int=(0, 2),
-                               lr=1e-9, val_family="lin-er-10", val_buffers=16, eval_every=1, init="pretrained",
-                               pair_bias=True, queries=True, query_stats=True, out=str(tmp_path / "ft"))
+    cfg = configure(SurrogateTrainConfig, families=("lin-er-10",), steps=1, batch_size=4, n_obs=(30, 30), n_int=(0, 2),
+                    lr=1e-9, family="lin-er-10", buffers=16, eval_every=1, init="pretrained",
+                    pair_bias=True, queries=True, query_stats=True, out=str(tmp_path / "ft"))
     tuned = train(cfg, log=lambda s: None)
     shipped = load_pretrained()
     val = make_validation(cfg)[0]
     with torch.no_grad():  # one step at a negligible learning rate: (almost) the shipped model
         assert torch.allclose(tuned(val.batch), shipped(val.batch), atol=1e-4)
     with pytest.raises(ValueError, match="another architecture.*'dim': \\(64, 32\\)"):
-        train(dataclasses.replace(cfg, dim=32, out=str(tmp_path / "ft2")), log=lambda s: None)
+        train(configure(cfg, dim=32, out=str(tmp_path / "ft2")), log=lambda s: None)
     with pytest.raises(ValueError, match="another architecture.*'pair_bias': \\(True, False\\)"):
-        train(dataclasses.replace(cfg, pair_bias=False, out=str(tmp_path / "ft3")), log=lambda s: None)
+        train(configure(cfg, pair_bias=False, out=str(tmp_path / "ft3")), log=lambda s: None)
     with pytest.raises(ValueError, match="world-model head: pass --queries true"):
-        train(dataclasses.replace(cfg, queries=False, query_stats=False, out=str(tmp_path / "ft5")), log=lambda s: None)
+        train(configure(cfg, queries=False, query_stats=False, out=str(tmp_path / "ft5")), log=lambda s: None)
     with pytest.raises(ValueError, match="pass --query-stats true"):
-        train(dataclasses.replace(cfg, query_stats=False, out=str(tmp_path / "ft6")), log=lambda s: None)
+        train(configure(cfg, query_stats=False, out=str(tmp_path / "ft6")), log=lambda s: None)
     # a checkpoint without the pair path gets one, zero-initialised: the start is that checkpoint
     plain = make_model()
     save_checkpoint(tmp_path / "plain.pt", plain, 0)
-    small = dataclasses.replace(cfg, init=str(tmp_path / "plain.pt"), dim=32, row_layers=1, var_layers=1,
+    small = configure(cfg, init=str(tmp_path / "plain.pt"), dim=32, row_layers=1, var_layers=1,
                                 steps=1, lr=1e-12, out=str(tmp_path / "ft4"))
     tuned_plain = train(small, log=lambda s: None)
     with torch.no_grad():
         assert torch.allclose(tuned_plain(val.batch), plain.eval()(val.batch), atol=1e-4)
     with pytest.raises(ValueError, match="positive integers.*'steps': 0"):
-        dataclasses.replace(small, steps=0)
+        configure(small, steps=0)
     with pytest.raises(ValueError, match="n_obs must be a range"):
-        dataclasses.replace(small, n_obs=(300, 50))
+        configure(small, n_obs=(300, 50))
 
 
 def test_checkpoint_round_trip_and_bad_files(model, data, tmp_path):
@@ -204,7 +205,7 @@ def test_shipped_checkpoint_loads_without_network_and_gives_a_posterior():
 def test_demonstration_buffers_and_training_on_them(tmp_path):
     from pathlib import Path
 
-    from acbo.experts.demos import iter_demos
+    from acbo.demonstrations import iter_demos
     from acbo.surrogate.data import load_demo_buffers
     from acbo.surrogate.train import SurrogateTrainConfig, train
 
@@ -222,11 +223,11 @@ def test_demonstration_buffers_and_training_on_them(tmp_path):
     obs = (batch.row_mask & ~batch.intervened.any(2))[..., None] & batch.var_mask[:, None]
     means = (batch.values * obs).sum(1) / obs.sum(1).clamp_min(1)
     assert means.abs().max() < 1e-4  # standardised by the observational rows
-    cfg = SurrogateTrainConfig(families=("train-lin",), steps=4, batch_size=4, n_obs=(20, 20), n_int=(0, 2),
-                               val_buffers=16, eval_every=4, demos=str(folder), demo_every=2, w_expert=1.0,
-                               dim=16, heads=2, row_layers=1, var_layers=1, out=str(tmp_path / "s"))
+    cfg = configure(SurrogateTrainConfig, families=("train-lin",), steps=4, batch_size=4, n_obs=(20, 20), n_int=(0, 2),
+                    buffers=16, eval_every=4, folder=str(folder), every=2, w_expert=1.0,
+                    dim=16, heads=2, row_layers=1, var_layers=1, out=str(tmp_path / "s"))
     logs = []
     train(cfg, log=logs.append)
     assert any("expert=" in line for line in logs)
     with pytest.raises(ValueError, match="go together"):
-        train(SurrogateTrainConfig(steps=1, demos=str(folder), out=str(tmp_path / "t")), log=lambda s: None)
+        train(configure(SurrogateTrainConfig, steps=1, folder=str(folder), out=str(tmp_path / "t")), log=lambda s: None)

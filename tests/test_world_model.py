@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from acbo.configs import configure
 from acbo.io import read_raw_state
 from acbo.predictive import BarDistribution, GaussianMixture, asinh_edges
 from acbo.scm import SCM, get_family
@@ -127,9 +128,9 @@ def test_world_model_learns_the_bayes_optimal_predictive(tmp_path):
     from acbo.surrogate.data import sample_buffers, sample_queries
     from acbo.surrogate.train import SurrogateTrainConfig, train
 
-    cfg = SurrogateTrainConfig(families=(COLLIDER,), steps=300, batch_size=16, n_obs=(40, 80), n_int=(0, 6), dim=32,
-                               heads=4, row_layers=1, var_layers=1, queries=True, query_vars=2, query_values=8, lr=2e-3,
-                               val_family=COLLIDER, val_buffers=16, eval_every=300, out=str(tmp_path / "wm"))
+    cfg = configure(SurrogateTrainConfig, families=(COLLIDER,), steps=300, batch_size=16, n_obs=(40, 80), n_int=(0, 6), dim=32,
+                    heads=4, row_layers=1, var_layers=1, queries=True, vars=2, values=8, lr=2e-3,
+                    family=COLLIDER, buffers=16, eval_every=300, out=str(tmp_path / "wm"))
 
     def rmse(model):
         g = generator("test", "wm-smoke")
@@ -149,8 +150,8 @@ def test_world_model_learns_the_bayes_optimal_predictive(tmp_path):
                 err, n = err + float(((ref - m[b, i].double()) ** 2).sum()), n + 8
         return math.sqrt(err / n)
 
-    torch.manual_seed(cfg.seed)
-    before = rmse(Surrogate(cfg.model_config()).eval())
+    torch.manual_seed(cfg.run.seed)
+    before = rmse(Surrogate(cfg.model).eval())
     after = rmse(train(cfg, log=lambda s: None))
     assert after < 0.5 * before and after < 0.8, (before, after)  # measured: 1.92 -> 0.51 at 400 steps
 
@@ -186,9 +187,9 @@ def test_fine_tuning_adds_the_head_to_a_checkpoint_without_it(tmp_path):
 
     plain = _tiny_model(queries=False)
     save_checkpoint(tmp_path / "plain.pt", plain, 0)
-    cfg = SurrogateTrainConfig(families=(COLLIDER,), steps=2, batch_size=4, n_obs=(20, 20), n_int=(0, 2), dim=32, heads=4,
-                               row_layers=1, var_layers=1, queries=True, init=str(tmp_path / "plain.pt"), lr=1e-12,
-                               val_family=COLLIDER, val_buffers=16, eval_every=2, out=str(tmp_path / "ft"))
+    cfg = configure(SurrogateTrainConfig, families=(COLLIDER,), steps=2, batch_size=4, n_obs=(20, 20), n_int=(0, 2), dim=32, heads=4,
+                    row_layers=1, var_layers=1, queries=True, init=str(tmp_path / "plain.pt"), lr=1e-12,
+                    family=COLLIDER, buffers=16, eval_every=2, out=str(tmp_path / "ft"))
     logs = []
     tuned = train(cfg, log=logs.append)
     assert tuned.cfg.queries and any("val_mean_rmse=" in line for line in logs)

@@ -3,7 +3,7 @@
     python lab.py --set "temperature=33.5" --seed 3 --out measured.csv   # one experiment
     python lab.py --observe 60 --seed 0 --out observational.csv          # passive observations
 
-The process is :mod:`acbo.demo` (unknown to the optimizer). Every measurement carries its own
+The process is :mod:`acbo.bioreactor` (unknown to the optimizer). Every measurement carries its own
 noise, drawn from the seed, so the same call gives the same numbers; values are reported to six
 significant digits, as an instrument would.
 """
@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from acbo import demo
+from acbo import bioreactor
 
 
 def main(argv=None) -> None:
@@ -30,10 +30,10 @@ def main(argv=None) -> None:
         name, _, value = part.partition("=")
         do[name.strip()] = float(value)
     try:
-        x = demo.simulate(args.observe or 1, np.random.default_rng(args.seed), do)
+        x = bioreactor.simulate(args.observe or 1, np.random.default_rng(args.seed), do)
     except ValueError as e:
         sys.exit(str(e))
-    np.savetxt(args.out, x, delimiter=",", header=",".join(demo.NAMES), comments="", fmt="%.6g")
+    np.savetxt(args.out, x, delimiter=",", header=",".join(bioreactor.NAMES), comments="", fmt="%.6g")
 
 
 if __name__ == "__main__":

@@ -6,21 +6,21 @@ The types, from the user's data to a model's training batch:
 
 - :class:`Buffer` — the rows of one system in arrival order (N x d, float64), grown by
   ``add``; what every method reads.
-- :class:`Campaign` — B buffers padded to B x N x D (raw, observed units) together with what
+- :class:`CampaignBatch` — B buffers padded to B x N x D (raw, observed units) together with what
   a decision needs: the target, the domains, which variables may be set, the step and the
-  budget. Built from one buffer (``Campaign.of_buffer``, deployment) or from B simulated
-  campaigns of the same size (``Campaign.of_rows``, training).
+  budget. Built from one buffer (``CampaignBatch.of_buffer``, deployment) or from B simulated
+  campaigns of the same size (``CampaignBatch.of_rows``, training).
 - :class:`PaddedBatch` — the surrogate's input: values standardised per buffer and variable by
   the observational rows, with row, variable and target masks. From a campaign
-  (``Campaign.standardised``) or from buffers (``PaddedBatch.of_buffers``).
+  (``CampaignBatch.standardised``) or from buffers (``PaddedBatch.of_buffers``).
 - :class:`TrainingBatch` — a PaddedBatch with what the surrogate learns from: the true parents,
   optionally another posterior's marginals to distil (the expert's), the raw values, and which
   rows are linear-Gaussian (where the exact posterior is the Bayes answer). From a campaign
-  (``Campaign.training_batch``), from the simulator (``acbo.surrogate.data.sample_buffers``) or
+  (``CampaignBatch.training_batch``), from the simulator (``acbo.surrogate.data.sample_buffers``) or
   from demonstrations (``acbo.surrogate.data.load_demo_buffers``).
 
 The surrogate's pooled state of a campaign (``acbo.surrogate.Encoding``) and the simulated
-campaigns themselves (``acbo.env.Env``, which hold an SCM and hand out Campaigns) are built on
+campaigns themselves (``acbo.env.Env``, which hold an SCM and hand out CampaignBatches) are built on
 these.
 """
 
@@ -96,15 +96,10 @@ class Buffer:
         self._n = n_new
 
     def observational_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std (d each) of the observational rows (all rows if fewer than 2 are
-        observational); a std of 0 is replaced by 1."""
-        rows = self.observational_rows
-        x = self.values[rows] if int(rows.sum()) >= 2 else self.values
-        if x.shape[0] == 0:
+        """Mean and std (d each) of the observational rows (:func:`rows_stats`)."""
+        if self._n == 0:
             raise ValueError("the buffer is empty")
-        mean = x.mean(dim=0)
-        std = x.std(dim=0) if x.shape[0] > 1 else torch.ones_like(mean)
-        return mean, torch.where(std > 0, std, torch.ones_like(std))
+        return rows_stats(self.values, self.intervened)
 
     def copy(self) -> "Buffer":
         out = Buffer(self.d, capacity=max(self._n, 1), dtype=self._values.dtype)
@@ -209,7 +204,7 @@ class TrainingBatch:
 
 
 @dataclass(frozen=True)
-class Campaign:
+class CampaignBatch:
     """B campaigns at the same step, padded to B x N x D.
 
     values: B x N x D raw values (observed units), intervened: B x N x D bool, row_mask: B x N,
@@ -230,7 +225,7 @@ class Campaign:
 
     @classmethod
     def of_buffer(cls, buffer: Buffer, target: int, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor,
-                  horizon: int, negate_target: bool = False) -> "Campaign":
+                  horizon: int, negate_target: bool = False) -> "CampaignBatch":
         """One campaign (B = 1) from a buffer: low/high/intervenable d (the target is never
         intervenable); its step is the number of interventional rows. ``negate_target``: Y
         enters as -Y (a maximisation handed to a minimiser)."""
@@ -246,7 +241,7 @@ class Campaign:
 
     @classmethod
     def of_rows(cls, values: torch.Tensor, intervened: torch.Tensor, target: torch.Tensor, low: torch.Tensor,
-                high: torch.Tensor, step: int, horizon: int, intervenable: torch.Tensor | None = None) -> "Campaign":
+                high: torch.Tensor, step: int, horizon: int, intervenable: torch.Tensor | None = None) -> "CampaignBatch":
         """B campaigns with the same number of rows and variables (no padding): values/intervened
         B x N x d, target B (index of Y), low/high B x d, intervenable B x d (default: every
         non-target variable; the target never)."""
@@ -258,6 +253,13 @@ class Campaign:
         return cls(values, intervened, torch.ones(B, N, dtype=torch.bool, device=dev),
                    torch.ones(B, d, dtype=torch.bool, device=dev), tgt, low, high, can,
                    torch.full((B,), step, device=dev), torch.full((B,), horizon, device=dev))
+
+    def single_settings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows an incumbent counts (B x N bool: real rows that set exactly one variable, not
+        the target) and the variable each sets (B x N; meaningless in the other rows)."""
+        iv = self.intervened & self.row_mask[..., None]                                          # B x N x D
+        single = (iv.sum(2) == 1) & ~(iv & self.target[:, None]).any(2)                          # B x N
+        return single, iv.float().argmax(2)
 
     def observational_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-variable mean and std over observational rows (B x D each; std 1 where it is 0);
@@ -280,17 +282,43 @@ class Campaign:
         return TrainingBatch(self.standardised(), parents, self.values, linear, None, scm, self.low, self.high)
 
 
+def nonzero_spread(std: torch.Tensor) -> torch.Tensor:
+    """The rule for a zero spread when values are standardised by observational stats: a std of
+    0 (a variable constant in the observations) becomes 1, so the variable's standardised values
+    are its deviations from the mean. (The experts keep their reference's rule instead:
+    :func:`clamped_stats`.)"""
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
+def clamped_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (d each) of n x d observational rows with the std clamped at 1e-12: the rule
+    of the PARENT_SCALE reference, which the experts (their GPs, set posterior and DR prior) keep.
+    It differs from :func:`nonzero_spread` only for a (nearly) constant variable, std < 1e-12."""
+    return x.mean(0), x.std(0).clamp_min(1e-12)
+
+
+def rows_stats(values: torch.Tensor, intervened: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (d each) of one buffer's observational rows (values/intervened N x d): all
+    rows if fewer than 2 are observational, a std of 1 from a single row, :func:`nonzero_spread`.
+    The batched :func:`observational_stats` computes the same statistics by masked sums (equal up
+    to float rounding, not bit for bit)."""
+    obs = ~intervened.any(dim=1)
+    x = values[obs] if int(obs.sum()) >= 2 else values
+    mean = x.mean(dim=0)
+    std = x.std(dim=0) if x.shape[0] > 1 else torch.ones_like(mean)
+    return mean, nonzero_spread(std)
+
+
 def observational_stats(values: torch.Tensor, intervened: torch.Tensor, row_mask: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-variable mean and std over each buffer's observational rows (real rows where nothing
-    was set). values/intervened: B x N x D, row_mask: B x N. Returns (mean, std), B x D each; std is
-    1 where it is 0."""
+    was set). values/intervened: B x N x D, row_mask: B x N. Returns (mean, std), B x D each,
+    :func:`nonzero_spread`."""
     obs = (row_mask & ~intervened.any(2)).to(values.dtype)[..., None]                        # B x N x 1
     n = obs.sum(1).clamp_min(1)                                                              # B x 1
     mean = (values * obs).sum(1) / n
     var = (((values - mean[:, None]) ** 2) * obs).sum(1) / (n - 1).clamp_min(1)
-    std = var.sqrt()
-    return mean, torch.where(std > 0, std, torch.ones_like(std))
+    return mean, nonzero_spread(var.sqrt())
 
 
 def standardise_by_observations(values: torch.Tensor, intervened: torch.Tensor, row_mask: torch.Tensor,

@@ -1,6 +1,6 @@
 """Campaigns for real experiments: CSV in, next experiment out, a state file that survives anything.
 
-A campaign is a :class:`~acbo.CausalOptimizer` with a pending suggestion, a budget and a log,
+A campaign is a :class:`~acbo.CausalOptimizer` (with its pending suggestion), a budget and a log,
 kept in one state file between commands (``acbo campaign init / ask / tell / status / export``):
 
 - **Validated input.** Observational data, domains and results are read from CSV (or JSON for
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from acbo.io import fsync_folder
+from acbo.io import atomic_write
 from acbo.optimizer import CausalOptimizer, Intervention
 
 MAGIC = b"ACBO-CAMPAIGN\n"
@@ -223,24 +223,18 @@ def decode_state(data: bytes, where: str) -> dict:
 
 
 def write_state(path: Path, state: dict, crash_at: str | None = None) -> None:
-    """Atomic, durable write: temporary file, flush, fsync, rename, fsync of the folder.
-    ``crash_at`` ("write", "fsync", "rename") stops there with an OSError (to test that a crash
-    at any step leaves the previous state readable)."""
+    """Atomic, durable write (:func:`acbo.io.atomic_write`: temporary file, flush, fsync, rename,
+    fsync of the folder). ``crash_at`` ("write", "fsync", "rename") stops there with an OSError (to
+    test that a crash at any step leaves the previous state readable)."""
     data = encode_state(state)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+
+    def write(fh) -> None:
         if crash_at == "write":
             fh.write(data[: len(data) // 2])
             raise OSError("simulated crash while writing the state")
         fh.write(data)
-        fh.flush()
-        if crash_at == "fsync":
-            raise OSError("simulated crash before fsync")
-        os.fsync(fh.fileno())
-    if crash_at == "rename":
-        raise OSError("simulated crash before rename")
-    os.replace(tmp, path)
-    fsync_folder(path.parent)
+
+    atomic_write(path, write, crash_at if crash_at != "write" else None)
 
 
 @contextlib.contextmanager
@@ -267,19 +261,24 @@ def _now() -> str:
 
 @dataclass
 class Campaign:
-    """An optimizer with a pending suggestion, a budget, the posterior marginals after every
-    experiment and a log of events."""
+    """An optimizer with a budget, the posterior marginals after every experiment and a log of
+    events. The pending suggestion is the optimizer's (:attr:`CausalOptimizer.pending`, saved
+    with it); the time it was asked is in the log."""
 
     optimizer: CausalOptimizer
     budget: int | None = None
-    pending: dict | None = None
     marginals: list[list[float]] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)
     data_file: str = ""
 
+    @property
+    def pending(self) -> Intervention | None:
+        """The experiment suggested and not yet told (the optimizer's)."""
+        return self.optimizer.pending
+
     # -- state
     def state(self) -> dict:
-        return {"kind": KIND, "optimizer": self.optimizer.state_dict(), "budget": self.budget, "pending": self.pending,
+        return {"kind": KIND, "optimizer": self.optimizer.state_dict(), "budget": self.budget,
                 "marginals": self.marginals, "log": self.log, "data_file": self.data_file}
 
     @classmethod
@@ -290,7 +289,10 @@ class Campaign:
             opt = CausalOptimizer.from_state(state["optimizer"])
         except (KeyError, TypeError) as e:
             raise CampaignError(f"{where}: damaged optimizer state ({e})") from None
-        return cls(opt, state["budget"], state["pending"], state["marginals"], state["log"], state["data_file"])
+        old = state.get("pending")  # files written before the optimizer held it: the campaign's copy
+        if old is not None and opt.pending is None:
+            opt.pending = Intervention(old["intervention"])
+        return cls(opt, state["budget"], state["marginals"], state["log"], state["data_file"])
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Campaign":
@@ -310,22 +312,22 @@ class Campaign:
     def ask(self) -> Intervention:
         """The pending suggestion, or a new one (then pending)."""
         if self.pending is not None:
-            return Intervention(self.pending["intervention"])
+            return self.pending
         if self.budget is not None and self.done >= self.budget:
             raise CampaignError(f"the budget of {self.budget} experiments is spent ({self.done} done)")
         iv = self.optimizer.ask()
-        self.pending = {"intervention": dict(iv), "asked_at": _now()}
-        self.log.append({"event": "ask", "time": self.pending["asked_at"], "intervention": dict(iv)})
+        self.log.append({"event": "ask", "time": _now(), "intervention": dict(iv)})
         return iv
 
     def tell(self, result: dict[str, float], intervention: dict[str, float] | None = None) -> Intervention:
         """Record a measured row: under the pending suggestion, or (``intervention``) under an
         experiment the user chose. Clears the pending suggestion."""
+        pending = self.pending
         if intervention is None:
-            if self.pending is None:
+            if pending is None:
                 raise CampaignError("no experiment is pending: `acbo campaign ask` first, or give --intervention "
                                     "for an experiment you chose yourself")
-            iv = self.pending["intervention"]
+            iv = dict(pending)
         else:
             iv = intervention
         try:
@@ -333,10 +335,9 @@ class Campaign:
         except ValueError as e:
             raise CampaignError(str(e)) from None
         entry = {"event": "tell", "time": _now(), "intervention": dict(iv),
-                 "own": intervention is not None and (self.pending is None or dict(iv) != self.pending["intervention"])}
-        if entry["own"] and self.pending is not None:
-            entry["replaces"] = self.pending["intervention"]
-        self.pending = None
+                 "own": intervention is not None and (pending is None or dict(iv) != dict(pending))}
+        if entry["own"] and pending is not None:
+            entry["replaces"] = dict(pending)
         self.log.append(entry)
         self.marginals.append(self.optimizer.posterior().marginals.double().tolist())
         return Intervention(iv)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -97,14 +96,14 @@ def run(
 
 
 def _run_demo(methods: list[str], steps: int, seed: int, plot: Path, opts: dict) -> None:
-    from acbo import demo
+    from acbo import bioreactor
     from acbo.bench.showcase import run_showcase, showcase_figure
     from acbo.method import get_method
 
     for m in methods:
         get_method(m)
-    console.print(f"the bioreactor: {len(demo.NAMES)} variables ({', '.join(demo.NAMES)}), maximise {demo.TARGET}; "
-                  f"settable: {', '.join(demo.SETTABLE)} over domains wider than the 60 observations; "
+    console.print(f"the bioreactor: {len(bioreactor.NAMES)} variables ({', '.join(bioreactor.NAMES)}), maximise {bioreactor.TARGET}; "
+                  f"settable: {', '.join(bioreactor.SETTABLE)} over domains wider than the 60 observations; "
                   f"{steps} experiments per method")
     last = [None]
 
@@ -118,7 +117,7 @@ def _run_demo(methods: list[str], steps: int, seed: int, plot: Path, opts: dict)
 
     traces, best = run_showcase(methods, steps, seed, show, {m: opts for m in methods} if len(methods) == 1 else None)
     console.print(f"\noptimum: {best[0]} = {best[1]:.4g} gives E[titer] = {best[2]:.3f} g/L "
-                  f"(no intervention: {demo.expected_titer({}):.3f})")
+                  f"(no intervention: {bioreactor.expected_titer({}):.3f})")
     for tr in traces:
         ms = np.median([r["ms"] for r in tr.rows])
         console.print(f"  {tr.method:<14} best E[titer] {tr.rows[-1]['best_e']:.3f} after {steps} experiments, "
@@ -203,6 +202,7 @@ def simulate(
     E[Y | do] within those domains) and e_obs_i (E[Y])."""
     import numpy as np
 
+    from acbo.io import atomic_write
     from acbo.scm import get_family
     from acbo.seeding import generator
 
@@ -223,9 +223,7 @@ def simulate(
         arrays[f"y_star_{i}"] = np.array(float(scm.optimum(lo, hi, can).value[0]))
         arrays[f"e_obs_{i}"] = np.array(float(scm.observational_mean()[0]))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out)
+    atomic_write(out, lambda fh: np.savez_compressed(fh, **arrays))
     console.print(f"wrote {n_scms} SCMs of {family} to {out}")
 
 
@@ -373,7 +371,7 @@ def campaign_init(
     can = list(_split(intervenable)) if intervenable else None
     opt = CausalOptimizer(obs, target=target, domains=doms, intervenable=can, method=method, minimize=minimize, seed=seed,
                           **opts)
-    campaign = cp.Campaign(opt, budget, None, [opt.posterior().marginals.double().tolist()],
+    campaign = cp.Campaign(opt, budget, [opt.posterior().marginals.double().tolist()],
                            [{"event": "init", "time": cp._now(), "data": str(data), "rows": len(obs)}], str(data))
     state.parent.mkdir(parents=True, exist_ok=True)
     with cp.locked(state):
@@ -463,7 +461,7 @@ def campaign_status(
         best_iv, best_y = opt.best
         console.print(f"best experiment: {best_iv} measured {opt.target} = {best_y:.6g}")
     if campaign.pending is not None:
-        console.print("pending: " + ", ".join(f"{k} = {v:.6g}" for k, v in campaign.pending["intervention"].items()))
+        console.print("pending: " + ", ".join(f"{k} = {v:.6g}" for k, v in campaign.pending.items()))
     console.print(f"most probable parent sets of {opt.target}:")
     for names, p in opt.posterior().top(3):
         console.print(f"  P({{{', '.join(names)}}}) = {p:.3f}")

@@ -1,12 +1,20 @@
-"""Flat dataclass configs on the command line, and one-line log records of training loops."""
+"""Composed dataclass configs on the command line, and one-line log records of training loops.
+
+A config is a frozen dataclass whose fields are settings or sub-configs (dataclass-valued
+fields, each declared once where it belongs and composed here). On the command line every
+setting is a dotted flag, ``--run.steps 100`` or ``--model.dim 32``; a setting whose name is
+unique in the config may also be given by that name alone (``--steps 100``), and a training
+config's flat names of old (its ``LEGACY`` table, e.g. ``--val-family``) still work.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import inspect
 import textwrap
-from dataclasses import fields
+from dataclasses import fields, is_dataclass, replace
 
 
 def field_docs(cls) -> dict[str, str]:
@@ -25,6 +33,77 @@ def field_docs(cls) -> dict[str, str]:
     return out
 
 
+def settings(config) -> dict[str, tuple[object, str]]:
+    """Every setting of a config instance, sub-configs opened: dotted path -> (value, docstring)."""
+    out = {}
+    docs = field_docs(type(config))
+    for f in fields(config):
+        v = getattr(config, f.name)
+        if is_dataclass(v) and not isinstance(v, type):
+            out.update({f"{f.name}.{k}": item for k, item in settings(v).items()})
+        else:
+            out[f.name] = (v, docs.get(f.name, ""))
+    return out
+
+
+def flat_dict(config) -> dict[str, object]:
+    """A config (instance, or the dict ``asdict`` made of one) as {dotted path: value}."""
+    d = dataclasses.asdict(config) if is_dataclass(config) else config
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in flat_dict(v).items()})
+        else:
+            out[k] = v
+    return out
+
+
+def with_settings(config, changes: dict[str, object]):
+    """A copy of ``config`` with the dotted settings in ``changes`` replaced (ValueError naming an
+    unknown one); every sub-config is rebuilt, so its own checks run."""
+    by_top: dict[str, dict] = {}
+    kw = {}
+    names = {f.name for f in fields(config)}
+    for path, v in changes.items():
+        top, _, rest = path.partition(".")
+        if top not in names or bool(rest) != _is_config(getattr(config, top)):
+            raise ValueError(f"{type(config).__name__} has no setting {path!r}")
+        if rest:
+            by_top.setdefault(top, {})[rest] = v
+        else:
+            kw[top] = v
+    kw.update({top: with_settings(getattr(config, top), sub) for top, sub in by_top.items()})
+    return replace(config, **kw)
+
+
+def short_names(cls) -> dict[str, str]:
+    """The names a setting of config ``cls`` may also go by: its last name where that is unique in
+    the config, and the flat names of old (``cls.LEGACY``, where the config has them) -> dotted path."""
+    paths = list(settings(cls()))
+    leaves = [p.rsplit(".", 1)[-1] for p in paths]
+    out = {leaf: p for p, leaf in zip(paths, leaves) if "." in p and leaves.count(leaf) == 1}
+    return {**{k: v for k, v in getattr(cls, "LEGACY", {}).items() if k not in paths}, **out}
+
+
+def configure(config, changes: dict[str, object] | None = None, **names):
+    """A config (a class: its defaults; or an instance) with settings changed: ``changes`` by dotted
+    path, ``names`` by a dotted path's short name (:func:`short_names`, as on the command line).
+    ValueError naming an unknown name."""
+    base = config() if isinstance(config, type) else config
+    paths = list(settings(base))
+    short = short_names(type(base))
+    out = dict(changes or {})
+    for name, v in names.items():
+        if name not in paths and name not in short:
+            raise ValueError(f"{type(base).__name__} has no setting {name!r}")
+        out[name if name in paths else short[name]] = v
+    return with_settings(base, out)
+
+
+def _is_config(v) -> bool:
+    return is_dataclass(v) and not isinstance(v, type)
+
+
 def _bool(text: str) -> bool:
     low = text.lower()
     if low in ("1", "true", "yes"):
@@ -34,31 +113,54 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _parse(text: str, default):
+    """A command-line value as the type of the setting's default (tuples comma-separated)."""
+    if isinstance(default, tuple):
+        parts = [p for p in text.split(",") if p]
+        return tuple(int(p) for p in parts) if default and isinstance(default[0], int) else tuple(parts)
+    if isinstance(default, bool):
+        return _bool(text)
+    return type(default)(text)
+
+
 def config_from_argv(cls, argv: list[str] | None, description: str):
-    """Parse ``--field-name value`` for every field of the dataclass ``cls`` (tuples as
-    comma-separated values, booleans as true/false) and build the config; ``--help`` shows each
-    field's docstring and default."""
-    ap = argparse.ArgumentParser(description=description)
-    docs = field_docs(cls)
-    for f in fields(cls):
-        flag, default = f"--{f.name.replace('_', '-')}", f.default
+    """Parse ``--path.to.setting value`` for every setting of the config ``cls`` (its defaults;
+    tuples as comma-separated values, booleans as true/false) and build the config; a setting
+    whose last name is unique in the config is also ``--name``. ``--help`` lists every setting
+    with its docstring and default."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    table = settings(cls())
+    aliases: dict[str, list[str]] = {}
+    for name, path in short_names(cls).items():
+        aliases.setdefault(path, []).append(name)
+    for path, (default, doc) in table.items():
+        flags = [f"--{name.replace('_', '-')}" for name in [path, *aliases.get(path, [])]]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_ = f"{docs.get(f.name, '')} (default: {shown!r})".replace("%", "%%")
-        if isinstance(default, tuple):
-            ap.add_argument(flag, default=",".join(map(str, default)), help=help_)
-        elif isinstance(default, bool):
-            ap.add_argument(flag, type=_bool, default=default, metavar="true|false", help=help_)
-        else:
-            ap.add_argument(flag, type=type(default), default=default, help=help_)
+        ap.add_argument(*flags, dest=path, default=None, metavar="true|false" if isinstance(default, bool) else None,
+                        help=f"{doc} (default: {shown!r})".replace("%", "%%"))
     args = vars(ap.parse_args(argv))
-    kw = {}
-    for f in fields(cls):
-        v = args[f.name]
-        if isinstance(f.default, tuple):
-            parts = [p for p in str(v).split(",") if p]
-            v = tuple(int(p) for p in parts) if isinstance(f.default[0], int) else tuple(parts)
-        kw[f.name] = v
-    return cls(**kw)
+    changes = {}
+    for path, text in args.items():
+        if text is not None:
+            try:
+                changes[path] = _parse(text, table[path][0])
+            except (ValueError, argparse.ArgumentTypeError) as e:
+                ap.error(f"--{path.replace('_', '-')}: {e}")
+    return with_settings(cls(), changes)
+
+
+def positive_ints(obj, names: tuple[str, ...]) -> None:
+    """ValueError naming each of ``names`` that is not a positive integer on ``obj``."""
+    bad = {k: getattr(obj, k) for k in names
+           if isinstance(getattr(obj, k), bool) or not isinstance(getattr(obj, k), int) or getattr(obj, k) < 1}
+    if bad:
+        raise ValueError(f"these settings must be positive integers: {bad}")
+
+
+def check_range(name: str, value: tuple[int, int], low: int) -> None:
+    """ValueError unless ``value`` is a range (lo, hi) with low <= lo <= hi."""
+    if len(value) != 2 or not low <= value[0] <= value[1]:
+        raise ValueError(f"{name} must be a range (low, high) with {low} <= low <= high, got {value}")
 
 
 def format_record(rec: dict) -> str:

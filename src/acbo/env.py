@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from acbo.buffer import Campaign, TrainingBatch
+from acbo.buffer import CampaignBatch, TrainingBatch
 from acbo.scm import SCM, Family, resolve_family
 
 
@@ -73,9 +73,9 @@ class Env:
     def d(self) -> int:
         return self.scm.d
 
-    def campaign(self) -> Campaign:
+    def campaign(self) -> CampaignBatch:
         """The campaigns as a policy sees them (raw rows, domains, step and budget)."""
-        return Campaign.of_rows(self.values, self.intervened, self.scm.target, self.low, self.high, self.step_count,
+        return CampaignBatch.of_rows(self.values, self.intervened, self.scm.target, self.low, self.high, self.step_count,
                                 self.horizon, self.intervenable)
 
     def training_batch(self) -> TrainingBatch:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+T = TypeVar("T")
 
 
 ENVELOPE = "acbo-checksummed-1"
@@ -16,9 +21,10 @@ ENVELOPE = "acbo-checksummed-1"
 
 
 def atomic_save(state: dict, path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` with its checksum, through a temporary file in the same folder:
-    write, fsync, rename, fsync the folder. A crash at any point leaves the old file or the new
-    one, never half of one; a damaged or tampered file is refused by :func:`load_state`."""
+    """Write ``state`` to ``path`` with its checksum, through :func:`atomic_write` (a temporary
+    file in the same folder: write, fsync, rename, fsync the folder). A crash at any point leaves
+    the old file or the new one, never half of one; a damaged or tampered file is refused by
+    :func:`load_state`."""
     import torch
 
     path = Path(path)
@@ -28,12 +34,26 @@ def atomic_save(state: dict, path: str | os.PathLike) -> None:
     payload = buf.getvalue()
     wrapped = {"envelope": ENVELOPE, "sha256": hashlib.sha256(payload).hexdigest(),
                "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    atomic_write(path, lambda fh: torch.save(wrapped, fh))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], crash_at: str | None = None) -> None:
+    """Write ``path`` atomically and durably: ``write(fh)`` fills a temporary file in the same
+    folder (``.<name>.<random>.tmp``, binary), which is flushed, fsynced, renamed over ``path``,
+    and the folder fsynced. A crash at any point leaves the old file or the new one, never half of
+    one; on an error the temporary file is removed. The folder must exist. ``crash_at``
+    (``"fsync"``, ``"rename"``) raises an OSError just before that step (to test crash safety)."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(wrapped, fh)
+            write(fh)
             fh.flush()
+            if crash_at == "fsync":
+                raise OSError("simulated crash before fsync")
             os.fsync(fh.fileno())
+        if crash_at == "rename":
+            raise OSError("simulated crash before rename")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         fsync_folder(path.parent)
@@ -127,3 +147,10 @@ def load_packaged(name: str, loader, what: str):
     """``loader(path)`` on a file shipped in ``acbo/checkpoints``."""
     with packaged_path(name, what) as p:
         return loader(p)
+
+
+def cached_loader(load: Callable[[str | None], T]) -> Callable[[str | None], T]:
+    """``load(checkpoint)`` (a path as a string, or None for the shipped file) read once per
+    process and shared by every caller that names the same checkpoint (the last few kept): methods
+    only read the models they are handed, so building a method again costs no second load."""
+    return functools.lru_cache(maxsize=4)(load)

@@ -10,8 +10,9 @@ Adding a method means registering a class here, not changing the interface.
 from __future__ import annotations
 
 import math
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -214,3 +215,19 @@ def build_method(name: str, problem: Problem, options: dict) -> Method:
         raise ValueError(f"method {name!r} takes no option(s) {unknown}; its options: {known or 'none'}")
     return cls(problem, **options)
 
+
+def simulate_campaign(ask: Callable[[], Mapping[str, float]], experiment: Callable[[Mapping[str, float], int], dict],
+                      tell: Callable[[Mapping[str, float], dict], None], steps: int,
+                      on_step: Callable[[int, Mapping[str, float], dict, float], None]) -> None:
+    """The simulated ask/tell campaign loop: for t = 1 .. ``steps``, ``ask()`` the next
+    intervention ({name: value}; its wall time measured), ``experiment(iv, t)`` measures it (one
+    sample {name: value}), ``tell(iv, sample)`` records it, and ``on_step(t, iv, sample, seconds)``
+    sees the step (``seconds``: the wall time of the ask). The benchmark, the showcase and the
+    expert demonstrations all run their campaigns through it."""
+    for t in range(1, steps + 1):
+        t0 = time.perf_counter()
+        iv = ask()
+        seconds = time.perf_counter() - t0
+        sample = experiment(iv, t)
+        tell(iv, sample)
+        on_step(t, iv, sample, seconds)

@@ -8,6 +8,8 @@ process, as each finishes; a task whose worker died (killed, out of memory) is r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +21,33 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's rollout tasks run (not what they compute: a resumed run may change it)."""
+
+    workers: int = 1
+    """Processes that roll out a step's shards at once (CPU): 1 rolls them out in the training
+    process; more run them as tasks of ``backend``, each shard a task with the current weights
+    (the same rollouts)."""
+    backend: str = "local"
+    """'local' processes or 'ray' (a cluster at ``address``, or one started for the run)."""
+    address: str = ""
+    """A Ray cluster's address for backend 'ray' ('' = start one here)."""
+
+    def __post_init__(self):
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"rollout_workers must be >= 1, got {self.workers}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.address and self.backend != "ray":
+            raise ValueError(f"an address is for the ray backend; backend is {self.backend!r}")
+
+    @property
+    def here(self) -> bool:
+        """Whether rollouts run in the training process."""
+        return self.workers == 1 and self.backend == "local"
 
 
 def _init_worker() -> None:

@@ -36,3 +36,18 @@ def generator(*keys: int | str, device: str | torch.device = "cpu") -> torch.Gen
     g = torch.Generator(device=device)
     g.manual_seed(seed_from(*keys))
     return g
+
+
+def standard_gamma(concentration: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Gamma(concentration, 1) draws from ``generator``: the one call of torch's private
+    ``torch._standard_gamma``. Torch has no public gamma (or Beta, Dirichlet) sampler that takes a
+    generator (``torch.distributions`` draws from the global stream), and no public draw gives the
+    same numbers, so replacing it would change every sampled decision and every Student-t noise."""
+    return torch._standard_gamma(concentration, generator=generator)
+
+
+def sample_beta(a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Beta(a, b) draws from ``generator``: Ga(a) / (Ga(a) + Ga(b))."""
+    ga = standard_gamma(a, generator)
+    gb = standard_gamma(b, generator)
+    return ga / (ga + gb)

@@ -10,21 +10,17 @@ policy: myopic, the baseline a planning policy must beat. Maximisation hands the
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
-from acbo.buffer import Buffer, PaddedBatch
+from acbo.buffer import Buffer, CampaignBatch, PaddedBatch
 from acbo.method import Method, Problem, register_method
 from acbo.posterior import ParentPosterior
 from acbo.surrogate import EncodingCache
+from acbo.surrogate.checkpoint import shared_surrogate
 
 
-@lru_cache(maxsize=4)
 def _model(checkpoint: str | None):
-    from acbo.surrogate import load_pretrained, load_surrogate
-
-    model = load_pretrained() if checkpoint is None else load_surrogate(checkpoint)
+    model = shared_surrogate(checkpoint)
     if not model.cfg.queries:
         raise ValueError(f"surrogate-ei needs a surrogate with a world-model head; {checkpoint or 'the shipped one'} has none")
     return model
@@ -80,10 +76,8 @@ class SurrogateEI(Method):
 
     def _state(self, buffer: Buffer, negate: bool):
         """The campaign (Y negated for a maximisation when ``negate``) and the surrogate's belief."""
-        from acbo.buffer import Campaign
-
         p = self.problem
-        c = Campaign.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, 1, negate_target=negate)
+        c = CampaignBatch.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, 1, negate_target=negate)
         cache = self._cache if negate == (not p.minimize) else EncodingCache(self.model)
         return c, cache.belief(c, buffer.n, buffer.n_obs)
 
@@ -105,7 +99,7 @@ class SurrogateEI(Method):
         vals = lo[:, None] + (hi - lo)[:, None] * t                                               # Q x K
         z = ((vals - mean[can, None]) / std[can, None]).float()
         f = self._posterior_means(batch, tokens, can[None], z[None])
-        best = self._best(batch, tokens, buffer, mean, std)
+        best = self._best(c, batch, tokens, buffer, mean, std)
         ei = f.expected_improvement(torch.full(f.mean.shape, best))                              # Q x K
         q, k = divmod(int(ei.argmax()), self.grid)
         # finer grid between the neighbours of the best grid value
@@ -118,15 +112,15 @@ class SurrogateEI(Method):
             return int(can[q]), float(fine[int(ei2.argmax())])
         return int(can[q]), float(vals[q, k])
 
-    def _best(self, batch, tokens, buffer: Buffer, mean, std) -> float:
+    def _best(self, c: CampaignBatch, batch, tokens, buffer: Buffer, mean, std) -> float:
         """The best E[Y | do] so far by the model's posterior mean at each intervention made (Y's
-        standard units, as the model sees Y), or 0 (doing nothing) if that is lower."""
-        p = self.problem
-        single = buffer.intervened.sum(1) == 1
-        rows = torch.nonzero(single & ~buffer.intervened[:, p.target]).flatten()
+        standard units, as the model sees Y; the rows of :meth:`CampaignBatch.single_settings`),
+        or 0 (doing nothing) if that is lower."""
+        single, var = c.single_settings()
+        rows = torch.nonzero(single[0]).flatten()
         if len(rows) == 0:
             return 0.0
-        var = buffer.intervened[rows].float().argmax(1)                                           # R
+        var = var[0, rows]                                                                        # R
         zx = ((buffer.values[rows, var] - mean[var]) / std[var]).float()
         f = self._posterior_means(batch, tokens, var[None], zx[None, :, None])                   # R x 1
         return min(0.0, float(f.mean.min()))

@@ -8,21 +8,13 @@ policy exists.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
 from acbo.baselines.exact_ts import ExactThompsonSampling
 from acbo.buffer import Buffer
 from acbo.method import Problem, register_method
 from acbo.posterior import ParentPosterior
-
-
-@lru_cache(maxsize=4)
-def _model(checkpoint: str | None):
-    from acbo.surrogate import load_pretrained, load_surrogate
-
-    return load_pretrained() if checkpoint is None else load_surrogate(checkpoint)
+from acbo.surrogate.checkpoint import shared_surrogate
 
 
 PREDICT_SETS = 32
@@ -36,7 +28,7 @@ class SurrogateThompsonSampling(ExactThompsonSampling):
     def __init__(self, problem: Problem, checkpoint: str | None = None, max_parents: int = 3, max_candidates: int = 20):
         super().__init__(problem, max_parents=max_parents, max_candidates=max_candidates)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.model = _model(self.checkpoint)
+        self.model = shared_surrogate(self.checkpoint)
 
     def options(self) -> dict:
         return {"checkpoint": self.checkpoint, **super().options()}

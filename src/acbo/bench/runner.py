@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pandas as pd
 import torch
 
 from acbo.metrics import normalised_regret, posterior_metrics
-from acbo.method import get_method
+from acbo.method import get_method, simulate_campaign
 from acbo.optimizer import CausalOptimizer
 from acbo.parallel import BACKENDS, map_tasks
 from acbo.scm import SCM, get_family
@@ -124,7 +123,7 @@ def make_problem(family: str, seed: int, n_obs: int | None = None) -> BenchProbl
                         float(opt.se[0]), int(opt.variable[0]), float(opt.setting[0]), e_obs, scm.parents()[0])
 
 
-def method_options(problem: BenchProblem, method: str, options: dict | None = None) -> dict:
+def with_problem_knowledge(problem: BenchProblem, method: str, options: dict | None = None) -> dict:
     """``options`` plus the knowledge a reference method is handed: the oracle the SCM, CBO the
     true parents."""
     opts = dict(options or {})
@@ -141,7 +140,7 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
     the optimizer at the end. ``on_step(row)`` sees each step's row as it happens."""
     scm = problem.scm
     opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, domains=problem.domains,
-                          intervenable=problem.settable, **method_options(problem, method, options))
+                          intervenable=problem.settable, **with_problem_knowledge(problem, method, options))
     base = {"family": problem.family, "seed": problem.seed, "method": method, "config": opt.method.describe(), "d": scm.d,
             "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),
             "y_star": problem.y_star, "e_obs": problem.e_obs}
@@ -149,13 +148,10 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
     post0 = opt.posterior()
     rows = [{**base, "step": 0, "variable": None, "value": None, "y": None, "e_y": None, "best_e": None,
              "regret": 1.0, "time_s": None, "setup_s": opt.method.setup_seconds, **posterior_metrics(post0, problem.truth)}]
-    for t in range(1, steps + 1):
-        t0 = time.perf_counter()
-        iv = opt.ask()
-        dt = time.perf_counter() - t0
+
+    def record(t: int, iv, sample: dict, dt: float) -> None:
+        nonlocal best
         (name, value), = iv.items()
-        sample = scm.run_experiment(iv, generator("test", "bench-outcome", problem.family, problem.seed, t))
-        opt.tell(iv, sample)
         e_y = scm.expected_outcome(iv)
         best = min(best, e_y)
         rows.append({**base, "step": t, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
@@ -163,6 +159,9 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
                      "time_s": dt, "setup_s": None, **posterior_metrics(opt.posterior(), problem.truth)})
         if on_step is not None:
             on_step(rows[-1])
+
+    outcome = lambda iv, t: scm.run_experiment(iv, generator("test", "bench-outcome", problem.family, problem.seed, t))
+    simulate_campaign(opt.ask, outcome, opt.tell, steps, record)
     return rows, opt
 
 

@@ -1,4 +1,4 @@
-"""What ``acbo run`` shows: methods side by side on the built-in bioreactor (:mod:`acbo.demo`).
+"""What ``acbo run`` shows: methods side by side on the built-in bioreactor (:mod:`acbo.bioreactor`).
 
 Every method starts from the same 60 observations and the same domains, and is told the same
 measurement whenever it asks for the same experiment at the same step (the lab's seed is the
@@ -10,13 +10,13 @@ response curve of the variable it believes best, against the truth.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from acbo import demo
+from acbo import bioreactor
+from acbo.method import simulate_campaign
 from acbo.optimizer import CausalOptimizer
 
 N_OBS = 60
@@ -36,33 +36,33 @@ def run_showcase(methods: list[str], steps: int, seed: int = 0, on_step=None, op
                  ) -> tuple[list[Trace], tuple[str, float, float]]:
     """Run every method for ``steps`` experiments; ``on_step(method, row)`` sees each as it
     happens. Returns the traces and the optimum (variable, value, E[titer | do])."""
-    obs = pd.DataFrame(demo.observe(N_OBS, seed), columns=demo.NAMES)
+    obs = pd.DataFrame(bioreactor.observe(N_OBS, seed), columns=bioreactor.NAMES)
     traces = []
     for m in methods:
         opts = dict((options or {}).get(m, {}))
         if m == "amortized":
             opts.setdefault("horizon", steps)
-        opt = CausalOptimizer(obs, target=demo.TARGET, minimize=False, seed=seed, domains=demo.DOMAINS,
-                              intervenable=list(demo.SETTABLE), method=m, **opts)
+        opt = CausalOptimizer(obs, target=bioreactor.TARGET, minimize=False, seed=seed, domains=bioreactor.DOMAINS,
+                              intervenable=list(bioreactor.SETTABLE), method=m, **opts)
         tr = Trace(m, optimizer=opt)
         tr.marginals.append(opt.posterior().marginals.double().tolist())
         best = -np.inf
-        for t in range(1, steps + 1):
-            t0 = time.perf_counter()
-            iv = opt.ask()
-            ms = 1000 * (time.perf_counter() - t0)
-            sample = demo.experiment(dict(iv), seed=1000 * seed + t)
-            opt.tell(iv, sample)
-            e = demo.expected_titer(dict(iv))
+
+        def record(t: int, iv, sample: dict, seconds: float) -> None:
+            nonlocal best
+            e = bioreactor.expected_titer(dict(iv))
             best = max(best, e)
-            row = {"step": t, "do": ", ".join(f"{k}={v:.4g}" for k, v in iv.items()), "titer": sample[demo.TARGET],
-                   "e_titer": e, "best_e": best, "ms": ms}
+            row = {"step": t, "do": ", ".join(f"{k}={v:.4g}" for k, v in iv.items()), "titer": sample[bioreactor.TARGET],
+                   "e_titer": e, "best_e": best, "ms": 1000 * seconds}
             tr.rows.append(row)
             tr.marginals.append(opt.posterior().marginals.double().tolist())
             if on_step is not None:
                 on_step(m, row)
+
+        simulate_campaign(opt.ask, lambda iv, t: bioreactor.experiment(dict(iv), seed=1000 * seed + t), opt.tell, steps,
+                          record)
         traces.append(tr)
-    return traces, demo.optimum()
+    return traces, bioreactor.optimum()
 
 
 def showcase_figure(traces: list[Trace], optimum: tuple[str, float, float], path, believer: str = "amortized") -> None:
@@ -75,7 +75,7 @@ def showcase_figure(traces: list[Trace], optimum: tuple[str, float, float], path
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
-    e_obs = demo.expected_titer({})
+    e_obs = bioreactor.expected_titer({})
     for tr in traces:
         steps = [0] + [r["step"] for r in tr.rows]
         ax.plot(steps, [e_obs] + [r["best_e"] for r in tr.rows], marker=".", label=tr.method)
@@ -88,12 +88,12 @@ def showcase_figure(traces: list[Trace], optimum: tuple[str, float, float], path
     ax.grid(alpha=0.3)
     tr = next((t for t in traces if t.method == believer), traces[0])
     marg = np.array(tr.marginals)
-    names = list(demo.NAMES)
+    names = list(bioreactor.NAMES)
     ax = axes[1]
     for j, n in enumerate(names):
-        if n != demo.TARGET:
-            style = "-" if n in demo.PARENTS else ":"
-            ax.plot(np.arange(len(marg)), marg[:, j], style, marker=".", label=n + (" (a parent)" if n in demo.PARENTS else ""))
+        if n != bioreactor.TARGET:
+            style = "-" if n in bioreactor.PARENTS else ":"
+            ax.plot(np.arange(len(marg)), marg[:, j], style, marker=".", label=n + (" (a parent)" if n in bioreactor.PARENTS else ""))
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("experiments (0: the observations only)")
     ax.set_ylabel("P(parent of titer)")
@@ -103,7 +103,7 @@ def showcase_figure(traces: list[Trace], optimum: tuple[str, float, float], path
     ax = axes[2]
     opt = tr.optimizer
     try:
-        beliefs = {v: opt.predict(v, np.linspace(*demo.DOMAINS[v], 60), quantity="expectation") for v in demo.SETTABLE}
+        beliefs = {v: opt.predict(v, np.linspace(*bioreactor.DOMAINS[v], 60), quantity="expectation") for v in bioreactor.SETTABLE}
     except ValueError as e:
         ax.text(0.5, 0.5, str(e), ha="center", va="center", wrap=True, fontsize=9)
         ax.set_axis_off()
@@ -113,8 +113,8 @@ def showcase_figure(traces: list[Trace], optimum: tuple[str, float, float], path
         grid = pred["value"].to_numpy()
         ax.fill_between(grid, pred["q05"], pred["q95"], alpha=0.25, color="C1", label="its 90 % interval")
         ax.plot(grid, pred["mean"], color="C1", label=f"{tr.method}'s E[titer | do]")
-        ax.plot(grid, [demo.expected_titer({var: v}, 4000) for v in grid], "k:", label="the truth")
-        hist = [(r.intervention[var], r.outcome[demo.TARGET]) for r in opt.history if var in r.intervention]
+        ax.plot(grid, [bioreactor.expected_titer({var: v}, 4000) for v in grid], "k:", label="the truth")
+        hist = [(r.intervention[var], r.outcome[bioreactor.TARGET]) for r in opt.history if var in r.intervention]
         if hist:
             ax.plot(*zip(*hist), "o", color="C0", label="its measurements")
         ax.set_xlabel(f"{var} (set to)")

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from acbo.buffer import clamped_stats
+
 VARIANTS = ("dr1", "dr2")
 REGRESSORS = ("mlp", "ridge")
 
@@ -292,7 +294,8 @@ def fit_dr_prior(values: torch.Tensor, target: int, generator: torch.Generator, 
             f"{need / 2 ** 30:.1f} GiB, and this machine has {have / 2 ** 30:.1f} GiB available; "
             + ("use the ridge regressor (dr_regressor='ridge'), " if cfg.regressor == "mlp" else "")
             + "fewer bootstrap resamples (n_bootstrap) or fewer observational rows")
-    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
+    mean, std = clamped_stats(x)
+    x = (x - mean) / std
     feats = [j for j in range(d) if j != target]
     p, B, K = len(feats), cfg.n_bootstrap, cfg.folds
     dtype = torch.float32 if cfg.regressor == "mlp" else torch.float64

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from acbo.buffer import Buffer
+from acbo.buffer import Buffer, clamped_stats
 from acbo.experts.causal_gp import GRID, average_models, do_effect, fit_set_gp, maximise_ei, train_cholesky
 from acbo.experts.drcfs import DRConfig, DRPrior, fit_dr_prior
 from acbo.experts.set_posterior import CandidateSetPosterior, SetPosteriorConfig
@@ -66,7 +66,7 @@ class CausalGPMethod(Method):
             x = buffer.values[buffer.observational_rows].to(torch.float64)
             if x.shape[0] < 2:
                 raise ValueError(f"{self.name} needs at least 2 observational rows, got {x.shape[0]}")
-            self._stats = (x, x.mean(0), x.std(0).clamp_min(1e-12))
+            self._stats = (x, *clamped_stats(x))
         return self._stats
 
     def gp_rows(self, buffer: Buffer) -> torch.Tensor:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from acbo.buffer import clamped_stats
 from acbo.posterior import ParentPosterior
 
 SET_MODELS = ("linear", "rff")
@@ -85,7 +86,7 @@ class CandidateSetPosterior:
         self.cfg = cfg
         self.target = target
         x_obs = torch.as_tensor(x_obs, dtype=torch.float64)
-        self.mean, self.std = x_obs.mean(0), x_obs.std(0).clamp_min(1e-12)
+        self.mean, self.std = clamped_stats(x_obs)
         keep = prior >= cfg.prune_start
         self.sets = sets[keep].clone()
         self.log_w = torch.log(prior[keep].double() / prior[keep].sum())

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from acbo.buffer import Campaign
-from acbo.experts.demos import Demo, iter_demos
+from acbo.buffer import CampaignBatch
+from acbo.demonstrations import Demo, iter_demos
 from acbo.policy.model import U_EPS, Policy, PolicyInput
-from acbo.policy.rollout import policy_input
+from acbo.policy.decide import policy_input
 from acbo.surrogate import Belief, Encoding, Surrogate, surrogate_digest
 
 
@@ -76,9 +76,9 @@ def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = (
         can = None
     target = torch.tensor([int(demo.meta["target"])], device=device)
 
-    def campaign(t: int) -> Campaign:
+    def campaign(t: int) -> CampaignBatch:
         n = int(n_rows[t])
-        return Campaign.of_rows(values[None, :n], intervened[None, :n], target, low[None], high[None], t, T, can)
+        return CampaignBatch.of_rows(values[None, :n], intervened[None, :n], target, low[None], high[None], t, T, can)
 
     enc = Encoding.of(surrogate, campaign(0))
     xs = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from acbo.io import atomic_save, load_state, packaged_path
+from acbo.io import atomic_save, cached_loader, load_state, packaged_path
 from acbo.policy.model import Policy, PolicyConfig
 from acbo.surrogate import Surrogate, load_surrogate, read_checkpoint, save_checkpoint, surrogate_digest
 
@@ -104,6 +104,13 @@ def load_pretrained_policy(device: str | torch.device = "cpu") -> tuple[Policy, 
     """The (policy, surrogate) pair shipped with the package (no network access)."""
     with packaged_path(PRETRAINED, "policy") as p:
         return load_policy_checkpoint(p, device)
+
+
+@cached_loader
+def shared_policy(checkpoint: str | None) -> tuple[Policy, Surrogate]:
+    """The (policy, surrogate) pair of ``checkpoint`` (None: the shipped pair), loaded once per
+    process (:func:`acbo.io.cached_loader`): what the ``amortized`` method holds."""
+    return load_pretrained_policy() if checkpoint is None else load_policy_checkpoint(checkpoint)
 
 
 def export_policy(src: str | os.PathLike, dst: str | os.PathLike) -> None:

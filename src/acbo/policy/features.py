@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from acbo.buffer import Campaign
+from acbo.buffer import CampaignBatch
 from acbo.posterior.types import bernoulli_entropy
 
 N_VAR_FEATURES = 17
@@ -18,7 +18,7 @@ N_GLOBAL_FEATURES = 5
 """Global features, broadcast to every variable."""
 
 
-def campaign_features(c: Campaign, marginals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def campaign_features(c: CampaignBatch, marginals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-variable features B x D x 17, global features B x 5).
 
     Per variable j (standardised units unless said): surrogate P(j in pa(Y)) and its entropy;
@@ -95,19 +95,19 @@ def grid_positions(K: int, dtype=torch.float32, device=None) -> torch.Tensor:
     return (torch.arange(K, dtype=dtype, device=device) + 0.5) / K
 
 
-def incumbent(c: Campaign, mu: torch.Tensor) -> torch.Tensor:
+def incumbent(c: CampaignBatch, mu: torch.Tensor) -> torch.Tensor:
     """The best E[Y | do] so far by the world model (Y's standard units, B): the lowest posterior
     mean at the interventions already made, read off each variable's grid of posterior means ``mu``
     (B x D x K, at the positions :func:`grid_positions`) by linear interpolation (flat beyond the
     outermost points), or 0 (doing nothing: Y's observational mean) if that is lower. Rows that set
-    several variables or the target are not counted."""
+    several variables or the target are not counted (:meth:`CampaignBatch.single_settings`, as in
+    ``surrogate-ei``'s incumbent, which queries the model at the values set instead: it decides
+    for one campaign, this reads the grid the policy's features already hold for B)."""
     B, N, D = c.values.shape
     K = mu.shape[2]
-    iv = c.intervened & c.row_mask[..., None]                                                    # B x N x D
-    single = (iv.sum(2) == 1) & ~(iv & c.target[:, None]).any(2)                                 # B x N
+    single, var = c.single_settings()                                                            # B x N each
     if not bool(single.any()):
         return torch.zeros(B, dtype=mu.dtype, device=mu.device)
-    var = iv.float().argmax(2)                                                                   # B x N
     lo, hi = c.low.gather(1, var), c.high.gather(1, var)                                         # B x N
     x = c.values.gather(2, var[..., None])[..., 0]
     u = ((x - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
@@ -122,7 +122,7 @@ def incumbent(c: Campaign, mu: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def grid_features(surrogate, c: Campaign, tokens: torch.Tensor, K: int, memo=None) -> torch.Tensor:
+def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, memo=None) -> torch.Tensor:
     """What the world model says about a K-point grid over every settable variable's domain:
     B x D x K x 8.
 

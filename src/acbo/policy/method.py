@@ -8,30 +8,20 @@ readout and the policy, whatever the number of samples.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
-from acbo.buffer import Buffer, Campaign
+from acbo.buffer import Buffer, CampaignBatch
 from acbo.method import Method, Problem, register_method
-from acbo.policy.rollout import decide
+from acbo.policy.checkpoint import shared_policy
+from acbo.policy.decide import decide
 from acbo.posterior import ParentPosterior
 from acbo.surrogate import Belief, EncodingCache
+from acbo.surrogate.checkpoint import shared_surrogate
 from acbo.surrogate.model import ContextMemo
 
 
-@lru_cache(maxsize=4)
-def _models(checkpoint: str | None):
-    from acbo.policy.checkpoint import load_policy_checkpoint, load_pretrained_policy
-
-    return load_pretrained_policy() if checkpoint is None else load_policy_checkpoint(checkpoint)
-
-
-@lru_cache(maxsize=1)
 def _world_model():
-    from acbo.surrogate import load_pretrained
-
-    model = load_pretrained()
+    model = shared_surrogate(None)
     if not model.cfg.queries:
         raise ValueError("neither the policy's surrogate nor the shipped one has a world-model head")
     return model
@@ -51,7 +41,7 @@ class Amortized(Method):
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.horizon, self.greedy = horizon, bool(greedy)
-        self.policy, self.surrogate = _models(self.checkpoint)
+        self.policy, self.surrogate = shared_policy(self.checkpoint)
         self._cache = EncodingCache(self.surrogate)
         self._memo = ContextMemo()  # the world model's context rows, encoded once over the campaign
 
@@ -66,12 +56,12 @@ class Amortized(Method):
     def load_state_dict(self, state: dict) -> None:
         self._cache.load_state_dict(state, "amortized")
 
-    def _campaign(self, buffer: Buffer) -> Campaign:
+    def _campaign(self, buffer: Buffer) -> CampaignBatch:
         p = self.problem
-        return Campaign.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, self.horizon,
+        return CampaignBatch.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, self.horizon,
                                   negate_target=not p.minimize)  # the policy minimises: hand it -Y
 
-    def _belief(self, c: Campaign, buffer: Buffer) -> Belief:
+    def _belief(self, c: CampaignBatch, buffer: Buffer) -> Belief:
         return self._cache.belief(c, buffer.n, buffer.n_obs)
 
     def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):

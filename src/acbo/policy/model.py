@@ -36,6 +36,7 @@ from torch import nn
 
 from acbo.policy.features import LOG_EI, N_GLOBAL_FEATURES, N_GRID_FEATURES, N_VAR_FEATURES
 from acbo.layers import Block
+from acbo.seeding import sample_beta
 
 U_EPS = 1e-4
 """Sampled positions are kept inside [U_EPS, 1 - U_EPS], where the Beta density is finite."""
@@ -126,10 +127,7 @@ class ActionDist:
         probs = torch.softmax(self.var_logits.double(), dim=1)
         var = torch.multinomial(probs, k, replacement=True, generator=generator)                 # B x k
         a, b = self.alpha.gather(1, var).double(), self.beta.gather(1, var).double()
-        # Beta(a, b) = Ga(a) / (Ga(a) + Ga(b)), with the generator (torch's Beta takes none)
-        ga = torch._standard_gamma(a, generator=generator)
-        gb = torch._standard_gamma(b, generator=generator)
-        u = (ga / (ga + gb)).clamp(U_EPS, 1 - U_EPS)
+        u = sample_beta(a, b, generator).clamp(U_EPS, 1 - U_EPS)  # with the generator (torch's Beta takes none)
         return var, u.to(self.alpha.dtype)
 
     def mode(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,9 +191,8 @@ class GridActionDist:
         """k actions per decision: (variables B x k, positions u B x k in [U_EPS, 1 - U_EPS])."""
         K = self.logits.shape[2]
         idx = torch.multinomial(self._flat().double().exp(), k, replacement=True, generator=generator)  # B x k
-        ga = torch._standard_gamma(self._at(self.alpha, idx).double(), generator=generator)
-        gb = torch._standard_gamma(self._at(self.beta, idx).double(), generator=generator)
-        r = (ga / (ga + gb)).clamp(U_EPS, 1 - U_EPS)
+        r = sample_beta(self._at(self.alpha, idx).double(), self._at(self.beta, idx).double(), generator
+                        ).clamp(U_EPS, 1 - U_EPS)
         u = ((idx % K + r) / K).clamp(U_EPS, 1 - U_EPS)
         return idx // K, u.to(self.alpha.dtype)
 

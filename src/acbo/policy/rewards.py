@@ -6,9 +6,36 @@ Directions: the campaign minimises Y (a maximisation problem is handed over with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from acbo.posterior.types import bernoulli_entropy
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """The weights of the reward components, and how E[Y | do] is computed for them."""
+
+    improvement: float = 1.0
+    """Lowering the best-so-far E[Y], in observational std of Y."""
+    outcome: float = 0.1
+    """E[Y | do] below the observational mean, in its std (dense)."""
+    info_gain: float = 0.1
+    """Information gain of the surrogate's parent posterior (nats)."""
+    parent: float = 0.1
+    """Intervening on a true parent (training only)."""
+    mc: int = 256
+    """Monte Carlo samples for E[Y | do] of nonlinear SCMs (exact for linear ones)."""
+
+    def __post_init__(self):
+        if isinstance(self.mc, bool) or not isinstance(self.mc, int) or self.mc < 1:
+            raise ValueError(f"rewards.mc must be a positive integer, got {self.mc!r}")
+
+    def weights(self) -> dict[str, float]:
+        """The weights by component name, in the order :func:`combine` sums them."""
+        return {"improvement": self.improvement, "outcome": self.outcome, "info_gain": self.info_gain,
+                "parent": self.parent}
 
 
 def posterior_entropy(marginals: torch.Tensor, var_mask: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,6 @@
-"""Acting: the policy's decision, one step of simulated campaigns, GRPO rollouts, validation.
+"""Acting in simulated campaigns: one step, GRPO rollouts, validation (the decision itself:
+:mod:`acbo.policy.decide`).
 
-- :func:`decide` — campaign + the surrogate's belief -> the policy's input and its action
-  distribution. Deployment (``amortized``), behaviour cloning and training all decide here.
 - :func:`policy_step` — one step of B simulated campaigns: decide, sample k candidate actions,
   evaluate each (E[Y | do] and one simulated outcome), carry out the first, update the belief.
   The one loop body every rollout uses.
@@ -16,43 +15,17 @@ from dataclasses import dataclass
 
 import torch
 
-from acbo.buffer import Campaign
 from acbo.env import Env
-from acbo.policy.features import N_GRID_FEATURES, campaign_features, grid_features
+from acbo.policy.decide import decide
 from acbo.policy.grpo import group_advantages
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.policy.rewards import combine, improvement, information_gain, outcome_gain, parent_hit
 from acbo.surrogate import Belief, Surrogate
-from acbo.surrogate.model import ContextMemo
 
 MODES = ("candidates", "trajectory")
 REGRET_GAP = 1e-3
 """A campaign's regret counts in :func:`play` when not intervening is this many of Y's observational
 stds above the optimum (below, the normalised regret divides noise by noise)."""
-
-
-def policy_input(c: Campaign, belief: Belief, surrogate: Surrogate | None = None, grid: int = 0,
-                 memo: ContextMemo | None = None) -> PolicyInput:
-    """Assemble what the policy reads for B campaigns; with ``grid = K > 0`` also the world model's
-    features on K points per variable (the surrogate's world-model head; ``memo`` kept over one
-    campaign's decisions spares it re-encoding the rows it has seen, see :meth:`Surrogate.query`)."""
-    var, glob = campaign_features(c, belief.marginals)
-    valid = c.intervenable & c.var_mask & ~c.target
-    B, _, D = c.values.shape
-    if grid:
-        if surrogate is None:
-            raise ValueError("world-model features need the surrogate")
-        g = grid_features(surrogate, c, belief.tokens, grid, memo)
-    else:
-        g = torch.zeros(B, D, 0, N_GRID_FEATURES, device=c.values.device)
-    return PolicyInput(belief.tokens.float(), var, glob, valid, c.var_mask, c.low.float(), c.high.float(), g)
-
-
-def decide(policy: Policy, c: Campaign, belief: Belief, surrogate: Surrogate, memo: ContextMemo | None = None
-           ) -> tuple[PolicyInput, ActionDist | GridActionDist]:
-    """The policy's input and its distribution over (variable, value) for B campaigns."""
-    x = policy_input(c, belief, surrogate, policy.cfg.grid, memo)
-    return x, policy(x)
 
 
 @dataclass(frozen=True)
@@ -93,7 +66,7 @@ def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, 
 
 @dataclass(frozen=True)
 class GroupDesign:
-    """How GRPO forms its groups."""
+    """How GRPO forms its groups, and how long the campaigns they are drawn from run."""
 
     mode: str = "candidates"
     """'candidates': G interventions sampled from one state, each rewarded, the first carried
@@ -103,8 +76,12 @@ class GroupDesign:
     """Group size G."""
     scale_by_std: bool = False
     """Divide advantages by the group std (GRPO) or not (Dr. GRPO)."""
+    horizon: tuple[int, int] = (10, 20)
+    """Steps per campaign T, uniform per step of training (the policy sees steps taken and left)."""
 
     def __post_init__(self):
+        if len(self.horizon) != 2 or not 1 <= self.horizon[0] <= self.horizon[1]:
+            raise ValueError(f"horizon must be a range (low, high) with 1 <= low <= high, got {self.horizon}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.size < 2:

@@ -1,6 +1,6 @@
 """Stage 2: train the acquisition policy with GRPO on verifiable rewards (optionally after BC).
 
-``python -m acbo.policy.train --out runs/policy`` (every config field is a flag). One iteration:
+``python -m acbo.policy.train --run.out runs/policy`` (every setting is a dotted flag; ``--help``). One iteration:
 
 1. **rollout**: B SCMs from a training family (train stream), n_obs observational rows each,
    T steps under the current policy (no gradients). Two group designs (``mode``):
@@ -25,12 +25,12 @@ the pair (``policy.pt`` and the ``surrogate.pt`` it reads). The steps themselves
 :mod:`acbo.policy.rollout` (rollouts, validation) and :mod:`acbo.policy.update` (GRPO, BC), so
 that stage 3 calls the same functions.
 
-Data parallel: ``--shards S`` draws each iteration's B campaigns as S sub-batches of B / S (each
+Data parallel: ``--data.shards S`` draws each iteration's B campaigns as S sub-batches of B / S (each
 its own train-stream key) and updates on minibatches of minibatch / S decisions from each; under
 ``torchrun --nproc_per_node W`` (S a multiple of W) every process rolls out and updates its share
 of the shards with the gradients summed, and W processes train what one process with the same S
 does (to float rounding; tests/test_distributed.py). Process 0 validates, logs and checkpoints;
-the log's reward statistics are over its own shards. ``--rollout-workers N [--backend ray
+the log's reward statistics are over its own shards. ``--parallel.workers N [--parallel.backend ray
 [--address ...]]`` rolls the shards out as N parallel tasks (local processes or Ray), each with
 the policy's current weights: the same rollouts, so the same training.
 """
@@ -39,172 +39,121 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 from pathlib import Path
 
 import torch
 
 from acbo.configs import config_from_argv, format_record, print_line
 from acbo.env import Env
-from acbo.parallel import BACKENDS, map_tasks
+from acbo.io import cached_loader
+from acbo.parallel import Placement, map_tasks
 from acbo.policy.bc import expert_agreement, load_demo_batch
 from acbo.policy.checkpoint import load_policy_checkpoint, read_policy_checkpoint, save_policy
 from acbo.policy.model import Policy, PolicyConfig
-from acbo.policy.rewards import combine
-from acbo.policy.rollout import MODES, GroupDesign, Rollout, collect, play
+from acbo.policy.rewards import RewardSettings, combine
+from acbo.policy.rollout import GroupDesign, collect, play
 from acbo.policy.update import UpdateSettings, bc_step, grpo_update
-from acbo.scm import Family, resolve_family
+from acbo.scm import Draws, Family, resolve_family
 from acbo.seeding import generator
 from acbo.surrogate import Surrogate, load_pretrained, load_surrogate
-from acbo.training import Budget, append_jsonl, broadcast_params, from_process_0, process_group, resume, set_lr
+from acbo.training import Loop, OptimConfig, RunConfig, restore_into, run_loop, shard_share
+
+
+@dataclass(frozen=True)
+class BCSettings:
+    """Behaviour cloning of the expert's decisions before GRPO (the warm start)."""
+
+    demos: str = ""
+    """Folder of expert demonstrations ('' = none); also what ``update.bc_coef`` imitates."""
+    steps: int = 0
+    """Behaviour-cloning steps before GRPO."""
+
+
+@dataclass(frozen=True)
+class PolicyValidation:
+    """Stage 2's validation campaigns: a held-out family's test stream, played as deployed."""
+
+    family: str | Family = "lin-er-20"
+    """Validation family (its test stream; never trained on)."""
+    campaigns: int = 32
+    """Validation campaigns (regret at T)."""
+    horizon: int = 10
+    """T of the validation campaigns."""
+
+    def __post_init__(self):
+        resolve_family(self.family)
+        for name in ("campaigns", "horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"val_{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
 class PolicyTrainConfig:
     """Stage-2 training run."""
 
-    families: tuple[str | Family, ...] = ("train-lin", "train-nonlin")
-    """Training families (registered names or Family objects), cycled iteration by iteration (train stream)."""
-    mode: str = "candidates"
-    """Group design: 'candidates' (G interventions from one state) or 'trajectory' (G rollouts)."""
-    iterations: int = 300
-    """GRPO iterations (rollout + update); 0 with bc_steps > 0 is a BC-only run."""
-    max_minutes: float = 0.0
-    """Wall-time budget, over all pieces of a resumed run; the learning-rate schedule follows
-    max(iteration, time) progress and the run stops when it is spent (0: no budget)."""
-    batch_size: int = 32
-    """SCMs per iteration (B)."""
-    group_size: int = 8
-    """Group size G."""
-    horizon: tuple[int, int] = (10, 20)
-    """Steps per campaign (T), uniform per iteration (the policy sees steps taken and left)."""
-    val_horizon: int = 10
-    """T of the validation campaigns."""
-    n_obs: tuple[int, int] = (50, 200)
-    """Observational rows per campaign, uniform per iteration."""
-    epochs: int = 2
-    """Update epochs per batch (mu > 1, so the clipping acts)."""
-    minibatch: int = 256
-    """Decisions per gradient step."""
-    lr: float = 3e-4
-    """AdamW learning rate (cosine decay to 10%)."""
-    eps_low: float = 0.2
-    """Lower clip range of the ratio (PPO)."""
-    eps_high: float = 0.28
-    """Upper clip range (DAPO's clip-higher)."""
-    beta: float = 0.0
-    """Weight of the k3 KL to the reference policy (the initial policy)."""
-    entropy_coef: float = 1e-3
-    """Entropy bonus."""
-    scale_by_std: bool = False
-    """Divide advantages by the group std (GRPO) or not (Dr. GRPO, the default)."""
-    w_improvement: float = 1.0
-    """Reward weight: lowering the best-so-far E[Y], in observational std of Y."""
-    w_outcome: float = 0.1
-    """Reward weight: E[Y | do] below the observational mean, in its std (dense)."""
-    w_info_gain: float = 0.1
-    """Reward weight: information gain of the surrogate's parent posterior (nats)."""
-    w_parent: float = 0.1
-    """Reward weight: intervening on a true parent (training only)."""
-    reward_mc: int = 256
-    """Monte Carlo samples for E[Y | do] of nonlinear SCMs in rewards (exact for linear)."""
+    run: RunConfig = RunConfig(steps=300, eval_every=25, out="runs/policy")
+    """Iterations (0 with bc.steps > 0: a BC-only run), cadence, seed, device, folder (policy.pt)."""
+    optim: OptimConfig = OptimConfig(lr=3e-4)
+    """The AdamW optimizer."""
+    data: Draws = Draws(n_obs=(50, 200))
+    """Training families, observational rows per campaign, shards."""
+    design: GroupDesign = GroupDesign()
+    """GRPO's groups and the campaigns' length."""
+    update: UpdateSettings = UpdateSettings()
+    """One GRPO update."""
+    rewards: RewardSettings = RewardSettings()
+    """Reward weights."""
+    model: PolicyConfig = PolicyConfig()
+    """The architecture of a new policy (its ``token_dim`` is the surrogate's ``dim``, set by the trainer)."""
+    bc: BCSettings = BCSettings()
+    """The behaviour-cloning warm start."""
+    val: PolicyValidation = PolicyValidation()
+    """The validation campaigns."""
+    parallel: Placement = Placement()
+    """Where rollouts run."""
     init: str = ""
     """Policy checkpoint to start from (e.g. a BC run); also the KL reference. '' = random init."""
-    bc_demos: str = ""
-    """Folder of expert demonstrations for behaviour cloning ('' = none)."""
-    bc_steps: int = 0
-    """Behaviour-cloning steps before GRPO (warm start)."""
-    bc_coef: float = 0.0
-    """Weight of the BC loss as an auxiliary term during GRPO."""
     surrogate: str = ""
     """Surrogate checkpoint ('' = the shipped one); frozen, and written beside the policy (the pair)."""
-    dim: int = 64
-    """Policy width."""
-    layers: int = 2
-    """Policy attention layers over variables."""
-    grid: int = 0
-    """World-model grid points per variable the policy reads (0: none; needs a surrogate with the
-    world-model head)."""
-    heads: int = 4
-    """Policy attention heads."""
-    val_family: str | Family = "lin-er-20"
-    """Validation family (its test stream; never trained on)."""
-    val_campaigns: int = 32
-    """Validation campaigns (regret at T)."""
-    val_every: int = 25
-    """Iterations between validation and checkpoint."""
-    seed: int = 0
-    """Seed of the training stream and the initialisation."""
-    rollout_workers: int = 1
-    """Processes that roll out an iteration's shards at once (CPU): 1 rolls them out here; more
-    run them as tasks of ``backend`` (each shard a task with the policy's current weights; the
-    same rollouts as here)."""
-    backend: str = "local"
-    """Where rollout tasks run with rollout_workers > 1: 'local' processes or 'ray' (a cluster at
-    ``address``, or one started for the run with rollout_workers CPUs)."""
-    address: str = ""
-    """A Ray cluster's address for backend 'ray' ('' = start one here)."""
-    shards: int = 1
-    """An iteration's campaigns are drawn as this many sub-batches of batch_size / shards, and a
-    minibatch takes minibatch / shards decisions from each; under torchrun the processes share
-    the shards (see the module docstring). 1: one batch, the stream of every earlier run."""
-    device: str = "cpu"
-    """Training device."""
-    out: str = "runs/policy"
-    """Folder for the checkpoint (policy.pt) and the log (log.jsonl); an existing run resumes."""
+
+    LEGACY: ClassVar[dict[str, str]] = {
+        **{k: f"run.{k}" for k in ("max_minutes", "batch_size", "seed", "device", "out")},
+        "iterations": "run.steps", "val_every": "run.eval_every", "lr": "optim.lr",
+        **{k: f"data.{k}" for k in ("families", "n_obs", "shards")},
+        **{k: f"design.{k}" for k in ("mode", "scale_by_std", "horizon")}, "group_size": "design.size",
+        **{k: f"update.{k}" for k in ("epochs", "minibatch", "eps_low", "eps_high", "beta", "entropy_coef", "bc_coef")},
+        **{f"w_{k}": f"rewards.{k}" for k in ("improvement", "outcome", "info_gain", "parent")}, "reward_mc": "rewards.mc",
+        **{k: f"model.{k}" for k in ("dim", "layers", "heads", "grid")}, "bc_demos": "bc.demos", "bc_steps": "bc.steps",
+        "val_family": "val.family", "val_campaigns": "val.campaigns", "val_horizon": "val.horizon",
+        "rollout_workers": "parallel.workers", "backend": "parallel.backend", "address": "parallel.address"}
+    """The flat stage-2 settings of old runs and flags -> today's paths (such a run resumes)."""
 
     def __post_init__(self):
-        self.design()  # mode and group size
-        if self.iterations < 0 or (self.iterations == 0 and self.bc_steps == 0):
-            raise ValueError(f"iterations must be >= 1 (or 0 for a BC-only run with bc_steps > 0), got {self.iterations}")
-        if not 1 <= self.horizon[0] <= self.horizon[1]:
-            raise ValueError(f"horizon must be a range (low, high) with 1 <= low <= high, got {self.horizon}")
-        for name in ("batch_size", "val_horizon", "epochs", "minibatch", "val_campaigns", "val_every", "reward_mc"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 2 <= self.n_obs[0] <= self.n_obs[1]:
-            raise ValueError(f"n_obs must be a range (low, high) with 2 <= low <= high, got {self.n_obs}")
-        for f in self.families + (self.val_family,):
-            resolve_family(f)
-        if isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1 \
-                or self.batch_size % self.shards or self.minibatch % self.shards:
-            raise ValueError(f"shards must be a positive integer dividing batch_size {self.batch_size} and minibatch "
-                             f"{self.minibatch}, got {self.shards!r}")
-        if self.rollout_workers < 1:
-            raise ValueError(f"rollout_workers must be >= 1, got {self.rollout_workers}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.address and self.backend != "ray":
-            raise ValueError(f"an address is for the ray backend; backend is {self.backend!r}")
-        if (self.rollout_workers > 1 or self.backend == "ray") and self.device != "cpu":
-            raise ValueError(f"rollout workers run on the CPU; device is {self.device!r} (use rollout_workers=1)")
-
-    def weights(self) -> dict[str, float]:
-        return {"improvement": self.w_improvement, "outcome": self.w_outcome, "info_gain": self.w_info_gain,
-                "parent": self.w_parent}
-
-    def model_config(self, token_dim: int) -> PolicyConfig:
-        return PolicyConfig(token_dim=token_dim, dim=self.dim, heads=self.heads, layers=self.layers, grid=self.grid)
-
-    def design(self) -> GroupDesign:
-        return GroupDesign(self.mode, self.group_size, self.scale_by_std)
-
-    def update_settings(self) -> UpdateSettings:
-        return UpdateSettings(self.epochs, self.minibatch, self.eps_low, self.eps_high, self.beta, self.entropy_coef,
-                              self.bc_coef)
+        if self.run.steps == 0 and self.bc.steps == 0:
+            raise ValueError(f"iterations must be >= 1 (or 0 for a BC-only run with bc_steps > 0), got {self.run.steps}")
+        if self.run.batch_size % self.data.shards or self.update.minibatch % self.data.shards:
+            raise ValueError(f"shards must be a positive integer dividing batch_size {self.run.batch_size} and minibatch "
+                             f"{self.update.minibatch}, got {self.data.shards!r}")
+        if not self.parallel.here and self.run.device != "cpu":
+            raise ValueError(f"rollout workers run on the CPU; device is {self.run.device!r} (use rollout_workers=1)")
+        if (self.bc.steps > 0 or self.update.bc_coef > 0) and not self.bc.demos:
+            raise ValueError("bc_steps / bc_coef need bc_demos")
 
 
-ADDED_LATER = {"shards": 1, "grid": 0}
-"""Training settings that runs written before them lack, with the value those runs mean: such a run resumes."""
-PLACEMENT = ("rollout_workers", "backend", "address")
+ADDED_LATER = {"data.shards": 1, "model.grid": 0, "run.log_every": 1, "model.ff_mult": 2, "model.token_dim": 64,
+               "update.max_grad_norm": 1.0, "optim.weight_decay": 1e-4}
+"""Settings that runs written before them lack, with the value those runs mean: such a run resumes."""
+PLACEMENT = ("parallel.workers", "parallel.backend", "parallel.address")
 """Settings of where a run's rollouts run: a resumed run may change them (the same rollouts)."""
 
 
 def make_validation(cfg: PolicyTrainConfig) -> tuple[Env, torch.Tensor]:
     """The validation campaigns (the validation family's test stream, its own data budget) and y*."""
-    fam = resolve_family(cfg.val_family)
-    g = generator("test", "policy-val", fam.name, device=cfg.device)
-    env = Env.from_family(fam, cfg.val_campaigns, fam.n_obs, cfg.val_horizon, g, cfg.reward_mc)
+    fam = resolve_family(cfg.val.family)
+    g = generator("test", "policy-val", fam.name, device=cfg.run.device)
+    env = Env.from_family(fam, cfg.val.campaigns, fam.n_obs, cfg.val.horizon, g, cfg.rewards.mc)
     return env, env.scm.optimum(env.low, env.high).value
 
 
@@ -218,8 +167,9 @@ def validate(policy: Policy, surrogate: Surrogate, val: tuple[Env, torch.Tensor]
     return out
 
 
-def frozen_surrogate(cfg: PolicyTrainConfig) -> Surrogate:
-    model = load_pretrained(cfg.device) if not cfg.surrogate else load_surrogate(cfg.surrogate, cfg.device)
+def frozen_surrogate(path: str, device: str) -> Surrogate:
+    """The surrogate a policy trains on (``path``; '' = the shipped one), frozen."""
+    model = load_pretrained(device) if not path else load_surrogate(path, device)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
@@ -229,15 +179,16 @@ def iteration_env(cfg: PolicyTrainConfig, it: int, shard: int = 0) -> tuple[Env,
     """The campaigns of iteration ``it`` (with shards: its sub-batch ``shard``): the train stream
     keyed by the iteration (a resumed run draws the same problems; every shard has the iteration's
     n_obs and T); returns (env, family name, T, the shard's generator)."""
-    g = generator("train", "policy", cfg.seed, it, device=cfg.device)
-    fam = resolve_family(cfg.families[it % len(cfg.families)])
-    n_obs = int(torch.randint(cfg.n_obs[0], cfg.n_obs[1] + 1, (1,), generator=g, device=cfg.device))
-    T = int(torch.randint(cfg.horizon[0], cfg.horizon[1] + 1, (1,), generator=g, device=cfg.device))
-    if cfg.shards > 1:
-        g = generator("train", "policy", cfg.seed, it, "shard", shard, device=cfg.device)
-    env = Env.from_family(fam, cfg.batch_size // cfg.shards, n_obs, T, g, cfg.reward_mc)
-    if cfg.mode == "trajectory":
-        env = env.repeat(cfg.group_size)
+    dev = cfg.run.device
+    g = generator("train", "policy", cfg.run.seed, it, device=dev)
+    fam = resolve_family(cfg.data.families[it % len(cfg.data.families)])
+    n_obs = int(torch.randint(cfg.data.n_obs[0], cfg.data.n_obs[1] + 1, (1,), generator=g, device=dev))
+    T = int(torch.randint(cfg.design.horizon[0], cfg.design.horizon[1] + 1, (1,), generator=g, device=dev))
+    if cfg.data.shards > 1:
+        g = generator("train", "policy", cfg.run.seed, it, "shard", shard, device=dev)
+    env = Env.from_family(fam, cfg.run.batch_size // cfg.data.shards, n_obs, T, g, cfg.rewards.mc)
+    if cfg.design.mode == "trajectory":
+        env = env.repeat(cfg.design.size)
     return env, fam.name, T, g
 
 
@@ -245,22 +196,22 @@ def rollout_shard(policy: Policy, surrogate: Surrogate, cfg: PolicyTrainConfig, 
     """Shard k of iteration it under ``policy`` (no gradients): (campaigns, d, family, T, the
     rollout, its reward components, the shard's generator after it, which the update goes on with)."""
     env, fam, T, g = iteration_env(cfg, it, k)
-    batch, comps = collect(policy, surrogate, env, cfg.design(), cfg.weights(), g)
+    batch, comps = collect(policy, surrogate, env, cfg.design, cfg.rewards.weights(), g)
     return env.B, env.d, fam, T, batch, comps, g
 
 
-_WORKER_SURROGATES: dict[str, Surrogate] = {}
-"""The frozen surrogate of each run, loaded once per rollout worker."""
+@cached_loader
+def worker_surrogate(path: str) -> Surrogate:
+    """The frozen surrogate of a run, loaded once per rollout worker (workers run on the CPU)."""
+    return frozen_surrogate(path, "cpu")
 
 
 def rollout_task(task: tuple[PolicyTrainConfig, int, int, dict]) -> tuple:
     """A rollout worker's task (cfg, iteration, shard, policy weights): :func:`rollout_shard`
     with the generator's state in place of the generator (a generator does not travel)."""
     cfg, it, k, weights = task
-    if cfg.surrogate not in _WORKER_SURROGATES:
-        _WORKER_SURROGATES[cfg.surrogate] = frozen_surrogate(cfg)
-    surrogate = _WORKER_SURROGATES[cfg.surrogate]
-    policy = Policy(cfg.model_config(surrogate.cfg.dim))
+    surrogate = worker_surrogate(cfg.surrogate)
+    policy = Policy(replace(cfg.model, token_dim=surrogate.cfg.dim))
     policy.load_state_dict(weights)
     *head, g = rollout_shard(policy.eval(), surrogate, cfg, it, k)
     return (*head, g.get_state())
@@ -268,136 +219,95 @@ def rollout_task(task: tuple[PolicyTrainConfig, int, int, dict]) -> tuple:
 
 def rollouts(policy: Policy, surrogate: Surrogate, cfg: PolicyTrainConfig, it: int, mine: list[int]) -> list[tuple]:
     """This process's shards of iteration it, rolled out here or by the rollout workers."""
-    if cfg.rollout_workers == 1 and cfg.backend == "local":
+    if cfg.parallel.here:
         return [rollout_shard(policy, surrogate, cfg, it, k) for k in mine]
     weights = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
-    done = map_tasks(rollout_task, [(cfg, it, k, weights) for k in mine], workers=cfg.rollout_workers,
-                     progress=False, backend=cfg.backend, address=cfg.address or None)
+    done = map_tasks(rollout_task, [(cfg, it, k, weights) for k in mine], workers=cfg.parallel.workers,
+                     progress=False, backend=cfg.parallel.backend, address=cfg.parallel.address or None)
     out = []
     for *head, state in done:
-        g = torch.Generator(device=cfg.device)
+        g = torch.Generator(device=cfg.run.device)
         g.set_state(state)
         out.append((*head, g))
     return out
 
 
 def bc_warm_start(policy: Policy, opt: torch.optim.Optimizer, demos, cfg: PolicyTrainConfig, log) -> None:
-    """Phase 0: ``bc_steps`` behaviour-cloning steps on the expert's decisions."""
-    for s in range(cfg.bc_steps):
-        terms = bc_step(policy, opt, demos, cfg.minibatch, generator("train", "bc", cfg.seed, s, device=cfg.device))
-        if (s + 1) % 50 == 0 or s + 1 == cfg.bc_steps:
+    """Phase 0: ``bc.steps`` behaviour-cloning steps on the expert's decisions."""
+    for s in range(cfg.bc.steps):
+        terms = bc_step(policy, opt, demos, cfg.update.minibatch,
+                        generator("train", "bc", cfg.run.seed, s, device=cfg.run.device))
+        if (s + 1) % 50 == 0 or s + 1 == cfg.bc.steps:
             log(f"bc step={s + 1} " + format_record({**terms, "expert_agreement": expert_agreement(policy, demos)}))
 
 
-def iteration_record(cfg: PolicyTrainConfig, done: int, fam: str, B: int, d: int, T: int, stats: dict,
-                     informative: torch.Tensor, comps: dict, opt: torch.optim.Optimizer, t_roll: float, t0: float) -> dict:
-    """The log record of one iteration: update statistics, reward components (mean, std), the
-    share of zero-variance groups, the learning rate and throughput."""
-    steps = B * T * (cfg.group_size if cfg.mode == "candidates" else 1)
-    rec = {"iteration": done, "family": fam, "d": d, "T": T, **{k: v for k, v in stats.items() if k != "updates"},
+def iteration_record(cfg: PolicyTrainConfig, shards: list[tuple], stats: dict, opt: torch.optim.Optimizer,
+                     t_roll: float, t0: float) -> dict:
+    """The log record of one iteration from this process's shards (as :func:`rollout_shard` returns
+    them): update statistics, reward components (mean, std), the share of zero-variance groups,
+    the learning rate and throughput."""
+    B, d, fam, T = sum(sh[0] for sh in shards), shards[0][1], shards[0][2], shards[0][3]
+    informative = torch.cat([sh[4].informative for sh in shards])
+    comps = {k: torch.cat([sh[5][k].flatten() for sh in shards]) for k in shards[0][5]}
+    steps = B * T * (cfg.design.size if cfg.design.mode == "candidates" else 1)
+    rec = {"family": fam, "d": d, "T": T, **{k: v for k, v in stats.items() if k != "updates"},
            "updates": stats["updates"], "zero_var_groups": float(1 - informative.float().mean()),
            "lr": opt.param_groups[0]["lr"], "env_steps_per_s": steps / t_roll, "seconds": time.perf_counter() - t0}
-    total = combine(comps, cfg.weights())
+    total = combine(comps, cfg.rewards.weights())
     rec["reward_mean"], rec["reward_std"] = float(total.mean()), float(total.std())
     for k, v in comps.items():
         rec[f"r_{k}"], rec[f"r_{k}_std"] = float(v.mean()), float(v.std())
     return rec
 
 
-# long: one loop, top to bottom, in the order it runs
-def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
-    """Run (or resume) stage-2 training; returns the policy. Under ``torchrun`` every process
-    takes its share of the shards; process 0 validates, logs and writes the checkpoint."""
-    rank, world = process_group(cfg.device)
-    if cfg.shards % world:
-        raise ValueError(f"shards ({cfg.shards}) must be a multiple of the processes ({world})")
-    if rank != 0:
-        log = _quiet
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "policy.pt"
-    budget = Budget(cfg.iterations, cfg.max_minutes)
-    surrogate = frozen_surrogate(cfg)
-    torch.manual_seed(cfg.seed)
+def starting_policy(cfg: PolicyTrainConfig, surrogate: Surrogate) -> Policy:
+    """The policy ``cfg.init`` (reading ``surrogate``), or a new one seeded by the run's seed."""
+    torch.manual_seed(cfg.run.seed)
     if cfg.init:
-        policy = load_policy_checkpoint(cfg.init, cfg.device, surrogate)[0].train()
-    else:
-        policy = Policy(cfg.model_config(surrogate.cfg.dim)).to(cfg.device)
-    ref = copy.deepcopy(policy).eval() if cfg.beta > 0 else None
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    demos = load_demo_batch(cfg.bc_demos, surrogate, cfg.device, grid=cfg.grid) if cfg.bc_demos else None
-    if (cfg.bc_steps > 0 or cfg.bc_coef > 0) and demos is None:
-        raise ValueError("bc_steps / bc_coef need bc_demos")
-    start, history = 0, []
-    state = resume(ckpt, asdict(cfg), read_policy_checkpoint, ADDED_LATER, PLACEMENT)
-    if state is not None:
-        policy.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"]["opt"])
-        budget.elapsed_before = state["optimizer"]["elapsed_s"]
-        start, history = state["step"], state["history"]
-        log(f"resumed from iteration {start}")
-    elif cfg.bc_steps > 0:  # ---- phase 0: behaviour cloning warm start
-        bc_warm_start(policy, opt, demos, cfg, log)
-    if world > 1:  # one start everywhere, whatever each process read or drew
-        broadcast_params(policy)
-    if ref is not None and state is None:  # the reference: the policy training starts from
-        ref.load_state_dict(policy.state_dict())
+        return load_policy_checkpoint(cfg.init, cfg.run.device, surrogate)[0].train()
+    return Policy(replace(cfg.model, token_dim=surrogate.cfg.dim)).to(cfg.run.device)
 
-    def checkpoint(done: int) -> None:
-        save_policy(ckpt, policy, surrogate, done, asdict(cfg), {"opt": opt.state_dict(), "elapsed_s": budget.elapsed()},
-                    history)
 
-    val = make_validation(cfg) if rank == 0 else None
-    if start == 0 and rank == 0:  # the starting point, for comparison
-        history.append({"iteration": 0, **validate(policy, surrogate, val, cfg.seed)})
-        log(format_record(history[-1]))
-    done = start
-    for it in range(start, cfg.iterations):
-        stop, lr = from_process_0(budget.spent(it), budget.lr(cfg.lr, it), world)
-        if stop:
-            log(f"time budget spent at iteration {it}")
-            break
-        set_lr(opt, lr)
-        # ---- 1. rollout (this process's shards)
+def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
+    """Run (or resume) stage-2 training in ``cfg.run.out``; returns the policy. Under ``torchrun``
+    every process takes its share of the shards; process 0 validates, logs and writes the checkpoint."""
+    rank, world = shard_share(cfg.data.shards, cfg.run.device)
+    log = log if rank == 0 else _quiet
+    surrogate = frozen_surrogate(cfg.surrogate, cfg.run.device)
+    policy = starting_policy(cfg, surrogate)
+    ref = copy.deepcopy(policy).eval() if cfg.update.beta > 0 else None
+    opt = cfg.optim.adamw(policy.parameters())
+    demos = load_demo_batch(cfg.bc.demos, surrogate, cfg.run.device, grid=policy.cfg.grid) if cfg.bc.demos else None
+    val = []
+
+    def begin(resumed: bool) -> None:
+        if not resumed and cfg.bc.steps > 0:  # phase 0: the behaviour-cloning warm start
+            bc_warm_start(policy, opt, demos, cfg, log)
+        if ref is not None and not resumed:  # the reference: the policy training starts from
+            ref.load_state_dict(policy.state_dict())
+        val.extend([make_validation(cfg)] if rank == 0 else [])
+
+    def step(it: int) -> dict:
         t0 = time.perf_counter()
-        policy.eval()
-        shards = rollouts(policy, surrogate, cfg, it, list(range(rank, cfg.shards, world)))
-        policy.train()
+        shards = rollouts(policy.eval(), surrogate, cfg, it, list(range(rank, cfg.data.shards, world)))  # 1. rollout
         t_roll = time.perf_counter() - t0
-        fam, T = shards[0][2], shards[0][3]
-        # ---- 2. update: mu epochs of minibatches of decisions
-        stats = grpo_update(policy, opt, [(sh[4], sh[6]) for sh in shards], cfg.update_settings(), ref=ref,
-                            demos=demos, n_shards=cfg.shards)
-        # ---- 3. diagnostics, validation, checkpoint (process 0)
-        done = it + 1
-        if rank != 0:
-            continue
-        B, d, informative, comps = _joined(shards)
-        rec = iteration_record(cfg, done, fam, B, d, T, stats, informative, comps, opt, t_roll, t0)
-        if done % cfg.val_every == 0 or done == cfg.iterations:
-            rec.update(validate(policy, surrogate, val, cfg.seed))
-            history.append(rec)
-            checkpoint(done)
-        append_jsonl(out / "log.jsonl", rec)
-        log(format_record(rec))
-    if rank == 0 and (not history or history[-1]["iteration"] != done):  # the final state, validated
-        history.append({"iteration": done, **validate(policy, surrogate, val, cfg.seed)})
-        checkpoint(done)
-        log(format_record(history[-1]))
-    policy.eval()
-    return policy
+        stats = grpo_update(policy.train(), opt, [(sh[4], sh[6]) for sh in shards], cfg.update, ref=ref, demos=demos,
+                            n_shards=cfg.data.shards)                                               # 2. update
+        return iteration_record(cfg, shards, stats, opt, t_roll, t0) if rank == 0 else {}           # 3. diagnostics
+
+    def save(done: int, history: list, elapsed: float) -> None:
+        save_policy(Path(cfg.run.out) / "policy.pt", policy, surrogate, done, asdict(cfg),
+                    {"opt": opt.state_dict(), "elapsed_s": elapsed}, history)
+
+    run_loop(cfg.run, cfg, Loop(step, lambda: validate(policy, surrogate, val[0], cfg.run.seed), save,
+                                read_policy_checkpoint, restore_into(policy, opt), "policy.pt", [(opt, cfg.optim.lr)],
+                                [policy], unit="iteration", first_validation=True, begin=begin, legacy=cfg.LEGACY,
+                                defaults=ADDED_LATER, placement=PLACEMENT), log)
+    return policy.eval()
 
 
 def _quiet(line: str) -> None:
     """The log of processes other than 0."""
-
-
-def _joined(shards: list[tuple]) -> tuple[int, int, torch.Tensor, dict]:
-    """This process's shards (as :func:`rollout_shard` returns them) for the log: campaigns, d,
-    the groups' informative flags and the reward components, concatenated over the shards."""
-    informative = torch.cat([sh[4].informative for sh in shards])
-    comps = {k: torch.cat([sh[5][k].flatten() for sh in shards]) for k in shards[0][5]}
-    return sum(sh[0] for sh in shards), shards[0][1], informative, comps
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from scipy.special import gammaincinv
 
+from acbo.buffer import rows_stats
 from acbo.posterior.types import ParentPosterior
 
 
@@ -102,11 +103,7 @@ def standardised_regression_data(values: torch.Tensor, intervened: torch.Tensor,
     """Z (rows usable for Y's mechanism x d, standardised by observational stats, float64),
     and the observational mean/std (d each)."""
     x = values.to(torch.float64)
-    obs = ~intervened.any(dim=1)
-    ref = x[obs] if int(obs.sum()) >= 2 else x
-    mean = ref.mean(dim=0)
-    std = ref.std(dim=0) if ref.shape[0] > 1 else torch.ones_like(mean)
-    std = torch.where(std > 0, std, torch.ones_like(std))
+    mean, std = rows_stats(x, intervened)
     keep = ~intervened[:, target]
     return (x[keep] - mean) / std, mean, std
 

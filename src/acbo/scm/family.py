@@ -11,9 +11,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from acbo.configs import check_range, positive_ints
 from acbo.scm.graphs import DENSE_MAX_D, GRAPH_PRIORS, TARGET_RULES, check_d
 from acbo.scm.mechanisms import CLASSIC, MECHANISMS, NOISES, ROOTS
-from acbo.scm.scm import SCM, broad_scms, random_scms
+from acbo.scm.broad import broad_scms
+from acbo.scm.scm import SCM, random_scms
 
 
 def _range(x) -> tuple:
@@ -277,3 +279,26 @@ for _f in (
     Family("test-d100", **{**BROAD, "graph": ("er", "sf", "chain", "fork", "collider"), "d_range": (100, 100)}),
 ):
     register_family(_f)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Where a step's problems come from: training families (train stream) and data sizes."""
+
+    families: tuple = ("train-lin", "train-nonlin")
+    """Training families (registered names or Family objects), cycled step by step."""
+    n_obs: tuple[int, int] = (50, 300)
+    """Observational rows per problem, uniform per step."""
+    shards: int = 1
+    """A step's problems are drawn as this many sub-batches of batch_size / shards, each from its own
+    stream, their gradients averaged; under ``torchrun`` the processes share the shards, so W
+    processes with shards = W train what one process with the same shards does (to float rounding).
+    1: one batch, the stream of every earlier run."""
+
+    def __post_init__(self):
+        if not self.families:
+            raise ValueError("families must name at least one training family")
+        for f in self.families:
+            resolve_family(f)
+        check_range("n_obs", self.n_obs, 2)
+        positive_ints(self, ("shards",))

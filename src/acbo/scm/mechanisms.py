@@ -29,6 +29,8 @@ import math
 
 import torch
 
+from acbo.seeding import standard_gamma
+
 MECHANISMS = ("linear", "mlp", "gp", "poly", "saturating", "prob", "periodic", "exp", "log", "interaction")
 """Mechanism kinds; a node's kind is its index here."""
 CLASSIC = ("linear", "mlp", "gp")
@@ -238,7 +240,7 @@ def base_noise(base: str, generator: torch.Generator, shape: tuple[int, ...], dt
         return -torch.sign(u) * torch.log1p(-2 * u.abs().clamp_max(0.5 - 1e-7)) / math.sqrt(2.0)
     if base == "student_t":  # Z / sqrt(chi2_df / df), scaled to unit variance
         z = torch.randn(shape, generator=generator, device=dev, dtype=dtype)
-        chi2 = 2 * torch._standard_gamma(torch.full(shape, T_DF / 2, device=dev, dtype=dtype), generator=generator)
+        chi2 = 2 * standard_gamma(torch.full(shape, T_DF / 2, device=dev, dtype=dtype), generator)
         return z / torch.sqrt(chi2 / T_DF).clamp_min(1e-6) * math.sqrt((T_DF - 2) / T_DF)
     if base == "uniform":
         return (2 * torch.rand(shape, generator=generator, device=dev, dtype=dtype) - 1) * math.sqrt(3.0)

@@ -37,22 +37,12 @@ import torch
 
 from acbo.scm import mechanisms as mech
 from acbo.scm.graphs import check_d, pick_target, sample_graph, topological_order
+from acbo.scm.optimum import Optimum
+from acbo.scm.optimum import optimum as search_optimum
 from acbo.seeding import generator as make_generator
 
 FORMAT_VERSION = 2
 N_MC = 10_000
-
-
-@dataclass(frozen=True)
-class Optimum:
-    """The best single-variable hard intervention of each model: ``value`` = min E[Y | do]
-    (B), ``variable`` its label index (B, long), ``setting`` the value it sets (B), ``se`` the
-    Monte Carlo standard error of ``value`` (B; 0 where it is exact)."""
-
-    value: torch.Tensor
-    variable: torch.Tensor
-    setting: torch.Tensor
-    se: torch.Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -467,7 +457,8 @@ class SCM:
         refine_iters: int = 16,
     ) -> Optimum:
         """y* = min over single-variable hard interventions X_i = v, v in [low_i, high_i], of
-        E[Y | do(X_i = v)], with its argmin and the Monte Carlo standard error of its value.
+        E[Y | do(X_i = v)], with its argmin and the Monte Carlo standard error of its value
+        (:func:`acbo.scm.optimum.optimum`).
 
         low/high: d or B x d domains (label order); intervenable: d or B x d bool (default:
         every variable but Y). Linear models: exact (E is affine in v, so the minimum lies at an
@@ -477,123 +468,7 @@ class SCM:
         common-random-number MC estimate; variables that are not ancestors of Y leave E[Y] at
         its observational value.
         """
-        B, d, dev = self.batch_size, self.d, self.device
-        low = torch.broadcast_to(torch.as_tensor(low, device=dev, dtype=self.loc.dtype), (B, d))
-        high = torch.broadcast_to(torch.as_tensor(high, device=dev, dtype=self.loc.dtype), (B, d))
-        if not (torch.isfinite(low).all() and torch.isfinite(high).all()) or (low > high).any():
-            raise ValueError("domains must be finite with low <= high")
-        if intervenable is None:
-            intervenable = torch.ones(B, d, dtype=torch.bool, device=dev)
-            intervenable[torch.arange(B, device=dev), self.target] = False
-        intervenable = torch.broadcast_to(torch.as_tensor(intervenable, device=dev), (B, d))
-        if not intervenable.any(dim=1).all():
-            raise ValueError("every model needs at least one intervenable variable")
-        grid = grid or (21 if self._cache["classic"] else 64)
-        lin = self._cache["linear"]
-        if all(lin):
-            return self._optimum_at_ends(low, high, intervenable)
-        if not any(lin):
-            return self._optimum_searched(low, high, intervenable, n_mc, grid, refine_iters)
-        il = torch.tensor([b for b in range(B) if lin[b]], device=dev)
-        im = torch.tensor([b for b in range(B) if not lin[b]], device=dev)
-        a = self[il]._optimum_at_ends(low[il], high[il], intervenable[il])
-        m = self[im]._optimum_searched(low[im], high[im], intervenable[im], n_mc, grid, refine_iters)
-        out = []
-        for fa, fm in zip((a.value, a.variable, a.setting, a.se), (m.value, m.variable, m.setting, m.se)):
-            t = torch.zeros(B, dtype=fa.dtype, device=dev)
-            t[il], t[im] = fa, fm
-            out.append(t)
-        return Optimum(*out)
-
-    def _optimum_at_ends(self, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor) -> Optimum:
-        """Linear models: E[Y | do(X_i = v)] is affine in v, so the best ends of the domains (B x d each)."""
-        B, d, dev = self.batch_size, self.d, self.device
-        eye = torch.eye(d, dtype=torch.bool, device=dev)
-        inf = torch.tensor(float("inf"), device=dev, dtype=self.loc.dtype)
-        mask = torch.cat([eye, eye])                                                     # 2d x d
-        values = torch.cat([torch.diag_embed(low), torch.diag_embed(high)], dim=1)       # B x 2d x d
-        e = self.expected_target(mask, values).masked_fill(~intervenable.repeat(1, 2), inf)  # B x 2d
-        best = e.argmin(dim=1)
-        var = best % d
-        setting = torch.where(best < d, low.gather(1, var[:, None])[:, 0], high.gather(1, var[:, None])[:, 0])  # B
-        value = e.gather(1, best[:, None]).squeeze(1)
-        return Optimum(value, var, setting, torch.zeros_like(value))
-
-    def _optimum_searched(self, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor, n_mc: int,
-                          grid: int, refine_iters: int) -> Optimum:
-        """Nonlinear models: per intervenable ancestor of Y (one at a time, so that only its
-        descendants are simulated again) a grid, then golden-section refinement around the best
-        grid point, all models at once (B x d domains), on one set of common random numbers."""
-        B, d, dev = self.batch_size, self.d, self.device
-        inf = torch.tensor(float("inf"), device=dev, dtype=self.loc.dtype)
-        ctx = self._mc_context(n_mc)
-        anc = self.ancestors() & intervenable                                             # B x d
-        rel = torch.nonzero(anc.any(dim=0)).flatten().tolist()                            # union over the batch
-        e_obs, se_obs = self._expected_mc(torch.zeros(1, d, dtype=torch.bool, device=dev), torch.zeros(1, d, device=dev),
-                                          1, n_mc, ctx)
-        e_obs, se_obs = e_obs[:, 0], se_obs[:, 0]
-        # a non-ancestor intervention keeps E[Y] at its observational value
-        other = intervenable & ~anc
-        best_val = torch.where(other.any(dim=1), e_obs, inf)
-        best_var = other.float().argmax(dim=1)
-        best_set = low.gather(1, best_var[:, None]).squeeze(1)
-        if not rel:
-            return Optimum(best_val, best_var, best_set, se_obs)
-        cand_v = torch.zeros(B, len(rel), device=dev, dtype=self.loc.dtype)
-        cand_e = torch.full_like(cand_v, float("inf"))
-        for r, j in enumerate(rel):
-            cand_v[:, r], cand_e[:, r] = self._search_one(j, low[:, j], high[:, j], anc[:, j], ctx, grid, refine_iters)
-        r = cand_e.argmin(dim=1)                                                          # B
-        val = cand_e.gather(1, r[:, None]).squeeze(1)
-        use = val < best_val
-        rel_t = torch.tensor(rel, device=dev)
-        var = torch.where(use, rel_t[r], best_var)
-        setting = torch.where(use, cand_v.gather(1, r[:, None]).squeeze(1), best_set)
-        # the standard error of the estimate at the optimum
-        at = torch.zeros(B, 1, d, dtype=torch.bool, device=dev)
-        at[torch.arange(B, device=dev), 0, var] = True
-        _, se = self._expected_mc(at, at * setting[:, None, None], 1, n_mc, ctx)
-        return Optimum(torch.where(use, val, best_val), var, setting, se[:, 0])
-
-    def _search_one(self, j: int, lo: torch.Tensor, hi: torch.Tensor, ok: torch.Tensor, ctx: dict, grid: int,
-                    refine_iters: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """min over v in [lo, hi] (B each) of E[Y | do(X_j = v)] for variable label j: a grid of
-        ``grid`` points, then golden-section search (one new point per iteration) in the bracket
-        around the best of them. Models where j may not be set (``ok`` False) get +inf.
-        Returns (argmin, value), B each."""
-        B, d, dev = self.batch_size, self.d, self.device
-        mask_j = torch.zeros(1, d, dtype=torch.bool, device=dev)
-        mask_j[0, j] = True
-        n_mc = ctx["eps"].shape[1]
-
-        def f(v: torch.Tensor) -> torch.Tensor:  # v: B x m values of X_j -> B x m
-            m = v.shape[1]
-            vals = v[:, :, None] * mask_j.to(v.dtype)                                         # B x m x d
-            out, _ = self._expected_mc(mask_j.expand(m, d), vals, m, n_mc, ctx)
-            return out.masked_fill(~ok[:, None], float("inf"))
-
-        t = torch.linspace(0, 1, grid, device=dev, dtype=self.loc.dtype)
-        pts = lo[:, None] + (hi - lo)[:, None] * t                                             # B x G
-        eg = f(pts)
-        g = eg.argmin(dim=1, keepdim=True)                                                     # B x 1
-        a = pts.gather(1, (g - 1).clamp_min(0))[:, 0]
-        b = pts.gather(1, (g + 1).clamp_max(grid - 1))[:, 0]
-        best_v, best_e = pts.gather(1, g)[:, 0], eg.gather(1, g)[:, 0]
-        ratio = (math.sqrt(5) - 1) / 2
-        x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
-        f1, f2 = f(torch.stack([x1, x2], dim=1)).unbind(1)
-        for _ in range(refine_iters):  # the minimum lies in [a, x2] if f1 <= f2, else in [x1, b]
-            left = f1 <= f2
-            a, b = torch.where(left, a, x1), torch.where(left, x2, b)
-            kept_x, kept_f = torch.where(left, x1, x2), torch.where(left, f1, f2)              # stays inside
-            new = torch.where(left, b - ratio * (b - a), a + ratio * (b - a))
-            fn = f(new[:, None])[:, 0]
-            x1, f1 = torch.where(left, new, kept_x), torch.where(left, fn, kept_f)
-            x2, f2 = torch.where(left, kept_x, new), torch.where(left, kept_f, fn)
-        for xv, fv in ((x1, f1), (x2, f2)):
-            better = fv < best_e
-            best_v, best_e = torch.where(better, xv, best_v), torch.where(better, fv, best_e)
-        return best_v, best_e
+        return search_optimum(self, low, high, intervenable, n_mc, grid, refine_iters)
 
     # ---------------------------------------------------------------- one experiment, by name
     def _named_do(self, intervention) -> tuple[torch.Tensor, torch.Tensor]:
@@ -730,7 +605,8 @@ def _from_format_1(state: dict) -> dict:
     return out
 
 
-def _check_batch(B, noise_std) -> None:
+def check_batch(B, noise_std) -> None:
+    """A batch size B >= 1 and a noise-std range 0 <= low <= high, or a ValueError."""
     if isinstance(B, bool) or not isinstance(B, int) or B < 1:
         raise ValueError(f"batch size B must be a positive integer, got {B!r}")
     lo, hi = noise_std
@@ -759,7 +635,7 @@ def random_scms(
     offsets ~ U(-2, 2) and scales ~ logU(0.5, 2); each mechanism standardised on an
     n_pilot-row observational pilot sample.
     """
-    _check_batch(B, noise_std)
+    check_batch(B, noise_std)
     if mechanism not in mech.CLASSIC or noise not in ("gaussian", "laplace", "hetero"):
         raise ValueError(f"the classic world has mechanisms {mech.CLASSIC} and noises (gaussian, laplace, hetero); "
                          f"got {mechanism!r}, {noise!r} (other kinds: acbo.scm.broad_scms)")
@@ -788,138 +664,3 @@ def random_scms(
     )
     scm._latent(scm._noise(generator, n_pilot), fit=True)  # sets f_loc / f_scale in place
     return scm
-
-
-SATURATION = 25.0
-"""Broad world: nonlinear nodes saturate softly at this many latent units (see the module docstring)."""
-UNITS_FAR = 0.3
-"""Broad world: share of variables whose values sit far from zero (an offset of 5-30 of their scales)."""
-
-
-def broad_scms(
-    generator: torch.Generator,
-    B: int,
-    d: int,
-    graph: str = "er",
-    expected_degree: float = 2.0,
-    target: str = "any",
-    mechanisms: tuple[str, ...] = ("linear", "poly", "saturating", "prob", "periodic", "exp", "log", "mlp", "gp"),
-    mixing: float = 0.7,
-    noises: tuple[str, ...] = ("gaussian", "laplace", "hetero"),
-    roots: tuple[str, ...] = ("gaussian", "uniform", "bimodal", "lognormal"),
-    noise_std: tuple[float, float] = (0.01, 3.0),
-    noise_log: bool = True,
-    units: tuple[float, float] = (-2.0, 3.0),
-    p_raw_linear: float = 0.0,
-    n_latent: int = 0,
-    n_pilot: int = 2000,
-) -> SCM:
-    """Draw B random SCMs of the broad world over d variables on the generator's device.
-
-    Graph from the prior ``graph`` (expected degree ``expected_degree``), Y by the ``target``
-    rule, random labelling (as :func:`random_scms`). Per model: with probability
-    ``p_raw_linear`` a classical raw linear SCM (unit noise, unstandardised weights ±U(0.5, 2),
-    variances growing along the order, no units); otherwise with probability ``mixing`` every
-    node draws its kind from ``mechanisms``, else one kind for the whole graph. Non-root nodes
-    draw their noise family from ``noises`` and a noise std (relative to their unit-variance
-    signal) from ``noise_std``, log-uniformly if ``noise_log`` (1 % of the signal to three times
-    it); roots draw their distribution from ``roots``. ``n_latent`` hidden confounders, each a
-    standard-normal latent with an effect ±U(0.5, 1.2) on two random observed nodes. Units: each
-    variable's scale is 10^U(units) and its offset scale x N(0, 2²), plus 5-30 scales for a
-    share ``UNITS_FAR`` of variables; prob nodes stay in [0, 1] and log-normal roots positive
-    (their natural bounds). Mechanisms standardised on an n_pilot-row pilot sample.
-    """
-    _check_batch(B, noise_std)
-    unknown = [m for m in mechanisms if m not in mech.MECHANISMS] + [n for n in noises if n not in mech.NOISES] + \
-              [r for r in roots if r not in mech.ROOTS]
-    if unknown or not mechanisms or not noises or not roots:
-        raise ValueError(f"unknown or missing mechanisms / noises / roots: {unknown or (mechanisms, noises, roots)}")
-    if noise_log and noise_std[0] <= 0:
-        raise ValueError(f"log-uniform noise std needs low > 0, got {noise_std}")
-    dev = generator.device
-    u01 = lambda *shape: torch.rand(*shape, generator=generator, device=dev)
-    A = sample_graph(graph, generator, B, d, expected_degree)
-    A, t_c = pick_target(generator, A, target)
-    label = u01(B, d).argsort(dim=1)                                                          # canonical -> label
-    has_parent = A.any(dim=1)                                                                 # B x d
-    # mechanism kinds: per node, per graph, or raw linear
-    codes = torch.tensor([mech.MECHANISMS.index(m) for m in mechanisms], device=dev)
-    raw = u01(B) < p_raw_linear
-    mixed = u01(B) < mixing
-    per_graph = codes[torch.randint(len(codes), (B,), generator=generator, device=dev)]
-    per_node = codes[torch.randint(len(codes), (B, d), generator=generator, device=dev)]
-    kind = torch.where(mixed[:, None], per_node, per_graph[:, None])
-    kind = torch.where(raw[:, None] | ~has_parent, torch.full_like(kind, mech.LINEAR), kind)
-    W, c, a, link_gain, link_bias = mech.sample_node_parameters(generator, A, kind,
-                                                                tuple(sorted(set(codes.tolist()) | {mech.LINEAR})))
-    sd, noise_kind, hetero = _broad_noise(generator, has_parent, raw, noises, roots, noise_std, noise_log)
-    conf = _confounders(generator, B, d, n_latent)
-    loc, scale, lower, upper = _broad_units(generator, kind, noise_kind, has_parent, raw, units)
-    mc_seed = torch.randint(0, 2**62, (B,), generator=generator, device=dev)
-    zeros = torch.zeros(B, d, device=dev)
-    scm = SCM(
-        A=A, label=label, target=label.gather(1, t_c[:, None]).squeeze(1), kind=kind, W=W, c=c, a=a,
-        f_loc=zeros.clone(), f_scale=torch.ones(B, d, device=dev), noise_std=sd, noise_kind=noise_kind, hetero=hetero,
-        link_gain=link_gain, link_bias=link_bias, conf=conf, loc=loc, scale=scale, lower=lower, upper=upper,
-        standardised=~raw, saturation=torch.where(raw, 0.0, SATURATION), mc_seed=mc_seed,
-    )
-    scm._latent(scm._noise(generator, n_pilot), fit=True)  # sets f_loc / f_scale in place
-    return scm
-
-
-def _broad_noise(generator: torch.Generator, has_parent: torch.Tensor, raw: torch.Tensor, noises: tuple[str, ...],
-                 roots: tuple[str, ...], noise_std: tuple[float, float], noise_log: bool):
-    """Noise scales, base distributions and heteroskedasticity per node (B x d each): non-roots
-    from ``noises`` with a std from ``noise_std``, roots from ``roots`` with std 1, raw linear
-    models Gaussian with std 1."""
-    dev = generator.device
-    B, d = has_parent.shape
-    lo, hi = noise_std
-    v = torch.rand(B, d, generator=generator, device=dev)
-    sd = torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * v) if noise_log else lo + (hi - lo) * v
-    sd = torch.where(has_parent & ~raw[:, None], sd, torch.ones_like(sd))
-    noise_pick = torch.randint(len(noises), (B, d), generator=generator, device=dev)
-    root_pick = torch.randint(len(roots), (B, d), generator=generator, device=dev)
-    noise_base = torch.tensor([mech.BASES.index("gaussian" if n == "hetero" else n) for n in noises], device=dev)[noise_pick]
-    root_base = torch.tensor([mech.BASES.index(r) for r in roots], device=dev)[root_pick]
-    noise_kind = torch.where(has_parent, noise_base, root_base)
-    noise_kind = torch.where(raw[:, None], torch.full_like(noise_kind, mech.BASES.index("gaussian")), noise_kind)
-    hetero = has_parent & ~raw[:, None] & torch.tensor([n == "hetero" for n in noises], device=dev)[noise_pick]
-    return sd, noise_kind, hetero
-
-
-def _confounders(generator: torch.Generator, B: int, d: int, n_latent: int) -> torch.Tensor:
-    """B x d x L effects of L hidden confounders: each on two distinct nodes, ±U(0.5, 1.2)."""
-    dev = generator.device
-    conf = torch.zeros(B, d, n_latent, device=dev)
-    for l in range(n_latent):
-        pair = torch.rand(B, d, generator=generator, device=dev).topk(2, dim=1).indices         # B x 2
-        sign = torch.randint(0, 2, (B, 2), generator=generator, device=dev).float() * 2 - 1
-        conf[:, :, l].scatter_(1, pair, sign * (0.5 + 0.7 * torch.rand(B, 2, generator=generator, device=dev)))
-    return conf
-
-
-def _broad_units(generator: torch.Generator, kind: torch.Tensor, noise_kind: torch.Tensor, has_parent: torch.Tensor,
-                 raw: torch.Tensor, units: tuple[float, float]):
-    """(loc, scale, lower, upper), B x d: scales 10^U(units), offsets scale x N(0, 2^2) plus 5-30
-    scales for a share UNITS_FAR of variables; prob nodes unit-free in [0, 1], log-normal roots
-    positive, raw linear models unit-free."""
-    dev = generator.device
-    B, d = kind.shape
-    u01 = lambda: torch.rand(B, d, generator=generator, device=dev)
-    scale = 10 ** (units[0] + (units[1] - units[0]) * u01())
-    far = (u01() < UNITS_FAR).float() * (5 + 25 * u01()) * (torch.randint(0, 2, (B, d), generator=generator,
-                                                                       device=dev).float() * 2 - 1)
-    loc = scale * (2 * torch.randn(B, d, generator=generator, device=dev) + far)
-    lower = torch.full((B, d), -math.inf, device=dev)
-    upper = torch.full((B, d), math.inf, device=dev)
-    prob = (kind == mech.PROB) & has_parent
-    lognormal = ~has_parent & (noise_kind == mech.BASES.index("lognormal"))
-    m_ln, s_ln = mech.lognormal_moments()
-    loc = torch.where(prob, torch.zeros_like(loc), torch.where(lognormal, scale * m_ln / s_ln, loc))
-    scale = torch.where(prob, torch.ones_like(scale), scale)
-    lower = torch.where(prob | lognormal, torch.zeros_like(lower), lower)
-    upper = torch.where(prob, torch.ones_like(upper), upper)
-    loc = torch.where(raw[:, None], torch.zeros_like(loc), loc)
-    scale = torch.where(raw[:, None], torch.ones_like(scale), scale)
-    return loc, scale, lower, upper

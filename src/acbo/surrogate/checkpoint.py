@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 import torch
 
-from acbo.io import atomic_save, load_packaged, load_state
+from acbo.io import atomic_save, cached_loader, load_packaged, load_state
 from acbo.surrogate.model import ADDED_LATER, Surrogate, SurrogateConfig
 
 FORMAT_VERSION = 1
@@ -71,6 +71,13 @@ def load_surrogate(path: str | os.PathLike, device: str | torch.device = "cpu") 
 def load_pretrained(device: str | torch.device = "cpu") -> Surrogate:
     """The surrogate shipped with the package (no network access)."""
     return load_packaged(PRETRAINED, lambda p: load_surrogate(p, device), "surrogate")
+
+
+@cached_loader
+def shared_surrogate(checkpoint: str | None) -> Surrogate:
+    """The surrogate of ``checkpoint`` (None: the shipped one), loaded once per process
+    (:func:`acbo.io.cached_loader`): what the methods built on a surrogate hold."""
+    return load_pretrained() if checkpoint is None else load_surrogate(checkpoint)
 
 
 def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> None:

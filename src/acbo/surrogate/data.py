@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from acbo.buffer import PaddedBatch, TrainingBatch, observational_stats, standardise_by_observations
+from acbo.buffer import PaddedBatch, TrainingBatch, nonzero_spread, observational_stats, standardise_by_observations
+from acbo.demonstrations import iter_demos
 from acbo.scm import Family, resolve_family
 
 
@@ -46,7 +47,7 @@ def standardise(raw: torch.Tensor, n_obs: int) -> torch.Tensor:
     """B x N x D standardised by the first n_obs (observational) rows' mean and std."""
     obs = raw[:, :n_obs]
     std = obs.std(dim=1, keepdim=True)
-    return (raw - obs.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+    return (raw - obs.mean(dim=1, keepdim=True)) / nonzero_spread(std)
 
 
 COLLECTORS = ("random", "greedy")
@@ -105,6 +106,28 @@ def sample_buffers(family: str | Family, B: int, n_obs: int, n_int: int, generat
 
 
 @dataclass(frozen=True)
+class QuerySettings:
+    """How many world-model training queries each buffer gets, and how their targets are computed."""
+
+    vars: int = 4
+    """Variables queried per buffer."""
+    values: int = 8
+    """Values queried per variable, uniform over its domain widened by half its width on both sides."""
+    mc: int = 128
+    """Monte Carlo samples of the E[Y | do] targets of nonlinear models (exact for linear ones)."""
+
+    def __post_init__(self):
+        bad = {k: v for k, v in (("vars", self.vars), ("values", self.values), ("mc", self.mc))
+               if isinstance(v, bool) or not isinstance(v, int) or v < 1}
+        if bad:
+            raise ValueError(f"query settings must be positive integers: {bad}")
+
+    def sample(self, data: "TrainingBatch", generator: torch.Generator) -> "Queries":
+        """Queries on the buffers of ``data`` (:func:`sample_queries`)."""
+        return sample_queries(data, self.vars, self.values, generator, self.mc)
+
+
+@dataclass(frozen=True)
 class Queries:
     """Training queries of the world model for B buffers: var B x Q (variables), z B x Q x K
     (values in each variable's observational standard units), draw B x Q x K (a fresh draw of Y
@@ -150,8 +173,6 @@ def sample_queries(data: TrainingBatch, Q: int, K: int, generator: torch.Generat
 def load_demo_buffers(folder: str, device: str | torch.device = "cpu") -> TrainingBatch:
     """The expert's buffers at every step of every demonstration in ``folder`` (complete
     shards), with the true parents and the expert's posterior marginals at that step (``expert``)."""
-    from acbo.experts.demos import iter_demos
-
     items = []
     for demo in iter_demos(folder):
         a = demo.arrays

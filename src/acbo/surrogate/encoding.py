@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from acbo.buffer import Campaign
+from acbo.buffer import CampaignBatch
 from acbo.surrogate.model import PairTerms, Pooled, Surrogate
 
 
@@ -42,7 +42,7 @@ class Encoding:
 
     @classmethod
     @torch.no_grad()
-    def of(cls, surrogate: Surrogate, c: Campaign) -> "Encoding":
+    def of(cls, surrogate: Surrogate, c: CampaignBatch) -> "Encoding":
         """Pool every row of the campaigns (one full pass)."""
         mean, std = c.observational_stats()
         pooled = surrogate.pool(c.standardised())
@@ -110,7 +110,7 @@ class Belief:
     tokens: torch.Tensor
 
     @classmethod
-    def of(cls, surrogate: Surrogate, c: Campaign) -> "Belief":
+    def of(cls, surrogate: Surrogate, c: CampaignBatch) -> "Belief":
         """From a full pass over the campaigns' rows."""
         return cls.read(surrogate, Encoding.of(surrogate, c))
 
@@ -135,7 +135,7 @@ class EncodingCache:
         self.encoding: Encoding | None = None
         self.key = (-1, -1)  # (rows encoded, observational rows then)
 
-    def belief(self, c: Campaign, n_rows: int, n_obs: int) -> Belief:
+    def belief(self, c: CampaignBatch, n_rows: int, n_obs: int) -> Belief:
         """The belief about campaign ``c`` (B = 1) holding ``n_rows`` rows, ``n_obs`` observational."""
         n_done, obs_then = self.key
         if self.encoding is None or n_obs != obs_then or n_rows < n_done:
