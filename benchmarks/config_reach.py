@@ -82,7 +82,7 @@ def stages(tmp: Path) -> dict[str, tuple]:
                    horizon=(2, 2), n_obs=(20, 20), minibatch=16, val_family="lin-er-10", val_campaigns=4,
                    val_horizon=2, val_every=1, reward_mc=16, bc_demos=str(DEMOS), bc_steps=2, bc_coef=0.3, beta=0.05,
                    out=str(tmp / "s2"))
-    s3 = configure(E2EConfig, {"queries.mc": 16}, levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=3,
+    s3 = configure(E2EConfig, levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=3,
                    batch_size=4, group_size=2, horizon=(2, 2), minibatch=16, reward_mc=16, query_vars=2,
                    query_values=4, val_campaigns=4, val_horizon=2, val_every=1, val_mc=32, out=str(tmp / "s3"))
     return {"stage 1 (surrogate)": (s1, train_surrogate), "stage 2 (policy)": (s2, train_policy),

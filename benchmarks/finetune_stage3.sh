@@ -19,13 +19,13 @@ DEVICE=${4:-cpu}
 shift $(( $# < 4 ? $# : 4 ))
 SIZE=${SIZE:-full}
 PY=${PY:-python}
-ARGS=(--init "$INIT" --levels 1 --rounds 3000 --val-every 25 --policy-lr 1e-4
-      --w-outcome 0 --w-info-gain 0 --w-parent 0 --val-campaigns 64 --val-chunks 4)
+ARGS=(--init-pair "$INIT" --curriculum.levels 1 --run.steps 3000 --run.eval-every 25 --policy-optim.lr 1e-4
+      --rewards.outcome 0 --rewards.info-gain 0 --rewards.parent 0 --val.campaigns 64 --val.chunks 4)
 if [ "$SIZE" = tiny ]; then
-  ARGS+=(--rounds 4 --val-every 2 --batch-size 4 --group-size 2 --horizon 2,3 --minibatch 16 --reward-mc 16
-         --query-vars 2 --query-values 4 --val-campaigns 4 --val-chunks 2 --val-horizon 2 --val-mc 64)
+  ARGS+=(--run.steps 4 --run.eval-every 2 --run.batch-size 4 --design.size 2 --design.horizon 2,3 --update.minibatch 16 --reward-mc 16
+         --training-queries.vars 2 --training-queries.values 4 --val.campaigns 4 --val.chunks 2 --val.horizon 2 --val.mc 64)
 elif [ "$DEVICE" != cpu ]; then
-  ARGS+=(--batch-size 64 --group-size 8 --minibatch 1024 --val-campaigns 128)
+  ARGS+=(--run.batch-size 64 --design.size 8 --update.minibatch 1024 --val.campaigns 128)
 fi
 export PYTHONUNBUFFERED=1
-"$PY" -m acbo.e2e.train --out "$OUT" --max-minutes "$MINUTES" --device "$DEVICE" "${ARGS[@]}" "$@"
+"$PY" -m acbo.e2e.train --run.out "$OUT" --run.max-minutes "$MINUTES" --run.device "$DEVICE" "${ARGS[@]}" "$@"

@@ -117,7 +117,7 @@ def e2e_training() -> dict:
                         0, {}, {}, [])
         for kind, extra in (("shipped", {}), ("grid", {"grid": 8, "surrogate": str(fresh)})):
             run = Path(tmp) / kind
-            cfg = configure(E2EConfig, {"queries.mc": 16}, levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=4, batch_size=4,
+            cfg = configure(E2EConfig, levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=4, batch_size=4,
                             group_size=2, horizon=(2, 3), minibatch=16, reward_mc=16, query_vars=2, query_values=4,
                             val_campaigns=4, val_horizon=2, val_every=2, val_mc=64, out=str(run), **extra)
             policy, surrogate = train(cfg, log=lambda s: None)

@@ -11,8 +11,8 @@ PY=${PY:-python}
 for v in "full" "no-info --w-info-gain 0" "no-parent --w-parent 0" "no-improvement --w-improvement 0" \
          "improvement-only --w-outcome 0 --w-info-gain 0 --w-parent 0"; do
   set -- $v; name=$1; shift
-  OMP_NUM_THREADS=1 "$PY" -m acbo.e2e.train --out "$PREFIX-$name" --grid 16 --rounds 3000 --max-minutes "$MINUTES" \
-    --val-every 25 --policy-lr 3e-4 "$@" > "$PREFIX-$name.log" 2>&1
+  OMP_NUM_THREADS=1 "$PY" -m acbo.e2e.train --run.out "$PREFIX-$name" --policy.grid 16 --run.steps 3000 --run.max-minutes "$MINUTES" \
+    --run.eval-every 25 --policy-optim.lr 3e-4 "$@" > "$PREFIX-$name.log" 2>&1
 done
 for name in full no-info no-parent no-improvement improvement-only; do
   OMP_NUM_THREADS=1 acbo bench --methods amortized --families test-broad --seeds 50 --steps 20 --workers 1 \

@@ -35,15 +35,15 @@ stage() {  # name, command...: run once to the end, then mark done
   touch "$OUT/$name.done"
 }
 
-SURROGATE=(--families train-broad,train-lin,train-broad,train-nonlin --steps 100000 --batch-size 32
-           --n-obs 20,400 --n-int 0,20 --lr 3e-4 --pair-bias true --queries true --query-stats true
-           --query-vars 4 --query-values 8 --query-mc 128 --greedy 0.3
-           --val-family test-broad --val-buffers 64 --eval-every 100)
+SURROGATE=(--data.families train-broad,train-lin,train-broad,train-nonlin --run.steps 100000 --run.batch-size 32
+           --data.n-obs 20,400 --n-int 0,20 --optim.lr 3e-4 --model.pair-bias true --model.queries true --model.query-stats true
+           --training-queries.vars 4 --training-queries.values 8 --training-queries.mc 128 --greedy 0.3
+           --val.family test-broad --val.buffers 64 --run.eval-every 100)
 if [ "$SIZE" = tiny ]; then
   SURROGATE+=(--steps 3 --batch-size 4 --n-obs 20,40 --query-mc 16 --val-buffers 4 --eval-every 2)
 fi
-stage surrogate "$PY" -m acbo.surrogate.train "${SURROGATE[@]}" --max-minutes "$(share 0.4)" --seed 0 \
-  --out "$OUT/surrogate"
+stage surrogate "$PY" -m acbo.surrogate.train "${SURROGATE[@]}" --run.max-minutes "$(share 0.4)" --run.seed 0 \
+  --run.out "$OUT/surrogate"
 stage stage3 bash "$HERE/train_stage3.sh" "$OUT/stage3" "$(share 0.4)" cpu --surrogate "$OUT/surrogate/model.pt"
 stage stage3-ft bash "$HERE/finetune_stage3.sh" "$OUT/stage3/policy.pt" "$OUT/stage3-ft" "$(share 0.2)" cpu
 echo "[$(date -u +%T)] the pair: $OUT/stage3-ft/policy.pt + $OUT/stage3-ft/surrogate.pt"

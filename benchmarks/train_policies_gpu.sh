@@ -17,10 +17,10 @@ SURROGATE=${SURROGATE:-runs/gpu1/surrogate/model.pt}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 LIMIT=$("$PY" -c "print(int(60 * $MINUTES + 60))")
-C="--device $DEVICE --iterations 100000 --max-minutes $MINUTES --batch-size 64 --group-size 8 --minibatch 512
-   --val-every 50 --val-campaigns 64 --val-family lin-er-20 --entropy-coef 0.003 --surrogate $SURROGATE"
-timeout "$LIMIT" "$PY" -m acbo.policy.train $C --out "$OUT/cand" > /dev/null 2>&1 &
-timeout "$LIMIT" "$PY" -m acbo.policy.train $C --out "$OUT/traj" --mode trajectory > /dev/null 2>&1 &
-timeout "$LIMIT" "$PY" -m acbo.policy.train $C --out "$OUT/bccand" --bc-demos "$DEMOS" --bc-steps 300 --beta 0.01 > "$OUT/bccand.out" 2>&1 &
+C="--run.device $DEVICE --run.steps 100000 --run.max-minutes $MINUTES --run.batch-size 64 --design.size 8 --update.minibatch 512
+   --run.eval-every 50 --val.campaigns 64 --val.family lin-er-20 --update.entropy-coef 0.003 --surrogate $SURROGATE"
+timeout "$LIMIT" "$PY" -m acbo.policy.train $C --run.out "$OUT/cand" > /dev/null 2>&1 &
+timeout "$LIMIT" "$PY" -m acbo.policy.train $C --run.out "$OUT/traj" --design.mode trajectory > /dev/null 2>&1 &
+timeout "$LIMIT" "$PY" -m acbo.policy.train $C --run.out "$OUT/bccand" --bc.folder "$DEMOS" --bc.steps 300 --update.beta 0.01 > "$OUT/bccand.out" 2>&1 &
 wait
 # then: python -c "from acbo.policy.checkpoint import export_policy; export_policy('$OUT/cand/policy.pt', 'src/acbo/checkpoints/policy.pt')"

@@ -18,12 +18,12 @@ DEVICE=${3:-cpu}
 shift $(( $# < 3 ? $# : 3 ))
 SIZE=${SIZE:-full}
 PY=${PY:-python}
-ARGS=(--grid 16 --rounds 3000 --val-every 25 --policy-lr 3e-4)
+ARGS=(--policy.grid 16 --run.steps 3000 --run.eval-every 25 --policy-optim.lr 3e-4)
 if [ "$SIZE" = tiny ]; then
-  ARGS=(--grid 4 --rounds 4 --val-every 2 --batch-size 4 --group-size 2 --horizon 2,3 --minibatch 16 --reward-mc 16
-        --query-vars 2 --query-values 4 --val-campaigns 4 --val-horizon 2 --val-mc 64 --level-rounds 2)
+  ARGS=(--policy.grid 4 --run.steps 4 --run.eval-every 2 --run.batch-size 4 --design.size 2 --design.horizon 2,3 --update.minibatch 16 --reward-mc 16
+        --training-queries.vars 2 --training-queries.values 4 --val.campaigns 4 --val.horizon 2 --val.mc 64 --curriculum.max-steps 2)
 elif [ "$DEVICE" != cpu ]; then
-  ARGS+=(--batch-size 64 --group-size 8 --minibatch 1024 --val-campaigns 64)
+  ARGS+=(--run.batch-size 64 --design.size 8 --update.minibatch 1024 --val.campaigns 64)
 fi
 export PYTHONUNBUFFERED=1
-"$PY" -m acbo.e2e.train --out "$OUT" --max-minutes "$MINUTES" --device "$DEVICE" "${ARGS[@]}" "$@"
+"$PY" -m acbo.e2e.train --run.out "$OUT" --run.max-minutes "$MINUTES" --run.device "$DEVICE" "${ARGS[@]}" "$@"

@@ -13,8 +13,8 @@ MINUTES=${2:?minutes}
 INIT=${3:?init checkpoint}
 STATS=${4:-true}
 LR=${5:-6e-4}
-python -m acbo.surrogate.train --families train-broad,train-lin,train-broad,train-nonlin --steps 100000 \
-  --max-minutes "$MINUTES" --batch-size 32 --n-obs 20,400 --n-int 0,20 --lr "$LR" --init "$INIT" --pair-bias true \
-  --queries true --query-stats "$STATS" --w-draw 1.0 --w-mean 1.0 --query-vars 4 --query-values 8 --query-mc 128 \
-  --greedy 0.3 --val-family test-broad --val-buffers 64 --eval-every 100 --seed 0 --out "$OUT"
+python -m acbo.surrogate.train --data.families train-broad,train-lin,train-broad,train-nonlin --run.steps 100000 \
+  --run.max-minutes "$MINUTES" --run.batch-size 32 --data.n-obs 20,400 --n-int 0,20 --optim.lr "$LR" --init-surrogate "$INIT" --model.pair-bias true \
+  --model.queries true --model.query-stats "$STATS" --loss.w-draw 1.0 --loss.w-mean 1.0 --training-queries.vars 4 --training-queries.values 8 --training-queries.mc 128 \
+  --greedy 0.3 --val.family test-broad --val.buffers 64 --run.eval-every 100 --run.seed 0 --run.out "$OUT"
 # then: python -c "from acbo.surrogate import export_checkpoint; export_checkpoint('$OUT/model.pt', 'src/acbo/checkpoints/surrogate.pt')"

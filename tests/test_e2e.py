@@ -253,7 +253,7 @@ def test_the_one_command_cpu_recipe_trains_everything_from_scratch_and_resumes_b
                                  capture_output=True, text=True).stdout
     run()
     assert read_e2e_checkpoint(out / "stage3" / "e2e.pt")["train_config"]["surrogate"] == str(out / "surrogate" / "model.pt")
-    assert read_e2e_checkpoint(out / "stage3-ft" / "e2e.pt")["train_config"]["init"] == str(out / "stage3" / "policy.pt")
+    assert read_e2e_checkpoint(out / "stage3-ft" / "e2e.pt")["train_config"]["init_pair"] == str(out / "stage3" / "policy.pt")
     policy, surrogate = load_policy_checkpoint(out / "stage3-ft" / "policy.pt")
     shipped = load_pretrained()
     assert policy.cfg.grid == 4 and surrogate.cfg.queries

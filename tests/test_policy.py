@@ -251,7 +251,7 @@ def _tiny(tmp_path, **kw) -> PolicyTrainConfig:
 def test_one_grpo_update_changes_every_parameter(tmp_path, mode):
     cfg = _tiny(tmp_path, mode=mode)
     torch.manual_seed(cfg.run.seed)
-    before = Policy(dataclasses.replace(cfg.model, token_dim=load_pretrained().cfg.dim))
+    before = Policy(dataclasses.replace(cfg.policy, token_dim=load_pretrained().cfg.dim))
     after = train(cfg, log=lambda s: None)
     for (name, p0), p1 in zip(before.named_parameters(), after.parameters()):
         assert not torch.equal(p0, p1), f"{name} did not change"
@@ -291,7 +291,7 @@ def test_a_run_written_with_the_old_flat_config_resumes(tmp_path):
     flat = flat_dict(cfg)  # the config as a run before shards and grids wrote it: flat names
     flat_name = {**{p: p for p in flat if "." not in p}, **{path: name for name, path in cfg.LEGACY.items()}}
     old["train_config"] = {flat_name[p]: v for p, v in flat.items()
-                           if p in flat_name and p not in ("data.shards", "model.grid")}
+                           if p in flat_name and p not in ("data.shards", "policy.grid")}
     assert "iterations" in old["train_config"] and "run" not in old["train_config"]
     assert resume(ckpt, cfg, lambda _: old, cfg.LEGACY, ADDED_LATER)["step"] == 1
     with pytest.raises(ValueError, match="another configuration"):

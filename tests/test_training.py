@@ -36,11 +36,10 @@ def toy_stage(cfg: RunConfig, calls: dict) -> tuple[torch.nn.Linear, Loop]:
         calls["validate"] = calls.get("validate", 0) + 1
         return {"val_weight": float(model.weight.detach())}
 
-    def save(done: int, history: list, elapsed: float) -> None:
+    def save(path, done: int, history: list, elapsed: float) -> None:
         calls["save"] = calls.get("save", []) + [done]
         atomic_save({"kind": KIND, "format_version": 1, "step": done, "history": history, "elapsed_s": elapsed,
-                     "train_config": flat_dict(cfg), "state_dict": model.state_dict(), "opt": opt.state_dict()},
-                    f"{cfg.out}/toy.pt")
+                     "train_config": flat_dict(cfg), "state_dict": model.state_dict(), "opt": opt.state_dict()}, path)
 
     def restore(state: dict) -> float:
         model.load_state_dict(state["state_dict"])
@@ -50,7 +49,8 @@ def toy_stage(cfg: RunConfig, calls: dict) -> tuple[torch.nn.Linear, Loop]:
     def read(path):
         return load_state(path, KIND, 1, "toy checkpoint")
 
-    return model, Loop(step, validate, save, read, restore, "toy.pt", [(opt, 0.1)], [model], first_validation=True)
+    return model, Loop(step=step, validate=validate, save=save, read=read, restore=restore, checkpoint="toy.pt",
+                       optimizers=[(opt, 0.1)], models=[model], first_validation=True)
 
 
 def _run(tmp_path, calls=None, log=None, **kw) -> tuple[torch.nn.Linear, dict, list]:
@@ -92,7 +92,7 @@ def test_an_interrupted_run_resumes_where_its_checkpoint_stands(tmp_path):
     assert lines[0] == "resumed from step 3" and calls["step"] == 3          # steps 4, 5, 6 only
     assert torch.equal(resumed.weight, whole.weight)                         # the same run
     again, calls, lines = _run(tmp_path / "b")                               # a finished run: nothing to do
-    assert "step" not in calls and "save" not in calls and torch.equal(again.weight, whole.weight)
+    assert calls == {} and torch.equal(again.weight, whole.weight)
     with pytest.raises(ValueError, match=r"another configuration \(settings \['seed'\]\)"):
         _run(tmp_path / "b", seed=1)
 
@@ -110,6 +110,8 @@ def test_the_end_of_run_rule_saves_steps_after_the_last_checkpoint(tmp_path):
     assert [h["step"] for h in _state(tmp_path)["history"]] == [0, 4, 5]
     _, calls, _ = _run(tmp_path / "none", steps=0)                           # no step at all
     assert calls["save"] == [0] and _state(tmp_path / "none")["step"] == 0
+    _, calls, _ = _run(tmp_path / "none", steps=0)                           # resumed at step 0: nothing again
+    assert calls == {}
 
 
 def test_only_process_0_validates_logs_and_writes(tmp_path, monkeypatch):
@@ -136,12 +138,12 @@ def test_run_config_checks_its_values():
 def test_composed_configs_on_the_command_line_dotted_short_and_old_names():
     from acbo.e2e import E2EConfig
     from acbo.policy.train import PolicyTrainConfig
-    cfg = config_from_argv(PolicyTrainConfig, ["--run.steps", "7", "--model.dim", "32", "--group-size", "3",
+    cfg = config_from_argv(PolicyTrainConfig, ["--run.steps", "7", "--policy.dim", "32", "--group-size", "3",
                                                "--families", "train-lin,train-nonlin", "--eps-high", "0.3"], "")
-    assert (cfg.run.steps, cfg.model.dim, cfg.design.size, cfg.update.eps_high) == (7, 32, 3, 0.3)
+    assert (cfg.run.steps, cfg.policy.dim, cfg.design.size, cfg.update.eps_high) == (7, 32, 3, 0.3)
     assert cfg.data.families == ("train-lin", "train-nonlin") and cfg.design.horizon == (10, 20)  # defaults kept
     e2e = config_from_argv(E2EConfig, ["--rounds", "3", "--eps-low", "0.1", "--val.mc", "64"], "")
-    assert (e2e.run.steps, e2e.update.eps_low, e2e.val.mc) == (3, 0.1, 64)   # stage 3 fixes no GRPO setting
+    assert (e2e.run.steps, e2e.update.eps_low, e2e.val.mc) == (3, 0.1, 64)   # stage 3 sets its clip range
     with pytest.raises(SystemExit):
         config_from_argv(E2EConfig, ["--no-such-setting", "1"], "")
     with pytest.raises(ValueError, match="no setting 'dims'"):
@@ -156,8 +158,12 @@ def test_every_training_setting_is_declared_once_with_a_docstring():
     for cls in (SurrogateTrainConfig, PolicyTrainConfig, E2EConfig):
         undocumented = [p for p, (_, doc) in settings(cls()).items() if not doc]
         assert not undocumented, f"{cls.__name__}: settings without a docstring: {undocumented}"
-        for old, path in cls.LEGACY.items():                                 # every old flat name has a home
-            assert path in settings(cls()), (cls.__name__, old, path)
+        for old, paths in cls.LEGACY.items():                                # every old flat name has a home
+            for path in (paths,) if isinstance(paths, str) else paths:
+                assert path in settings(cls()), (cls.__name__, old, path)
+    from acbo.e2e import E2EConfig
+    old = configure(E2EConfig, reward_mc=16)                                 # one old name, two settings today
+    assert old.rewards.mc == old.training_queries.mc == 16
 
 
 # ----------------------------------------------------------------------------- each stage's end-of-run rule

@@ -76,18 +76,20 @@ def with_settings(config, changes: dict[str, object]):
     return replace(config, **kw)
 
 
-def short_names(cls) -> dict[str, str]:
-    """The names a setting of config ``cls`` may also go by: its last name where that is unique in
-    the config, and the flat names of old (``cls.LEGACY``, where the config has them) -> dotted path."""
+def short_names(cls) -> dict[str, tuple[str, ...]]:
+    """The names settings of config ``cls`` may also go by, each -> the dotted paths it sets: a
+    setting's last name where that is unique in the config, and the flat names of old
+    (``cls.LEGACY``, where the config has them; one old name may set several paths)."""
     paths = list(settings(cls()))
     leaves = [p.rsplit(".", 1)[-1] for p in paths]
-    out = {leaf: p for p, leaf in zip(paths, leaves) if "." in p and leaves.count(leaf) == 1}
-    return {**{k: v for k, v in getattr(cls, "LEGACY", {}).items() if k not in paths}, **out}
+    out = {leaf: (p,) for p, leaf in zip(paths, leaves) if "." in p and leaves.count(leaf) == 1}
+    legacy = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in getattr(cls, "LEGACY", {}).items()}
+    return {**{k: v for k, v in legacy.items() if k not in paths}, **out}
 
 
 def configure(config, changes: dict[str, object] | None = None, **names):
     """A config (a class: its defaults; or an instance) with settings changed: ``changes`` by dotted
-    path, ``names`` by a dotted path's short name (:func:`short_names`, as on the command line).
+    path, ``names`` by a dotted path or a short name (:func:`short_names`, as on the command line).
     ValueError naming an unknown name."""
     base = config() if isinstance(config, type) else config
     paths = list(settings(base))
@@ -96,7 +98,7 @@ def configure(config, changes: dict[str, object] | None = None, **names):
     for name, v in names.items():
         if name not in paths and name not in short:
             raise ValueError(f"{type(base).__name__} has no setting {name!r}")
-        out[name if name in paths else short[name]] = v
+        out.update({p: v for p in ((name,) if name in paths else short[name])})
     return with_settings(base, out)
 
 
@@ -123,30 +125,45 @@ def _parse(text: str, default):
     return type(default)(text)
 
 
-def config_from_argv(cls, argv: list[str] | None, description: str):
+def config_from_argv(cls, argv: list[str] | None, description: str, prog: str | None = None):
     """Parse ``--path.to.setting value`` for every setting of the config ``cls`` (its defaults;
-    tuples as comma-separated values, booleans as true/false) and build the config; a setting
-    whose last name is unique in the config is also ``--name``. ``--help`` lists every setting
-    with its docstring and default."""
-    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tuples as comma-separated values, booleans as true/false) and build the config. A short name
+    (:func:`short_names`: a unique last name, or a flat name of old) is accepted too. ``--help``
+    lists every setting by its dotted flag, grouped by sub-config, with its docstring and default;
+    a bad value ends with a usage error that names it."""
+    ap = argparse.ArgumentParser(prog=prog, description=description + "\n\nEvery setting is a dotted flag; a "
+                                 "setting's last name where unique in the config (--steps) and the flat names of "
+                                 "earlier versions (--val-family) are accepted too.",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     table = settings(cls())
-    aliases: dict[str, list[str]] = {}
-    for name, path in short_names(cls).items():
-        aliases.setdefault(path, []).append(name)
+    docs = field_docs(cls)
+    groups = {f.name: ap.add_argument_group(f"{f.name}: {docs.get(f.name, '').rstrip('.')}") for f in fields(cls)
+              if _is_config(getattr(cls(), f.name))}
+    derived = getattr(cls, "DERIVED", ())
     for path, (default, doc) in table.items():
-        flags = [f"--{name.replace('_', '-')}" for name in [path, *aliases.get(path, [])]]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        ap.add_argument(*flags, dest=path, default=None, metavar="true|false" if isinstance(default, bool) else None,
-                        help=f"{doc} (default: {shown!r})".replace("%", "%%"))
+        where = groups.get(path.split(".")[0], ap)
+        where.add_argument(f"--{path.replace('_', '-')}", dest=path, default=None,
+                           metavar="true|false" if isinstance(default, bool) else "A,B" if isinstance(default, tuple)
+                           else "X", help=argparse.SUPPRESS if path in derived else
+                           f"{doc} (default: {shown!r})".replace("%", "%%"))
+    for name, paths in short_names(cls).items():
+        ap.add_argument(f"--{name.replace('_', '-')}", dest=f"short:{name}", default=None, help=argparse.SUPPRESS)
     args = vars(ap.parse_args(argv))
+    given = {path: text for path, text in args.items() if text is not None and not path.startswith("short:")}
+    for key, text in args.items():
+        if key.startswith("short:") and text is not None:
+            given.update({p: text for p in short_names(cls)[key[len("short:"):]]})
     changes = {}
-    for path, text in args.items():
-        if text is not None:
-            try:
-                changes[path] = _parse(text, table[path][0])
-            except (ValueError, argparse.ArgumentTypeError) as e:
-                ap.error(f"--{path.replace('_', '-')}: {e}")
-    return with_settings(cls(), changes)
+    for path, text in given.items():
+        try:
+            changes[path] = _parse(text, table[path][0])
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            ap.error(f"--{path.replace('_', '-')}: {e}")
+    try:
+        return with_settings(cls(), changes)
+    except ValueError as e:
+        ap.error(str(e))
 
 
 def positive_ints(obj, names: tuple[str, ...]) -> None:

@@ -198,7 +198,7 @@ def get_method(name: str) -> type[Method]:
     return METHODS[name]
 
 
-def method_options(cls: type[Method]) -> list[str]:
+def option_names(cls: type[Method]) -> list[str]:
     """The keyword options a method takes."""
     import inspect
 
@@ -209,7 +209,7 @@ def method_options(cls: type[Method]) -> list[str]:
 def build_method(name: str, problem: Problem, options: dict) -> Method:
     """The registered method ``name`` for ``problem``; ValueError naming any option it does not take."""
     cls = get_method(name)
-    known = method_options(cls)
+    known = option_names(cls)
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ValueError(f"method {name!r} takes no option(s) {unknown}; its options: {known or 'none'}")

@@ -113,7 +113,7 @@ class OptimConfig:
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
 
 
-def resume(path: Path, config, read: Callable[[Path], dict], legacy: dict[str, str] | None = None,
+def resume(path: Path, config, read: Callable[[Path], dict], legacy: dict | None = None,
            defaults: dict | None = None, placement: tuple[str, ...] = ()) -> dict | None:
     """The checkpoint at ``path`` read by ``read`` if there is one (None otherwise), after
     checking that the same configuration wrote it (ValueError if not: a new run needs a new folder).
@@ -126,9 +126,10 @@ def resume(path: Path, config, read: Callable[[Path], dict], legacy: dict[str, s
     state = read(path)
     ours = flat_dict(config)
     saved = state["train_config"]
-    if "run" not in saved:  # an old flat config: map its names
+    if "run" not in saved:  # an old flat config: map its names (one old name may set several paths)
         by_leaf = {p.rsplit(".", 1)[-1]: p for p in ours}
-        saved = {(legacy or {}).get(k, by_leaf.get(k, k)): v for k, v in saved.items()}
+        paths = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in (legacy or {}).items()}
+        saved = {p: v for k, v in saved.items() for p in paths.get(k, (by_leaf.get(k, k),))}
     else:
         saved = flat_dict(saved)
     saved = {**{k: v for k, v in (defaults or {}).items() if k not in saved}, **saved}
@@ -235,16 +236,17 @@ def from_process_0(stop: bool, progress: float, world: int) -> tuple[bool, float
 
 
 # ----------------------------------------------------------------------------- the run skeleton
-@dataclass
+@dataclass(kw_only=True)
 class Loop:
-    """What a stage hands to :func:`run_loop`. Every function runs on process 0 only, except ``step``."""
+    """What a stage hands to :func:`run_loop`. ``read``, ``restore``, ``begin`` and ``step`` run in
+    every process under ``torchrun``; the others on process 0 only."""
 
     step: Callable[[int], dict | None]
     """Train step i (0-based); returns its log terms (or None where ``record`` keeps them)."""
     validate: Callable[[], dict]
     """The validation metrics of the models as they are now."""
-    save: Callable[[int, list, float], None]
-    """Write the checkpoint: (steps done, history, seconds spent by the run)."""
+    save: Callable[[Path, int, list, float], None]
+    """Write the checkpoint: (its path, steps done, history, seconds spent by the run)."""
     read: Callable[[Path], dict]
     """Read (and check) the checkpoint file."""
     restore: Callable[[dict], float]
@@ -254,7 +256,7 @@ class Loop:
     optimizers: list[tuple[torch.optim.Optimizer, float]]
     """Each optimizer with its base learning rate (the schedule sets them at every step)."""
     models: list[torch.nn.Module] = field(default_factory=list)
-    """Models whose weights process 0 broadcasts at the start under ``torchrun``."""
+    """Models whose weights process 0 broadcasts under ``torchrun`` once ``begin`` has run."""
     unit: str = "step"
     """What a step is called in the log (``step``, ``iteration``, ``round``)."""
     first_validation: bool = False
@@ -304,13 +306,13 @@ def run_loop(cfg: RunConfig, config, loop: Loop, log: Callable[[str], None]) -> 
         start, history = state["step"], state["history"]
         if rank == 0:
             log(f"resumed from {loop.unit} {start}{loop.where() if loop.where is not None else ''}")
-    for model in loop.models if world > 1 else ():  # one start everywhere, whatever each process read
-        broadcast_params(model)
     if loop.begin is not None:
         loop.begin(state is not None)
+    for model in loop.models if world > 1 else ():  # one start everywhere, whatever each process read
+        broadcast_params(model)
     saved = start if state is not None else None  # the step the checkpoint on disk holds
     validated = history[-1][loop.unit] if history else None
-    if loop.first_validation and start == 0 and rank == 0:  # the starting point, for comparison
+    if loop.first_validation and state is None and rank == 0:  # the starting point, for comparison
         history.append({loop.unit: 0, **loop.validate()})
         validated = 0
         log(format_record(history[-1]))
@@ -336,7 +338,7 @@ def run_loop(cfg: RunConfig, config, loop: Loop, log: Callable[[str], None]) -> 
             rec = {loop.unit: done, **(loop.record() if loop.record is not None else terms), **metrics, **extra}
             if evaluate:
                 history.append(rec)
-                loop.save(done, history, budget.elapsed())
+                loop.save(out / loop.checkpoint, done, history, budget.elapsed())
                 saved = done
             append_jsonl(out / "log.jsonl", rec)
             log(format_record(rec))
@@ -344,4 +346,4 @@ def run_loop(cfg: RunConfig, config, loop: Loop, log: Callable[[str], None]) -> 
         if validated != done:
             history.append({loop.unit: done, **loop.validate()})
             log(format_record(history[-1]))
-        loop.save(done, history, budget.elapsed())
+        loop.save(out / loop.checkpoint, done, history, budget.elapsed())

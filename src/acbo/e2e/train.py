@@ -44,7 +44,7 @@ from acbo.surrogate import load_pretrained, load_surrogate
 from acbo.surrogate.data import QuerySettings, sample_buffers
 from acbo.surrogate.model import Surrogate
 from acbo.surrogate.train import SurrogateLoss, surrogate_step, validation_auprc
-from acbo.training import Loop, OptimConfig, RunConfig, run_loop
+from acbo.training import Loop, OptimConfig, RunConfig, run_loop, world_size
 
 KIND = "acbo e2e checkpoint"
 FORMAT_VERSION = 1
@@ -98,13 +98,14 @@ class E2EConfig:
     surrogate_steps: int = 1
     """Surrogate updates per round on the buffers the policy collected."""
     loss: SurrogateLoss = SurrogateLoss()
-    """The surrogate's loss (on the policy's buffers: the true parents and, with the world-model head,
-    the queries; no exact or expert terms)."""
-    queries: QuerySettings = QuerySettings()
+    """The surrogate's loss on the policy's buffers: the true parents, the exact posterior's marginals
+    on linear buffers (``w_exact``) and, with the world-model head, the queries (no expert buffers
+    here: ``w_expert`` must stay 0)."""
+    training_queries: QuerySettings = QuerySettings()
     """World-model queries per buffer when the surrogate has the head."""
-    init: str = ""
-    """Policy checkpoint to start from, with the surrogate of its pair ('' = the shipped pair);
-    ignored when ``policy.grid`` > 0."""
+    init_pair: str = ""
+    """Policy checkpoint to start from, with the surrogate of its pair ('' = the shipped pair); not
+    with ``policy.grid`` > 0, which starts a new policy."""
     policy: PolicyConfig = PolicyConfig()
     """A new policy's architecture, used when ``policy.grid`` > 0: a policy that reads the world
     model on this many grid points per variable (untrained, it samples in proportion to the world
@@ -116,7 +117,9 @@ class E2EConfig:
     val: E2EValidation = E2EValidation()
     """The validation."""
 
-    LEGACY: ClassVar[dict[str, str]] = {
+    DERIVED: ClassVar[tuple[str, ...]] = ("policy.token_dim",)
+    """Settings the trainer sets (the surrogate's width): not on the command line."""
+    LEGACY: ClassVar[dict] = {
         "rounds": "run.steps", "val_every": "run.eval_every", **{k: f"run.{k}" for k in ("max_minutes", "batch_size",
                                                                                          "seed", "device", "out")},
         **{k: f"curriculum.{k}" for k in ("base", "levels", "threshold", "patience")},
@@ -124,7 +127,8 @@ class E2EConfig:
         "epochs": "update.epochs", "minibatch": "update.minibatch", "policy_lr": "policy_optim.lr",
         "surrogate_lr": "surrogate_optim.lr", **{f"w_{k}": f"rewards.{k}" for k in ("improvement", "outcome",
                                                                                       "info_gain", "parent")},
-        "reward_mc": "rewards.mc", "query_vars": "queries.vars", "query_values": "queries.values",
+        "reward_mc": ("rewards.mc", "training_queries.mc"), "query_vars": "training_queries.vars",
+        "query_values": "training_queries.values", "init": "init_pair",
         "grid": "policy.grid", "policy_dim": "policy.dim", "policy_layers": "policy.layers",
         **{f"val_{k}": f"val.{k}" for k in ("campaigns", "chunks", "horizon", "mc")}}
     """The flat stage-3 settings of old runs and flags -> today's paths (such a run resumes)."""
@@ -135,6 +139,15 @@ class E2EConfig:
         if self.surrogate and not self.policy.grid:
             raise ValueError(f"surrogate {self.surrogate!r} is only read by a new grid policy (grid > 0); "
                              "a policy checkpoint (init) brings its own")
+        if self.init_pair and self.policy.grid:
+            raise ValueError(f"init_pair {self.init_pair!r} brings its own policy; policy.grid > 0 starts a new one: "
+                             "give one or the other")
+        if self.policy.token_dim != PolicyConfig().token_dim:
+            raise ValueError("policy.token_dim is the surrogate's dim, which the trainer sets; leave it")
+        if self.update.beta > 0 or self.update.bc_coef > 0 or self.loss.w_expert > 0:
+            raise ValueError(f"stage 3 has no KL reference and no expert demonstrations: update.beta, update.bc_coef "
+                             f"and loss.w_expert must be 0, got {self.update.beta}, {self.update.bc_coef}, "
+                             f"{self.loss.w_expert}")
         if self.design.mode != "candidates":
             raise ValueError(f"stage 3 forms its groups from candidate interventions; design.mode is {self.design.mode!r}")
         if isinstance(self.surrogate_steps, bool) or not isinstance(self.surrogate_steps, int) or self.surrogate_steps < 1:
@@ -142,7 +155,7 @@ class E2EConfig:
 
 
 ADDED_LATER = {"policy.grid": 0, "surrogate": "", "policy.dim": 64, "policy.layers": 2, "val.chunks": 1,
-               "queries.mc": 128, "run.log_every": 1, **{f"update.{k}": v for k, v in asdict(UpdateSettings()).items()},
+               "run.log_every": 1, **{f"update.{k}": v for k, v in asdict(UpdateSettings()).items()},
                **{f"loss.{k}": v for k, v in asdict(SurrogateLoss()).items()}, "policy.heads": 4, "policy.ff_mult": 2,
                "policy.token_dim": 64, "design.mode": "candidates", "design.scale_by_std": False,
                "policy_optim.weight_decay": 1e-4, "surrogate_optim.weight_decay": 1e-4}
@@ -214,8 +227,8 @@ def starting_pair(cfg: E2EConfig) -> tuple[Policy, Surrogate]:
                              "world-model head")
         torch.manual_seed(cfg.run.seed)
         policy = Policy(replace(cfg.policy, token_dim=surrogate.cfg.dim)).to(dev)
-    elif cfg.init:
-        policy, surrogate = load_policy_checkpoint(cfg.init, dev)
+    elif cfg.init_pair:
+        policy, surrogate = load_policy_checkpoint(cfg.init_pair, dev)
     else:
         policy, surrogate = load_pretrained_policy(dev)
     for p in surrogate.parameters():
@@ -260,17 +273,16 @@ class Climb:
         return {"advanced": why}
 
 
-def save_pair(cfg: E2EConfig, policy: Policy, surrogate: Surrogate, opts: tuple, climb: Climb, done: int,
-              history: list, elapsed: float) -> None:
+def save_pair(cfg: E2EConfig, policy: Policy, surrogate: Surrogate, opts: tuple, climb: Climb, path: Path,
+              done: int, history: list, elapsed: float) -> None:
     """The stage-3 checkpoint (both models, both optimizers, the curriculum, the log) and the pair
     exported beside it."""
     atomic_save({"kind": KIND, "format_version": FORMAT_VERSION, "step": done, "train_config": asdict(cfg),
                  "policy": {"model_config": asdict(policy.cfg), "state_dict": policy.state_dict()},
                  "surrogate": {"model_config": asdict(surrogate.cfg), "state_dict": surrogate.state_dict()},
                  "policy_opt": opts[0].state_dict(), "surrogate_opt": opts[1].state_dict(),
-                 "curriculum": climb.state.to_dict(), "history": history, "elapsed_s": elapsed},
-                Path(cfg.run.out) / "e2e.pt")
-    save_policy(Path(cfg.run.out) / "policy.pt", policy, surrogate, done, asdict(cfg))
+                 "curriculum": climb.state.to_dict(), "history": history, "elapsed_s": elapsed}, path)
+    save_policy(path.with_name("policy.pt"), policy, surrogate, done, asdict(cfg))
 
 
 def restore_pair(state: dict, policy: Policy, surrogate: Surrogate, opts: tuple, climb: Climb) -> float:
@@ -284,7 +296,10 @@ def restore_pair(state: dict, policy: Policy, surrogate: Surrogate, opts: tuple,
 
 
 def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
-    """Run (or resume) stage 3 in ``cfg.run.out``; returns the (policy, surrogate) pair."""
+    """Run (or resume) stage 3 in ``cfg.run.out``; returns the (policy, surrogate) pair. One process
+    (no data parallel: the curriculum lives in process 0)."""
+    if world_size() > 1:
+        raise ValueError("stage 3 runs in one process (its curriculum is not shared between processes)")
     torch.manual_seed(cfg.run.seed)
     policy, surrogate = starting_pair(cfg)
     opts = cfg.policy_optim.adamw(policy.parameters()), cfg.surrogate_optim.adamw(surrogate.parameters())
@@ -296,7 +311,7 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
         batch, comps = collect(policy.eval(), surrogate.eval(), env, cfg.design, cfg.rewards.weights(), g)
         stats = grpo_update(policy.train(), opts[0], batch, cfg.update, g)  # 2. the policy: GRPO
         data = env.training_batch()                                       # 3. the surrogate, on those buffers
-        queries = cfg.queries.sample(data, g) if surrogate.train().cfg.queries else None
+        queries = cfg.training_queries.sample(data, g) if surrogate.train().cfg.queries else None
         s_terms = [surrogate_step(surrogate, opts[1], data, cfg.loss, queries) for _ in range(cfg.surrogate_steps)][-1]
         return {**round_record(climb, env, T, stats, s_terms, comps, batch, cfg, t0),
                 "elapsed_s": clock["before"] + time.perf_counter() - clock["t0"]}
@@ -308,9 +323,10 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
         clock["before"] = restore_pair(state, policy, surrogate, opts, climb)
         return clock["before"]
 
-    run_loop(cfg.run, cfg, Loop(step, check, lambda *a: save_pair(cfg, policy, surrogate, opts, climb, *a),
-                                read_e2e_checkpoint, restore, "e2e.pt", [(opts[0], cfg.policy_optim.lr),
-                                                                          (opts[1], cfg.surrogate_optim.lr)],
+    run_loop(cfg.run, cfg, Loop(step=step, validate=check,
+                                save=lambda *a: save_pair(cfg, policy, surrogate, opts, climb, *a),
+                                read=read_e2e_checkpoint, restore=restore, checkpoint="e2e.pt",
+                                optimizers=[(opts[0], cfg.policy_optim.lr), (opts[1], cfg.surrogate_optim.lr)],
                                 unit="round", first_validation=True, begin=lambda resumed: climb.prepare(),
                                 after=climb.advance, where=lambda: f" on level {climb.state.level + 1}",
                                 legacy=cfg.LEGACY, defaults=ADDED_LATER), log)
@@ -318,7 +334,7 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(config_from_argv(E2EConfig, argv, __doc__.splitlines()[0]))
+    train(config_from_argv(E2EConfig, argv, __doc__.splitlines()[0], prog="python -m acbo.e2e.train"))
 
 
 if __name__ == "__main__":

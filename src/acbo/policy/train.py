@@ -65,7 +65,7 @@ from acbo.training import Loop, OptimConfig, RunConfig, restore_into, run_loop, 
 class BCSettings:
     """Behaviour cloning of the expert's decisions before GRPO (the warm start)."""
 
-    demos: str = ""
+    folder: str = ""
     """Folder of expert demonstrations ('' = none); also what ``update.bc_coef`` imitates."""
     steps: int = 0
     """Behaviour-cloning steps before GRPO."""
@@ -105,27 +105,32 @@ class PolicyTrainConfig:
     """One GRPO update."""
     rewards: RewardSettings = RewardSettings()
     """Reward weights."""
-    model: PolicyConfig = PolicyConfig()
-    """The architecture of a new policy (its ``token_dim`` is the surrogate's ``dim``, set by the trainer)."""
+    policy: PolicyConfig = PolicyConfig()
+    """The architecture of a new policy (without ``init_policy``; its ``token_dim`` is the
+    surrogate's ``dim``, which the trainer sets)."""
     bc: BCSettings = BCSettings()
     """The behaviour-cloning warm start."""
     val: PolicyValidation = PolicyValidation()
     """The validation campaigns."""
     parallel: Placement = Placement()
     """Where rollouts run."""
-    init: str = ""
-    """Policy checkpoint to start from (e.g. a BC run); also the KL reference. '' = random init."""
+    init_policy: str = ""
+    """Policy checkpoint to start from (e.g. a BC run; it brings its architecture); also the KL
+    reference. '' = a new policy (``policy``)."""
     surrogate: str = ""
     """Surrogate checkpoint ('' = the shipped one); frozen, and written beside the policy (the pair)."""
 
-    LEGACY: ClassVar[dict[str, str]] = {
+    DERIVED: ClassVar[tuple[str, ...]] = ("policy.token_dim",)
+    """Settings the trainer sets (the surrogate's width): not on the command line."""
+    LEGACY: ClassVar[dict] = {
         **{k: f"run.{k}" for k in ("max_minutes", "batch_size", "seed", "device", "out")},
         "iterations": "run.steps", "val_every": "run.eval_every", "lr": "optim.lr",
         **{k: f"data.{k}" for k in ("families", "n_obs", "shards")},
         **{k: f"design.{k}" for k in ("mode", "scale_by_std", "horizon")}, "group_size": "design.size",
         **{k: f"update.{k}" for k in ("epochs", "minibatch", "eps_low", "eps_high", "beta", "entropy_coef", "bc_coef")},
         **{f"w_{k}": f"rewards.{k}" for k in ("improvement", "outcome", "info_gain", "parent")}, "reward_mc": "rewards.mc",
-        **{k: f"model.{k}" for k in ("dim", "layers", "heads", "grid")}, "bc_demos": "bc.demos", "bc_steps": "bc.steps",
+        **{k: f"policy.{k}" for k in ("dim", "layers", "heads", "grid")}, "bc_demos": "bc.folder", "bc_steps": "bc.steps",
+        "init": "init_policy",
         "val_family": "val.family", "val_campaigns": "val.campaigns", "val_horizon": "val.horizon",
         "rollout_workers": "parallel.workers", "backend": "parallel.backend", "address": "parallel.address"}
     """The flat stage-2 settings of old runs and flags -> today's paths (such a run resumes)."""
@@ -138,11 +143,16 @@ class PolicyTrainConfig:
                              f"{self.update.minibatch}, got {self.data.shards!r}")
         if not self.parallel.here and self.run.device != "cpu":
             raise ValueError(f"rollout workers run on the CPU; device is {self.run.device!r} (use rollout_workers=1)")
-        if (self.bc.steps > 0 or self.update.bc_coef > 0) and not self.bc.demos:
+        if (self.bc.steps > 0 or self.update.bc_coef > 0) and not self.bc.folder:
             raise ValueError("bc_steps / bc_coef need bc_demos")
+        if self.policy.token_dim != PolicyConfig().token_dim:
+            raise ValueError("policy.token_dim is the surrogate's dim, which the trainer sets; leave it")
+        if self.init_policy and self.policy != PolicyConfig():
+            raise ValueError(f"init_policy {self.init_policy!r} brings its own architecture; policy.* describe a new "
+                             f"policy: give one or the other")
 
 
-ADDED_LATER = {"data.shards": 1, "model.grid": 0, "run.log_every": 1, "model.ff_mult": 2, "model.token_dim": 64,
+ADDED_LATER = {"data.shards": 1, "policy.grid": 0, "run.log_every": 1, "policy.ff_mult": 2, "policy.token_dim": 64,
                "update.max_grad_norm": 1.0, "optim.weight_decay": 1e-4}
 """Settings that runs written before them lack, with the value those runs mean: such a run resumes."""
 PLACEMENT = ("parallel.workers", "parallel.backend", "parallel.address")
@@ -211,7 +221,7 @@ def rollout_task(task: tuple[PolicyTrainConfig, int, int, dict]) -> tuple:
     with the generator's state in place of the generator (a generator does not travel)."""
     cfg, it, k, weights = task
     surrogate = worker_surrogate(cfg.surrogate)
-    policy = Policy(replace(cfg.model, token_dim=surrogate.cfg.dim))
+    policy = Policy(replace(cfg.policy, token_dim=surrogate.cfg.dim))
     policy.load_state_dict(weights)
     *head, g = rollout_shard(policy.eval(), surrogate, cfg, it, k)
     return (*head, g.get_state())
@@ -261,11 +271,11 @@ def iteration_record(cfg: PolicyTrainConfig, shards: list[tuple], stats: dict, o
 
 
 def starting_policy(cfg: PolicyTrainConfig, surrogate: Surrogate) -> Policy:
-    """The policy ``cfg.init`` (reading ``surrogate``), or a new one seeded by the run's seed."""
+    """The policy ``cfg.init_policy`` (reading ``surrogate``), or a new one seeded by the run's seed."""
     torch.manual_seed(cfg.run.seed)
-    if cfg.init:
-        return load_policy_checkpoint(cfg.init, cfg.run.device, surrogate)[0].train()
-    return Policy(replace(cfg.model, token_dim=surrogate.cfg.dim)).to(cfg.run.device)
+    if cfg.init_policy:
+        return load_policy_checkpoint(cfg.init_policy, cfg.run.device, surrogate)[0].train()
+    return Policy(replace(cfg.policy, token_dim=surrogate.cfg.dim)).to(cfg.run.device)
 
 
 def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
@@ -277,7 +287,7 @@ def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
     policy = starting_policy(cfg, surrogate)
     ref = copy.deepcopy(policy).eval() if cfg.update.beta > 0 else None
     opt = cfg.optim.adamw(policy.parameters())
-    demos = load_demo_batch(cfg.bc.demos, surrogate, cfg.run.device, grid=policy.cfg.grid) if cfg.bc.demos else None
+    demos = load_demo_batch(cfg.bc.folder, surrogate, cfg.run.device, grid=policy.cfg.grid) if cfg.bc.folder else None
     val = []
 
     def begin(resumed: bool) -> None:
@@ -295,13 +305,20 @@ def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
                             n_shards=cfg.data.shards)                                               # 2. update
         return iteration_record(cfg, shards, stats, opt, t_roll, t0) if rank == 0 else {}           # 3. diagnostics
 
-    def save(done: int, history: list, elapsed: float) -> None:
-        save_policy(Path(cfg.run.out) / "policy.pt", policy, surrogate, done, asdict(cfg),
-                    {"opt": opt.state_dict(), "elapsed_s": elapsed}, history)
+    def save(path: Path, done: int, history: list, elapsed: float) -> None:
+        save_policy(path, policy, surrogate, done, asdict(cfg), {"opt": opt.state_dict(), "elapsed_s": elapsed,
+                                                                 "ref": None if ref is None else ref.state_dict()}, history)
 
-    run_loop(cfg.run, cfg, Loop(step, lambda: validate(policy, surrogate, val[0], cfg.run.seed), save,
-                                read_policy_checkpoint, restore_into(policy, opt), "policy.pt", [(opt, cfg.optim.lr)],
-                                [policy], unit="iteration", first_validation=True, begin=begin, legacy=cfg.LEGACY,
+    def restore(state: dict) -> float:
+        if ref is not None and state["optimizer"].get("ref") is not None:  # runs before it: the starting policy
+            ref.load_state_dict(state["optimizer"]["ref"])
+        return restore_into(policy, opt)(state)
+
+    run_loop(cfg.run, cfg, Loop(step=step, validate=lambda: validate(policy, surrogate, val[0], cfg.run.seed),
+                                save=save,
+                                read=read_policy_checkpoint, restore=restore, checkpoint="policy.pt",
+                                optimizers=[(opt, cfg.optim.lr)], models=[policy] + ([ref] if ref is not None else []),
+                                unit="iteration", first_validation=True, begin=begin, legacy=cfg.LEGACY,
                                 defaults=ADDED_LATER, placement=PLACEMENT), log)
     return policy.eval()
 
@@ -311,7 +328,7 @@ def _quiet(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(config_from_argv(PolicyTrainConfig, argv, __doc__.splitlines()[0]))
+    train(config_from_argv(PolicyTrainConfig, argv, __doc__.splitlines()[0], prog="python -m acbo.policy.train"))
 
 
 if __name__ == "__main__":

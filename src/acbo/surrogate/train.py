@@ -120,23 +120,24 @@ class SurrogateTrainConfig:
     checkpoint); the other fields must match it."""
     loss: SurrogateLoss = SurrogateLoss()
     """Loss terms and weights."""
-    queries: QuerySettings = QuerySettings()
+    training_queries: QuerySettings = QuerySettings()
     """World-model queries per buffer (with ``model.queries``)."""
     demos: DemoMix = DemoMix()
     """Expert demonstrations mixed in."""
     val: SurrogateValidation = SurrogateValidation()
     """The validation set."""
-    init: str = ""
+    init_surrogate: str = ""
     """Start from this surrogate checkpoint (``pretrained``: the packaged one) instead of a random
     initialisation: fine-tuning."""
 
-    LEGACY: ClassVar[dict[str, str]] = {
+    LEGACY: ClassVar[dict] = {
         **{k: f"run.{k}" for k in ("steps", "max_minutes", "batch_size", "eval_every", "seed", "device", "out")},
         **{k: f"optim.{k}" for k in ("lr", "weight_decay")}, **{k: f"data.{k}" for k in ("families", "n_obs", "shards")},
         **{k: f"model.{k}" for k in ("dim", "heads", "row_layers", "var_layers", "pair_bias", "queries", "query_stats")},
         **{k: f"loss.{k}" for k in ("w_truth", "w_exact", "w_expert", "w_draw", "w_mean")},
-        "query_vars": "queries.vars", "query_values": "queries.values", "query_mc": "queries.mc",
-        "demos": "demos.folder", "demo_every": "demos.every", "val_family": "val.family", "val_buffers": "val.buffers"}
+        "query_vars": "training_queries.vars", "query_values": "training_queries.values",
+        "query_mc": "training_queries.mc", "init": "init_surrogate", "demos": "demos.folder",
+        "demo_every": "demos.every", "val_family": "val.family", "val_buffers": "val.buffers"}
     """The flat stage-1 settings of old runs and flags -> today's paths (such a run resumes)."""
 
     def __post_init__(self):
@@ -150,6 +151,8 @@ class SurrogateTrainConfig:
             raise ValueError(f"greedy must be in [0, 1], got {self.greedy}")
 
 
+PLACEMENT = ("model.row_chunk",)
+"""Settings that change no result (memory only): a resumed run may change them."""
 ADDED_LATER = {"model.query_stats": False, "data.shards": 1, "run.log_every": 20, "model.ff_mult": 2,
                "model.row_chunk": 2048, "model.n_bins": 64, "model.max_context": 512, "loss.max_grad_norm": 1.0}
 """Settings that runs written before them lack, with the value those runs mean."""
@@ -302,7 +305,7 @@ def make_validation(cfg: SurrogateTrainConfig) -> list[TrainingBatch]:
 def make_query_validation(cfg: SurrogateTrainConfig, val: list[TrainingBatch]) -> list[Queries]:
     """Fixed validation queries on the validation buffers (test stream; E[Y | do] with 1,000 MC samples)."""
     g = generator("test", "surrogate-val-queries", resolve_family(cfg.val.family).name, device=cfg.run.device)
-    return [sample_queries(data, cfg.queries.vars, cfg.queries.values, g, n_mc=1000) for data in val]
+    return [sample_queries(data, cfg.training_queries.vars, cfg.training_queries.values, g, n_mc=1000) for data in val]
 
 
 def training_batch(cfg: SurrogateTrainConfig, step: int, demos: TrainingBatch | None, shard: int = 0
@@ -324,7 +327,7 @@ def training_batch(cfg: SurrogateTrainConfig, step: int, demos: TrainingBatch | 
     if cfg.greedy > 0 and float(torch.rand(1, generator=g, device=dev)) < cfg.greedy:
         collector = "greedy"
     data = sample_buffers(fam, size, n_obs, n_int, g, collector=collector)
-    return data, cfg.queries.sample(data, g) if cfg.model.queries else None
+    return data, cfg.training_queries.sample(data, g) if cfg.model.queries else None
 
 
 def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
@@ -334,8 +337,8 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
     rank, world = shard_share(cfg.data.shards, cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     model = Surrogate(cfg.model).to(cfg.run.device)
-    if cfg.init:
-        init_weights(model, cfg.init)
+    if cfg.init_surrogate:
+        init_weights(model, cfg.init_surrogate)
     opt = cfg.optim.adamw(model.parameters())
     demos = load_demo_buffers(cfg.demos.folder, cfg.run.device) if cfg.demos.folder else None
     val = make_validation(cfg) if rank == 0 else []
@@ -353,19 +356,18 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
         rec = {"val_auprc": validation_auprc(model, val)}
         return {**rec, **validation_world(model, val, val_q)} if cfg.model.queries else rec
 
-    def save(done: int, history: list, elapsed: float) -> None:
-        save_checkpoint(Path(cfg.run.out) / "model.pt", model, done, asdict(cfg), {"opt": opt.state_dict(),
-                                                                                   "elapsed_s": elapsed}, history)
+    def save(path: Path, done: int, history: list, elapsed: float) -> None:
+        save_checkpoint(path, model, done, asdict(cfg), {"opt": opt.state_dict(), "elapsed_s": elapsed}, history)
 
-    run_loop(cfg.run, cfg, Loop(step, validate, save, read_checkpoint, restore_into(model, opt), "model.pt",
-                                [(opt, cfg.optim.lr)], [model],
-                                record=lambda: {**window.means(), **last, "buffers_per_s": clock.rate()},
-                                legacy=cfg.LEGACY, defaults=ADDED_LATER), log)
+    run_loop(cfg.run, cfg, Loop(step=step, validate=validate, save=save, read=read_checkpoint,
+                                restore=restore_into(model, opt), checkpoint="model.pt", optimizers=[(opt, cfg.optim.lr)],
+                                models=[model], record=lambda: {**window.means(), **last, "buffers_per_s": clock.rate()},
+                                legacy=cfg.LEGACY, defaults=ADDED_LATER, placement=PLACEMENT), log)
     return model.eval()
 
 
 def main(argv: list[str] | None = None) -> None:
-    train(config_from_argv(SurrogateTrainConfig, argv, __doc__.splitlines()[0]))
+    train(config_from_argv(SurrogateTrainConfig, argv, __doc__.splitlines()[0], prog="python -m acbo.surrogate.train"))
 
 
 if __name__ == "__main__":
