@@ -42,7 +42,7 @@ def campaign(problem, spec: str, steps: int) -> list[dict]:
         iv = opt.ask()
         dt = time.perf_counter() - t0
         phase = getattr(opt.method, "last_decision", {}).get("phase", "model")
-        opt.tell(iv, problem.scm.run_experiment(iv, generator("test", "bench-outcome", problem.family, problem.seed, t + 1)))
+        opt.tell(iv, problem.scm.run_experiment(iv, generator("test", "bench-outcome", problem.family, problem.seed, t + 1)), accept_outlier=True)
         rows.append({"seconds": dt, "phase": phase})
     setup = max(setup, opt.method.setup_seconds)
     return [{**r, "setup": setup} for r in rows]

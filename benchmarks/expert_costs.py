@@ -67,7 +67,7 @@ def main() -> None:
             iv = opt.ask()
             dt = time.perf_counter() - t0
             (init if opt.method.last_decision["phase"] == "init" else ei).append(dt)
-            opt.tell(iv, scm.run_experiment(iv, generator("expert-costs-outcome", d, t)))
+            opt.tell(iv, scm.run_experiment(iv, generator("expert-costs-outcome", d, t)), accept_outlier=True)
         med = lambda xs: f"{statistics.median(xs):.3f}" if xs else "–"
         print(f"| {d} | {args.steps} | {med(init)} | {med(ei)} | {len(ei)} |", flush=True)
 

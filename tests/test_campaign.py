@@ -66,7 +66,7 @@ def test_a_campaign_through_every_command(tmp_path, data):
     pd.DataFrame([own]).to_csv(tmp_path / "own.csv", index=False)
     _ok(cli("campaign", "tell", "--state", state, "--result", tmp_path / "own.csv", "--intervention", "A=0.9"))
     out = _ok(cli("campaign", "status", "--state", state, "--plot", tmp_path / "figs" / "status.png"))
-    assert "best experiment: do(A=0.9) measured Y = -1" in out and (tmp_path / "figs" / "status.png").stat().st_size > 0
+    assert "best single measurement: do(A=0.9) measured Y = -1" in out and (tmp_path / "figs" / "status.png").stat().st_size > 0
     assert "no model of the response" in out                                           # random
     _ok(cli("campaign", "export", "--state", state, "--out", tmp_path / "h.csv"))
     hist = pd.read_csv(tmp_path / "h.csv")

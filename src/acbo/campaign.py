@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from acbo.io import atomic_write
-from acbo.optimizer import CausalOptimizer, Intervention
+from acbo.optimizer import CausalOptimizer, Intervention, clean_name
 
 MAGIC = b"ACBO-CAMPAIGN\n"
 FORMAT_VERSION = 1
@@ -46,33 +46,57 @@ class CampaignError(ValueError):
 
 
 # ----------------------------------------------------------------------------- reading input
-def _read_csv(path: str | os.PathLike, what: str) -> pd.DataFrame:
-    """The cells of a CSV file as strings; CampaignError if it is missing, empty, unreadable or
-    repeats a column name."""
-    import csv
-
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """A text file's contents, read once (so a pipe works), UTF-8 with or without a byte-order mark;
+    CampaignError if it is missing, empty or not UTF-8 text."""
     path = Path(path)
     if not path.exists():
         raise CampaignError(f"{what} file {path} does not exist")
     try:
-        with open(path, newline="") as fh:
-            header = next(csv.reader([fh.readline()]), [])
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise CampaignError(f"{what} file {path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as e:
-        raise CampaignError(f"{what} file {path} is not a readable CSV: {str(e).splitlines()[0]}") from None
-    names = [c.strip() for c in header]
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CampaignError(f"{what} file {path} is not UTF-8 text (in a spreadsheet: save as \"CSV UTF-8\")") from None
+    if not text.strip():
+        raise CampaignError(f"{what} file {path} is empty")
+    return text
+
+
+def read_table(path: str | os.PathLike, what: str, text: str | None = None) -> pd.DataFrame:
+    """The cells of a table file (or of its ``text``, already read) as strings, read as spreadsheets
+    write it: UTF-8 with or without a byte-order mark, comma-, semicolon- or tab-separated (whichever
+    the header line uses most), quoted cells, spaces around names and values; in a
+    semicolon-separated file a decimal comma (``1,5``) is a decimal point. CampaignError if it is
+    missing, empty, not text, unreadable or repeats a column name (after trimming)."""
+    import csv
+
+    text = read_text(path, what) if text is None else text
+    head = text.splitlines()[0]
+    sep = max((",", ";", "\t"), key=lambda c: (head.count(c), c == ","))
+    try:
+        header = next(csv.reader([head], delimiter=sep, skipinitialspace=True), [])
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as e:
+        raise CampaignError(f"{what} file {path} is not a readable table: {str(e).splitlines()[0]}") from None
+    names = [clean_name(c) for c in header]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise CampaignError(f"{what} file {path}: duplicate column names {dups}")
+    if len(names) != len(df.columns):
+        raise CampaignError(f"{what} file {path}: the header has {len(names)} names but the rows {len(df.columns)} cells")
     df.columns = names
+    if sep == ";":
+        df = df.apply(lambda col: col.str.replace(_DECIMAL_COMMA, r"\1.\2", regex=True))
     return df
 
 
-def numeric_frame(df: pd.DataFrame, what: str, first_row: int = 2) -> pd.DataFrame:
+_DECIMAL_COMMA = r"^(\s*[-+]?\d*),(\d+(?:[eE][-+]?\d+)?\s*)$"
+"""A number written with a decimal comma (``-1,5``, ``2,0e3``), as a semicolon-separated file from a
+spreadsheet in many locales holds."""
+
+
+def numeric_frame(df: pd.DataFrame, what: str | None, first_row: int = 2) -> pd.DataFrame:
     """The frame as floats; every non-numeric, empty, NaN or infinite cell reported at once
-    (by column and file row: the header is row 1)."""
+    (by column and file row: the header is row 1), after ``what: `` (none: the caller prefixes)."""
     problems = []
     out = {}
     for col in df.columns:
@@ -85,14 +109,14 @@ def numeric_frame(df: pd.DataFrame, what: str, first_row: int = 2) -> pd.DataFra
                             f"{'...' if len(rows) > 5 else ''}: {', '.join(cells)})")
         out[col] = vals.astype(float)
     if problems:
-        raise CampaignError(f"{what}: " + "; ".join(problems))
+        raise CampaignError((f"{what}: " if what else "") + "; ".join(problems))
     return pd.DataFrame(out)
 
 
 def read_observations(path: str | os.PathLike, target: str) -> pd.DataFrame:
     """Observational data: one column per variable, the target among them, at least 2 rows, every
     cell a finite number. Constant columns are refused (nothing can be learned about them)."""
-    df = _read_csv(path, "data")
+    df = read_table(path, "data")
     problems = []
     if target not in df.columns:
         problems.append(f"no column named {target!r} (the target); columns: {list(df.columns)}")
@@ -101,7 +125,7 @@ def read_observations(path: str | os.PathLike, target: str) -> pd.DataFrame:
     if len(df) < 2:
         problems.append(f"need at least 2 rows of observations, got {len(df)}")
     try:
-        x = numeric_frame(df, f"data file {path}")
+        x = numeric_frame(df, None)
     except CampaignError as e:
         problems.append(str(e))
         x = None
@@ -117,22 +141,22 @@ def read_observations(path: str | os.PathLike, target: str) -> pd.DataFrame:
 def read_domains(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
     """Domains from JSON ({name: [low, high]}) or CSV (columns variable, low, high)."""
     path = Path(path)
-    if not path.exists():
-        raise CampaignError(f"domains file {path} does not exist")
-    if path.suffix.lower() == ".json":
+    text = read_text(path, "domains")  # read once: a pipe works
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(text)
         except json.JSONDecodeError as e:
             raise CampaignError(f"domains file {path} is not valid JSON: {e}") from None
         if not isinstance(raw, dict):
             raise CampaignError(f"domains file {path}: expected an object {{name: [low, high]}}, got {type(raw).__name__}")
-        items = list(raw.items())
+        items = [(clean_name(k), v) for k, v in raw.items()]
     else:
-        df = _read_csv(path, "domains")
+        df = read_table(path, "domains", text)
         need = {"variable", "low", "high"}
         if not need <= set(df.columns):
             raise CampaignError(f"domains file {path}: needs columns {sorted(need)}, has {list(df.columns)}")
         num = numeric_frame(df[["low", "high"]], f"domains file {path}")
+        df["variable"] = df["variable"].map(clean_name)
         items = [(n, (lo, hi)) for n, lo, hi in zip(df["variable"], num["low"], num["high"])]
     out, problems = {}, []
     for name, dom in items:
@@ -168,7 +192,7 @@ def parse_intervention(text: str) -> dict[str, float]:
 
 def read_result(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, float]:
     """One measured row holding exactly the campaign's variables."""
-    df = _read_csv(path, "result")
+    df = read_table(path, "result")
     problems = []
     missing = [n for n in names if n not in df.columns]
     extra = [c for c in df.columns if c not in names]
@@ -180,7 +204,7 @@ def read_result(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, fl
         problems.append(f"a result is exactly one row, got {len(df)}")
     if not missing and not extra and len(df) == 1:
         try:
-            row = numeric_frame(df, f"result file {path}")
+            row = numeric_frame(df, None)
         except CampaignError as e:
             problems.append(str(e))
     if problems:
@@ -319,9 +343,14 @@ class Campaign:
         self.log.append({"event": "ask", "time": _now(), "intervention": dict(iv)})
         return iv
 
-    def tell(self, result: dict[str, float], intervention: dict[str, float] | None = None) -> Intervention:
+    def tell(self, result: dict[str, float], intervention: dict[str, float] | None = None,
+             accept_outlier: bool = False) -> Intervention:
         """Record a measured row: under the pending suggestion, or (``intervention``) under an
-        experiment the user chose. Clears the pending suggestion."""
+        experiment the user chose. Clears the pending suggestion. Refused when the budget is spent
+        (``extend`` raises it) and, for a value far outside anything seen, unless ``accept_outlier``."""
+        if self.budget is not None and self.done >= self.budget:
+            raise CampaignError(f"the budget of {self.budget} experiments is spent ({self.done} done); raise it with "
+                                "`acbo campaign extend --budget N` to record more")
         pending = self.pending
         if intervention is None:
             if pending is None:
@@ -331,28 +360,67 @@ class Campaign:
         else:
             iv = intervention
         try:
-            self.optimizer.tell(iv, result, chosen=intervention is not None)
+            self.optimizer.tell(iv, result, chosen=intervention is not None, accept_outlier=accept_outlier)
         except ValueError as e:
-            raise CampaignError(str(e)) from None
+            raise CampaignError(str(e).replace("accept_outlier=True (command line: --accept-outlier)",
+                                               "--accept-outlier")) from None
         entry = {"event": "tell", "time": _now(), "intervention": dict(iv),
                  "own": intervention is not None and (pending is None or dict(iv) != dict(pending))}
         if entry["own"] and pending is not None:
             entry["replaces"] = dict(pending)
+        if accept_outlier:
+            entry["accepted_outlier"] = True
         self.log.append(entry)
         self.marginals.append(self.optimizer.posterior().marginals.double().tolist())
         return Intervention(iv)
 
+    def drop(self, experiment: int, undo: bool = False) -> None:
+        """Drop experiment ``experiment`` (its number in the history) from what the models see, or
+        bring it back (``undo``); it stays in the history and the log, marked."""
+        try:
+            self.optimizer.drop(experiment, undo)
+        except ValueError as e:
+            raise CampaignError(str(e)) from None
+        self.log.append({"event": "undrop" if undo else "drop", "time": _now(), "experiment": experiment})
+        self.marginals.append(self.optimizer.posterior().marginals.double().tolist())
+
+    def extend(self, budget: int) -> None:
+        """Raise the budget to ``budget`` experiments (at least those done; a larger one than now)."""
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < max(self.done, 1):
+            raise CampaignError(f"the new budget must be a whole number of experiments, at least the {self.done} done "
+                                f"(and at least 1), got {budget!r}")
+        if self.budget is not None and budget <= self.budget:
+            raise CampaignError(f"the budget is {self.budget} already; extend takes a larger one, got {budget}")
+        self.log.append({"event": "extend", "time": _now(), "from": self.budget, "to": budget})
+        self.budget = budget
+
     def history_frame(self) -> pd.DataFrame:
-        """One row per experiment: step, what was set, every measured variable, best Y so far."""
+        """One row per experiment: step, what was set, every measured variable, whether it was
+        dropped, best Y so far (among those kept)."""
         opt = self.optimizer
         rows, best = [], None
         sign = 1.0 if opt.problem.minimize else -1.0
         for t, rec in enumerate(opt.history, 1):
             y = rec.outcome[opt.target]
-            best = y if best is None or sign * y < sign * best else best
+            if not rec.dropped:
+                best = y if best is None or sign * y < sign * best else best
             rows.append({"step": t, "set": ", ".join(f"{k}={v:.6g}" for k, v in rec.intervention.items()),
-                         **{n: rec.outcome[n] for n in opt.names}, "best_so_far": best})
-        return pd.DataFrame(rows, columns=["step", "set", *opt.names, "best_so_far"])
+                         **{n: rec.outcome[n] for n in opt.names}, "dropped": rec.dropped,
+                         "best_so_far": float("nan") if best is None else best})
+        return pd.DataFrame(rows, columns=["step", "set", *opt.names, "dropped", "best_so_far"])
+
+    def recommendation_frame(self) -> pd.DataFrame:
+        """The recommendation (:meth:`CausalOptimizer.recommend`) as a table: one row for the best
+        experiment run and one for the best setting predicted anywhere (where the method can)."""
+        rec = self.optimizer.recommend()
+        rows = []
+        for which, s in (("best experiment run", rec.tried), ("best predicted anywhere", rec.anywhere)):
+            if s is not None:
+                rows.append({"recommendation": which, "set": ", ".join(f"{k}={v:.6g}" for k, v in s.intervention.items()),
+                             "predicted_mean": s.mean, "q05": s.q05, "q95": s.q95, "measurements": s.n,
+                             "measured_mean": s.measured_mean, "by_model": rec.model})
+        return pd.DataFrame(rows, columns=["recommendation", "set", "predicted_mean", "q05", "q95", "measurements",
+                                           "measured_mean", "by_model"])
 
 
 def beliefs(campaign: Campaign, points: int = 50) -> pd.DataFrame | None:

@@ -12,9 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+HELP_WIDTH = {"max_content_width": 120, "terminal_width": 120}
+"""Help is laid out for 120 columns (typer would cut every command's description at 80)."""
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, context_settings=HELP_WIDTH,
                   help="Amortized causal Bayesian optimization.")
-campaign_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+campaign_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, context_settings=HELP_WIDTH,
                            help="A campaign of real experiments: CSV in, next experiment out, state in one file.")
 app.add_typer(campaign_app, name="campaign")
 console = Console(highlight=False, markup=False)
@@ -72,7 +74,7 @@ def _options(items: list[str], with_method: bool) -> dict:
     return out
 
 
-@app.command()
+@app.command(short_help="Optimise a problem (default: the built-in bioreactor, three methods side by side).")
 @_friendly
 def run(
     family: str = typer.Option(None, help="A built-in problem family (see `acbo list`); default: the bioreactor demo."),
@@ -89,6 +91,8 @@ def run(
         raise ValueError(f"--plot must be a .png file, got {plot}")
     plot.parent.mkdir(parents=True, exist_ok=True)  # before any work: a bad path fails now, not at the end
     opts = _options(option, with_method=False)
+    if opts and family is None and method is None:
+        raise ValueError(f"--option {', '.join(option)} is for one method: give --method too (the demo compares three)")
     if family is None:
         _run_demo([method] if method else ["amortized", "random", "parent_scale"], steps or 12, seed, plot, opts)
     else:
@@ -158,7 +162,7 @@ def _run_family(family: str, method: str, steps: int, seed: int, plot: Path, opt
     console.print(f"plot written to {plot}")
 
 
-@app.command()
+@app.command(short_help="Benchmark methods x families x seeds (JSONL, summary table, plot).")
 @_friendly
 def bench(
     methods: str = typer.Option("random,exact-ts,oracle", help="Comma-separated method names."),
@@ -186,7 +190,7 @@ def bench(
     console.print(f"results in {out}/")
 
 
-@app.command()
+@app.command(short_help="Sample SCMs and observational data from a family into one .npz file.")
 @_friendly
 def simulate(
     family: str = typer.Option(..., help="Family to sample."),
@@ -227,7 +231,7 @@ def simulate(
     console.print(f"wrote {n_scms} SCMs of {family} to {out}")
 
 
-@app.command()
+@app.command(short_help="Record PARENT_SCALE demonstrations on a family's SCMs (resumable).")
 @_friendly
 def demos(
     family: str = typer.Option(..., help="Family the SCMs are drawn from (train stream)."),
@@ -254,7 +258,7 @@ def demos(
     console.print(f"{len(done)} new shard(s) in {out} ({cfg.n_shards} in all){per}")
 
 
-@app.command("eval-surrogate")
+@app.command("eval-surrogate", short_help="Score the surrogate, the exact and the expert's posteriors on held-out buffers.")
 @_friendly
 def eval_surrogate(
     families: str = typer.Option("lin-er-20,nonlin-er-10", help="Comma-separated families (test stream)."),
@@ -288,7 +292,7 @@ def eval_surrogate(
         table.to_csv(out, index=False)
 
 
-@app.command()
+@app.command(short_help="The family report: optima, parents, scales, random's and the oracle's regret.")
 @_friendly
 def families(
     names: str = typer.Option("test-broad,test-interactions,test-heavy-tail,test-wide-domains,test-confounded",
@@ -317,7 +321,7 @@ def families(
         console.print(f"report and facts per problem in {out}/")
 
 
-@app.command("list")
+@app.command("list", short_help="Registered methods and families.")
 def list_():
     """Registered methods and families (names in full: they are what you type)."""
     import acbo
@@ -422,6 +426,8 @@ def campaign_tell(
     state: Path = typer.Option(..., help="The campaign's state file."),
     result: Path = typer.Option(..., help="CSV: one row with every variable as measured."),
     intervention: str = typer.Option(None, help="An experiment you chose yourself, e.g. \"X3=4.2\" (default: the pending one)."),
+    accept_outlier: bool = typer.Option(False, "--accept-outlier",
+                                        help="Record a value far outside anything seen (refused otherwise as a likely error)."),
 ):
     """Record a measurement (under the pending experiment, or under --intervention)."""
     cp = _campaign_io()
@@ -429,12 +435,47 @@ def campaign_tell(
     with cp.locked(state):
         campaign = cp.Campaign.load(state)
         row = cp.read_result(result, campaign.optimizer.names)
-        done = campaign.tell(row, iv)
+        done = campaign.tell(row, iv, accept_outlier)
         campaign.save(state)
     opt = campaign.optimizer
     best_iv, best_y = opt.best
-    console.print(f"recorded experiment {campaign.done}: {done} -> {opt.target} = {row[opt.target]:.6g}; best so far "
-                  f"{best_y:.6g} at {best_iv}" + (f" ({campaign.budget - campaign.done} left)" if campaign.budget else ""))
+    console.print(f"recorded experiment {campaign.done}: {done} -> {opt.target} = {row[opt.target]:.6g}; best measured "
+                  f"so far {best_y:.6g} at {best_iv}" + (f" ({campaign.budget - campaign.done} left)" if campaign.budget else ""))
+    if opt.clamped and opt.clamped[-1].where == f"experiment {campaign.done}":
+        console.print(f"note: the models see {opt.clamped[-1].variable} = {opt.clamped[-1].used:.6g} "
+                      f"(clamped; measured {opt.clamped[-1].value:.6g})")
+
+
+@campaign_app.command("drop")
+@_friendly
+def campaign_drop(
+    state: Path = typer.Option(..., help="The campaign's state file."),
+    row: int = typer.Option(..., help="The experiment's number (the step in `acbo campaign status`)."),
+    undo: bool = typer.Option(False, "--undo", help="Bring a dropped experiment back."),
+):
+    """Drop a recorded experiment from what the models see (kept in the history, marked; --undo reverses it)."""
+    cp = _campaign_io()
+    with cp.locked(state):
+        campaign = cp.Campaign.load(state)
+        campaign.drop(row, undo)
+        campaign.save(state)
+    console.print(f"experiment {row} {'is back' if undo else 'dropped'}: the models now see the observations and "
+                  f"{sum(not r.dropped for r in campaign.optimizer.history)} of {campaign.done} experiments")
+
+
+@campaign_app.command("extend")
+@_friendly
+def campaign_extend(
+    state: Path = typer.Option(..., help="The campaign's state file."),
+    budget: int = typer.Option(..., help="The new budget: the total number of experiments planned."),
+):
+    """Raise the campaign's budget of experiments."""
+    cp = _campaign_io()
+    with cp.locked(state):
+        campaign = cp.Campaign.load(state)
+        campaign.extend(budget)
+        campaign.save(state)
+    console.print(f"budget {budget}: {budget - campaign.done} experiment(s) left")
 
 
 @campaign_app.command("status")
@@ -456,10 +497,16 @@ def campaign_status(
     if len(hist):
         table = Table("step", "set", opt.target, "best so far")
         for r in hist.itertuples(index=False):
-            table.add_row(str(r.step), r.set, f"{getattr(r, opt.target):.6g}", f"{r.best_so_far:.6g}")
+            table.add_row(str(r.step), r.set + (" (dropped)" if r.dropped else ""), f"{getattr(r, opt.target):.6g}",
+                          f"{r.best_so_far:.6g}")
         console.print(table)
-        best_iv, best_y = opt.best
-        console.print(f"best experiment: {best_iv} measured {opt.target} = {best_y:.6g}")
+        if opt.best is not None:
+            best_iv, best_y = opt.best
+            console.print(f"best single measurement: {best_iv} measured {opt.target} = {best_y:.6g} (one reading: "
+                          "see the recommendation)")
+        _print_recommendation(campaign.recommendation_frame(), opt.target)
+    for c in opt.clamped:
+        console.print(f"clamped for the models: {c.where}, {c.variable} = {c.value:.6g} seen as {c.used:.6g}")
     if campaign.pending is not None:
         console.print("pending: " + ", ".join(f"{k} = {v:.6g}" for k, v in campaign.pending.items()))
     console.print(f"most probable parent sets of {opt.target}:")
@@ -481,11 +528,25 @@ def campaign_status(
 @_friendly
 def campaign_export(
     state: Path = typer.Option(..., help="The campaign's state file."),
-    out: Path = typer.Option(..., help="CSV to write: one row per experiment."),
+    out: Path = typer.Option(..., help="CSV to write: one row per experiment (the recommendation beside it)."),
 ):
-    """Write the history (what was set, every measurement, best so far) as CSV."""
+    """Write the history (what was set, every measurement, dropped or not, best so far) as CSV, and the
+    recommendation to <out>_recommendation.csv."""
     cp = _campaign_io()
     campaign = cp.Campaign.load(state)
     out.parent.mkdir(parents=True, exist_ok=True)
     campaign.history_frame().to_csv(out, index=False)
-    console.print(f"{campaign.done} experiment(s) written to {out}")
+    rec = out.with_name(f"{out.stem}_recommendation.csv")
+    campaign.recommendation_frame().to_csv(rec, index=False)
+    console.print(f"{campaign.done} experiment(s) written to {out}, the recommendation to {rec}")
+
+
+def _print_recommendation(rec, target: str) -> None:
+    """The recommendation table of a campaign, in words."""
+    for r in rec.itertuples(index=False):
+        if r.by_model:
+            console.print(f"{r.recommendation}: {r.set}: predicted E[{target} | do] {r.predicted_mean:.4g} "
+                          f"[{r.q05:.4g}, {r.q95:.4g}] (90 %), {r.measurements} measurement(s) there")
+        else:
+            console.print(f"{r.recommendation}: {r.set}: measured mean {r.measured_mean:.4g} over {r.measurements} "
+                          "measurement(s) (the method has no model of the response)")

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import io
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -41,9 +42,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], cra
     """Write ``path`` atomically and durably: ``write(fh)`` fills a temporary file in the same
     folder (``.<name>.<random>.tmp``, binary), which is flushed, fsynced, renamed over ``path``,
     and the folder fsynced. A crash at any point leaves the old file or the new one, never half of
-    one; on an error the temporary file is removed. The folder must exist. ``crash_at``
-    (``"fsync"``, ``"rename"``) raises an OSError just before that step (to test crash safety)."""
+    one; on an error the temporary file is removed. The new file keeps the permissions of the one
+    it replaces (a new file gets the usual ones, 0o666 less the umask). The folder must exist.
+    ``crash_at`` (``"fsync"``, ``"rename"``) raises an OSError just before that step (to test crash
+    safety)."""
     path = Path(path)
+    mode = stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -54,12 +58,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], cra
             os.fsync(fh.fileno())
         if crash_at == "rename":
             raise OSError("simulated crash before rename")
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
         fsync_folder(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def fsync_folder(folder: Path) -> None:
@@ -82,7 +93,10 @@ def _unwrap(state, path) -> dict:
     payload = state["payload"].numpy().tobytes()
     if hashlib.sha256(payload).hexdigest() != state.get("sha256"):
         raise ValueError(f"{path} is damaged: its checksum does not match its contents (changed after it was written)")
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    try:
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as e:  # a payload that passed its checksum but was not written by acbo
+        raise ValueError(f"{path} is not readable: {_why(e, len(payload), payload[:16])}") from None
 
 
 def read_raw_state(path: str | os.PathLike) -> dict:
@@ -95,11 +109,15 @@ def read_raw_state(path: str | os.PathLike) -> dict:
 
 def _unreadable(path: str | os.PathLike, error: Exception) -> str:
     """Why torch could not read ``path``, in our words (never its advice to unpickle arbitrary objects)."""
-    size = os.path.getsize(path)
-    if size == 0:
-        return "the file is empty"
     with open(path, "rb") as fh:
         head = fh.read(16)
+    return _why(error, os.path.getsize(path), head)
+
+
+def _why(error: Exception, size: int, head: bytes) -> str:
+    """Why torch could not read ``size`` bytes starting ``head``, in our words."""
+    if size == 0:
+        return "the file is empty"
     if not head.startswith(b"PK"):  # torch files are zip archives
         return f"not a torch file ({size} bytes, starting {head!r})"
     if "Weights only load failed" in str(error):

@@ -3,13 +3,21 @@
     opt = acbo.CausalOptimizer(observational, target="Y", method="amortized", seed=0)
     iv = opt.ask()              # Intervention {name: value}
     opt.tell(iv, sample)        # one joint measurement of every variable under do(iv)
-    opt.best, opt.posterior(), opt.history, opt.save(path), CausalOptimizer.load(path)
+    opt.recommend()             # what the model believes best: among the experiments run, and anywhere
+    opt.best, opt.posterior(), opt.history, opt.drop(3), opt.save(path), CausalOptimizer.load(path)
+
+Measurements are kept as told; the models see every value within ``MODEL_SPREADS`` robust spreads
+of its variable's observational median (a value beyond is clamped onto that bound and the clamp
+recorded in ``opt.clamped``), so no value can break them. A measurement beyond ``OUTLIER_SPREADS``
+is refused at ``tell`` as a likely error unless accepted (``accept_outlier=True``). Decisions and
+predictions run with one torch thread (``threads``) unless the user says otherwise.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +32,7 @@ import acbo.policy  # noqa: F401  (registers amortized)
 from acbo.buffer import Buffer
 from acbo.io import atomic_save, load_state
 from acbo.method import Method, Problem, build_method
+from acbo.parallel import intra_op_threads
 from acbo.posterior import ParentPosterior
 from acbo.seeding import generator as make_generator
 
@@ -32,6 +41,16 @@ _KIND = "acbo.CausalOptimizer"
 SET_TOLERANCE = 1e-4
 """A variable that was set may be reported within this fraction of (its value + its domain's width)
 of the value set (rounding in a lab's report); the value set is what is recorded."""
+OUTLIER_SPREADS = 1e4
+"""The stated rule for a likely error: a measured value further than this many robust spreads from
+its variable's observational median is refused at ``tell`` unless accepted (``accept_outlier=True``)."""
+MODEL_SPREADS = 1e6
+"""The models see every value within this many robust spreads of its variable's observational
+median; a value beyond it (an accepted outlier, or one in the observational data) is clamped onto
+that bound and the clamp recorded. The simulators' test families reach about 3e3 robust spreads at
+the ends of their domains, so no ordinary value is clamped."""
+DECISION_THREADS = 1
+"""torch intra-op threads for decisions and predictions (see :func:`acbo.parallel.intra_op_threads`)."""
 
 
 class Intervention(Mapping):
@@ -64,22 +83,76 @@ class Intervention(Mapping):
 
 @dataclass(frozen=True)
 class Record:
-    """One experiment: what was set, and what was measured (every variable)."""
+    """One experiment: what was set, what was measured (every variable, as told), and whether the
+    user dropped it (then the models do not see it; it stays in the history)."""
 
     intervention: Intervention
     outcome: dict[str, float]
+    dropped: bool = False
+
+
+@dataclass(frozen=True)
+class Clamp:
+    """A value the models see clamped (:data:`MODEL_SPREADS`): where it was, what was measured, what
+    the models use."""
+
+    where: str
+    variable: str
+    value: float
+    used: float
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """An intervention with what is believed of it: the predicted E[Y | do] and its 90 % interval
+    (observed units; NaN where the method has no model of the response), the measurements made at it
+    (within half a grid step for a setting predicted anywhere) and their mean."""
+
+    intervention: Intervention
+    mean: float
+    q05: float
+    q95: float
+    n: int
+    measured_mean: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What to take away from a campaign: the experiment run that the method's model believes best
+    (``tried``), and the best setting it predicts anywhere in the domains (``anywhere``; None for a
+    method without a model of the response, whose ``tried`` is the best measured mean instead)."""
+
+    tried: Suggestion | None
+    anywhere: Suggestion | None
+    model: bool
+
+
+def robust_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of n x d rows: the median and the robust spread, 1.4826 x the median absolute
+    deviation (the std where that is 0, and 1 where both are)."""
+    center = np.median(x, axis=0)
+    spread = 1.4826 * np.median(np.abs(x - center), axis=0)
+    std = x.std(axis=0, ddof=1) if x.shape[0] > 1 else np.zeros(x.shape[1])
+    spread = np.where(spread > 0, spread, np.where(std > 0, std, 1.0))
+    return center, spread
+
+
+def clean_name(name) -> str:
+    """A variable name as typed: surrounding spaces and a byte-order mark removed (the one rule for
+    data frames, mappings and the campaign's files)."""
+    return str(name).lstrip("\ufeff").strip()
 
 
 def _as_columns(observational) -> tuple[list[str], np.ndarray]:
     """names, n x d float64 array from a DataFrame or a mapping name -> 1-D array."""
     if isinstance(observational, pd.DataFrame):
-        names = [str(c) for c in observational.columns]
+        names = [clean_name(c) for c in observational.columns]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate variable names in observational data: {dup}")
         cols = [observational[c].to_numpy() for c in observational.columns]
     elif isinstance(observational, Mapping):
-        names = [str(k) for k in observational]
+        names = [clean_name(k) for k in observational]
         if len(set(names)) != len(names):
             raise ValueError(f"variable names collide after conversion to str: {names}")
         cols = [np.asarray(observational[k]) for k in observational]
@@ -115,7 +188,8 @@ class CausalOptimizer:
     target: name of Y. domains: {name: (low, high)}; default each variable's observed
     [min, max]. intervenable: names that may be set (default: all but the target).
     method: a registered method name (see ``acbo.METHODS``). minimize: direction.
-    seed: the same seed and the same tells give the same asks. options: method-specific
+    seed: the same seed and the same tells give the same asks. threads: torch intra-op threads
+    for decisions and predictions (default 1; None: torch's own setting). options: method-specific
     keyword arguments (e.g. ``scm=`` for ``oracle``).
     """
 
@@ -128,19 +202,53 @@ class CausalOptimizer:
         method: str = "amortized",
         minimize: bool = True,
         seed: int = 0,
+        threads: int | None = DECISION_THREADS,
         **options: Any,
     ):
         names, x = _as_columns(observational)
-        self.problem = Problem.from_data(names, x, target, domains, intervenable, minimize, seed)
+        self.threads = _check_threads(threads)
+        self._center, self._spread = robust_scale(x)
+        self.clamped: list[Clamp] = []
+        """Values the models see clamped onto :data:`MODEL_SPREADS` robust spreads."""
+        x = self._model_rows(names, x, np.zeros_like(x, dtype=bool), "observation", 1)
+        if isinstance(domains, Mapping):
+            domains = {clean_name(k): v for k, v in domains.items()}
+        if isinstance(intervenable, (list, tuple)):
+            intervenable = [clean_name(v) for v in intervenable]
+        self.problem = Problem.from_data(names, x, clean_name(target), domains, intervenable, minimize, seed)
+        self._check_domains()
         self.method_name = method
         self.method: Method = build_method(method, self.problem, options)
         self.seed = int(seed)
         self._gen = make_generator("ask", self.seed)
+        self._n_obs = x.shape[0]
         self.buffer = Buffer(len(names), capacity=x.shape[0] + 64)
+        """What the models read: the observational rows, then every experiment not dropped."""
         self.buffer.add(torch.from_numpy(x))
         self.history: list[Record] = []
         self.pending: Intervention | None = None
         """The experiment the last ``ask`` suggested, until it is told."""
+
+    def _check_domains(self) -> None:
+        """ValueError for a domain that reaches further than MODEL_SPREADS robust spreads from its
+        variable's observations: the models could not take its values in (a typo, most likely)."""
+        p = self.problem
+        for j in np.flatnonzero(p.intervenable.numpy()):
+            far = max(abs(float(p.low[j]) - self._center[j]), abs(float(p.high[j]) - self._center[j])) / self._spread[j]
+            if far > MODEL_SPREADS:
+                raise ValueError(f"the domain of {p.names[j]!r}, [{float(p.low[j]):.6g}, {float(p.high[j]):.6g}], reaches "
+                                 f"{far:.3g} robust spreads from its observational median {self._center[j]:.6g}; "
+                                 f"domains within {MODEL_SPREADS:.0e} are accepted")
+
+    def _model_rows(self, names, x: np.ndarray, was_set: np.ndarray, what: str, first: int) -> np.ndarray:
+        """Rows (n x d) as the models see them: every measured value (``was_set`` False) within
+        MODEL_SPREADS robust spreads of its observational median; a clamp is recorded for each value
+        moved (where: ``what`` and the row's number, counted from ``first``)."""
+        bound = MODEL_SPREADS * self._spread
+        out = np.where(was_set, x, np.clip(x, self._center - bound, self._center + bound))
+        for i, j in np.argwhere(out != x):
+            self.clamped.append(Clamp(f"{what} {first + i}", names[j], float(x[i, j]), float(out[i, j])))
+        return out
 
     # ------------------------------------------------------------------ ask / tell
     @property
@@ -159,7 +267,8 @@ class CausalOptimizer:
         """The next experiment to run. It stays pending until told: asking again before
         telling returns the same experiment."""
         if self.pending is None:
-            i, v = self.method.propose(self.buffer, self._gen)
+            with intra_op_threads(self.threads):
+                i, v = self.method.propose(self.buffer, self._gen)
             self.pending = Intervention({self.problem.names[i]: v})
         return self.pending
 
@@ -194,6 +303,7 @@ class CausalOptimizer:
             sample = sample.to_dict()
         if not isinstance(sample, Mapping):
             raise ValueError(f"a sample must be a mapping name -> value or a 1-row DataFrame, got {type(sample).__name__}")
+        sample = {clean_name(k): v for k, v in sample.items()}
         names = self.names
         missing = [n for n in names if n not in sample]
         extra = [str(k) for k in sample if k not in names]
@@ -230,13 +340,25 @@ class CausalOptimizer:
         if not same:
             raise ValueError(f"{Intervention(iv)} is not the pending experiment {self.pending}{own}")
 
-    def tell(self, intervention, sample, chosen: bool = False) -> None:
+    def _outliers(self, row: dict[str, float], iv: Mapping[str, float]) -> list[str]:
+        """The measured (not set) values of ``row`` beyond OUTLIER_SPREADS robust spreads, described."""
+        out = []
+        for j, n in enumerate(self.names):
+            k = abs(row[n] - self._center[j]) / self._spread[j]
+            if n not in iv and k > OUTLIER_SPREADS:
+                out.append(f"{n} = {row[n]:.6g} lies {k:.3g} robust spreads from its observational median "
+                           f"{self._center[j]:.6g}")
+        return out
+
+    def tell(self, intervention, sample, chosen: bool = False, accept_outlier: bool = False) -> None:
         """Record the outcome of one experiment: ``sample`` measures every variable under
         do(``intervention``) (the intervened variables at the values they were set to).
 
         The experiment is the pending one (the last ``ask``), or with ``chosen=True`` one the user
         chose (any intervenable variables at values in their domains); either way nothing is
-        pending afterwards. A tell that answers no ask, or the same ask twice, is refused."""
+        pending afterwards. A tell that answers no ask, or the same ask twice, is refused. A
+        measured value beyond OUTLIER_SPREADS robust spreads of its variable (a likely typo) is
+        refused unless ``accept_outlier=True``; the models then see it clamped (``clamped``)."""
         iv = self._check_intervention(intervention)
         self._check_asked(iv, chosen)
         row = self._check_sample(sample)
@@ -244,32 +366,119 @@ class CausalOptimizer:
             if not self._agrees(name, row[name], v):
                 raise ValueError(f"sample[{name!r}] = {row[name]} but the intervention set {name} = {v}")
             row[name] = v
-        x = torch.tensor([row[n] for n in self.names], dtype=torch.float64)
-        mask = torch.tensor([n in iv for n in self.names])
-        self.buffer.add(x, mask)
+        far = self._outliers(row, iv)
+        if far and not accept_outlier:
+            raise ValueError("; ".join(far) + f" (more than {OUTLIER_SPREADS:.0e} is refused as a likely error); if "
+                             "it is a real measurement, tell it again with accept_outlier=True (command line: "
+                             "--accept-outlier)")
         self.history.append(Record(Intervention(iv), row))
+        self._add_to_buffer(self.history[-1], len(self.history))
         self.pending = None
+
+    def _add_to_buffer(self, record: Record, number: int) -> None:
+        """Append experiment ``number`` (1 = the first told) to what the models read."""
+        was_set = np.array([[n in record.intervention for n in self.names]])
+        raw = np.array([[record.outcome[n] for n in self.names]], dtype=np.float64)
+        x = self._model_rows(self.names, raw, was_set, "experiment", number)
+        self.buffer.add(torch.from_numpy(x[0]), torch.from_numpy(was_set[0]))
+
+    def drop(self, experiment: int, undo: bool = False) -> None:
+        """Drop experiment number ``experiment`` (1 = the first told) from what the models see, or
+        (``undo``) bring a dropped one back. It stays in ``history``, marked; the models are rebuilt
+        from the observations and the experiments kept (the method starts afresh on them)."""
+        n = len(self.history)
+        if isinstance(experiment, bool) or not isinstance(experiment, (int, np.integer)) or not 1 <= experiment <= n:
+            raise ValueError(f"experiment must be a number from 1 to {n} (the experiments told), got {experiment!r}")
+        rec = self.history[experiment - 1]
+        if rec.dropped != undo:
+            raise ValueError(f"experiment {experiment} is {'' if rec.dropped else 'not '}dropped; nothing to "
+                             f"{'undo' if undo else 'drop'}")
+        self.history[experiment - 1] = Record(rec.intervention, rec.outcome, not undo)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """The buffer from the observations and the experiments kept, and the method afresh."""
+        obs = self.buffer.values[: self._n_obs].clone()
+        self.buffer = Buffer(len(self.names), capacity=len(obs) + len(self.history) + 64)
+        self.buffer.add(obs)
+        self.clamped = [c for c in self.clamped if c.where.startswith("observation")]
+        for t, rec in enumerate(self.history, 1):
+            if not rec.dropped:
+                self._add_to_buffer(rec, t)
+        self.method = build_method(self.method_name, self.problem, self.method.options())
 
     # ------------------------------------------------------------------ results
     @property
     def best(self) -> tuple[Intervention, float] | None:
-        """(intervention, observed target value) of the best experiment so far; None before any."""
-        if not self.history:
+        """(intervention, measured target value) of the best single measurement so far (dropped
+        experiments left out); None before any. One lucky reading can make it; for the answer of a
+        campaign use :meth:`recommend`."""
+        kept = [r for r in self.history if not r.dropped]
+        if not kept:
             return None
-        ys = [r.outcome[self.target] for r in self.history]
+        ys = [r.outcome[self.target] for r in kept]
         i = int(np.argmin(ys) if self.problem.minimize else np.argmax(ys))
-        return self.history[i].intervention, ys[i]
+        return kept[i].intervention, ys[i]
+
+    def recommend(self, points: int = 101) -> Recommendation:
+        """What the method believes best (:class:`Recommendation`): among the single-variable
+        experiments run (not dropped), the one whose predicted E[Y | do] is best, and the best
+        setting predicted on a grid of ``points`` values over each settable variable's domain. A
+        method without a model of the response recommends the best measured mean among the
+        experiments run."""
+        kept = [r for r in self.history if not r.dropped]
+        groups: list[tuple[Intervention, list[float]]] = []  # distinct settings run, with their readings
+        for r in kept:
+            for iv, ys in groups:
+                if set(iv) == set(r.intervention) and all(self._agrees(n, r.intervention[n], iv[n]) for n in iv):
+                    ys.append(r.outcome[self.target])
+                    break
+            else:
+                groups.append((r.intervention, [r.outcome[self.target]]))
+        better = min if self.problem.minimize else max
+        if not self._has_model():
+            tried = [Suggestion(iv, float("nan"), float("nan"), float("nan"), len(ys), float(np.mean(ys)))
+                     for iv, ys in groups]
+            return Recommendation(better(tried, key=lambda s: s.measured_mean) if tried else None, None, False)
+        tried = []
+        for iv, ys in groups:
+            if len(iv) == 1:
+                (name, v), = iv.items()
+                pred = self.predict(name, [v], quantity="expectation").iloc[0]
+                tried.append(Suggestion(iv, float(pred["mean"]), float(pred["q05"]), float(pred["q95"]), len(ys),
+                                        float(np.mean(ys))))
+        anywhere = [self._best_on_grid(name, points, kept) for name, can in zip(self.names,
+                                                                               self.problem.intervenable.tolist()) if can]
+        return Recommendation(better(tried, key=lambda s: s.mean) if tried else None,
+                              better(anywhere, key=lambda s: s.mean), True)
+
+    def _has_model(self) -> bool:
+        return type(self.method).predict is not Method.predict
+
+    def _best_on_grid(self, name: str, points: int, kept: list[Record]) -> Suggestion:
+        """The best predicted E[Y | do(name = x)] on ``points`` values over its domain, with the
+        readings made within half a grid step of it."""
+        lo, hi = self.domains[name]
+        pred = self.predict(name, np.linspace(lo, hi, points), quantity="expectation")
+        i = int(pred["mean"].idxmin() if self.problem.minimize else pred["mean"].idxmax())
+        x, half = float(pred["value"][i]), (hi - lo) / (2 * (points - 1))
+        ys = [r.outcome[self.target] for r in kept if set(r.intervention) == {name}
+              and abs(r.intervention[name] - x) <= half]
+        return Suggestion(Intervention({name: x}), float(pred["mean"][i]), float(pred["q05"][i]), float(pred["q95"][i]),
+                          len(ys), float(np.mean(ys)) if ys else float("nan"))
 
     def posterior(self) -> ParentPosterior:
         """The method's current posterior over the target's parents."""
-        return self.method.posterior(self.buffer)
+        with intra_op_threads(self.threads):
+            return self.method.posterior(self.buffer)
 
     def predict(self, variable: str, values, quantity: str = "measurement") -> pd.DataFrame:
         """What the method believes an experiment do(variable = value) would give, for each value:
         a frame with columns value, mean, std, q05, q50, q95 (observed units of the target).
         ``quantity``: ``measurement`` (a fresh measurement of Y, noise included) or ``expectation``
-        (E[Y | do], the quantity optimised). Methods without a model of the response (random,
-        oracle, surrogate-ts) raise a ValueError that says so."""
+        (E[Y | do], the quantity optimised). Values outside the variable's domain are predicted
+        with a warning (the models were not asked to be right there). Methods without a model of
+        the response (random, oracle) raise a ValueError that says so."""
         p = self.problem
         if variable not in p.names:
             raise ValueError(f"unknown variable {variable!r}; variables: {list(p.names)}")
@@ -286,7 +495,13 @@ class CausalOptimizer:
             raise ValueError("values is empty")
         if not np.isfinite(x).all():
             raise ValueError(f"values must be finite, got {x[~np.isfinite(x)][:5].tolist()}")
-        pred = self.method.predict(self.buffer, j, torch.from_numpy(x), draw=quantity == "measurement")
+        lo, hi = self.domains[variable]
+        outside = x[(x < lo) | (x > hi)]
+        if outside.size:
+            warnings.warn(f"predicting {variable} at {outside.size} value(s) outside its domain [{lo:.6g}, {hi:.6g}] "
+                          f"(e.g. {outside[0]:.6g}): an extrapolation", UserWarning, stacklevel=2)
+        with intra_op_threads(self.threads):
+            pred = self.method.predict(self.buffer, j, torch.from_numpy(x), draw=quantity == "measurement")
         cols = {"value": x, "mean": pred.mean, "std": pred.std, "q05": pred.quantile(0.05), "q50": pred.quantile(0.5),
                 "q95": pred.quantile(0.95)}
         return pd.DataFrame({k: np.asarray(torch.as_tensor(v).detach().double().cpu()) for k, v in cols.items()})
@@ -309,9 +524,13 @@ class CausalOptimizer:
             "seed": self.seed,
             "rng_state": self._gen.get_state(),
             "buffer": self.buffer.state_dict(),
-            "n_observational": self.buffer.n - len(self.history),
+            "n_observational": self._n_obs,
             "history": [(dict(r.intervention), dict(r.outcome)) for r in self.history],
             "pending": None if self.pending is None else dict(self.pending),
+            "dropped": [t for t, r in enumerate(self.history, 1) if r.dropped],
+            "threads": self.threads,
+            "robust_scale": (self._center.tolist(), self._spread.tolist()),
+            "clamped": [(c.where, c.variable, c.value, c.used) for c in self.clamped],
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -336,7 +555,20 @@ class CausalOptimizer:
         obj._gen = torch.Generator()
         obj._gen.set_state(state["rng_state"])
         obj.buffer = Buffer.from_state(state["buffer"])
-        obj.history = [Record(Intervention(iv), out) for iv, out in state["history"]]
+        dropped = set(state.get("dropped", []))  # files written before drop have none
+        obj.history = [Record(Intervention(iv), out, t in dropped) for t, (iv, out) in enumerate(state["history"], 1)]
         pending = state.get("pending")  # files written before the tell contract have none
         obj.pending = None if pending is None else Intervention(pending)
+        obj.threads = state.get("threads", DECISION_THREADS)
+        obj._n_obs = state.get("n_observational", obj.buffer.n - len(obj.history))
+        scale = state.get("robust_scale")  # files written before the clamp: from their observations
+        obj._center, obj._spread = (np.array(v) for v in scale) if scale else \
+            robust_scale(obj.buffer.values[: obj._n_obs].numpy())
+        obj.clamped = [Clamp(*c) for c in state.get("clamped", [])]
         return obj
+
+
+def _check_threads(threads) -> int | None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None (torch's own setting), got {threads!r}")
+    return None if threads is None else int(threads)

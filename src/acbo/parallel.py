@@ -8,11 +8,11 @@ process, as each finishes; a task whose worker died (killed, out of memory) is r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import contextlib
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -48,6 +48,24 @@ class Placement:
     def here(self) -> bool:
         """Whether rollouts run in the training process."""
         return self.workers == 1 and self.backend == "local"
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None):
+    """torch's intra-op threads set to ``n`` inside the block and restored after it (None: left as
+    they are). Small tensor work, such as one decision, gains nothing from several threads and
+    collapses when the other cores are busy (a decision went from 4 ms to 300+ ms on a busy 2-core
+    machine), so decisions and predictions run with one thread unless the user says otherwise."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None and n != before:
+            torch.set_num_threads(before)
 
 
 def _init_worker() -> None:

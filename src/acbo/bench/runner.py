@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -161,7 +162,7 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
             on_step(rows[-1])
 
     outcome = lambda iv, t: scm.run_experiment(iv, generator("test", "bench-outcome", problem.family, problem.seed, t))
-    simulate_campaign(opt.ask, outcome, opt.tell, steps, record)
+    simulate_campaign(opt.ask, outcome, partial(opt.tell, accept_outlier=True), steps, record)
     return rows, opt
 
 
