@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from acbo.bench.runner import BenchConfig, run_bench
+from acbo.parallel import Placement
 from acbo.experts.demos import DemoConfig, collect_demos
 
 TIME_COLUMNS = ("time_s", "setup_s")
@@ -82,7 +83,7 @@ def main() -> None:
                 print(f"Ray cluster of {workers} CPUs started in {start:.1f} s", flush=True)
             folder = Path(tmp) / label.replace(" ", "")
             t_demo, _ = timed(lambda: collect_demos(demo_cfg, folder, workers=workers, progress=False, backend=backend))
-            t_bench, df = timed(lambda: run_bench(replace(bench_cfg, workers=workers, backend=backend), progress=False))
+            t_bench, df = timed(lambda: run_bench(replace(bench_cfg, placement=Placement(workers, backend)), progress=False))
             demos = shards(folder)
             if demo_ref is None:
                 demo_ref, bench_ref, serial = demos, df, {"demo": t_demo, "bench": t_bench}

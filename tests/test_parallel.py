@@ -62,8 +62,10 @@ def test_ray_gives_the_local_results_and_retries_a_dead_worker(tmp_path):
 def _ray_checks(tmp_path, BenchConfig, run_bench):
     out, seen = _collect("ray", dies_once, [(str(tmp_path), x) for x in range(4)])
     assert out == [0, 1, 4, 9] and seen == [(i, i * i) for i in range(4)]  # the dead worker's task ran again
-    cfg = BenchConfig(methods=("random", "exact-ts"), families=("lin-er-10",), n_seeds=2, steps=2, workers=2)
+    from acbo.parallel import Placement
+    cfg = BenchConfig(methods=("random", "exact-ts"), families=("lin-er-10",), n_seeds=2, steps=2,
+                      placement=Placement(workers=2))
     local = run_bench(cfg, progress=False)
-    ray_df = run_bench(BenchConfig(**{**cfg.__dict__, "backend": "ray"}), progress=False)
+    ray_df = run_bench(BenchConfig(**{**cfg.__dict__, "placement": Placement(2, "ray")}), progress=False)
     cols = ["family", "seed", "method", "step", "variable", "value", "e_y", "regret", "auprc"]
     assert ray_df[cols].equals(local[cols])

@@ -179,11 +179,12 @@ def bench(
                                                 "e.g. parent_scale.dr_regressor=mlp."),
 ):
     """Benchmark methods x families x seeds; writes JSONL, a summary table and a plot."""
-    from acbo.bench.runner import BenchConfig, run_bench
     from acbo.bench.report import summary_table
+    from acbo.bench.runner import BenchConfig, run_bench
+    from acbo.parallel import Placement
 
     cfg = BenchConfig(methods=_split(methods), families=_split(families), n_seeds=seeds, first_seed=first_seed,
-                      steps=steps, n_obs=n_obs or None, workers=workers, backend=backend, address=address or None,
+                      steps=steps, n_obs=n_obs or None, placement=Placement(workers, backend, address),
                       method_options=_options(option, with_method=True))
     df = run_bench(cfg, out=out)
     console.print(summary_table(df))

@@ -25,12 +25,13 @@ BACKENDS = ("local", "ray")
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a run's rollout tasks run (not what they compute: a resumed run may change it)."""
+    """Where a run's tasks run (not what they compute: a resumed run may change it): stage 2's
+    rollout shards, the benchmark's problems."""
 
     workers: int = 1
-    """Processes that roll out a step's shards at once (CPU): 1 rolls them out in the training
-    process; more run them as tasks of ``backend``, each shard a task with the current weights
-    (the same rollouts)."""
+    """Processes that run the tasks at once (CPU): 1 runs them in this process (training's rollout
+    shards) or one worker (the benchmark); more run them as tasks of ``backend``, each with what it
+    needs (the same results)."""
     backend: str = "local"
     """'local' processes or 'ray' (a cluster at ``address``, or one started for the run)."""
     address: str = ""
@@ -38,7 +39,7 @@ class Placement:
 
     def __post_init__(self):
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"rollout_workers must be >= 1, got {self.workers}")
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.address and self.backend != "ray":

@@ -25,7 +25,7 @@ import torch
 from acbo.metrics import normalised_regret, posterior_metrics
 from acbo.method import get_method, simulate_campaign
 from acbo.optimizer import CausalOptimizer
-from acbo.parallel import BACKENDS, map_tasks
+from acbo.parallel import Placement, map_tasks
 from acbo.scm import SCM, get_family
 from acbo.seeding import generator
 
@@ -46,12 +46,8 @@ class BenchConfig:
     """Interventions per run (T)."""
     n_obs: int | None = None
     """Observational sample size; None: each family's own budget."""
-    workers: int = 1
-    """Worker processes (one task = one family x seed, all methods)."""
-    backend: str = "local"
-    """Where the tasks run: ``local`` worker processes or ``ray`` (see :func:`acbo.parallel.map_tasks`)."""
-    address: str | None = None
-    """Ray cluster address (None: a one-machine cluster started for the run)."""
+    placement: Placement = Placement()
+    """Where the tasks run (one task = one family x seed, all methods): worker processes, local or Ray."""
     method_options: dict = field(default_factory=dict)
     """Per-method keyword options, {method: {option: value}}."""
 
@@ -64,8 +60,6 @@ class BenchConfig:
             raise ValueError(f"n_seeds and steps must be >= 1 and first_seed >= 0; got {self.n_seeds}, {self.steps}, {self.first_seed}")
         if self.n_obs is not None and self.n_obs < 2:
             raise ValueError(f"n_obs must be >= 2, got {self.n_obs}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
 
 
 @dataclass(frozen=True)
@@ -175,8 +169,9 @@ def run_problem(task: _Task) -> list[dict]:
     return rows
 
 
-_EXTENDABLE = ("n_seeds", "first_seed", "workers", "backend", "address")
-"""Settings that only add, pick or place tasks (keyed by (family, seed)): a run may change them and resume."""
+_EXTENDABLE = ("n_seeds", "first_seed", "placement", "workers", "backend", "address")
+"""Settings that only add, pick or place tasks (keyed by (family, seed)): a run may change them and resume
+(``workers``, ``backend``, ``address``: where runs written before ``placement`` kept them)."""
 
 
 def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
@@ -213,8 +208,9 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = 
                                     allow_nan=False) + "\n")
     else:
         todo = tasks
-    results = map_tasks(run_problem, todo, workers=cfg.workers, description="bench", progress=progress, on_result=save,
-                        backend=cfg.backend, address=cfg.address)
+    where = cfg.placement
+    results = map_tasks(run_problem, todo, workers=where.workers, description="bench", progress=progress, on_result=save,
+                        backend=where.backend, address=where.address or None)
     done.update({(t.family, t.seed): rows for t, rows in zip(todo, results)})
     df = pd.DataFrame([r for t in tasks for r in done[(t.family, t.seed)]])
     if out is not None:

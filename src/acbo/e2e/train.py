@@ -36,7 +36,7 @@ from acbo.io import atomic_save, load_state
 from acbo.policy.checkpoint import load_policy_checkpoint, load_pretrained_policy, save_policy
 from acbo.policy.model import Policy, PolicyConfig
 from acbo.policy.rewards import RewardSettings, combine
-from acbo.policy.rollout import GroupDesign, collect, play
+from acbo.policy.rollout import GroupDesign, PlayValidation, collect, play
 from acbo.policy.update import UpdateSettings, grpo_update
 from acbo.scm import Family
 from acbo.seeding import generator
@@ -51,24 +51,21 @@ FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class E2EValidation:
+class E2EValidation(PlayValidation):
     """Stage 3's validation on the current level's test stream: campaigns for the policy (played as
-    deployed) and buffers of the same sizes for the surrogate."""
+    deployed) and as many buffers of the same sizes for the surrogate."""
 
-    campaigns: int = 32
-    """Validation campaigns (policy) and buffers (surrogate) per validation."""
     chunks: int = 4
     """Batches the validation campaigns (and buffers) are split into, each drawing its own d and
     graph size from the level (1: one batch, one d)."""
-    horizon: int = 10
-    """T of the validation campaigns."""
     mc: int = 512
     """Common-random-number Monte Carlo samples for the validation campaigns' y* (nonlinear models;
     computed once per level, the slow part of a level change on a CPU; its largest standard error is
     logged as val_y_star_se)."""
 
     def __post_init__(self):
-        for name in ("campaigns", "chunks", "horizon", "mc"):
+        super().__post_init__()
+        for name in ("chunks", "mc"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"val_{name} must be a positive integer, got {v!r}")

@@ -89,6 +89,22 @@ class GroupDesign:
 
 
 @dataclass(frozen=True)
+class PlayValidation:
+    """Validation campaigns played as deployed (:func:`play`): how many, and how long."""
+
+    campaigns: int = 32
+    """Validation campaigns (regret at T)."""
+    horizon: int = 10
+    """T of the validation campaigns."""
+
+    def __post_init__(self):
+        for name in ("campaigns", "horizon"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"val_{name} must be a positive integer, got {v!r}")
+
+
+@dataclass(frozen=True)
 class Rollout:
     """Decisions collected in one iteration: inputs (M states), actions var/u M x K, their
     logp under the rollout policy M x K, advantages M x K, informative M (non-degenerate group)."""

@@ -53,7 +53,7 @@ from acbo.policy.bc import expert_agreement, load_demo_batch
 from acbo.policy.checkpoint import load_policy_checkpoint, read_policy_checkpoint, save_policy
 from acbo.policy.model import Policy, PolicyConfig
 from acbo.policy.rewards import RewardSettings, combine
-from acbo.policy.rollout import GroupDesign, collect, play
+from acbo.policy.rollout import GroupDesign, PlayValidation, collect, play
 from acbo.policy.update import UpdateSettings, bc_step, grpo_update
 from acbo.scm import Draws, Family, resolve_family
 from acbo.seeding import generator
@@ -72,21 +72,15 @@ class BCSettings:
 
 
 @dataclass(frozen=True)
-class PolicyValidation:
+class PolicyValidation(PlayValidation):
     """Stage 2's validation campaigns: a held-out family's test stream, played as deployed."""
 
     family: str | Family = "lin-er-20"
     """Validation family (its test stream; never trained on)."""
-    campaigns: int = 32
-    """Validation campaigns (regret at T)."""
-    horizon: int = 10
-    """T of the validation campaigns."""
 
     def __post_init__(self):
+        super().__post_init__()
         resolve_family(self.family)
-        for name in ("campaigns", "horizon"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"val_{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
