@@ -278,6 +278,16 @@ def locked(path: Path):
         os.close(fd)
 
 
+@contextlib.contextmanager
+def changing(path: Path):
+    """The campaign at ``path``, locked for one command and saved when the block ends without an
+    error (a refused change leaves the file as it was)."""
+    with locked(path):
+        campaign = Campaign.load(path)
+        yield campaign
+        campaign.save(path)
+
+
 # ----------------------------------------------------------------------------- the campaign
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

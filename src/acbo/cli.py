@@ -433,11 +433,9 @@ def campaign_tell(
     """Record a measurement (under the pending experiment, or under --intervention)."""
     cp = _campaign_io()
     iv = cp.parse_intervention(intervention) if intervention else None
-    with cp.locked(state):
-        campaign = cp.Campaign.load(state)
+    with cp.changing(state) as campaign:
         row = cp.read_result(result, campaign.optimizer.names)
         done = campaign.tell(row, iv, accept_outlier)
-        campaign.save(state)
     opt = campaign.optimizer
     best_iv, best_y = opt.best
     console.print(f"recorded experiment {campaign.done}: {done} -> {opt.target} = {row[opt.target]:.6g}; best measured "
@@ -456,10 +454,8 @@ def campaign_drop(
 ):
     """Drop a recorded experiment from what the models see (kept in the history, marked; --undo reverses it)."""
     cp = _campaign_io()
-    with cp.locked(state):
-        campaign = cp.Campaign.load(state)
+    with cp.changing(state) as campaign:
         campaign.drop(row, undo)
-        campaign.save(state)
     console.print(f"experiment {row} {'is back' if undo else 'dropped'}: the models now see the observations and "
                   f"{sum(not r.dropped for r in campaign.optimizer.history)} of {campaign.done} experiments")
 
@@ -472,10 +468,8 @@ def campaign_extend(
 ):
     """Raise the campaign's budget of experiments."""
     cp = _campaign_io()
-    with cp.locked(state):
-        campaign = cp.Campaign.load(state)
+    with cp.changing(state) as campaign:
         campaign.extend(budget)
-        campaign.save(state)
     console.print(f"budget {budget}: {budget - campaign.done} experiment(s) left")
 
 
