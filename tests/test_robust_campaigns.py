@@ -271,3 +271,48 @@ def test_a_checksummed_file_with_foreign_objects_gets_our_message_not_torchs_adv
 
 def test_the_public_api_exports_the_recommendation_types():
     assert {"Recommendation", "Suggestion"} <= set(acbo.__all__)
+
+
+def test_a_row_with_a_stray_cell_and_names_that_trim_to_one_are_refused(tmp_path):
+    from acbo.campaign import CampaignError, read_domains, read_result
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("X,W,Y\n5,3,4,1\n")
+    with pytest.raises(CampaignError, match="the header has 3 cells but row 2 has 4"):
+        read_result(ragged, ("X", "W", "Y"))
+    twice = tmp_path / "domains.json"
+    twice.write_text('{"X": [0, 1], "X ": [1, 7]}')
+    with pytest.raises(CampaignError, match="named more than once"):
+        read_domains(twice)
+    with pytest.raises(ValueError, match="names 'X' twice"):
+        CausalOptimizer(linear_data(), target="Y", method="random", domains={"X": (0, 1), " X": (1, 2)})
+    opt = CausalOptimizer(linear_data(), target="Y", method="random")
+    with pytest.raises(ValueError, match="names 'Y' twice"):
+        opt.tell({"X": 0.0}, {"X": 0.0, "W": 0.0, "Y": 1.0, " Y": 9.0}, chosen=True)
+    with pytest.raises(ValueError, match="points must be an integer >= 2"):
+        opt.recommend(points=1)
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        opt.threads = 0
+
+
+def test_extending_the_budget_extends_the_policys_horizon(tmp_path):
+    data = tmp_path / "obs.csv"
+    linear_data(60).to_csv(data, index=False)
+    state = tmp_path / "run.acbo"
+    _ok(cli("campaign", "init", "--data", data, "--target", "Y", "--state", state, "--budget", "5"))
+    _ok(cli("campaign", "extend", "--state", state, "--budget", "8"))
+    from acbo.campaign import Campaign
+    campaign = Campaign.load(state)
+    assert campaign.optimizer.method.options()["horizon"] == 8 and campaign.log[-1]["horizon"] == 8
+
+
+def test_a_campaign_broken_by_an_absurd_value_before_the_clamp_heals_on_load():
+    opt = CausalOptimizer(linear_data(), target="Y", method="amortized", seed=0)
+    _told(opt, {"X": -1.0}, -1.0)
+    state = opt.state_dict()
+    del state["robust_scale"], state["clamped"]                              # as files before the clamp
+    state["history"][0][1]["Y"] = 1e20
+    state["buffer"]["values"][-1, 2] = 1e20                                  # the raw value in what the models read
+    healed = CausalOptimizer.from_state(state)
+    assert healed.clamped[0].value == 1e20 and np.isfinite(healed.buffer.values.numpy()).all()
+    healed.ask()
+    assert torch.isfinite(healed.posterior().marginals).all()

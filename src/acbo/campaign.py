@@ -64,34 +64,36 @@ def read_text(path: str | os.PathLike, what: str) -> str:
 def read_table(path: str | os.PathLike, what: str, text: str | None = None) -> pd.DataFrame:
     """The cells of a table file (or of its ``text``, already read) as strings, read as spreadsheets
     write it: UTF-8 with or without a byte-order mark, comma-, semicolon- or tab-separated (whichever
-    the header line uses most), quoted cells, spaces around names and values; in a
-    semicolon-separated file a decimal comma (``1,5``) is a decimal point. CampaignError if it is
-    missing, empty, not text, unreadable or repeats a column name (after trimming)."""
+    the header line uses most), quoted cells, spaces around names and values, blank lines skipped;
+    in a semicolon- or tab-separated file a decimal comma (``1,5``) is a decimal point. CampaignError
+    if it is missing, empty, not text, repeats a column name (after trimming) or has a row with
+    more or fewer cells than the header (named by its row)."""
     import csv
 
     text = read_text(path, what) if text is None else text
-    head = text.splitlines()[0]
+    head = next(line for line in text.splitlines() if line.strip())
     sep = max((",", ";", "\t"), key=lambda c: (head.count(c), c == ","))
     try:
-        header = next(csv.reader([head], delimiter=sep, skipinitialspace=True), [])
-        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as e:
-        raise CampaignError(f"{what} file {path} is not a readable table: {str(e).splitlines()[0]}") from None
-    names = [clean_name(c) for c in header]
+        rows = [r for r in csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True) if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise CampaignError(f"{what} file {path} is not a readable table: {e}") from None
+    names, body = [clean_name(c) for c in rows[0]], rows[1:]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise CampaignError(f"{what} file {path}: duplicate column names {dups}")
-    if len(names) != len(df.columns):
-        raise CampaignError(f"{what} file {path}: the header has {len(names)} names but the rows {len(df.columns)} cells")
-    df.columns = names
-    if sep == ";":
+    ragged = [(i + 2, len(r)) for i, r in enumerate(body) if len(r) != len(names)]
+    if ragged:
+        where = ", ".join(f"row {i} has {k}" for i, k in ragged[:5]) + (" ..." if len(ragged) > 5 else "")
+        raise CampaignError(f"{what} file {path}: the header has {len(names)} cells but {where} (a stray separator?)")
+    df = pd.DataFrame([[c.strip() for c in r] for r in body], columns=names, dtype=str)
+    if sep != ",":
         df = df.apply(lambda col: col.str.replace(_DECIMAL_COMMA, r"\1.\2", regex=True))
     return df
 
 
 _DECIMAL_COMMA = r"^(\s*[-+]?\d*),(\d+(?:[eE][-+]?\d+)?\s*)$"
-"""A number written with a decimal comma (``-1,5``, ``2,0e3``), as a semicolon-separated file from a
-spreadsheet in many locales holds."""
+"""A number written with a decimal comma (``-1,5``, ``2,0e3``), as a semicolon- or tab-separated file
+from a spreadsheet in many locales holds."""
 
 
 def numeric_frame(df: pd.DataFrame, what: str | None, first_row: int = 2) -> pd.DataFrame:
@@ -117,6 +119,7 @@ def read_observations(path: str | os.PathLike, target: str) -> pd.DataFrame:
     """Observational data: one column per variable, the target among them, at least 2 rows, every
     cell a finite number. Constant columns are refused (nothing can be learned about them)."""
     df = read_table(path, "data")
+    target = clean_name(target)
     problems = []
     if target not in df.columns:
         problems.append(f"no column named {target!r} (the target); columns: {list(df.columns)}")
@@ -159,6 +162,10 @@ def read_domains(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
         df["variable"] = df["variable"].map(clean_name)
         items = [(n, (lo, hi)) for n, lo, hi in zip(df["variable"], num["low"], num["high"])]
     out, problems = {}, []
+    names = [n for n, _ in items]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        problems.append(f"variables named more than once (after trimming spaces): {twice}")
     for name, dom in items:
         try:
             lo, hi = (float(v) for v in dom)
@@ -348,7 +355,8 @@ class Campaign:
         if self.pending is not None:
             return self.pending
         if self.budget is not None and self.done >= self.budget:
-            raise CampaignError(f"the budget of {self.budget} experiments is spent ({self.done} done)")
+            raise CampaignError(f"the budget of {self.budget} experiments is spent ({self.done} done); raise it with "
+                                "`acbo campaign extend --budget N`")
         iv = self.optimizer.ask()
         self.log.append({"event": "ask", "time": _now(), "intervention": dict(iv)})
         return iv
@@ -386,13 +394,13 @@ class Campaign:
 
     def drop(self, experiment: int, undo: bool = False) -> None:
         """Drop experiment ``experiment`` (its number in the history) from what the models see, or
-        bring it back (``undo``); it stays in the history and the log, marked."""
+        bring it back (``undo``); it stays in the history and the log, marked, and still counts
+        towards the budget (it was run). A pending suggestion stays as it was asked."""
         try:
             self.optimizer.drop(experiment, undo)
         except ValueError as e:
             raise CampaignError(str(e)) from None
         self.log.append({"event": "undrop" if undo else "drop", "time": _now(), "experiment": experiment})
-        self.marginals.append(self.optimizer.posterior().marginals.double().tolist())
 
     def extend(self, budget: int) -> None:
         """Raise the budget to ``budget`` experiments (at least those done; a larger one than now)."""
@@ -401,7 +409,11 @@ class Campaign:
                                 f"(and at least 1), got {budget!r}")
         if self.budget is not None and budget <= self.budget:
             raise CampaignError(f"the budget is {self.budget} already; extend takes a larger one, got {budget}")
-        self.log.append({"event": "extend", "time": _now(), "from": self.budget, "to": budget})
+        entry = {"event": "extend", "time": _now(), "from": self.budget, "to": budget}
+        if self.optimizer.method.options().get("horizon") == self.budget:  # the policy planned for the old budget
+            self.optimizer.reconfigure(horizon=budget)
+            entry["horizon"] = budget
+        self.log.append(entry)
         self.budget = budget
 
     def history_frame(self) -> pd.DataFrame:
@@ -433,19 +445,18 @@ class Campaign:
                                            "measured_mean", "by_model"])
 
 
-def beliefs(campaign: Campaign, points: int = 50) -> pd.DataFrame | None:
+def beliefs(campaign: Campaign, points: int = 101) -> pd.DataFrame | None:
     """Per intervenable variable, where the method's model of the response puts the best value
     on a grid over its domain: the value, E[Y | do] there with its 90 % interval. None for methods
     without a model of the response."""
     opt = campaign.optimizer
     p = opt.problem
+    if not opt.has_model:
+        return None
     rows = []
     for j in torch.nonzero(p.intervenable).flatten().tolist():
         grid = np.linspace(float(p.low[j]), float(p.high[j]), points)
-        try:
-            pred = opt.predict(p.names[j], grid, quantity="expectation")
-        except ValueError:
-            return None
+        pred = opt.predict(p.names[j], grid, quantity="expectation")
         i = int(pred["mean"].idxmin() if p.minimize else pred["mean"].idxmax())
         rows.append({"variable": p.names[j], "best value": pred["value"][i], "E[Y] there": pred["mean"][i],
                      "q05": pred["q05"][i], "q95": pred["q95"][i]})
@@ -469,7 +480,7 @@ def status_figure(campaign: Campaign, path: str | os.PathLike, panels: int = 4, 
     can = torch.nonzero(p.intervenable).flatten().tolist()
     last = marg[-1] if len(marg) else opt.posterior().marginals.numpy()
     show = sorted(can, key=lambda j: -last[j])[:panels]
-    has_model = beliefs(campaign, 5) is not None
+    has_model = opt.has_model
     ncol = 2 * max(1, (len(show) + 1) // 2) if has_model else 2                                  # even: two top panels
     fig = plt.figure(figsize=(4.2 * max(ncol, 2), 7.4 if has_model else 3.6))
     gs = fig.add_gridspec(2 if has_model else 1, ncol)

@@ -347,7 +347,7 @@ def _campaign_io():
     return cp
 
 
-@campaign_app.command("init")
+@campaign_app.command("init", short_help="Start a campaign: validate the data and write the state file.")
 @_friendly
 def campaign_init(
     data: Path = typer.Option(..., help="Observational data: a CSV with one column per variable."),
@@ -399,7 +399,7 @@ def _print_intervention(iv, fmt: str, pending_again: bool) -> None:
         console.print(f"{what}: " + ", ".join(f"set {k} = {v:.6g}" for k, v in iv.items()))
 
 
-@campaign_app.command("ask")
+@campaign_app.command("ask", short_help="The next experiment (kept as pending until told).")
 @_friendly
 def campaign_ask(
     state: Path = typer.Option(..., help="The campaign's state file."),
@@ -421,7 +421,7 @@ def campaign_ask(
                       f"(one row with every variable: {', '.join(campaign.optimizer.names)})")
 
 
-@campaign_app.command("tell")
+@campaign_app.command("tell", short_help="Record a measurement of the pending experiment or of one you chose.")
 @_friendly
 def campaign_tell(
     state: Path = typer.Option(..., help="The campaign's state file."),
@@ -440,12 +440,13 @@ def campaign_tell(
     best_iv, best_y = opt.best
     console.print(f"recorded experiment {campaign.done}: {done} -> {opt.target} = {row[opt.target]:.6g}; best measured "
                   f"so far {best_y:.6g} at {best_iv}" + (f" ({campaign.budget - campaign.done} left)" if campaign.budget else ""))
-    if opt.clamped and opt.clamped[-1].where == f"experiment {campaign.done}":
-        console.print(f"note: the models see {opt.clamped[-1].variable} = {opt.clamped[-1].used:.6g} "
-                      f"(clamped; measured {opt.clamped[-1].value:.6g})")
+    for c in opt.clamped:
+        if c.where == f"experiment {campaign.done}":
+            console.print(f"note: the models see {c.variable} = {c.used:.6g} (clamped; measured {c.value:.6g}); if "
+                          f"it was an error: acbo campaign drop --state {state} --row {campaign.done}")
 
 
-@campaign_app.command("drop")
+@campaign_app.command("drop", short_help="Take an experiment out of what the models see (--undo: back in).")
 @_friendly
 def campaign_drop(
     state: Path = typer.Option(..., help="The campaign's state file."),
@@ -457,10 +458,11 @@ def campaign_drop(
     with cp.changing(state) as campaign:
         campaign.drop(row, undo)
     console.print(f"experiment {row} {'is back' if undo else 'dropped'}: the models now see the observations and "
-                  f"{sum(not r.dropped for r in campaign.optimizer.history)} of {campaign.done} experiments")
+                  f"{sum(not r.dropped for r in campaign.optimizer.history)} of {campaign.done} experiments (a "
+                  "dropped experiment still counts towards the budget)")
 
 
-@campaign_app.command("extend")
+@campaign_app.command("extend", short_help="Raise the campaign's budget of experiments.")
 @_friendly
 def campaign_extend(
     state: Path = typer.Option(..., help="The campaign's state file."),
@@ -473,13 +475,14 @@ def campaign_extend(
     console.print(f"budget {budget}: {budget - campaign.done} experiment(s) left")
 
 
-@campaign_app.command("status")
+@campaign_app.command("status", short_help="History, recommendation, parent sets, predicted best per variable.")
 @_friendly
 def campaign_status(
     state: Path = typer.Option(..., help="The campaign's state file."),
     plot: Path = typer.Option(None, help="Also draw the campaign to this PNG file."),
 ):
-    """History, best experiment, most probable parent sets and the predicted best per variable."""
+    """History, the recommendation (and the best single measurement), most probable parent sets and the
+    predicted best per variable."""
     cp = _campaign_io()
     campaign = cp.Campaign.load(state)
     opt = campaign.optimizer
@@ -519,7 +522,7 @@ def campaign_status(
         console.print(f"figure written to {plot}")
 
 
-@campaign_app.command("export")
+@campaign_app.command("export", short_help="Write the history and the recommendation as CSV.")
 @_friendly
 def campaign_export(
     state: Path = typer.Option(..., help="The campaign's state file."),

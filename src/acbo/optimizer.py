@@ -125,6 +125,7 @@ class Recommendation:
     tried: Suggestion | None
     anywhere: Suggestion | None
     model: bool
+    """Whether the method's model of the response chose them (else: the best measured mean)."""
 
 
 def robust_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +142,17 @@ def clean_name(name) -> str:
     """A variable name as typed: surrounding spaces and a byte-order mark removed (the one rule for
     data frames, mappings and the campaign's files)."""
     return str(name).lstrip("\ufeff").strip()
+
+
+def cleaned(mapping: Mapping, what: str) -> dict:
+    """``mapping`` with its keys cleaned (:func:`clean_name`); ValueError naming keys that become one."""
+    out: dict = {}
+    for k, v in mapping.items():
+        name = clean_name(k)
+        if name in out:
+            raise ValueError(f"{what} names {name!r} twice (after trimming spaces): {[str(x) for x in mapping]}")
+        out[name] = v
+    return out
 
 
 def _as_columns(observational) -> tuple[list[str], np.ndarray]:
@@ -206,13 +218,13 @@ class CausalOptimizer:
         **options: Any,
     ):
         names, x = _as_columns(observational)
-        self.threads = _check_threads(threads)
+        self.threads = threads
         self._center, self._spread = robust_scale(x)
         self.clamped: list[Clamp] = []
         """Values the models see clamped onto :data:`MODEL_SPREADS` robust spreads."""
         x = self._model_rows(names, x, np.zeros_like(x, dtype=bool), "observation", 1)
         if isinstance(domains, Mapping):
-            domains = {clean_name(k): v for k, v in domains.items()}
+            domains = cleaned(domains, "domains")
         if isinstance(intervenable, (list, tuple)):
             intervenable = [clean_name(v) for v in intervenable]
         self.problem = Problem.from_data(names, x, clean_name(target), domains, intervenable, minimize, seed)
@@ -228,6 +240,17 @@ class CausalOptimizer:
         self.history: list[Record] = []
         self.pending: Intervention | None = None
         """The experiment the last ``ask`` suggested, until it is told."""
+
+    @property
+    def threads(self) -> int | None:
+        """torch intra-op threads for decisions and predictions (None: torch's own setting)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads: int | None) -> None:
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None (torch's own setting), got {threads!r}")
+        self._threads = None if threads is None else int(threads)
 
     def _check_domains(self) -> None:
         """ValueError for a domain that reaches further than MODEL_SPREADS robust spreads from its
@@ -303,7 +326,7 @@ class CausalOptimizer:
             sample = sample.to_dict()
         if not isinstance(sample, Mapping):
             raise ValueError(f"a sample must be a mapping name -> value or a 1-row DataFrame, got {type(sample).__name__}")
-        sample = {clean_name(k): v for k, v in sample.items()}
+        sample = cleaned(sample, "the sample")
         names = self.names
         missing = [n for n in names if n not in sample]
         extra = [str(k) for k in sample if k not in names]
@@ -358,7 +381,8 @@ class CausalOptimizer:
         chose (any intervenable variables at values in their domains); either way nothing is
         pending afterwards. A tell that answers no ask, or the same ask twice, is refused. A
         measured value beyond OUTLIER_SPREADS robust spreads of its variable (a likely typo) is
-        refused unless ``accept_outlier=True``; the models then see it clamped (``clamped``)."""
+        refused unless ``accept_outlier=True``; the models then see it as measured, clamped only
+        beyond MODEL_SPREADS (``clamped``); if it skews them, ``drop`` the experiment."""
         iv = self._check_intervention(intervention)
         self._check_asked(iv, chosen)
         row = self._check_sample(sample)
@@ -426,6 +450,8 @@ class CausalOptimizer:
         setting predicted on a grid of ``points`` values over each settable variable's domain. A
         method without a model of the response recommends the best measured mean among the
         experiments run."""
+        if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
+            raise ValueError(f"points must be an integer >= 2 (the grid over each domain), got {points!r}")
         kept = [r for r in self.history if not r.dropped]
         groups: list[tuple[Intervention, list[float]]] = []  # distinct settings run, with their readings
         for r in kept:
@@ -436,7 +462,7 @@ class CausalOptimizer:
             else:
                 groups.append((r.intervention, [r.outcome[self.target]]))
         better = min if self.problem.minimize else max
-        if not self._has_model():
+        if not self.has_model:
             tried = [Suggestion(iv, float("nan"), float("nan"), float("nan"), len(ys), float(np.mean(ys)))
                      for iv, ys in groups]
             return Recommendation(better(tried, key=lambda s: s.measured_mean) if tried else None, None, False)
@@ -452,8 +478,18 @@ class CausalOptimizer:
         return Recommendation(better(tried, key=lambda s: s.mean) if tried else None,
                               better(anywhere, key=lambda s: s.mean), True)
 
-    def _has_model(self) -> bool:
+    @property
+    def has_model(self) -> bool:
+        """Whether the method has a model of the response (``predict``, a recommendation by it)."""
         return type(self.method).predict is not Method.predict
+
+    def reconfigure(self, **options: Any) -> None:
+        """Change options of the method (e.g. the amortized policy's ``horizon`` when the budget
+        grows): it is rebuilt with them and keeps its state."""
+        state = self.method.state_dict()
+        method = build_method(self.method_name, self.problem, {**self.method.options(), **options})
+        method.load_state_dict(state)
+        self.method = method
 
     def _best_on_grid(self, name: str, points: int, kept: list[Record]) -> Suggestion:
         """The best predicted E[Y | do(name = x)] on ``points`` values over its domain, with the
@@ -565,10 +601,7 @@ class CausalOptimizer:
         obj._center, obj._spread = (np.array(v) for v in scale) if scale else \
             robust_scale(obj.buffer.values[: obj._n_obs].numpy())
         obj.clamped = [Clamp(*c) for c in state.get("clamped", [])]
+        bound = MODEL_SPREADS * obj._spread
+        if scale is None and (np.abs(obj.buffer.values.numpy() - obj._center) > bound).any():
+            obj._rebuild()  # a file written before the clamp, with a value the models cannot take: clamp it now
         return obj
-
-
-def _check_threads(threads) -> int | None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
-        raise ValueError(f"threads must be a positive integer or None (torch's own setting), got {threads!r}")
-    return None if threads is None else int(threads)
