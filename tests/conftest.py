@@ -1,6 +1,7 @@
 import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from acbo.scm import SCM, get_family
 from acbo.seeding import generator
@@ -44,3 +45,26 @@ def fresh_surrogate(cfg, pair_bias: bool = False):
 def simulate_step(scm: SCM, iv, seed: int) -> dict:
     """One measurement of every variable under do(iv), as the user would report it."""
     return scm.run_experiment(iv, generator("outcome", seed))
+
+
+_runner = CliRunner()
+
+
+def cli(*args):
+    """The ``acbo`` command line, run in this process (every argument as a string)."""
+    from acbo.cli import app
+
+    return _runner.invoke(app, [str(a) for a in args])
+
+
+def cli_ok(res):
+    """The output of a command that must succeed."""
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def cli_fails(res, message):
+    """The output of a command that must be refused cleanly: exit 2, no traceback, ``message`` in it."""
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and message in res.output.replace("\n", " "), res.output
+    return res.output

@@ -8,27 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from acbo.cli import app
+from conftest import cli, cli_fails, cli_ok
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "bioreactor"
-runner = CliRunner()
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _ok(res):
-    assert res.exit_code == 0, res.output
-    return res.output
-
-
-def _fails(res, message):
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output and message in res.output.replace("\n", " "), res.output
-    return res.output
+_ok, _fails = cli_ok, cli_fails
 
 
 def _lab(iv: dict, seed: int, out: Path) -> Path:

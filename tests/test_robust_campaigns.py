@@ -12,28 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import acbo
-from acbo.cli import app
 from acbo.optimizer import OUTLIER_SPREADS, CausalOptimizer
+from conftest import cli, cli_fails, cli_ok
 
-runner = CliRunner()
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _ok(res):
-    assert res.exit_code == 0, res.output
-    return res.output
-
-
-def _fails(res, message):
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output and message in res.output.replace("\n", " "), res.output
-    return res.output
+_ok, _fails = cli_ok, cli_fails
 
 
 def linear_data(n: int = 200, seed: int = 0) -> pd.DataFrame:
