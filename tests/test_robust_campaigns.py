@@ -194,7 +194,7 @@ def test_an_absurd_result_leaves_the_state_file_as_it_was_until_accepted(tmp_pat
     _fails(cli("campaign", "tell", "--state", campaign_state, "--result", result), "--accept-outlier")
     assert hashlib.sha256(campaign_state.read_bytes()).hexdigest() == before
     out = _ok(cli("campaign", "tell", "--state", campaign_state, "--result", result, "--accept-outlier"))
-    assert "clamped" in out
+    assert "clamped" in out and Campaign.load(campaign_state).log[-1]["accepted_outlier"]
     _ok(cli("campaign", "ask", "--state", campaign_state))                    # the campaign still asks
     status = _ok(cli("campaign", "status", "--state", campaign_state))
     assert "nan" not in status.lower() and "clamped for the models: experiment 1, Y = 1e+20" in status

@@ -386,7 +386,7 @@ class Campaign:
                  "own": intervention is not None and (pending is None or dict(iv) != dict(pending))}
         if entry["own"] and pending is not None:
             entry["replaces"] = dict(pending)
-        if accept_outlier:
+        if accept_outlier and self.optimizer.outliers(self.optimizer.history[-1].outcome, iv):
             entry["accepted_outlier"] = True
         self.log.append(entry)
         self.marginals.append(self.optimizer.posterior().marginals.double().tolist())

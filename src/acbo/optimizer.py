@@ -363,8 +363,9 @@ class CausalOptimizer:
         if not same:
             raise ValueError(f"{Intervention(iv)} is not the pending experiment {self.pending}{own}")
 
-    def _outliers(self, row: dict[str, float], iv: Mapping[str, float]) -> list[str]:
-        """The measured (not set) values of ``row`` beyond OUTLIER_SPREADS robust spreads, described."""
+    def outliers(self, row: Mapping[str, float], iv: Mapping[str, float]) -> list[str]:
+        """The measured (not set by ``iv``) values of ``row`` (every variable) beyond the outlier
+        rule, OUTLIER_SPREADS robust spreads from the observational median, each described."""
         out = []
         for j, n in enumerate(self.names):
             k = abs(row[n] - self._center[j]) / self._spread[j]
@@ -390,7 +391,7 @@ class CausalOptimizer:
             if not self._agrees(name, row[name], v):
                 raise ValueError(f"sample[{name!r}] = {row[name]} but the intervention set {name} = {v}")
             row[name] = v
-        far = self._outliers(row, iv)
+        far = self.outliers(row, iv)
         if far and not accept_outlier:
             raise ValueError("; ".join(far) + f" (more than {OUTLIER_SPREADS:.0e} is refused as a likely error); if "
                              "it is a real measurement, tell it again with accept_outlier=True (command line: "
