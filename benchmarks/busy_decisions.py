@@ -19,11 +19,13 @@ import argparse
 import multiprocessing as mp
 import os
 import time
+from functools import partial
 
 import numpy as np
 import torch
 
 from acbo.bench.runner import make_problem, with_problem_knowledge
+from acbo.method import simulate_campaign
 from acbo.optimizer import CausalOptimizer
 from acbo.seeding import generator
 
@@ -41,12 +43,9 @@ def campaign(problem, threads: int | None, steps: int) -> list[float]:
     opt = CausalOptimizer(problem.frame, target="Y", method="amortized", seed=problem.seed, threads=threads,
                           **with_problem_knowledge(problem, "amortized", {"horizon": steps}))
     out = []
-    for t in range(steps):
-        t0 = time.perf_counter()
-        iv = opt.ask()
-        out.append(time.perf_counter() - t0)
-        outcome = problem.scm.run_experiment(iv, generator("test", "bench-outcome", problem.family, problem.seed, t + 1))
-        opt.tell(iv, outcome, accept_outlier=True)
+    simulate_campaign(opt.ask, lambda iv, t: problem.scm.run_experiment(iv, generator("test", "bench-outcome", problem.family,
+                                                                                     problem.seed, t)),
+                      partial(opt.tell, accept_outlier=True), steps, lambda t, iv, sample, seconds: out.append(seconds))
     return out
 
 
