@@ -1,7 +1,7 @@
 """The tables of a benchmark folder's finished tasks (while it runs, or after it stopped).
 
     python benchmarks/bench_summary.py runs/broad-bench [runs/broad-bench-d50 ...] [--steps 10,20]
-        [--rename FOLDER:METHOD:NAME ...] [--paired parent_scale]
+        [--rename FOLDER:METHOD:NAME ...] [--paired parent_scale[,random,...]]
 
 Reads each folder's ``tasks.jsonl`` (every finished (family, seed) task of ``acbo bench``); prints,
 per folder, one compact table per step of the list, methods x families, normalised regret (mean ±
@@ -9,7 +9,7 @@ per folder, one compact table per step of the list, methods x families, normalis
 folder's families, then ``acbo bench``'s full table per family of every folder.
 
 ``--rename`` gives a method of one folder another name (two runs of one method, e.g. two shipped
-models, told apart). ``--paired REF``: per step, the paired difference of every method to REF over
+models, told apart). ``--paired REF`` (or several, comma-separated): per step and REF, the paired difference of every method to REF over
 the (family, seed) problems both finished, pooled over all folders — mean ± 95 % CI of
 regret(method) - regret(REF), negative = better than REF — and the ratio of REF's median time per
 decision to the method's.
@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("folders", type=Path, nargs="+")
     ap.add_argument("--steps", default="10,20")
     ap.add_argument("--rename", action="append", default=[], metavar="FOLDER:METHOD:NAME")
-    ap.add_argument("--paired", default="", metavar="REF")
+    ap.add_argument("--paired", default="", metavar="REF[,REF...]")
     args = ap.parse_args()
     frames = [finished(f) for f in args.folders]
     for spec in args.rename:
@@ -98,9 +98,9 @@ def main() -> None:
         for s in steps:
             print(compact(df, s))
     every = pd.concat(frames, ignore_index=True)
-    if args.paired:
+    for ref in (r for r in args.paired.split(",") if r):
         for s in steps:
-            print(paired(every, args.paired, s))
+            print(paired(every, ref, s))
     print(summary_table(every))
 
 

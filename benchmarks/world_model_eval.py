@@ -16,7 +16,9 @@ over the domain of every settable variable j; scored against the truth (exact fo
   the model says is best, r = (E[Y | do there] - y*) / (E[Y]_obs - y*));
 - ms: wall time of predicting every settable variable's grid (one call per variable).
 
-Models: ``world`` (the learned world model's E[Y | do] head, ``surrogate-ei``'s model), ``blr``
+Models: ``conditioned`` (the world model conditioned on the data, :mod:`acbo.surrogate.world`:
+what the shipped ``amortized`` reads and predicts), ``world`` (the network's own E[Y | do] head,
+``surrogate-ei``'s model), ``blr``
 (the exact posterior's model-averaged BLR, ``exact-ts``), ``ps-gp`` (PARENT_SCALE's causal-GP
 mixture), ``true-parents-gp`` (the same causal GP given the true parents: ``cbo-parents``),
 ``plain-gp`` (a GP fitted only to the interventional rows of that variable: plain BO).
@@ -45,7 +47,7 @@ from acbo.seeding import generator
 
 GRID = 32
 N_MC = 4000
-MODELS = ("world", "blr", "ps-gp", "true-parents-gp", "plain-gp")
+MODELS = ("conditioned", "world", "blr", "ps-gp", "true-parents-gp", "plain-gp")
 
 
 def plain_gp(buffer: Buffer, problem: Problem, j: int, x: torch.Tensor) -> GaussianMixture:
@@ -119,7 +121,12 @@ def evaluate_problem(task: tuple) -> list[dict]:
 
             preds = [AffineBar(BarDistribution(grid.base.probs[i], grid.base.edges), grid.loc[i], grid.scale[i])
                      for i in range(len(settable))]
-        for j in settable if name != "world" else []:
+        if name == "conditioned":  # one pass for every variable, as a decision makes it
+            from acbo.surrogate.inference import conditioned_grid
+
+            preds = conditioned_grid(methods["world"].model, buf, p.names.index("Y"), settable,
+                                     torch.stack([grids[j] for j in settable]), p.low[settable], p.high[settable])
+        for j in settable if name not in ("world", "conditioned") else []:
             if name == "plain-gp":
                 preds.append(plain_gp(buf, problem, j, grids[j]))
             else:

@@ -200,8 +200,11 @@ class GaussianMixture:
         return -torch.logsumexp(logp, dim=-1)
 
     def quantile(self, q: float | torch.Tensor, iters: int = 60) -> torch.Tensor:
-        """By bisection on the CDF between the extreme components' 8-sigma points."""
+        """By bisection on the CDF between the extreme components' 8-sigma points (one component:
+        in closed form)."""
         q = torch.as_tensor(q, dtype=self.means.dtype, device=self.means.device).expand(self.means.shape[:-1])
+        if self.means.shape[-1] == 1:
+            return self.means[..., 0] + self.stds[..., 0] * SQRT2 * torch.erfinv(2 * q - 1)
         lo = (self.means - 8 * self.stds).amin(-1)
         hi = (self.means + 8 * self.stds).amax(-1)
         for _ in range(iters):
@@ -209,6 +212,10 @@ class GaussianMixture:
             below = self.cdf(mid) < q
             lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
         return (lo + hi) / 2
+
+    def quantiles(self, qs: tuple[float, ...]) -> torch.Tensor:
+        """The qs-quantiles, ... x len(qs)."""
+        return torch.stack([self.quantile(q) for q in qs], -1)
 
     def expected_improvement(self, best: torch.Tensor) -> torch.Tensor:
         """Sum over components of w sigma (u Phi(u) + phi(u)), u = (best - mu) / sigma."""

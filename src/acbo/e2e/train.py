@@ -151,8 +151,8 @@ class E2EConfig:
             raise ValueError(f"surrogate_steps must be a positive integer, got {self.surrogate_steps!r}")
 
 
-ADDED_LATER = {"policy.grid": 0, "surrogate": "", "policy.dim": 64, "policy.layers": 2, "val.chunks": 1,
-               "run.log_every": 1, **{f"update.{k}": v for k, v in asdict(UpdateSettings()).items()},
+ADDED_LATER = {"policy.grid": 0, "policy.world": "network", "surrogate": "", "policy.dim": 64, "policy.layers": 2,
+               "val.chunks": 1, "run.log_every": 1, **{f"update.{k}": v for k, v in asdict(UpdateSettings()).items()},
                **{f"loss.{k}": v for k, v in asdict(SurrogateLoss()).items()}, "policy.heads": 4, "policy.ff_mult": 2,
                "policy.token_dim": 64, "design.mode": "candidates", "design.scale_by_std": False,
                "policy_optim.weight_decay": 1e-4, "surrogate_optim.weight_decay": 1e-4}

@@ -54,8 +54,8 @@ def pad_input(x: PolicyInput, D: int) -> PolicyInput:
 
 
 @torch.no_grad()
-def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = ("ei",), device="cpu", grid: int = 0
-                   ) -> tuple[PolicyInput, torch.Tensor, torch.Tensor] | None:
+def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = ("ei",), device="cpu", grid: int = 0,
+                   world: str = "network") -> tuple[PolicyInput, torch.Tensor, torch.Tensor] | None:
     """The decisions of one demonstration whose phase is in ``phases`` (None if there are none):
     (inputs T' x d, var T' x 1, u T' x 1). The buffer grows one row per step, so the surrogate
     state is updated incrementally."""
@@ -87,7 +87,7 @@ def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = (
             s, e = int(n_rows[t - 1]), int(n_rows[t])
             enc = enc.add(surrogate, values[None, s:e], intervened[None, s:e])
         if t in keep:
-            xs.append(policy_input(campaign(t), Belief.read(surrogate, enc), surrogate, grid))
+            xs.append(policy_input(campaign(t), Belief.read(surrogate, enc), surrogate, grid, world=world))
     var = torch.as_tensor(a["variable"][keep], device=device)[:, None]
     width = (high - low).clamp_min(1e-12)
     u = ((torch.as_tensor(a["value"][keep], device=device, dtype=low.dtype) - low[var[:, 0]]) / width[var[:, 0]])
@@ -95,9 +95,10 @@ def demo_decisions(demo: Demo, surrogate: Surrogate, phases: tuple[str, ...] = (
 
 
 def load_demo_batch(folder: str | Path, surrogate: Surrogate, device="cpu", phases: tuple[str, ...] = ("ei",),
-                    grid: int = 0) -> DemoBatch:
+                    grid: int = 0, world: str = "network") -> DemoBatch:
     """Every decision of a demonstration collection, ready for BC."""
-    parts = [p for p in (demo_decisions(dm, surrogate, phases, device, grid) for dm in iter_demos(folder)) if p is not None]
+    parts = [p for p in (demo_decisions(dm, surrogate, phases, device, grid, world) for dm in iter_demos(folder))
+             if p is not None]
     if not parts:
         raise ValueError(f"{folder}: no complete demonstration shards with decisions in phases {phases}")
     D = max(p[0].valid.shape[1] for p in parts)

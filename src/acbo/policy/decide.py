@@ -14,20 +14,22 @@ from acbo.policy.features import N_GRID_FEATURES, campaign_features, grid_featur
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.surrogate import Belief, Surrogate
 from acbo.surrogate.model import ContextMemo
+from acbo.surrogate.world import conditioned_world
 
 
 def policy_input(c: CampaignBatch, belief: Belief, surrogate: Surrogate | None = None, grid: int = 0,
-                 memo: ContextMemo | None = None) -> PolicyInput:
+                 memo: ContextMemo | None = None, world: str = "network") -> PolicyInput:
     """Assemble what the policy reads for B campaigns; with ``grid = K > 0`` also the world model's
     features on K points per variable (the surrogate's world-model head; ``memo`` kept over one
-    campaign's decisions spares it re-encoding the rows it has seen, see :meth:`Surrogate.query`)."""
+    campaign's decisions spares it re-encoding the rows it has seen, see :meth:`Surrogate.query`;
+    ``world``: which world model, :attr:`PolicyConfig.world`)."""
     var, glob = campaign_features(c, belief.marginals)
     valid = c.intervenable & c.var_mask & ~c.target
     B, _, D = c.values.shape
     if grid:
         if surrogate is None:
             raise ValueError("world-model features need the surrogate")
-        g = grid_features(surrogate, c, belief.tokens, grid, memo)
+        g = grid_features(surrogate, c, belief.tokens, grid, memo, world, belief.marginals)
     else:
         g = torch.zeros(B, D, 0, N_GRID_FEATURES, device=c.values.device)
     return PolicyInput(belief.tokens.float(), var, glob, valid, c.var_mask, c.low.float(), c.high.float(), g)
@@ -36,6 +38,20 @@ def policy_input(c: CampaignBatch, belief: Belief, surrogate: Surrogate | None =
 def decide(policy: Policy, c: CampaignBatch, belief: Belief, surrogate: Surrogate, memo: ContextMemo | None = None
            ) -> tuple[PolicyInput, ActionDist | GridActionDist]:
     """The policy's input and its distribution over (variable, value) for B campaigns."""
-    x = policy_input(c, belief, surrogate, policy.cfg.grid, memo)
+    x = policy_input(c, belief, surrogate, policy.cfg.grid, memo, policy.cfg.world)
     return x, policy(x)
 
+
+
+def after_experiments(surrogate: Surrogate, c: CampaignBatch, belief: Belief) -> torch.Tensor:
+    """P(j in pa(Y)) for B campaigns (B x D, float64) after the experiments on each settable
+    variable (:func:`acbo.surrogate.conditioning.no_effect_update`; the others as the surrogate
+    says)."""
+    B, _, D = c.values.shape
+    settable = c.intervenable & c.var_mask & ~c.target                                           # B x D
+    var = torch.arange(D, device=c.values.device).expand(B, D)
+    mean, std = c.observational_stats()
+    lo, hi = (c.low - mean) / std, (c.high - mean) / std
+    w = conditioned_world(surrogate, c.standardised(), belief.tokens, belief.marginals, var, lo, hi,
+                          torch.full((B, D, 1), 0.5, dtype=torch.float64, device=c.values.device))
+    return torch.where(settable, w.parent, belief.marginals.double())

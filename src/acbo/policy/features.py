@@ -11,6 +11,8 @@ import torch
 
 from acbo.buffer import CampaignBatch
 from acbo.posterior.types import bernoulli_entropy
+from acbo.predictive import GaussianMixture
+from acbo.surrogate.world import WORLDS, conditioned_world
 
 N_VAR_FEATURES = 17
 """Per-variable features (see :func:`campaign_features`)."""
@@ -122,7 +124,8 @@ def incumbent(c: CampaignBatch, mu: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, memo=None) -> torch.Tensor:
+def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, memo=None,
+                  world: str = "network", marginals: torch.Tensor | None = None) -> torch.Tensor:
     """What the world model says about a K-point grid over every settable variable's domain:
     B x D x K x 8.
 
@@ -134,7 +137,9 @@ def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, mem
     the mean's distance below the incumbent. Zero for variables that cannot be set (the target,
     padding, non-intervenable ones): only the settable ones are queried. ``memo``: a
     :class:`acbo.surrogate.model.ContextMemo` kept over one campaign's decisions (see
-    :meth:`Surrogate.query`).
+    :meth:`Surrogate.query`). ``world``: ``network`` reads the network's bar distributions;
+    ``conditioned`` the world model conditioned on the data (:mod:`acbo.surrogate.world`, which
+    needs the surrogate's ``marginals``, B x D), whose predictives are Gaussian.
     """
     B, N, D = c.values.shape
     dev = c.values.device
@@ -149,9 +154,20 @@ def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, mem
     u = grid_positions(K, torch.float64, dev)                                                    # K
     lo, hi = c.low.gather(1, var), c.high.gather(1, var)                                         # B x Q
     x = lo[..., None] + (hi - lo)[..., None] * u                                                 # B x Q x K
-    z = ((x - mean.gather(1, var)[..., None]) / std.gather(1, var)[..., None]).float()
-    draw_logits, mean_logits = surrogate.query(batch, tokens, var, z, memo)                      # B x Q x K x M
-    f, m = surrogate.predictive(mean_logits), surrogate.predictive(draw_logits)
+    if world == "conditioned":
+        if marginals is None:
+            raise ValueError("the conditioned world model needs the surrogate's marginals")
+        m_j, s_j = mean.gather(1, var), std.gather(1, var)
+        w = conditioned_world(surrogate, batch, tokens, marginals, var, (lo - m_j) / s_j, (hi - m_j) / s_j,
+                              u.expand(B, Q, K), memo)
+        f = GaussianMixture.normal(w.mean.float(), w.var_f.sqrt().float())
+        m = GaussianMixture.normal(w.mean.float(), w.var_y.sqrt().float())
+    elif world == "network":
+        z = ((x - mean.gather(1, var)[..., None]) / std.gather(1, var)[..., None]).float()
+        draw_logits, mean_logits = surrogate.query(batch, tokens, var, z, memo)                  # B x Q x K x M
+        f, m = surrogate.predictive(mean_logits), surrogate.predictive(draw_logits)
+    else:
+        raise ValueError(f"unknown world model {world!r}; known: {WORLDS}")
     slot = torch.where(real, var, torch.full_like(var, D))                                      # padding -> a spare row D
     mu = torch.full((B, D + 1, K), float("inf"), dtype=f.mean.dtype, device=dev)                 # inf: not settable
     mu.scatter_(1, slot[..., None].expand(B, Q, K), f.mean)

@@ -13,7 +13,7 @@ import torch
 from acbo.buffer import Buffer, CampaignBatch
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
-from acbo.policy.decide import decide
+from acbo.policy.decide import after_experiments, decide
 from acbo.posterior import ParentPosterior
 from acbo.surrogate import Belief, EncodingCache
 from acbo.surrogate.checkpoint import shared_surrogate
@@ -65,17 +65,29 @@ class Amortized(Method):
         return self._cache.belief(c, buffer.n, buffer.n_obs)
 
     def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
-        """The learned predictive: the world model of the policy's own surrogate if it has one,
-        else of the shipped surrogate (``acbo.surrogate.load_pretrained``)."""
-        from acbo.surrogate.inference import world_predictive
+        """The learned predictive: the world model the policy reads (:attr:`PolicyConfig.world`),
+        of the policy's own surrogate if it has a world-model head, else of the shipped surrogate
+        (``acbo.surrogate.load_pretrained``)."""
+        from acbo.surrogate.inference import conditioned_predictive, world_predictive
 
         model = self.surrogate if self.surrogate.cfg.queries else _world_model()
+        if self.policy.cfg.world == "conditioned":
+            p = self.problem
+            return conditioned_predictive(model, buffer, p.target, variable, x, float(p.low[variable]),
+                                          float(p.high[variable]), draw)
         return world_predictive(model, buffer, self.problem.target, variable, x, draw)
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
+        """The surrogate's marginals; with the conditioned world model, those of the settable
+        variables after the experiments on them (an experiment that showed no effect lowers them)."""
+        p = self.problem
         with torch.inference_mode():
-            belief = self._belief(self._campaign(buffer), buffer)
-        return ParentPosterior.from_marginals(self.problem.names, self.problem.target, belief.marginals[0].double())
+            c = self._campaign(buffer)
+            belief = self._belief(c, buffer)
+            marginals = belief.marginals[0].double()
+            if self.policy.cfg.world == "conditioned":
+                marginals = after_experiments(self.surrogate, c, belief)[0]
+        return ParentPosterior.from_marginals(p.names, p.target, marginals)
 
     @torch.inference_mode()
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:

@@ -59,8 +59,16 @@ class PolicyConfig:
     grid: int = 0
     """Grid points per variable of the world-model features (0: the policy does not read the world
     model and picks a value from one Beta per variable)."""
+    world: str = "network"
+    """The world model the grid features read (:data:`acbo.surrogate.world.WORLDS`): ``network``,
+    the network's own answer, or ``conditioned``, that answer conditioned on the data of the
+    problem (measurements, observations read nonparametrically, experiments that showed no effect)."""
 
     def __post_init__(self):
+        from acbo.surrogate.world import WORLDS
+
+        if self.world not in WORLDS:
+            raise ValueError(f"world must be one of {WORLDS}, got {self.world!r}")
         if isinstance(self.grid, bool) or not isinstance(self.grid, int) or self.grid < 0 or self.grid == 1:
             raise ValueError(f"grid must be 0 (no world-model features) or an integer >= 2, got {self.grid!r}")
         if self.dim % self.heads:

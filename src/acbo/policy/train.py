@@ -146,8 +146,8 @@ class PolicyTrainConfig:
                              f"policy: give one or the other")
 
 
-ADDED_LATER = {"data.shards": 1, "policy.grid": 0, "run.log_every": 1, "policy.ff_mult": 2, "policy.token_dim": 64,
-               "update.max_grad_norm": 1.0, "optim.weight_decay": 1e-4}
+ADDED_LATER = {"data.shards": 1, "policy.grid": 0, "policy.world": "network", "run.log_every": 1, "policy.ff_mult": 2,
+               "policy.token_dim": 64, "update.max_grad_norm": 1.0, "optim.weight_decay": 1e-4}
 """Settings that runs written before them lack, with the value those runs mean: such a run resumes."""
 PLACEMENT = ("parallel.workers", "parallel.backend", "parallel.address")
 """Settings of where a run's rollouts run: a resumed run may change them (the same rollouts)."""
@@ -281,7 +281,8 @@ def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
     policy = starting_policy(cfg, surrogate)
     ref = copy.deepcopy(policy).eval() if cfg.update.beta > 0 else None
     opt = cfg.optim.adamw(policy.parameters())
-    demos = load_demo_batch(cfg.bc.folder, surrogate, cfg.run.device, grid=policy.cfg.grid) if cfg.bc.folder else None
+    demos = load_demo_batch(cfg.bc.folder, surrogate, cfg.run.device, grid=policy.cfg.grid,
+                            world=policy.cfg.world) if cfg.bc.folder else None
     val = []
 
     def begin(resumed: bool) -> None:

@@ -35,6 +35,8 @@ def broad_scms(
     p_raw_linear: float = 0.0,
     n_latent: int = 0,
     n_pilot: int = 2000,
+    target_mechanisms: tuple[str, ...] = (),
+    p_target_mechanism: float = 1.0,
 ) -> SCM:
     """Draw B random SCMs of the broad world over d variables on the generator's device.
 
@@ -49,10 +51,12 @@ def broad_scms(
     standard-normal latent with an effect ±U(0.5, 1.2) on two random observed nodes. Units: each
     variable's scale is 10^U(units) and its offset scale x N(0, 2²), plus 5-30 scales for a
     share ``UNITS_FAR`` of variables; prob nodes stay in [0, 1] and log-normal roots positive
-    (their natural bounds). Mechanisms standardised on an n_pilot-row pilot sample.
+    (their natural bounds). Mechanisms standardised on an n_pilot-row pilot sample. With
+    ``target_mechanisms``, Y's own mechanism is drawn from them instead, with probability
+    ``p_target_mechanism`` per model (raw linear models excepted).
     """
     check_batch(B, noise_std)
-    unknown = [m for m in mechanisms if m not in mech.MECHANISMS] + [n for n in noises if n not in mech.NOISES] + \
+    unknown = [m for m in mechanisms + tuple(target_mechanisms) if m not in mech.MECHANISMS] + [n for n in noises if n not in mech.NOISES] + \
               [r for r in roots if r not in mech.ROOTS]
     if unknown or not mechanisms or not noises or not roots:
         raise ValueError(f"unknown or missing mechanisms / noises / roots: {unknown or (mechanisms, noises, roots)}")
@@ -71,9 +75,15 @@ def broad_scms(
     per_graph = codes[torch.randint(len(codes), (B,), generator=generator, device=dev)]
     per_node = codes[torch.randint(len(codes), (B, d), generator=generator, device=dev)]
     kind = torch.where(mixed[:, None], per_node, per_graph[:, None])
+    drawable = set(codes.tolist()) | {mech.LINEAR}
+    if target_mechanisms:  # Y's own kind (draws nothing for the families without it)
+        t_codes = torch.tensor([mech.MECHANISMS.index(m) for m in target_mechanisms], device=dev)
+        t_kind = t_codes[torch.randint(len(t_codes), (B,), generator=generator, device=dev)]
+        take = (u01(B) < p_target_mechanism)[:, None] & (torch.arange(d, device=dev)[None] == t_c[:, None])
+        kind = torch.where(take, t_kind[:, None], kind)
+        drawable |= set(t_codes.tolist())
     kind = torch.where(raw[:, None] | ~has_parent, torch.full_like(kind, mech.LINEAR), kind)
-    W, c, a, link_gain, link_bias = mech.sample_node_parameters(generator, A, kind,
-                                                                tuple(sorted(set(codes.tolist()) | {mech.LINEAR})))
+    W, c, a, link_gain, link_bias = mech.sample_node_parameters(generator, A, kind, tuple(sorted(drawable)))
     sd, noise_kind, hetero = _broad_noise(generator, has_parent, raw, noises, roots, noise_std, noise_log)
     conf = _confounders(generator, B, d, n_latent)
     loc, scale, lower, upper = _broad_units(generator, kind, noise_kind, has_parent, raw, units)

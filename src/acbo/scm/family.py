@@ -13,7 +13,7 @@ import torch
 
 from acbo.configs import check_range, positive_ints
 from acbo.scm.graphs import DENSE_MAX_D, GRAPH_PRIORS, TARGET_RULES, check_d
-from acbo.scm.mechanisms import CLASSIC, MECHANISMS, NOISES, ROOTS
+from acbo.scm.mechanisms import CLASSIC, MECHANISMS, NOISES, ROOTS, SHAPES
 from acbo.scm.broad import broad_scms
 from acbo.scm.scm import SCM, random_scms
 
@@ -84,13 +84,17 @@ class Family:
     p_all_intervenable: float = 1.0
     """Probability that every non-target variable may be set; else a random 1 .. d-1 of them,
     always including at least one ancestor of Y."""
+    target_mechanism: tuple[str, ...] = ()
+    """Broad world: Y's own mechanism kinds (empty: Y draws like every node)."""
+    p_target_mechanism: float = 1.0
+    """Probability that Y's mechanism is drawn from ``target_mechanism``."""
 
     def __post_init__(self):
         bad = lambda what: ValueError(f"family {self.name!r}: {what}")
         for g in self.graph:
             if g not in GRAPH_PRIORS:
                 raise bad(f"unknown graph prior {g!r}; known: {sorted(GRAPH_PRIORS)}")
-        for m in self.mechanism:
+        for m in self.mechanism + tuple(self.target_mechanism):
             if m not in MECHANISMS:
                 raise bad(f"unknown mechanism {m!r}; known: {MECHANISMS}")
         for t in _choices(self.target):
@@ -112,7 +116,7 @@ class Family:
         e_lo, e_hi = _range(self.expected_degree)
         if not 0 < e_lo <= e_hi:
             raise bad(f"expected_degree must be > 0 (or a range low <= high), got {self.expected_degree!r}")
-        for name in ("mixing", "p_raw_linear", "p_observed_domain", "p_all_intervenable"):
+        for name in ("mixing", "p_raw_linear", "p_observed_domain", "p_all_intervenable", "p_target_mechanism"):
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(f"{name} must be a probability, got {getattr(self, name)!r}")
         w_lo, w_hi = self.domain_width
@@ -133,7 +137,7 @@ class Family:
         return (all(m in CLASSIC for m in self.mechanism) and isinstance(self.noise, str) and self.noise != "student_t"
                 and isinstance(self.target, str) and not isinstance(self.expected_degree, (tuple, list))
                 and self.mixing == 0 and not self.roots and not self.noise_log and self.units is None
-                and self.p_raw_linear == 0 and tuple(self.n_latent) == (0, 0))
+                and self.p_raw_linear == 0 and tuple(self.n_latent) == (0, 0) and not self.target_mechanism)
 
     def with_(self, **changes) -> "Family":
         """A copy with some fields changed (e.g. ``fam.with_(d_range=(50, 50))``)."""
@@ -159,7 +163,8 @@ class Family:
         return broad_scms(generator, B, d, graph=g, expected_degree=degree, target=rule, mechanisms=self.mechanism,
                           mixing=self.mixing, noises=_choices(self.noise), roots=self.roots or ("gaussian",),
                           noise_std=self.noise_std, noise_log=self.noise_log, units=self.units or (-0.3, 0.3),
-                          p_raw_linear=self.p_raw_linear, n_latent=L)
+                          p_raw_linear=self.p_raw_linear, n_latent=L, target_mechanisms=tuple(self.target_mechanism),
+                          p_target_mechanism=self.p_target_mechanism)
 
     def draw_n_obs(self, generator: torch.Generator) -> int:
         """The observational budget of one problem (a fixed budget draws nothing)."""
@@ -268,6 +273,10 @@ BROAD = dict(
 """The broad training world: everything but what the shift families hold out (multiplicative
 interactions, Student-t noise, domains wider than 3 observed spreads, d > 30, hidden confounders)."""
 
+TRAIN_SHAPES = ("bump", "wave", "step")
+"""The response shapes the training world draws; ``test-shapes`` also holds out ``vshape`` and
+``bump2d`` (:data:`acbo.scm.mechanisms.SHAPES`)."""
+
 for _f in (
     Family("train-broad", **BROAD),
     Family("test-broad", **{**BROAD, "d_range": (3, 20)}),
@@ -277,6 +286,10 @@ for _f in (
     Family("test-confounded", **{**BROAD, "d_range": (3, 20), "n_latent": (1, 3)}),
     Family("test-d50", **{**BROAD, "graph": ("er", "sf", "chain", "fork", "collider"), "d_range": (50, 50)}),
     Family("test-d100", **{**BROAD, "graph": ("er", "sf", "chain", "fork", "collider"), "d_range": (100, 100)}),
+    Family("train-shapes", **{**BROAD, "mechanism": BROAD["mechanism"] + TRAIN_SHAPES,
+                              "target_mechanism": TRAIN_SHAPES, "p_target_mechanism": 0.5}),
+    Family("test-shapes", **{**BROAD, "d_range": (3, 20), "mechanism": BROAD["mechanism"] + SHAPES,
+                             "target_mechanism": SHAPES}),
 ):
     register_family(_f)
 

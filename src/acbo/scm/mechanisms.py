@@ -16,8 +16,15 @@ W[k, h, j] (masked to the parents j of k), c[k, h], a[k, h]:
 | 7    | exp         | exp(min(gain w^ . u, 8))                          | gain ~ +-U(0.4, 1)                          |
 | 8    | log         | sign(z) log(1 + abs(z)), z = gain w^ . u + offset | gain ~ U(1, 4), offset ~ U(-1, 1)          |
 | 9    | interaction | alpha u_i u_j + v . u                            | two distinct parents i, j (one parent: u_i^2) |
+| 10   | bump        | a1 exp(-z1^2/2) + a2 exp(-z2^2/2) + v . u, z_h = (w^ . u - m_h) / s_h | a localised bump or dip (a second with prob. 1/2), centre m ~ U(-2.5, 2.5), width s ~ logU(0.15, 0.8) |
+| 11   | wave        | sin(freq w^ . u + phase) + v . u                  | freq ~ U(1.25, 5): 1-4 periods over a domain of ~5 latent units |
+| 12   | step        | tanh(z1) - b tanh(z2) + v . u, z_h = g (w^ . u - t_h) | sharp threshold (gain g ~ U(4, 15)), or a plateau between t1 < t2 (b = 1, prob. 1/2) |
+| 13   | vshape      | abs(w^ . u - t) + v . u                           | a V with its tip at t ~ U(-2, 2)           |
+| 14   | bump2d      | a exp(-(z_i^2 + z_j^2)/2) + v . u, z = (u - m) / s  | a peak over two distinct parents i, j (one parent: a bump), interior optimum |
 
-w^: random-sign weights normalised to unit length over the parents. The signal is then
+The shape kinds (10-14) add a small linear part v . u (|v| ~ U(0.1, 0.4)), so their signal's
+spread never rests on a feature the observations rarely reach. w^: random-sign weights
+normalised to unit length over the parents. The signal is then
 standardised on a pilot sample (see :mod:`acbo.scm.scm`), so every kind enters with unit
 variance. Noise (per node, zero mean, unit variance before scaling): ``BASES`` below;
 heteroskedastic noise is Gaussian noise whose scale grows with abs(f).
@@ -31,13 +38,17 @@ import torch
 
 from acbo.seeding import standard_gamma
 
-MECHANISMS = ("linear", "mlp", "gp", "poly", "saturating", "prob", "periodic", "exp", "log", "interaction")
+MECHANISMS = ("linear", "mlp", "gp", "poly", "saturating", "prob", "periodic", "exp", "log", "interaction",
+              "bump", "wave", "step", "vshape", "bump2d")
 """Mechanism kinds; a node's kind is its index here."""
 CLASSIC = ("linear", "mlp", "gp")
 """The kinds of the classic families (one kind per graph)."""
-LINEAR, MLP, GP, POLY, SATURATING, PROB, PERIODIC, EXP, LOG, INTERACTION = range(len(MECHANISMS))
+LINEAR, MLP, GP, POLY, SATURATING, PROB, PERIODIC, EXP, LOG, INTERACTION, BUMP, WAVE, STEP, VSHAPE, BUMP2D = \
+    range(len(MECHANISMS))
+SHAPES = ("bump", "wave", "step", "vshape", "bump2d")
+"""The response shapes: localised features a smooth global fit misses."""
 HIDDEN = {"linear": 1, "mlp": 16, "gp": 32, "poly": 3, "saturating": 1, "prob": 1, "periodic": 1, "exp": 1, "log": 1,
-          "interaction": 3}
+          "interaction": 3, "bump": 3, "wave": 2, "step": 3, "vshape": 2, "bump2d": 3}
 """Hidden units each kind uses in W, c, a (poly: its three coefficients in a)."""
 EXP_MAX = 8.0
 """exp mechanisms clamp their argument here (no overflow under far interventions)."""
@@ -101,6 +112,16 @@ def evaluate(kind: int, W_k: torch.Tensor, c_k: torch.Tensor, a_k: torch.Tensor,
         return a[..., 0] * torch.sign(z0) * torch.log1p(z0.abs())
     if kind == INTERACTION:
         return a[..., 0] * z0 * z[..., 1] + z[..., 2]
+    if kind == BUMP:
+        return a[..., 0] * torch.exp(-0.5 * z0 ** 2) + a[..., 1] * torch.exp(-0.5 * z[..., 1] ** 2) + z[..., 2]
+    if kind == WAVE:
+        return torch.sin(z0) + z[..., 1]
+    if kind == STEP:
+        return torch.tanh(z0) - a[..., 1] * torch.tanh(z[..., 1]) + z[..., 2]
+    if kind == VSHAPE:
+        return z0.abs() + z[..., 1]
+    if kind == BUMP2D:
+        return a[..., 0] * torch.exp(-0.5 * (z0 ** 2 + z[..., 1] ** 2)) + z[..., 2]
     raise ValueError(f"unknown mechanism code {kind}")
 
 
@@ -219,6 +240,8 @@ def sample_node_parameters(generator: torch.Generator, A: torch.Tensor, kind: to
             Wk[:, :, :2] *= mask[:, :, None, :]
             Wk[:, :, 2] = _unit_weights(generator, mask) * _uniform(generator, (B, d, 1), 0.2, 0.8)
             ak[:, :, 0] = _sign(generator, (B, d)) * _uniform(generator, (B, d), 0.7, 1.5)
+        elif code in (BUMP, WAVE, STEP, VSHAPE, BUMP2D):
+            Wk, ck, ak = _shape_parameters(code, generator, mask, n_pa, h)
         here = (kind == code)                                                                    # B x d
         W[:, :, :h] = torch.where(here[:, :, None, None], Wk, W[:, :, :h])
         c[:, :, :h] = torch.where(here[:, :, None], ck, c[:, :, :h])
@@ -227,6 +250,56 @@ def sample_node_parameters(generator: torch.Generator, A: torch.Tensor, kind: to
             link_gain = torch.where(here, gain, link_gain)
             link_bias = torch.where(here, bias, link_bias)
     return W, c, a, link_gain, link_bias
+
+
+def _shape_parameters(code: int, generator: torch.Generator, mask: torch.Tensor, n_pa: torch.Tensor, h: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """W (B x d x h x d), c, a (B x d x h) of one shape kind (see the table above); the last unit
+    is always the small linear part v . u."""
+    B, d, _ = mask.shape
+    dev = generator.device
+    Wk = torch.zeros(B, d, h, d, device=dev)
+    ck = torch.zeros(B, d, h, device=dev)
+    ak = torch.zeros(B, d, h, device=dev)
+    Wk[:, :, h - 1] = _unit_weights(generator, mask) * _uniform(generator, (B, d, 1), 0.1, 0.4)
+    if code == BUMP:
+        for k in range(2):
+            width = torch.exp(_uniform(generator, (B, d), math.log(0.15), math.log(0.8)))
+            centre = _uniform(generator, (B, d), -2.5, 2.5)
+            Wk[:, :, k] = _unit_weights(generator, mask) / width[..., None]
+            ck[:, :, k] = -centre / width
+            ak[:, :, k] = _sign(generator, (B, d)) * _uniform(generator, (B, d), 1.0, 2.0)
+        ak[:, :, 1] *= (torch.rand(B, d, generator=generator, device=dev) < 0.5).float()
+    elif code == WAVE:
+        freq = _uniform(generator, (B, d), 1.25, 5.0)
+        Wk[:, :, 0] = _unit_weights(generator, mask) * freq[..., None]
+        ck[:, :, 0] = _uniform(generator, (B, d), 0.0, 2 * math.pi)
+    elif code == STEP:
+        gain = _uniform(generator, (B, d), 4.0, 15.0)
+        t = _uniform(generator, (B, d, 2), -1.5, 1.5).sort(dim=2).values
+        w = _unit_weights(generator, mask) * gain[..., None]
+        for k in range(2):
+            Wk[:, :, k] = w
+            ck[:, :, k] = -gain * t[..., k]
+        ak[:, :, 1] = (torch.rand(B, d, generator=generator, device=dev) < 0.5).float()
+    elif code == VSHAPE:
+        Wk[:, :, 0] = _unit_weights(generator, mask)
+        ck[:, :, 0] = -_uniform(generator, (B, d), -2.0, 2.0)
+    elif code == BUMP2D:  # two distinct parents by random scores (one parent: a bump on it)
+        score = torch.rand(B, d, d, generator=generator, device=dev).masked_fill(mask == 0, -1.0)
+        top = score.topk(min(2, d), dim=2).indices                                               # B x d x 2
+        second = torch.where(n_pa >= 2, top[..., -1], top[..., 0])
+        for k, idx in enumerate((top[..., 0], second)):
+            width = torch.exp(_uniform(generator, (B, d), math.log(0.3), math.log(1.0)))
+            centre = _uniform(generator, (B, d), -2.0, 2.0)
+            Wk[:, :, k].scatter_(2, idx[..., None], 1.0)
+            Wk[:, :, k] *= mask / width[..., None]
+            ck[:, :, k] = -centre / width
+        single = n_pa < 2
+        Wk[:, :, 1] = torch.where(single[..., None], torch.zeros_like(Wk[:, :, 1]), Wk[:, :, 1])
+        ck[:, :, 1] = torch.where(single, torch.zeros_like(ck[:, :, 1]), ck[:, :, 1])
+        ak[:, :, 0] = _sign(generator, (B, d)) * _uniform(generator, (B, d), 1.0, 2.0)
+    return Wk, ck, ak
 
 
 # ----------------------------------------------------------------------------- noise

@@ -38,3 +38,40 @@ def world_predictive(model: Surrogate, buffer: Buffer, target: int, variable: in
     bar = model.predictive((draw_logits if draw else mean_logits)[0, 0].double().cpu())
     Q = x.shape[0]
     return bar.affine(mean[target].expand(Q), std[target].expand(Q))
+
+
+@torch.no_grad()
+def conditioned_grid(model: Surrogate, buffer: Buffer, target: int, variables: list[int], xs: torch.Tensor,
+                     low: torch.Tensor, high: torch.Tensor, draw: bool = False) -> list:
+    """The conditioned world model (:mod:`acbo.surrogate.world`) for several variables in one
+    pass: xs Q x K values (observed units) of the Q ``variables``, low/high their domains (Q).
+    Returns Q Gaussian predictives (:class:`acbo.predictive.GaussianMixture`, observed units) of
+    E[Y | do] or, with ``draw``, of a fresh measurement."""
+    from acbo.predictive import GaussianMixture
+    from acbo.surrogate.world import conditioned_world
+
+    if not model.cfg.queries:
+        raise ValueError("this surrogate has no world-model head (trained without queries)")
+    dev = next(model.parameters()).device
+    batch = PaddedBatch.of_buffers([buffer], [target], standardise=True, device=dev)
+    logits, tokens = model.encode(batch)
+    mean, std = buffer.observational_stats()
+    var = torch.tensor(variables, dtype=torch.long)
+    low, high = low.to(torch.float64), high.to(torch.float64)
+    lo, hi = (low - mean[var]) / std[var], (high - mean[var]) / std[var]
+    u = (xs.to(torch.float64) - low[:, None]) / (high - low)[:, None]
+    w = conditioned_world(model, batch, tokens, torch.sigmoid(logits.double()), var[None].to(dev), lo[None].to(dev),
+                          hi[None].to(dev), u[None].to(dev))
+    v = (w.var_y if draw else w.var_f)[0].cpu()
+    K = xs.shape[1]
+    return [GaussianMixture.normal(w.mean[0, q].cpu(), v[q].sqrt()).affine(mean[target].expand(K), std[target].expand(K))
+            for q in range(len(variables))]
+
+
+def conditioned_predictive(model: Surrogate, buffer: Buffer, target: int, variable: int, x: torch.Tensor,
+                           low: float, high: float, draw: bool = True):
+    """The conditioned world model's predictive (:mod:`acbo.surrogate.world`; observed units,
+    over the Q values x) of Y under do(X_variable = x): a Gaussian for a fresh measurement
+    (``draw``) or for E[Y | do]. low, high: the variable's domain (observed units)."""
+    return conditioned_grid(model, buffer, target, [variable], x.reshape(1, -1),
+                            torch.tensor([low], dtype=torch.float64), torch.tensor([high], dtype=torch.float64), draw)[0]

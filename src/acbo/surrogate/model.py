@@ -247,6 +247,9 @@ class ContextMemo:
         # counts (B) and variable mask then: valid while those rows hold and no observational row came
         self.slopes: tuple[torch.Tensor, torch.Tensor] | None = None
         self.slope_rows, self.n_obs, self.var_mask = 0, None, None
+        self.observed: tuple | None = None
+        """The conditioned world model's reading of the observations (:mod:`acbo.surrogate.world`),
+        with the tensors it was computed from."""
 
     def prefix(self, var, target, idx, keep, rows, intervened) -> int:
         """How many leading context rows (of idx B x R) hold what this memo computed them from."""

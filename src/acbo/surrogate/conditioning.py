@@ -1,0 +1,221 @@
+"""Conditioning a prior for E[Y | do(X_j = x)] on the data of the problem at hand: the maths.
+
+The learned network (:meth:`acbo.surrogate.Surrogate.query`) reads everything in a buffer and
+returns, per settable variable j, a *prior* for f_j(u) = E[Y | do(X_j = x)] over j's domain
+(u = (x - low) / (high - low) in [0, 1]): a mean m0(u), a std s0(u) and the variance of a
+measurement around f_j. It cannot be trusted to follow the measurements (it was trained to
+predict, not to condition), so the world model updates that prior in closed form, as a Bayesian
+model does (:mod:`acbo.surrogate.world` applies it):
+
+- **Measurements.** Rows where X_j alone was set are draws f_j(u_i) + noise.
+- **Observations, read nonparametrically.** A local-linear regression of Y on X_j over the
+  observational rows (:func:`local_linear`) estimates E[Y | X_j = x], which is E[Y | do(X_j = x)]
+  when j is an unconfounded cause of Y. Its estimates enter as pseudo-measurements whose variance
+  is their sampling error (from the local residual spread and the effective sample size),
+  inflated for the overlap of neighbouring windows and divided by the belief that j is a parent
+  (tempering: P -> 0 ignores them). What confounding may add is a smooth offset b(u) shared by
+  them, a GP of amplitude tau (:data:`BIAS_SDS`), so that measurements can move the whole curve.
+- **A Gaussian process per hyperparameter setting.** Prior covariance
+  k(u, u') = A(u) A(u') exp(-(u - u')^2 / (2 l^2)) with A(u)^2 = s0(u)^2 + beta^2: the network's
+  uncertainty plus a discrepancy beta that lets the data overrule the network where it is wrong.
+  Over a grid of length scales l, discrepancies beta and bias amplitudes tau, each setting is
+  conditioned exactly (one Cholesky solve of the rows of j) and weighted by its prior weight times
+  its marginal likelihood (:func:`gp_average`). The result is moment-matched to one Gaussian per
+  point, so a measurement's predictive (the same Gaussian plus the noise) is never narrower than
+  the expectation's.
+- **Experiments that show no effect.** Under "j is not a cause of Y" a measurement after setting
+  X_j is a draw of Y's observational distribution (N(0, 1) in Y's standard units); under "the
+  network's prior holds" it follows the GP above. Their Bayes factor lowers P(j in pa(Y))
+  (:func:`no_effect_update`), never raises it (Y responding to X_j is also what a non-parent
+  ancestor does), and the prior mean is pulled toward "no effect" (Y's observational mean) by the
+  same ratio.
+
+Everything is batched over V variable instances (campaigns x variables) in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+LENGTHSCALES = (0.06, 0.2, 0.7)
+"""GP length scales (fractions of the variable's domain) averaged over."""
+DISCREPANCIES = (0.05, 0.3, 1.0)
+"""beta: how far (Y's standard units) the data may take f_j from the network's mean beyond its own std."""
+DISCREPANCY_PRIOR = (0.5, 0.3, 0.2)
+"""Prior weights of :data:`DISCREPANCIES` (the network is usually right)."""
+BIAS_SDS = (0.15, 2.0)
+"""tau: how far (Y's standard units) the observations' estimates of E[Y | X_j = x] may sit from
+E[Y | do(X_j = x)] (confounding), a smooth offset over the domain."""
+BIAS_PRIOR = (0.5, 0.5)
+"""Prior weights of :data:`BIAS_SDS`."""
+BIAS_LENGTHSCALE = 0.5
+"""Length scale (fraction of the domain) of that offset."""
+NOISE_PRIOR_ROWS = 2.0
+"""How many replicated rows' worth the network's noise variance counts for (:func:`replicate_noise`)."""
+NOISE_FLOOR = 1e-4
+"""Smallest measurement-noise variance (Y's standard units squared): a network's noiseless belief
+must not make a measurement an exact constraint."""
+OBS_POINTS = 12
+"""Points over the domain where the observational regression is read."""
+MIN_PARENT = 0.02
+"""Belief below which the observational estimates are dropped (their variance would be > 50 x)."""
+FAR = 1e6
+"""Variance that marks a pseudo-measurement as absent."""
+
+
+def interpolate(values: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of values on G evenly spaced points of [0, 1] (V x G) at u (V x M),
+    flat beyond the ends."""
+    V, G = values.shape
+    pos = (u.clamp(0, 1) * (G - 1))                                                     # V x M, fractional index
+    k0 = pos.floor().long().clamp(0, G - 2) if G > 1 else torch.zeros_like(pos, dtype=torch.long)
+    w = (pos - k0).to(values.dtype)
+    if G == 1:
+        return values.expand(V, u.shape[1])
+    return (1 - w) * values.gather(1, k0) + w * values.gather(1, k0 + 1)
+
+
+def local_linear(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, at: torch.Tensor, h: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Local-linear regression of y on x with a Gaussian kernel of bandwidth h.
+
+    x, y, mask: V x N (mask: rows used), at: V x L, h: V. Returns (estimate, variance, spread),
+    V x L each: the local intercept at each point, its sampling variance sigma^2 sum_i l_i^2 (l:
+    the equivalent kernel), and sigma^2, the kernel-weighted residual variance about the local
+    line corrected for the two fitted parameters by the effective sample size. Where fewer than
+    three effective rows support a point: estimate 0, variance :data:`FAR`, spread 0."""
+    dx = x[:, None, :] - at[..., None]                                                  # V x L x N
+    w = torch.exp(-0.5 * (dx / h[:, None, None]) ** 2) * mask[:, None, :].to(x.dtype)
+    s0, s1, s2 = w.sum(2), (w * dx).sum(2), (w * dx * dx).sum(2)                        # V x L each
+    det = s0 * s2 - s1 * s1
+    ok = det > 1e-12 * (s0 * s0).clamp_min(1e-300)
+    det = torch.where(ok, det, torch.ones_like(det))
+    l = w * (s2[..., None] - dx * s1[..., None]) / det[..., None]                      # V x L x N: equivalent kernel
+    est = (l * y[:, None, :]).sum(2)
+    slope = (w * (s0[..., None] * dx - s1[..., None]) * y[:, None, :]).sum(2) / det
+    resid = y[:, None, :] - est[..., None] - slope[..., None] * dx
+    n_eff = s0 * s0 / (w * w).sum(2).clamp_min(1e-300)                                  # V x L
+    sigma2 = (w * resid * resid).sum(2) / s0.clamp_min(1e-300) * n_eff / (n_eff - 2).clamp_min(1e-3)
+    var = sigma2 * (l * l).sum(2)
+    good = ok & (n_eff >= 3)
+    return (torch.where(good, est, torch.zeros_like(est)), torch.where(good, var, torch.full_like(var, FAR)),
+            torch.where(good, sigma2, torch.zeros_like(sigma2)))
+
+
+def bandwidth(std_x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """A local bandwidth of 0.7 sd n^(-1/5) (a little under the normal-reference rule: the GP
+    smooths further, it cannot unsmooth)."""
+    return 0.7 * std_x * n.clamp_min(2).to(std_x.dtype) ** -0.2
+
+
+def overlap(at: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """How many neighbouring windows share each point's rows: sum over points l' of
+    exp(-(a_l - a_l')^2 / (4 h^2)) (the overlap of two Gaussian windows; 1 for isolated points).
+    at: V x L, h: V. The variances of the estimates are multiplied by it, so that L correlated
+    estimates do not count as L independent ones."""
+    d = at[:, :, None] - at[:, None, :]
+    return torch.exp(-d * d / (4 * h[:, None, None] ** 2)).sum(2)
+
+
+def components(dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The hyperparameter grid, C settings with the length scale slowest, then beta, then tau:
+    (length scale, beta, tau, log prior weight), each C."""
+    ls, beta, tau = torch.meshgrid(torch.tensor(LENGTHSCALES, dtype=dtype), torch.tensor(DISCREPANCIES, dtype=dtype),
+                                   torch.tensor(BIAS_SDS, dtype=dtype), indexing="ij")
+    w = torch.tensor(DISCREPANCY_PRIOR, dtype=dtype)[:, None] * torch.tensor(BIAS_PRIOR, dtype=dtype)[None, :]
+    logw = torch.log(w / len(LENGTHSCALES))[None].expand(len(LENGTHSCALES), -1, -1)
+    return ls.reshape(-1), beta.reshape(-1), tau.reshape(-1), logw.reshape(-1)
+
+
+def gp_components(u: torch.Tensor, r: torch.Tensor, noise: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor,
+                  amp: torch.Tensor, u_star: torch.Tensor, amp_star: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact GP conditioning for every hyperparameter setting of :func:`components`.
+
+    u, r, noise, observed, mask, amp: V x M — the rows' positions, residuals (value - prior mean),
+    noise variances, which are observational estimates (they share the offset of amplitude tau),
+    which are real, and the network's prior std s0 there; u_star, amp_star: V x K. Returns the
+    posterior mean residual and variance of f at u_star (V x C x K each) and the log marginal
+    likelihood of the rows (V x C). Padding rows are decoupled unit-variance rows with residual 0:
+    they change nothing."""
+    V, M = u.shape
+    K = u_star.shape[1]
+    n_l, n_b, n_t = len(LENGTHSCALES), len(DISCREPANCIES), len(BIAS_SDS)
+    C = n_l * n_b * n_t
+    ls = torch.tensor(LENGTHSCALES, dtype=u.dtype, device=u.device)[None, :, None, None]
+    beta2 = torch.tensor(DISCREPANCIES, dtype=u.dtype, device=u.device)[None, :, None] ** 2
+    tau2 = torch.tensor(BIAS_SDS, dtype=u.dtype, device=u.device) ** 2
+    m = mask.to(u.dtype)
+    d = u[:, :, None] - u[:, None, :]                                                   # V x M x M
+    rho_mm = torch.exp(-0.5 * (d[:, None] / ls) ** 2)                                   # V x l x M x M
+    rho_ms = torch.exp(-0.5 * ((u[:, None, :, None] - u_star[:, None, None, :]) / ls) ** 2)    # V x l x M x K
+    A = (amp[:, None, :] ** 2 + beta2).sqrt() * m[:, None, :]                           # V x b x M (padding: 0)
+    A_s = (amp_star[:, None, :] ** 2 + beta2).sqrt()                                    # V x b x K
+    cov_mm = A[:, None, :, :, None] * A[:, None, :, None, :] * rho_mm[:, :, None]       # V x l x b x M x M
+    cov_ms = A[:, None, :, :, None] * A_s[:, None, :, None, :] * rho_ms[:, :, None]     # V x l x b x M x K
+    o = (observed & mask).to(u.dtype)
+    bias = torch.exp(-0.5 * (d / BIAS_LENGTHSCALE) ** 2) * o[:, :, None] * o[:, None, :]  # V x M x M
+    sig = torch.where(mask, noise, torch.ones_like(noise))                              # V x M
+    Kmm = (cov_mm[:, :, :, None] + tau2[:, None, None] * bias[:, None, None, None]
+           + torch.diag_embed(sig)[:, None, None, None])                               # V x l x b x t x M x M
+    L = torch.linalg.cholesky(Kmm.reshape(V, C, M, M))                                  # V x C x M x M
+    rhs = torch.cat([(r * m)[:, None, None, None, :, None].expand(V, n_l, n_b, n_t, M, 1),
+                     cov_ms[:, :, :, None].expand(V, n_l, n_b, n_t, M, K)], -1).reshape(V, C, M, 1 + K)
+    w = torch.linalg.solve_triangular(L, rhs, upper=False)
+    a, v = w[..., :1], w[..., 1:]                                                       # L^-1 r, L^-1 K_ms
+    mean = (v * a).sum(-2)                                                              # V x C x K
+    prior = (A_s ** 2)[:, None, :, None, :].expand(V, n_l, n_b, n_t, K).reshape(V, C, K)
+    var = (prior - (v * v).sum(-2)).clamp_min(1e-12)
+    logdet = 2 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)                        # V x C
+    n = m.sum(1)[:, None]
+    logml = -0.5 * (a * a).sum((-2, -1)) - 0.5 * logdet - 0.5 * n * math.log(2 * math.pi)
+    return mean, var, logml
+
+
+def gp_average(u, r, noise, observed, mask, amp, u_star, amp_star, noise_star: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Bayesian average of :func:`gp_components` over the hyperparameter grid, moment-matched:
+    (mean residual, variance of f, variance of a measurement, log marginal likelihood of the rows
+    averaged over the grid); V x K, V x K, V x K, V. ``noise_star``: V, the variance of a
+    measurement around f."""
+    mean_c, var_c, logml = gp_components(u, r, noise, observed, mask, amp, u_star, amp_star)
+    logw = components(u.dtype)[3]
+    post = logml + logw[None]                                                           # V x C
+    lml = torch.logsumexp(post, dim=1)                                                  # V
+    w = torch.softmax(post, dim=1)[..., None]                                           # V x C x 1
+    mean = (w * mean_c).sum(1)
+    second = (w * (var_c + mean_c ** 2)).sum(1)
+    var_f = (second - mean ** 2).clamp_min(1e-12)
+    return mean, var_f, var_f + noise_star[:, None], lml
+
+
+def replicate_noise(u: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """The measurement-noise variance after the replicates (V): rows set to the same value (u,
+    y, mask: V x M) show the noise directly. The prior variance (V, the network's) counts as
+    :data:`NOISE_PRIOR_ROWS` rows' worth; each group of r replicates adds r - 1 degrees of freedom
+    and its sum of squares about its mean (the mean of an inverse-gamma posterior, to first order)."""
+    m = mask.to(y.dtype)
+    same = ((u[:, :, None] - u[:, None, :]).abs() < 1e-9).to(y.dtype) * m[:, :, None] * m[:, None, :]  # V x M x M
+    size = same.sum(2).clamp_min(1)                                                       # V x M
+    group_mean = (same * y[:, None, :]).sum(2) / size
+    ss = (m * (y - group_mean) ** 2).sum(1)                                               # V
+    df = (m * (1 - 1 / size)).sum(1)
+    return (NOISE_PRIOR_ROWS * prior + ss) / (NOISE_PRIOR_ROWS + df)
+
+
+def null_log_likelihood(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log-likelihood (V) of the rows y (V x M) under "no effect": each a draw of Y's observational
+    distribution, N(0, 1) in Y's standard units."""
+    z = y * mask.to(y.dtype)
+    return (-0.5 * z * z - 0.5 * math.log(2 * math.pi) * mask.to(y.dtype)).sum(1)
+
+
+def no_effect_update(p: torch.Tensor, log_effect: torch.Tensor, log_null: torch.Tensor) -> torch.Tensor:
+    """P(j in pa(Y)) after experiments on X_j: p (V) times min(1, Bayes factor of an effect over no
+    effect), renormalised against 1 - p. Never raised: an effect is also what a non-parent ancestor
+    shows, so only its absence is evidence about parenthood here."""
+    log_bf = (log_effect - log_null).clamp_max(0.0)
+    p = p.clamp(1e-6, 1 - 1e-6).to(log_bf.dtype)
+    return torch.sigmoid(torch.logit(p) + log_bf)

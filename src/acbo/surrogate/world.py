@@ -1,0 +1,179 @@
+"""The world model that learns from the data in front of it: the network's prior for
+E[Y | do(X_j = x)], conditioned in closed form on the measurements of this problem and on a
+nonparametric reading of its observations (:mod:`acbo.surrogate.conditioning` has the maths).
+
+Deployment (``amortized``'s features and ``predict``), the evaluation and training all read it
+through :func:`conditioned_world`, batched over B campaigns and Q variables each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from acbo.buffer import PaddedBatch
+from acbo.surrogate.conditioning import (MIN_PARENT, FAR, NOISE_FLOOR, OBS_POINTS, bandwidth, gp_average,
+                                         interpolate, local_linear, no_effect_update, null_log_likelihood, overlap,
+                                         replicate_noise)
+from acbo.surrogate.model import INPUT_CLAMP, ContextMemo, Surrogate
+
+PRIOR_POINTS = 9
+"""Points over each domain where the network's prior is read (linearly interpolated between)."""
+WORLDS = ("network", "conditioned")
+"""What a policy reads as its world model: the network's own answer, or that answer conditioned
+on the data (this module)."""
+
+
+@dataclass(frozen=True)
+class WorldBelief:
+    """The conditioned world model at K points of Q variables of B campaigns, in Y's observational
+    standard units. mean, var_f (of E[Y | do]), var_y (of a measurement): B x Q x K; parent:
+    B x Q, P(j in pa(Y)) after the experiments on j (:func:`acbo.surrogate.conditioning.no_effect_update`)."""
+
+    mean: torch.Tensor
+    var_f: torch.Tensor
+    var_y: torch.Tensor
+    parent: torch.Tensor
+
+
+def _measurements(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows where exactly X_var was set: (x, y, mask), B x Q x M each (standardised values;
+    M the most such rows of any variable, rows in arrival order, padding masked)."""
+    B, N, D = batch.values.shape
+    Q = var.shape[1]
+    iv = batch.intervened & batch.row_mask[..., None]
+    single = (iv.sum(2) == 1) & ~(iv & batch.target[:, None]).any(2)                      # B x N
+    M = max(1, int(single.sum(1).max()))
+    score = torch.where(single, -torch.arange(N, device=var.device, dtype=torch.float64)[None],
+                        torch.full((B, N), -1e18, dtype=torch.float64, device=var.device))
+    rows = score.topk(M, dim=1).indices.sort(dim=1).values                                 # B x M
+    x = batch.values.double().clamp(-INPUT_CLAMP, INPUT_CLAMP).gather(1, rows[..., None].expand(B, M, D))
+    y = (x * batch.target.double()[:, None, :]).sum(2)                                     # B x M
+    setj = (iv.gather(1, rows[..., None].expand(B, M, D)) & single.gather(1, rows)[..., None])  # B x M x D
+    idx = var[:, None, :].expand(B, M, Q)
+    xj = x.gather(2, idx).transpose(1, 2)                                                  # B x Q x M
+    mask = setj.gather(2, idx).transpose(1, 2)
+    return xj, y[:, None, :].expand(B, Q, M), mask
+
+
+def _observations(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The observational rows: (x_var, y, mask), B x Q x N each (standardised)."""
+    B, N, D = batch.values.shape
+    Q = var.shape[1]
+    x = batch.values.double()
+    obs = batch.row_mask & ~batch.intervened.any(2)                                        # B x N
+    y = (x * batch.target.double()[:, None, :]).sum(2)
+    xj = x.gather(2, var[:, None, :].expand(B, N, Q)).transpose(1, 2)                      # B x Q x N
+    return xj, y[:, None, :].expand(B, Q, N), obs[:, None, :].expand(B, Q, N)
+
+
+def _observed(batch: PaddedBatch, var: torch.Tensor, lo: torch.Tensor, width: torch.Tensor, ua: torch.Tensor,
+              memo: ContextMemo | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The local-linear estimates of E[Y | X_var = x] at the points ua of each domain (V x L),
+    their variances as pseudo-measurements (the sampling variance times the windows' overlap;
+    :data:`FAR` where the data do not reach), and the spread of Y about them (V: the residual
+    variance averaged over the points the data reach; NaN if none). Kept in the memo while the
+    observational rows, the variables and the domains are the same."""
+    xo, yo, mo = (t.reshape(-1, t.shape[2]) for t in _observations(batch, var))            # V x N each
+    key = (xo, yo, mo, lo, width)
+    if memo is not None and memo.observed is not None:
+        old, result = memo.observed
+        if all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(old, key)):
+            return result
+    at = lo[:, None] + width[:, None] * ua                                                 # V x L
+    h = bandwidth(torch.ones_like(lo), mo.sum(1))
+    est, var_o, sigma2 = local_linear(xo, yo, mo, at, h)
+    reached = var_o < FAR
+    var_o = torch.where(reached, var_o * overlap(at, h), var_o)
+    spread = (sigma2 * reached).sum(1) / reached.sum(1)                                    # NaN where none
+    result = (est, var_o, spread)
+    if memo is not None:
+        memo.observed = (key, result)
+    return result
+
+
+@torch.no_grad()
+def network_prior(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Tensor, var: torch.Tensor,
+                  lo: torch.Tensor, hi: torch.Tensor, memo: ContextMemo | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The network's answer on :data:`PRIOR_POINTS` evenly spaced points of each domain (lo, hi:
+    B x Q, standardised units of X_var): the mean and std of E[Y | do] (B x Q x G each) and the
+    variance of a measurement around it (B x Q: the draw head's variance beyond the mean head's,
+    averaged over the domain, at least :data:`NOISE_FLOOR`)."""
+    ug = torch.linspace(0, 1, PRIOR_POINTS, dtype=torch.float64, device=var.device)
+    z = (lo[..., None] + (hi - lo)[..., None] * ug).float()                                # B x Q x G
+    draw_logits, mean_logits = surrogate.query(batch, tokens, var, z, memo)
+    f, m = surrogate.predictive(mean_logits.double()), surrogate.predictive(draw_logits.double())
+    noise = (m.std ** 2 - f.std ** 2).clamp_min(NOISE_FLOOR).mean(-1)
+    return f.mean, f.std, noise
+
+
+@torch.no_grad()
+def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Tensor, marginals: torch.Tensor,
+                      var: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, u_star: torch.Tensor,
+                      memo: ContextMemo | None = None) -> WorldBelief:
+    """The world model for do(X_var = x) at positions u_star (B x Q x K, fractions of each domain;
+    beyond [0, 1] the network's prior is held flat at its end value), given the batch
+    (standardised), the surrogate's tokens (B x D x C) and marginals (B x D), var (B x Q) and the
+    domains lo, hi (B x Q, in X_var's standardised units)."""
+    B, Q, K = u_star.shape
+    lo, hi = lo.double(), hi.double()
+    width = (hi - lo).clamp_min(1e-9)
+    m0, s0, noise = network_prior(surrogate, batch, tokens, var, lo, hi, memo)           # B x Q x G, ..., B x Q
+    V, G = B * Q, m0.shape[-1]
+    flat = lambda t: t.reshape(V, *t.shape[2:])
+    m0, s0, noise = flat(m0), flat(s0), flat(noise)
+    us = flat(u_star.double())
+    p = flat(marginals.gather(1, var).double())                                           # V: P(j in pa(Y))
+    # the observations, read by local-linear regression at L points (pseudo-measurements)
+    ua = (torch.arange(OBS_POINTS, dtype=torch.float64, device=var.device) + 0.5) / OBS_POINTS
+    uo = ua[None].expand(V, OBS_POINTS)
+    est, var_o, spread = _observed(batch, var, flat(lo), flat(width), ua, memo)
+    found = var_o < FAR
+    # the noise of a measurement: Y's spread about E[Y | X_j = x] in the observations (what the
+    # other causes add when X_j is set, if j is an unconfounded cause), else the network's
+    noise = torch.where(spread.isnan(), noise, spread).clamp_min(NOISE_FLOOR)
+
+    def average(rows: torch.Tensor, u, y, measured, prior_mean, weight, at_u):
+        """The GP average for the variable instances ``rows`` over their measurements (u, y where
+        ``measured``: |rows| x M) and their pseudo-measurements, tempered by ``weight`` (|rows|)."""
+        keep = found[rows] & (weight[:, None] >= MIN_PARENT)
+        pseudo = torch.where(keep, var_o[rows] / weight[:, None].clamp_min(MIN_PARENT), torch.ones_like(var_o[rows]))
+        u_all = torch.cat([u, uo[rows]], 1)
+        noise_all = torch.cat([noise[rows, None].expand_as(u), pseudo], 1)
+        observed = torch.cat([torch.zeros_like(measured), torch.ones_like(keep)], 1)
+        res = torch.cat([y, est[rows]], 1) - interpolate(prior_mean, u_all)
+        return gp_average(u_all, res, noise_all, observed, torch.cat([measured, keep], 1), interpolate(s0[rows], u_all),
+                          at_u, interpolate(s0[rows], at_u), noise[rows])
+
+    # the measurements (rows where X_j alone was set): for the variables with any, does Y follow
+    # X_j as the observations and the network say, or not at all? The others keep the belief.
+    xm, ym, mm = (flat(t) for t in _measurements(batch, var))                             # V x M each
+    M = max(1, int(mm.sum(1).max()))
+    order = torch.sort(mm.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :M]
+    um = ((xm - flat(lo)[:, None]) / flat(width)[:, None]).gather(1, order)               # V x M: measured first
+    ym, mm = ym.gather(1, order), mm.gather(1, order)
+    noise = replicate_noise(um, ym, mm, noise).clamp_min(NOISE_FLOOR)                     # V: replicates show it
+    parent, lowered = p.clone(), torch.ones_like(p)
+    hit = mm.any(1).nonzero().flatten()
+    if len(hit):
+        both = torch.cat([hit, hit])                                                       # with and without them
+        measured = torch.cat([mm[hit], torch.zeros_like(mm[hit])])
+        lml = average(both, um[both], ym[both], measured, m0[both], p[both], um[both, :1])[3]
+        log_effect = lml[: len(hit)] - lml[len(hit):]
+        parent[hit] = no_effect_update(p[hit], log_effect, null_log_likelihood(ym[hit], mm[hit]))
+        lowered[hit] = (parent[hit] / p[hit].clamp(1e-6, 1)).clamp_max(1.0)
+    # the world model: "X_j acts as the network and the observations say" (that GP, conditioned
+    # on everything) and "X_j does nothing" (E[Y | do] = Y's observational mean, 0, a measurement
+    # a draw of Y: variance 1), weighted by how far the experiments lowered P(j in pa(Y)),
+    # moment-matched
+    every = torch.arange(V, device=var.device)
+    res, var_effect, _, _ = average(every, um, ym, mm, m0, p, us)
+    act = lowered[:, None]                                                                # V x 1
+    effect = interpolate(m0, us) + res
+    mean = act * effect
+    var_f = (act * (var_effect + effect ** 2) - mean ** 2).clamp_min(1e-12)
+    var_y = var_f + act * noise[:, None] + (1 - act)
+    shape = (B, Q, K)
+    return WorldBelief(mean.reshape(shape), var_f.reshape(shape), var_y.reshape(shape), parent.reshape(B, Q))
