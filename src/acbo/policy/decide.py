@@ -48,10 +48,22 @@ def after_experiments(surrogate: Surrogate, c: CampaignBatch, belief: Belief) ->
     variable (:func:`acbo.surrogate.conditioning.no_effect_update`; the others as the surrogate
     says)."""
     B, _, D = c.values.shape
+    dev = c.values.device
     settable = c.intervenable & c.var_mask & ~c.target                                           # B x D
-    var = torch.arange(D, device=c.values.device).expand(B, D)
+    marginals = belief.marginals.double().clone()
+    if not bool(settable.any()):
+        return marginals
+    Q = int(settable.sum(1).max())
+    order = torch.where(settable, torch.arange(D, device=dev)[None], torch.full((B, D), D, device=dev))
+    var = order.sort(dim=1).values[:, :Q]                                                        # B x Q: settable first
+    real = var < D
+    var = torch.where(real, var, torch.zeros_like(var))
     mean, std = c.observational_stats()
-    lo, hi = (c.low - mean) / std, (c.high - mean) / std
+    m_j, s_j = mean.gather(1, var), std.gather(1, var)
+    lo, hi = (c.low.gather(1, var) - m_j) / s_j, (c.high.gather(1, var) - m_j) / s_j
     w = conditioned_world(surrogate, c.standardised(), belief.tokens, belief.marginals, var, lo, hi,
-                          torch.full((B, D, 1), 0.5, dtype=torch.float64, device=c.values.device))
-    return torch.where(settable, w.parent, belief.marginals.double())
+                          torch.full((B, Q, 1), 0.5, dtype=torch.float64, device=dev))
+    slot = torch.where(real, var, torch.full_like(var, D))                                       # padding -> a spare column
+    out = torch.cat([marginals, marginals.new_zeros(B, 1)], 1)
+    out.scatter_(1, slot, torch.where(real, w.parent, out.gather(1, slot)))
+    return out[:, :D]

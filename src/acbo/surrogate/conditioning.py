@@ -24,11 +24,15 @@ model does (:mod:`acbo.surrogate.world` applies it):
   point, so a measurement's predictive (the same Gaussian plus the noise) is never narrower than
   the expectation's.
 - **Experiments that show no effect.** Under "j is not a cause of Y" a measurement after setting
-  X_j is a draw of Y's observational distribution (N(0, 1) in Y's standard units); under "the
-  network's prior holds" it follows the GP above. Their Bayes factor lowers P(j in pa(Y))
-  (:func:`no_effect_update`), never raises it (Y responding to X_j is also what a non-parent
-  ancestor does), and the prior mean is pulled toward "no effect" (Y's observational mean) by the
-  same ratio.
+  X_j is a draw of Y's observational distribution (N(0, 1) in Y's standard units); under "X_j
+  acts as the network and the observations say" it follows the GP above, given the
+  observational estimates. Their Bayes factor lowers P(j in pa(Y)) (:func:`no_effect_update`),
+  never raises it (Y responding to X_j is also what a non-parent ancestor does), and the world
+  model becomes the mixture of that GP and a flat response at Y's observational mean, the GP
+  weighted by the ratio by which P(j in pa(Y)) fell.
+- **The noise of a measurement** is Y's spread about the local-linear fit in the observations
+  (what the other causes add when X_j is set, for an unconfounded cause), else the network's;
+  replicated measurements update it (:func:`replicate_noise`).
 
 Everything is batched over V variable instances (campaigns x variables) in float64.
 """
@@ -44,7 +48,7 @@ LENGTHSCALES = (0.06, 0.2, 0.7)
 DISCREPANCIES = (0.05, 0.3, 1.0)
 """beta: how far (Y's standard units) the data may take f_j from the network's mean beyond its own std."""
 DISCREPANCY_PRIOR = (0.5, 0.3, 0.2)
-"""Prior weights of :data:`DISCREPANCIES` (the network is usually right)."""
+"""Prior weights of :data:`DISCREPANCIES`."""
 BIAS_SDS = (0.15, 2.0)
 """tau: how far (Y's standard units) the observations' estimates of E[Y | X_j = x] may sit from
 E[Y | do(X_j = x)] (confounding), a smooth offset over the domain."""
@@ -53,7 +57,7 @@ BIAS_PRIOR = (0.5, 0.5)
 BIAS_LENGTHSCALE = 0.5
 """Length scale (fraction of the domain) of that offset."""
 NOISE_PRIOR_ROWS = 2.0
-"""How many replicated rows' worth the network's noise variance counts for (:func:`replicate_noise`)."""
+"""How many replicated rows' worth the prior noise variance counts for (:func:`replicate_noise`)."""
 NOISE_FLOOR = 1e-4
 """Smallest measurement-noise variance (Y's standard units squared): a network's noiseless belief
 must not make a measurement an exact constraint."""

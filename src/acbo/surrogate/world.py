@@ -58,14 +58,19 @@ def _measurements(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def _observations(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The observational rows: (x_var, y, mask), B x Q x N each (standardised)."""
+    """The observational rows: (x_var, y, mask), B x Q x R each (standardised; R the most
+    observational rows of any campaign, in their order: rows added later do not change them)."""
     B, N, D = batch.values.shape
     Q = var.shape[1]
-    x = batch.values.double()
     obs = batch.row_mask & ~batch.intervened.any(2)                                        # B x N
+    R = max(1, int(obs.sum(1).max()))
+    score = torch.where(obs, -torch.arange(N, device=var.device, dtype=torch.float64)[None],
+                        torch.full((B, N), -1e18, dtype=torch.float64, device=var.device))
+    rows = score.topk(R, dim=1).indices.sort(dim=1).values                                 # B x R
+    x = batch.values.double().gather(1, rows[..., None].expand(B, R, D))                   # B x R x D
     y = (x * batch.target.double()[:, None, :]).sum(2)
-    xj = x.gather(2, var[:, None, :].expand(B, N, Q)).transpose(1, 2)                      # B x Q x N
-    return xj, y[:, None, :].expand(B, Q, N), obs[:, None, :].expand(B, Q, N)
+    xj = x.gather(2, var[:, None, :].expand(B, R, Q)).transpose(1, 2)                      # B x Q x R
+    return xj, y[:, None, :].expand(B, Q, R), obs.gather(1, rows)[:, None, :].expand(B, Q, R)
 
 
 def _observed(batch: PaddedBatch, var: torch.Tensor, lo: torch.Tensor, width: torch.Tensor, ua: torch.Tensor,
