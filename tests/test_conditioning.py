@@ -47,6 +47,19 @@ def test_local_linear_marks_points_the_data_do_not_reach():
     assert float(var[0, 1]) == C.FAR and float(est[0, 1]) == 0.0
 
 
+def test_local_linear_needs_three_effective_rows():
+    """Two rows near the point and the rest far: about two effective rows, too few for a line and
+    its spread: marked absent; four rows near it are enough."""
+    h = torch.tensor([0.1], dtype=torch.float64)
+    at = torch.tensor([[0.0]], dtype=torch.float64)
+    x = torch.tensor([[-0.01, 0.01, 5.0, 6.0]], dtype=torch.float64)
+    _, var, _ = C.local_linear(x, x, torch.ones_like(x, dtype=torch.bool), at, h)
+    assert float(var[0, 0]) == C.FAR
+    x3 = torch.tensor([[-0.01, 0.01, 0.02, -0.02]], dtype=torch.float64)
+    _, var3, _ = C.local_linear(x3, x3 ** 2, torch.ones_like(x3, dtype=torch.bool), at, h)
+    assert float(var3[0, 0]) < C.FAR
+
+
 def test_one_row_conditioning_by_hand_for_every_setting():
     """One measurement r at u0 with noise s2: posterior mean A^2 / (A^2 + s2) r, variance
     A^2 - A^4 / (A^2 + s2), marginal likelihood N(r; 0, A^2 + s2) with A^2 = s0^2 + beta^2; at

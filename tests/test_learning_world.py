@@ -153,3 +153,59 @@ def test_the_shipped_pair_finds_a_dip_the_observations_show():
             best = min(best, expected(dict(iv)))
         solved += (best - y_star) / (e_obs - y_star) <= 0.1
     assert solved >= 9
+
+
+def test_campaigns_batched_with_padding_give_each_campaign_its_own_answer():
+    """conditioned_world over two campaigns of different d and n (padded rows, variables and
+    measurement slots) equals each campaign alone."""
+    from acbo.buffer import PaddedBatch
+    from acbo.surrogate.world import conditioned_world
+
+    model = shared_surrogate(None)
+    rng = np.random.default_rng(3)
+    buffers, targets, settings = [], [], []
+    for family, seed, n_meas in (("test-broad", 1, 3), ("test-shapes", 2, 0)):
+        p = make_problem(family, seed)
+        names = list(p.frame.columns)
+        t, j = names.index("Y"), names.index(p.settable[0])
+        lo, hi = float(p.low[j]), float(p.high[j])
+        y = p.frame["Y"].to_numpy()
+        buffers.append(_measured(p.frame, j, t, lo + 0.4 * (hi - lo), y.mean() + y.std() * rng.standard_normal(n_meas)))
+        targets.append(t)
+        settings.append([names.index(n) for n in p.settable[:2]])
+    u = torch.linspace(0, 1, 5, dtype=torch.float64)
+
+    def world(bufs, tgts, sets):
+        batch = PaddedBatch.of_buffers(bufs, tgts)
+        logits, tokens = model.encode(batch)
+        Q = max(len(v) for v in sets)
+        var = torch.tensor([v + [0] * (Q - len(v)) for v in sets])
+        lo, hi = [], []
+        for b, v in zip(bufs, sets):
+            mean, std = b.observational_stats()
+            low = torch.tensor([float(b.values[:, k].min()) for k in v] + [0.0] * (Q - len(v)), dtype=torch.float64)
+            lo.append((low - torch.cat([mean[v], torch.zeros(Q - len(v), dtype=torch.float64)])) /
+                      torch.cat([std[v], torch.ones(Q - len(v), dtype=torch.float64)]))
+            hi.append(lo[-1] + 2.0)
+        return conditioned_world(model, batch, tokens, torch.sigmoid(logits.double()), var, torch.stack(lo),
+                                 torch.stack(hi), u.expand(len(bufs), Q, 5))
+
+    both = world(buffers, targets, settings)
+    for i in range(2):
+        alone = world([buffers[i]], [targets[i]], [settings[i]])
+        q = len(settings[i])
+        for field in ("mean", "var_f", "var_y"):
+            assert torch.allclose(getattr(both, field)[i, :q], getattr(alone, field)[0, :q], rtol=1e-4, atol=1e-6), field
+        assert torch.allclose(both.parent[i, :q], alone.parent[0, :q], rtol=1e-4, atol=1e-6)
+
+
+def test_a_target_exactly_linear_in_a_variable_factors():
+    """Y an exact linear function of X in the observations: the local-linear estimates have zero
+    variance; the world model still answers (floored variances, jittered factorisation)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=100)
+    w = rng.normal(size=100)
+    opt = CausalOptimizer({"X": x, "W": w, "Y": 2 * x + 1}, target="Y")
+    pred = opt.predict("X", np.linspace(x.min(), x.max(), 7), quantity="expectation")
+    assert np.isfinite(pred[["mean", "std"]].to_numpy()).all()
+    assert len(opt.ask()) == 1

@@ -69,6 +69,8 @@ class PolicyConfig:
 
         if self.world not in WORLDS:
             raise ValueError(f"world must be one of {WORLDS}, got {self.world!r}")
+        if self.world == "conditioned" and not self.grid:
+            raise ValueError("world 'conditioned' is read through the grid features: it needs grid >= 2, got grid 0")
         if isinstance(self.grid, bool) or not isinstance(self.grid, int) or self.grid < 0 or self.grid == 1:
             raise ValueError(f"grid must be 0 (no world-model features) or an integer >= 2, got {self.grid!r}")
         if self.dim % self.heads:

@@ -56,7 +56,7 @@ def broad_scms(
     ``p_target_mechanism`` per model (raw linear models excepted).
     """
     check_batch(B, noise_std)
-    unknown = [m for m in mechanisms + tuple(target_mechanisms) if m not in mech.MECHANISMS] + [n for n in noises if n not in mech.NOISES] + \
+    unknown = [m for m in tuple(mechanisms) + tuple(target_mechanisms) if m not in mech.MECHANISMS] + [n for n in noises if n not in mech.NOISES] + \
               [r for r in roots if r not in mech.ROOTS]
     if unknown or not mechanisms or not noises or not roots:
         raise ValueError(f"unknown or missing mechanisms / noises / roots: {unknown or (mechanisms, noises, roots)}")

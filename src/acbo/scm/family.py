@@ -94,7 +94,7 @@ class Family:
         for g in self.graph:
             if g not in GRAPH_PRIORS:
                 raise bad(f"unknown graph prior {g!r}; known: {sorted(GRAPH_PRIORS)}")
-        for m in self.mechanism + tuple(self.target_mechanism):
+        for m in tuple(self.mechanism) + tuple(self.target_mechanism):
             if m not in MECHANISMS:
                 raise bad(f"unknown mechanism {m!r}; known: {MECHANISMS}")
         for t in _choices(self.target):

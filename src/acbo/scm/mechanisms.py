@@ -16,7 +16,7 @@ W[k, h, j] (masked to the parents j of k), c[k, h], a[k, h]:
 | 7    | exp         | exp(min(gain w^ . u, 8))                          | gain ~ +-U(0.4, 1)                          |
 | 8    | log         | sign(z) log(1 + abs(z)), z = gain w^ . u + offset | gain ~ U(1, 4), offset ~ U(-1, 1)          |
 | 9    | interaction | alpha u_i u_j + v . u                            | two distinct parents i, j (one parent: u_i^2) |
-| 10   | bump        | a1 exp(-z1^2/2) + a2 exp(-z2^2/2) + v . u, z_h = (w^ . u - m_h) / s_h | a localised bump or dip (a second with prob. 1/2), centre m ~ U(-2.5, 2.5), width s ~ logU(0.15, 0.8) |
+| 10   | bump        | a1 exp(-z1^2/2) + a2 exp(-z2^2/2) + v . u, z_h = (w^_h . u - m_h) / s_h | a localised bump or dip (a second with prob. 1/2, along its own direction w^_2), centre m ~ U(-2.5, 2.5), width s ~ logU(0.15, 0.8) |
 | 11   | wave        | sin(freq w^ . u + phase) + v . u                  | freq ~ U(1.25, 5): 1-4 periods over a domain of ~5 latent units |
 | 12   | step        | tanh(z1) - b tanh(z2) + v . u, z_h = g (w^ . u - t_h) | sharp threshold (gain g ~ U(4, 15)), or a plateau between t1 < t2 (b = 1, prob. 1/2) |
 | 13   | vshape      | abs(w^ . u - t) + v . u                           | a V with its tip at t ~ U(-2, 2)           |

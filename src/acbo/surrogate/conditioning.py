@@ -67,6 +67,8 @@ MIN_PARENT = 0.02
 """Belief below which the observational estimates are dropped (their variance would be > 50 x)."""
 FAR = 1e6
 """Variance that marks a pseudo-measurement as absent."""
+OBS_FLOOR = 1e-10
+"""Smallest variance of an observational estimate (an exactly linear or constant Y gives 0)."""
 
 
 def interpolate(values: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -109,8 +111,8 @@ def local_linear(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, at: torch
 
 
 def bandwidth(std_x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """A local bandwidth of 0.7 sd n^(-1/5) (a little under the normal-reference rule: the GP
-    smooths further, it cannot unsmooth)."""
+    """A local bandwidth of 0.7 sd n^(-1/5), two thirds of the normal-reference rule's 1.06 sd
+    n^(-1/5): the GP smooths further, it cannot unsmooth."""
     return 0.7 * std_x * n.clamp_min(2).to(std_x.dtype) ** -0.2
 
 
@@ -164,7 +166,7 @@ def gp_components(u: torch.Tensor, r: torch.Tensor, noise: torch.Tensor, observe
     sig = torch.where(mask, noise, torch.ones_like(noise))                              # V x M
     Kmm = (cov_mm[:, :, :, None] + tau2[:, None, None] * bias[:, None, None, None]
            + torch.diag_embed(sig)[:, None, None, None])                               # V x l x b x t x M x M
-    L = torch.linalg.cholesky(Kmm.reshape(V, C, M, M))                                  # V x C x M x M
+    L = _cholesky(Kmm.reshape(V, C, M, M))                                              # V x C x M x M
     rhs = torch.cat([(r * m)[:, None, None, None, :, None].expand(V, n_l, n_b, n_t, M, 1),
                      cov_ms[:, :, :, None].expand(V, n_l, n_b, n_t, M, K)], -1).reshape(V, C, M, 1 + K)
     w = torch.linalg.solve_triangular(L, rhs, upper=False)
@@ -176,6 +178,26 @@ def gp_components(u: torch.Tensor, r: torch.Tensor, noise: torch.Tensor, observe
     n = m.sum(1)[:, None]
     logml = -0.5 * (a * a).sum((-2, -1)) - 0.5 * logdet - 0.5 * n * math.log(2 * math.pi)
     return mean, var, logml
+
+
+def _cholesky(K: torch.Tensor) -> torch.Tensor:
+    """Cholesky factors of a batch of covariance matrices (... x M x M); a matrix that does not
+    factor in floating point (near-exact rows at long length scales) is retried with a jitter of
+    1e-8, then 1e-6 times its largest diagonal entry on the diagonal."""
+    L, info = torch.linalg.cholesky_ex(K)
+    for rel in (1e-8, 1e-6):
+        bad = info > 0
+        if not bool(bad.any()):
+            break
+        scale = K.diagonal(dim1=-2, dim2=-1).amax(-1, keepdim=True).clamp_min(1e-12)   # ... x 1
+        jittered = K + torch.diag_embed((rel * scale).expand(K.shape[:-1]))
+        L2, info2 = torch.linalg.cholesky_ex(jittered)
+        L = torch.where(bad[..., None, None], L2, L)
+        info = torch.where(bad, info2, info)
+    if bool((info > 0).any()):
+        raise ValueError("the world model's covariance does not factor even with jitter: the data hold rows that "
+                         "contradict each other exactly")
+    return L
 
 
 def gp_average(u, r, noise, observed, mask, amp, u_star, amp_star, noise_star: torch.Tensor

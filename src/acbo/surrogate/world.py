@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from acbo.buffer import PaddedBatch
-from acbo.surrogate.conditioning import (MIN_PARENT, FAR, NOISE_FLOOR, OBS_POINTS, bandwidth, gp_average,
+from acbo.surrogate.conditioning import (MIN_PARENT, FAR, NOISE_FLOOR, OBS_FLOOR, OBS_POINTS, bandwidth, gp_average,
                                          interpolate, local_linear, no_effect_update, null_log_likelihood, overlap,
                                          replicate_noise)
 from acbo.surrogate.model import INPUT_CLAMP, ContextMemo, Surrogate
@@ -90,7 +90,7 @@ def _observed(batch: PaddedBatch, var: torch.Tensor, lo: torch.Tensor, width: to
     h = bandwidth(torch.ones_like(lo), mo.sum(1))
     est, var_o, sigma2 = local_linear(xo, yo, mo, at, h)
     reached = var_o < FAR
-    var_o = torch.where(reached, var_o * overlap(at, h), var_o)
+    var_o = torch.where(reached, (var_o * overlap(at, h)).clamp_min(OBS_FLOOR), var_o)
     spread = (sigma2 * reached).sum(1) / reached.sum(1)                                    # NaN where none
     result = (est, var_o, spread)
     if memo is not None:
