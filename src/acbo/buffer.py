@@ -309,6 +309,17 @@ def rows_stats(values: torch.Tensor, intervened: torch.Tensor) -> tuple[torch.Te
     return mean, nonzero_spread(std)
 
 
+def rows_in_order(mask: torch.Tensor) -> torch.Tensor:
+    """B x R indices of the rows where ``mask`` (B x N) holds, in arrival order; R is the most of
+    any campaign (at least 1), and a campaign with fewer fills its last slots with rows outside
+    the mask (mask them again with ``mask.gather(1, rows)``)."""
+    B, N = mask.shape
+    score = torch.where(mask, -torch.arange(N, device=mask.device, dtype=torch.float64)[None],
+                        torch.full((B, N), -1e18, dtype=torch.float64, device=mask.device))
+    R = max(1, int(mask.sum(1).max()))
+    return score.topk(R, dim=1).indices.sort(dim=1).values
+
+
 def observational_stats(values: torch.Tensor, intervened: torch.Tensor, row_mask: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-variable mean and std over each buffer's observational rows (real rows where nothing

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from acbo.buffer import CampaignBatch
-from acbo.policy.features import N_GRID_FEATURES, campaign_features, grid_features
+from acbo.policy.features import N_GRID_FEATURES, campaign_features, grid_features, settable_variables
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.surrogate import Belief, Surrogate
 from acbo.surrogate.model import ContextMemo
@@ -49,15 +49,11 @@ def after_experiments(surrogate: Surrogate, c: CampaignBatch, belief: Belief) ->
     says)."""
     B, _, D = c.values.shape
     dev = c.values.device
-    settable = c.intervenable & c.var_mask & ~c.target                                           # B x D
     marginals = belief.marginals.double().clone()
-    if not bool(settable.any()):
+    var, real = settable_variables(c)                                                            # B x Q each
+    if not bool(real.any()):
         return marginals
-    Q = int(settable.sum(1).max())
-    order = torch.where(settable, torch.arange(D, device=dev)[None], torch.full((B, D), D, device=dev))
-    var = order.sort(dim=1).values[:, :Q]                                                        # B x Q: settable first
-    real = var < D
-    var = torch.where(real, var, torch.zeros_like(var))
+    Q = var.shape[1]
     mean, std = c.observational_stats()
     m_j, s_j = mean.gather(1, var), std.gather(1, var)
     lo, hi = (c.low.gather(1, var) - m_j) / s_j, (c.high.gather(1, var) - m_j) / s_j

@@ -123,6 +123,20 @@ def incumbent(c: CampaignBatch, mu: torch.Tensor) -> torch.Tensor:
     return at.amin(1).clamp_max(0.0)
 
 
+def settable_variables(c: CampaignBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(var, real), B x Q each: every campaign's settable variables in index order, padded to the
+    most of any campaign (at least 1) with variable 0 where ``real`` is False. Scatter results
+    back with the slot ``torch.where(real, var, D)`` into a spare column D."""
+    B, _, D = c.values.shape
+    dev = c.values.device
+    settable = c.intervenable & c.var_mask & ~c.target                                           # B x D
+    Q = max(1, int(settable.sum(1).max()))
+    order = torch.where(settable, torch.arange(D, device=dev)[None], torch.full((B, D), D, device=dev))
+    var = order.sort(dim=1).values[:, :Q]                                                        # B x Q: settable first
+    real = var < D
+    return torch.where(real, var, torch.zeros_like(var)), real
+
+
 @torch.no_grad()
 def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, memo=None,
                   world: str = "network", marginals: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,12 +157,8 @@ def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, mem
     """
     B, N, D = c.values.shape
     dev = c.values.device
-    settable = c.intervenable & c.var_mask & ~c.target                                           # B x D
-    Q = max(1, int(settable.sum(1).max()))
-    order = torch.where(settable, torch.arange(D, device=dev)[None], torch.full((B, D), D, device=dev))
-    var = order.sort(dim=1).values[:, :Q]                                                        # B x Q: settable first
-    real = var < D
-    var = torch.where(real, var, torch.zeros_like(var))
+    var, real = settable_variables(c)                                                            # B x Q each
+    Q = var.shape[1]
     batch = c.standardised()
     mean, std = c.observational_stats()                                                          # B x D
     u = grid_positions(K, torch.float64, dev)                                                    # K

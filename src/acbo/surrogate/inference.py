@@ -23,16 +23,24 @@ def surrogate_posterior(model: Surrogate, buffer: Buffer, target: int, names) ->
     return ParentPosterior.from_marginals(names, target, surrogate_marginals(model, [buffer], [target])[0])
 
 
-@torch.no_grad()
-def world_predictive(model: Surrogate, buffer: Buffer, target: int, variable: int, x: torch.Tensor, draw: bool = True):
-    """The world model's predictive (observed units, over the Q values x) of Y under
-    do(X_variable = x) given the buffer: of a fresh measurement (``draw``) or of E[Y | do]."""
+def _encoded(model: Surrogate, buffer: Buffer, target: int):
+    """One buffer read by the world model: (batch, parent logits, tokens, observational mean and
+    std); ValueError for a surrogate without the world-model head."""
     if not model.cfg.queries:
         raise ValueError("this surrogate has no world-model head (trained without queries)")
     dev = next(model.parameters()).device
     batch = PaddedBatch.of_buffers([buffer], [target], standardise=True, device=dev)
-    _, tokens = model.encode(batch)
+    logits, tokens = model.encode(batch)
     mean, std = buffer.observational_stats()
+    return batch, logits, tokens, mean, std
+
+
+@torch.no_grad()
+def world_predictive(model: Surrogate, buffer: Buffer, target: int, variable: int, x: torch.Tensor, draw: bool = True):
+    """The world model's predictive (observed units, over the Q values x) of Y under
+    do(X_variable = x) given the buffer: of a fresh measurement (``draw``) or of E[Y | do]."""
+    batch, _, tokens, mean, std = _encoded(model, buffer, target)
+    dev = tokens.device
     z = ((x.to(torch.float64) - mean[variable]) / std[variable]).float().to(dev)
     draw_logits, mean_logits = model.query(batch, tokens, torch.tensor([[variable]], device=dev), z[None, None])
     bar = model.predictive((draw_logits if draw else mean_logits)[0, 0].double().cpu())
@@ -50,12 +58,8 @@ def conditioned_grid(model: Surrogate, buffer: Buffer, target: int, variables: l
     from acbo.predictive import GaussianMixture
     from acbo.surrogate.world import conditioned_world
 
-    if not model.cfg.queries:
-        raise ValueError("this surrogate has no world-model head (trained without queries)")
-    dev = next(model.parameters()).device
-    batch = PaddedBatch.of_buffers([buffer], [target], standardise=True, device=dev)
-    logits, tokens = model.encode(batch)
-    mean, std = buffer.observational_stats()
+    batch, logits, tokens, mean, std = _encoded(model, buffer, target)
+    dev = tokens.device
     var = torch.tensor(variables, dtype=torch.long)
     low, high = low.to(torch.float64), high.to(torch.float64)
     lo, hi = (low - mean[var]) / std[var], (high - mean[var]) / std[var]

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acbo.buffer import PaddedBatch
+from acbo.buffer import PaddedBatch, rows_in_order
 from acbo.layers import Block, unless_full
 from acbo.predictive import BarDistribution, asinh_edges
 
@@ -191,9 +191,8 @@ def query_statistics(batch: "PaddedBatch", var: torch.Tensor, z: torch.Tensor,
     pick = lambda t: t.gather(1, var)                                                      # B x D -> B x Q
     # the rows where one variable was set, gathered in arrival order (M <= interventions, not N)
     sel = single & batch.row_mask                                                          # B x N
-    M = max(1, int(sel.sum(1).max()))
-    score = torch.where(sel, -torch.arange(N, device=x.device, dtype=x.dtype)[None], torch.full_like(y, -1e18))
-    rows = score.topk(M, dim=1).indices.sort(dim=1).values                                 # B x M
+    rows = rows_in_order(sel)                                                              # B x M
+    M = rows.shape[1]
     x_m, y_m = x.gather(1, rows[..., None].expand(B, M, D)), y.gather(1, rows)              # B x M x D, B x M
     iv_m = batch.intervened.gather(1, rows[..., None].expand(B, M, D)) & sel.gather(1, rows)[..., None]
     xj = x_m.gather(2, var[:, None, :].expand(B, M, Q))                                    # B x M x Q

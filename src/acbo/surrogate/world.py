@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from acbo.buffer import PaddedBatch
+from acbo.buffer import PaddedBatch, rows_in_order
 from acbo.surrogate.conditioning import (MIN_PARENT, FAR, NOISE_FLOOR, OBS_FLOOR, OBS_POINTS, bandwidth, gp_average,
                                          interpolate, local_linear, no_effect_update, null_log_likelihood, overlap,
                                          replicate_noise)
@@ -44,10 +44,8 @@ def _measurements(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, 
     Q = var.shape[1]
     iv = batch.intervened & batch.row_mask[..., None]
     single = (iv.sum(2) == 1) & ~(iv & batch.target[:, None]).any(2)                      # B x N
-    M = max(1, int(single.sum(1).max()))
-    score = torch.where(single, -torch.arange(N, device=var.device, dtype=torch.float64)[None],
-                        torch.full((B, N), -1e18, dtype=torch.float64, device=var.device))
-    rows = score.topk(M, dim=1).indices.sort(dim=1).values                                 # B x M
+    rows = rows_in_order(single)                                                           # B x M
+    M = rows.shape[1]
     x = batch.values.double().clamp(-INPUT_CLAMP, INPUT_CLAMP).gather(1, rows[..., None].expand(B, M, D))
     y = (x * batch.target.double()[:, None, :]).sum(2)                                     # B x M
     setj = (iv.gather(1, rows[..., None].expand(B, M, D)) & single.gather(1, rows)[..., None])  # B x M x D
@@ -63,10 +61,8 @@ def _observations(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, 
     B, N, D = batch.values.shape
     Q = var.shape[1]
     obs = batch.row_mask & ~batch.intervened.any(2)                                        # B x N
-    R = max(1, int(obs.sum(1).max()))
-    score = torch.where(obs, -torch.arange(N, device=var.device, dtype=torch.float64)[None],
-                        torch.full((B, N), -1e18, dtype=torch.float64, device=var.device))
-    rows = score.topk(R, dim=1).indices.sort(dim=1).values                                 # B x R
+    rows = rows_in_order(obs)                                                              # B x R
+    R = rows.shape[1]
     x = batch.values.double().gather(1, rows[..., None].expand(B, R, D))                   # B x R x D
     y = (x * batch.target.double()[:, None, :]).sum(2)
     xj = x.gather(2, var[:, None, :].expand(B, R, Q)).transpose(1, 2)                      # B x Q x R
@@ -126,7 +122,7 @@ def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Te
     lo, hi = lo.double(), hi.double()
     width = (hi - lo).clamp_min(1e-9)
     m0, s0, noise = network_prior(surrogate, batch, tokens, var, lo, hi, memo)           # B x Q x G, ..., B x Q
-    V, G = B * Q, m0.shape[-1]
+    V = B * Q
     flat = lambda t: t.reshape(V, *t.shape[2:])
     m0, s0, noise = flat(m0), flat(s0), flat(noise)
     us = flat(u_star.double())
