@@ -26,6 +26,6 @@ run: install
 	$(BIN)/acbo run
 
 test: install-test
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 .PHONY: install install-test run test

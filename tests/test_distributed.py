@@ -50,6 +50,7 @@ def _largest_difference(got: dict, want: dict, what: str) -> float:
     return diff
 
 
+@pytest.mark.xdist_group("multi-process")
 def test_two_processes_train_what_one_does(tmp_path):
     alone = train(configure(SurrogateTrainConfig, **ARGS, out=str(tmp_path / "one")), log=lambda s: None)
     _torchrun("acbo.surrogate.train", ARGS, tmp_path / "two")
@@ -66,6 +67,7 @@ def test_shards_must_divide_the_batch():
         configure(SurrogateTrainConfig, **{**ARGS, "shards": 3})
 
 
+@pytest.mark.xdist_group("multi-process")
 def test_two_processes_train_the_policy_one_does(tmp_path):
     alone = train_policy(configure(PolicyTrainConfig, **POLICY_ARGS, out=str(tmp_path / "one")), log=lambda s: None)
     _torchrun("acbo.policy.train", POLICY_ARGS, tmp_path / "two")
@@ -88,6 +90,7 @@ def test_policy_shards_must_divide_batch_and_minibatch():
         configure(PolicyTrainConfig, **{**POLICY_ARGS, "shards": 3})
 
 
+@pytest.mark.xdist_group("multi-process")
 @pytest.mark.parametrize("backend", ["local", "ray"])
 def test_rollout_workers_train_what_one_process_does(tmp_path, backend):
     if backend == "ray":
