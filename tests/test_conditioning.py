@@ -164,3 +164,50 @@ def test_overlap_counts_neighbouring_windows():
     got = C.overlap(at, torch.tensor([0.1], dtype=torch.float64))
     e = math.exp(-0.01 / 0.04)
     assert torch.allclose(got, torch.tensor([[1.0, 1 + e, 1 + e]], dtype=torch.float64))
+
+
+def test_adjusted_removes_a_confounders_linear_effect():
+    """Z -> X, Z -> Y, X -> Y: Y = 2 X + 3 Z exactly, X = Z + e. The unadjusted slope of Y on X is
+    2 + 3 cov(X, Z) / var(X) (about 3.5 here); after adjusting, Y - 3 (Z - mean Z) = 2 X + 3 mean Z."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 400, generator=g, dtype=torch.float64)
+    x = z + torch.randn(1, 400, generator=g, dtype=torch.float64)
+    y = 2 * x + 3 * z
+    mask = torch.ones(1, 400, dtype=torch.bool)
+    ya = C.adjusted(x, y, z[..., None], mask, ridge=0.0)
+    assert torch.allclose(ya, 2 * x + 3 * z.mean(), atol=1e-8)
+    slope = lambda v: float(((x - x.mean()) * (v - v.mean())).sum() / ((x - x.mean()) ** 2).sum())
+    assert abs(slope(y) - (2 + 3 * float(((x - x.mean()) * (z - z.mean())).sum() / ((x - x.mean()) ** 2).sum()))) < 1e-9
+    assert abs(slope(ya) - 2.0) < 1e-8
+    # the default ridge shrinks gamma a little, not away
+    assert abs(slope(C.adjusted(x, y, z[..., None], mask)) - 2.0) < 0.05
+
+
+def test_adjusted_with_nothing_to_adjust_for_and_padding():
+    """A covariate column of zeros leaves y as it is; rows outside the mask change nothing."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 50, generator=g, dtype=torch.float64)
+    y = torch.sin(2 * x) + 0.1 * torch.randn(2, 50, generator=g, dtype=torch.float64)
+    mask = torch.ones(2, 50, dtype=torch.bool)
+    assert torch.equal(C.adjusted(x, y, torch.zeros(2, 50, 1, dtype=torch.float64), mask), y)
+    z = x[..., None] ** 2 + torch.randn(2, 50, 1, generator=g, dtype=torch.float64)
+    full = C.adjusted(x, y, z, mask)
+    pad = lambda t, v: torch.cat([t, torch.full_like(t[:, :7], v)], 1)
+    padded = C.adjusted(pad(x, 9.0), pad(y, -4.0), pad(z, 5.0), pad(mask, False))
+    assert torch.allclose(padded[:, :50], full, atol=1e-10)
+
+
+def test_cv_bandwidth_picks_narrow_for_a_sharp_dip_and_wide_for_a_noisy_line():
+    """Leave-one-out cross-validation: a narrow dip with little noise needs the smallest of the
+    candidates; a straight line under heavy noise, the largest."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 300, generator=g, dtype=torch.float64)
+    e = torch.randn(2, 300, generator=g, dtype=torch.float64)
+    y = torch.stack([-3 * torch.exp(-0.5 * ((x[0] - 0.3) / 0.15) ** 2) + 0.05 * e[0], 0.2 * x[1] + 2.0 * e[1]])
+    mask = torch.ones(2, 300, dtype=torch.bool)
+    assert C.OBS_BANDWIDTHS == (0.5, 1.0, 2.0)
+    assert C.cv_bandwidth(x, y, mask).tolist() == [0, 2]
+    assert C.cv_bandwidth(x, y, mask, points=300, fit_rows=300).tolist() == [0, 2]
+    # rows outside the mask are neither fitted nor scored
+    pad = lambda t, v: torch.cat([t, torch.full_like(t[:, :30], v)], 1)
+    assert C.cv_bandwidth(pad(x, 0.3), pad(y, 50.0), pad(mask, False)).tolist() == [0, 2]

@@ -9,12 +9,16 @@ model does (:mod:`acbo.surrogate.world` applies it):
 
 - **Measurements.** Rows where X_j alone was set are draws f_j(u_i) + noise.
 - **Observations, read nonparametrically.** A local-linear regression of Y on X_j over the
-  observational rows (:func:`local_linear`) estimates E[Y | X_j = x], which is E[Y | do(X_j = x)]
-  when j is an unconfounded cause of Y. Its estimates enter as pseudo-measurements whose variance
+  observational rows (:func:`local_linear`, at the bandwidth leave-one-out cross-validation picks
+  among several, :func:`cv_bandwidth`) estimates E[Y | X_j = x], which is E[Y | do(X_j = x)]
+  when j is an unconfounded cause of Y. A second reading first removes the linear effect of the
+  other variables believed to be parents of Y (:func:`adjusted`): right when they confound X_j
+  and Y, wrong when they mediate X_j's effect, so the two are averaged by how well each agrees
+  with the network's prior. The estimates enter as pseudo-measurements whose variance
   is their sampling error (from the local residual spread and the effective sample size),
   inflated for the overlap of neighbouring windows and divided by the belief that j is a parent
-  (tempering: P -> 0 ignores them). What confounding may add is a smooth offset b(u) shared by
-  them, a GP of amplitude tau (:data:`BIAS_SDS`), so that measurements can move the whole curve.
+  (tempering: P -> 0 ignores them). What confounding may still add is a smooth offset b(u) shared
+  by them, a GP of amplitude tau (:data:`BIAS_SDS`), so that measurements can move the whole curve.
 - **A Gaussian process per hyperparameter setting.** Prior covariance
   k(u, u') = A(u) A(u') exp(-(u - u')^2 / (2 l^2)) with A(u)^2 = s0(u)^2 + beta^2: the network's
   uncertainty plus a discrepancy beta that lets the data overrule the network where it is wrong.
@@ -65,6 +69,12 @@ OBS_POINTS = 12
 """Points over the domain where the observational regression is read."""
 MIN_PARENT = 0.02
 """Belief below which the observational estimates are dropped (their variance would be > 50 x)."""
+ADJUST_BELIEF = 0.5
+"""The observations' estimates for X_j are adjusted for the other variables believed (at least
+this probable) to be parents of Y (:func:`adjusted`)."""
+OBS_BANDWIDTHS = (0.5, 1.0, 2.0)
+"""Candidate bandwidths of the observational regression, multiples of :func:`bandwidth`'s;
+leave-one-out cross-validation picks one per variable (:func:`cv_bandwidth`)."""
 FAR = 1e6
 """Variance that marks a pseudo-measurement as absent."""
 OBS_FLOOR = 1e-10
@@ -108,6 +118,81 @@ def local_linear(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, at: torch
     good = ok & (n_eff >= 3)
     return (torch.where(good, est, torch.zeros_like(est)), torch.where(good, var, torch.full_like(var, FAR)),
             torch.where(good, sigma2, torch.zeros_like(sigma2)))
+
+
+def adjusted(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, basis: int = 8,
+             ridge: float = 1e-3) -> torch.Tensor:
+    """y with the linear effect of covariates z removed, by a partially linear fit
+    y ~ g(x) + z gamma (g: an intercept, a slope and ``basis`` Gaussian bumps evenly spaced over
+    x's range, as wide as their spacing; z centred). x, y, mask: V x N, z: V x N x A (A >= 0;
+    a column of zeros adjusts for nothing). Returns y - (z - mean z) gamma, V x N: read against
+    x, it estimates E_z[E[Y | x, z]], which is E[Y | do(x)] when z blocks every back-door path
+    from x to Y and holds no descendant of x (the back-door criterion), and its effect is linear.
+    ``ridge`` (times the rows' count) keeps the solve well posed for collinear columns; the
+    intercept is not penalised."""
+    V, N, A = z.shape
+    m = mask.to(y.dtype)
+    n = m.sum(1).clamp_min(1)                                                           # V
+    zc = (z - (z * m[..., None]).sum(1, keepdim=True) / n[:, None, None]) * m[..., None]  # V x N x A
+    big = torch.finfo(x.dtype).max
+    lo = torch.where(mask, x, torch.full_like(x, big)).amin(1)
+    hi = torch.where(mask, x, torch.full_like(x, -big)).amax(1)
+    span = (hi - lo).clamp_min(1e-9)                                                    # V
+    centres = lo[:, None] + span[:, None] * torch.linspace(0, 1, basis, dtype=x.dtype, device=x.device)  # V x K
+    width = span / max(1, basis - 1)
+    bumps = torch.exp(-0.5 * ((x[..., None] - centres[:, None, :]) / width[:, None, None]) ** 2)  # V x N x K
+    phi = torch.cat([torch.ones_like(x)[..., None], ((x - lo[:, None]) / span[:, None])[..., None], bumps, zc], 2)
+    phi = phi * m[..., None]                                                            # V x N x P
+    P = phi.shape[2]
+    pen = torch.full((P,), ridge, dtype=y.dtype, device=y.device)
+    pen[0] = 0.0
+    gram = phi.transpose(1, 2) @ phi + torch.diag(pen)[None] * n[:, None, None]         # V x P x P
+    beta = torch.linalg.solve(gram + 1e-9 * torch.eye(P, dtype=y.dtype, device=y.device), phi.transpose(1, 2) @ (y * m)[..., None])
+    gamma = beta[:, P - A:, 0]                                                          # V x A
+    return y - (zc * gamma[:, None, :]).sum(2)
+
+
+def _spread(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """V x S indices of at most k of the rows where ``mask`` (V x N) holds, evenly spread over
+    them in their order (all of them when there are at most k); S the most of any row, the
+    shorter filled with rows outside the mask."""
+    V, N = mask.shape
+    rank = mask.cumsum(1) - 1                                                           # V x N: among the rows used
+    n = mask.sum(1, keepdim=True).clamp_min(1)
+    chosen = mask & ((rank * k) // n != ((rank - 1) * k) // n)
+    S = max(1, int(chosen.sum(1).max()))
+    score = torch.where(chosen, -torch.arange(N, device=mask.device, dtype=torch.float64)[None],
+                        torch.full((V, N), -1e18, dtype=torch.float64, device=mask.device))
+    return score.topk(S, dim=1).indices
+
+
+def cv_bandwidth(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, scale: tuple[float, ...] = OBS_BANDWIDTHS,
+                 points: int = 64, fit_rows: int = 256) -> torch.Tensor:
+    """Which multiple of :func:`bandwidth` (``scale``) gives the local-linear fit of y on x the least
+    leave-one-out error, per row of x (V x N, with y and mask). The fit at row i uses all the
+    rows and is corrected by the weight it gives row i itself, (y_i - yhat_i) / (1 - l_ii);
+    ``points`` rows are scored, the fits use at most ``fit_rows`` rows (both spread evenly over
+    the rows in their order; the bandwidth follows their count, n^(-1/5)), so that the choice
+    costs V x points x fit_rows whatever n. Returns V indices into ``scale``."""
+    V, N = x.shape
+    keep = _spread(mask, fit_rows)                                                      # V x F
+    x, y, mask = x.gather(1, keep), y.gather(1, keep), mask.gather(1, keep)
+    at_rows = _spread(mask, points)                                                     # V x S, among those
+    xs, ys, ms = x.gather(1, at_rows), y.gather(1, at_rows), mask.gather(1, at_rows)
+    h0 = bandwidth(torch.ones(V, dtype=x.dtype, device=x.device), mask.sum(1))          # V
+    dx = x[:, None, :] - xs[..., None]                                                  # V x S x F
+    dx2 = dx * dx
+    m = mask[:, None, :].to(x.dtype)
+    score = []
+    for k in scale:  # a handful of candidates: one local-linear pass each
+        w = torch.exp(-0.5 * dx2 / (k * h0[:, None, None]) ** 2) * m
+        s0, s1, s2 = w.sum(2), (w * dx).sum(2), (w * dx2).sum(2)
+        det = (s0 * s2 - s1 * s1).clamp_min(1e-300)
+        fit = (w * (s2[..., None] - dx * s1[..., None]) * y[:, None, :]).sum(2) / det
+        self_weight = s2 / det                                                          # l_ii: the row's own weight (dx = 0, w = 1)
+        loo = (ys - fit) / (1 - self_weight).clamp_min(0.05)
+        score.append(torch.where(ms, loo * loo, torch.zeros_like(loo)).sum(1))
+    return torch.stack(score, 1).argmin(1)
 
 
 def bandwidth(std_x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:

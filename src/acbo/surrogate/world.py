@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from acbo.buffer import PaddedBatch, rows_in_order
-from acbo.surrogate.conditioning import (MIN_PARENT, FAR, NOISE_FLOOR, OBS_FLOOR, OBS_POINTS, bandwidth, gp_average,
-                                         interpolate, local_linear, no_effect_update, null_log_likelihood, overlap,
-                                         replicate_noise)
+from acbo.surrogate.conditioning import (ADJUST_BELIEF, MIN_PARENT, FAR, NOISE_FLOOR, OBS_BANDWIDTHS, OBS_FLOOR,
+                                         OBS_POINTS, adjusted, bandwidth, cv_bandwidth, gp_average, interpolate,
+                                         local_linear, no_effect_update, null_log_likelihood, overlap, replicate_noise)
 from acbo.surrogate.model import INPUT_CLAMP, ContextMemo, Surrogate
 
 PRIOR_POINTS = 9
@@ -55,43 +55,82 @@ def _measurements(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, 
     return xj, y[:, None, :].expand(B, Q, M), mask
 
 
-def _observations(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The observational rows: (x_var, y, mask), B x Q x R each (standardised; R the most
-    observational rows of any campaign, in their order: rows added later do not change them)."""
+def _observations(batch: PaddedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The observational rows: (values B x R x D, y B x R, mask B x R), standardised; R the most
+    observational rows of any campaign, in their order: rows added later do not change them."""
     B, N, D = batch.values.shape
-    Q = var.shape[1]
     obs = batch.row_mask & ~batch.intervened.any(2)                                        # B x N
     rows = rows_in_order(obs)                                                              # B x R
     R = rows.shape[1]
     x = batch.values.double().gather(1, rows[..., None].expand(B, R, D))                   # B x R x D
     y = (x * batch.target.double()[:, None, :]).sum(2)
-    xj = x.gather(2, var[:, None, :].expand(B, R, Q)).transpose(1, 2)                      # B x Q x R
-    return xj, y[:, None, :].expand(B, Q, R), obs.gather(1, rows)[:, None, :].expand(B, Q, R)
+    return x, y, obs.gather(1, rows)
 
 
-def _observed(batch: PaddedBatch, var: torch.Tensor, lo: torch.Tensor, width: torch.Tensor, ua: torch.Tensor,
-              memo: ContextMemo | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The local-linear estimates of E[Y | X_var = x] at the points ua of each domain (V x L),
-    their variances as pseudo-measurements (the sampling variance times the windows' overlap;
-    :data:`FAR` where the data do not reach), and the spread of Y about them (V: the residual
-    variance averaged over the points the data reach; NaN if none). Kept in the memo while the
-    observational rows, the variables and the domains are the same."""
-    xo, yo, mo = (t.reshape(-1, t.shape[2]) for t in _observations(batch, var))            # V x N each
-    key = (xo, yo, mo, lo, width)
+def _confounders(batch: PaddedBatch, marginals: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The variables each X_var is adjusted for: the others the surrogate believes to be parents
+    of Y (P >= :data:`ADJUST_BELIEF`). Returns (indices B x Q x A, mask B x Q x A), A >= 1."""
+    B, D = marginals.shape
+    Q = var.shape[1]
+    believed = (marginals >= ADJUST_BELIEF) & batch.var_mask & ~batch.target              # B x D
+    sel = believed[:, None, :].expand(B, Q, D) & (torch.arange(D, device=var.device) != var[..., None])
+    A = max(1, int(sel.sum(2).max()))
+    idx = sel.to(torch.int8).topk(A, dim=2, sorted=True).indices                           # B x Q x A
+    return idx, sel.gather(2, idx)
+
+
+def _observed(batch: PaddedBatch, marginals: torch.Tensor, var: torch.Tensor, lo: torch.Tensor, width: torch.Tensor,
+              ua: torch.Tensor, memo: ContextMemo | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The observations read nonparametrically at the points ua of each domain (V x L): local-
+    linear estimates of E[Y | X_var = x] at the bandwidth leave-one-out cross-validation picks
+    among :data:`OBS_BANDWIDTHS`, as they are and adjusted for the other believed parents of Y
+    (:func:`_confounders`, :func:`acbo.surrogate.conditioning.adjusted`), with their variances as
+    pseudo-measurements (the sampling variance times the windows' overlap; :data:`FAR` where the
+    data do not reach): (est, var, est adjusted, var adjusted), V x L each, and the spread of Y
+    about the unadjusted fit (V: what the other causes add when X_var is set, averaged over the
+    points the data reach; NaN if none). Kept in the memo while the observational rows, the
+    variables, the domains and the adjustment sets are the same."""
+    x, y, mask = _observations(batch)                                                      # B x R x D, B x R, B x R
+    B, R, D = x.shape
+    Q = var.shape[1]
+    V = B * Q
+    conf, conf_mask = _confounders(batch, marginals, var)                                  # B x Q x A each
+    key = (x, mask, var, lo, width, conf, conf_mask)
     if memo is not None and memo.observed is not None:
         old, result = memo.observed
         if all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(old, key)):
             return result
+    xo = x.gather(2, var[:, None, :].expand(B, R, Q)).transpose(1, 2).reshape(V, R)      # V x R
+    yo = y[:, None, :].expand(B, Q, R).reshape(V, R)
+    mo = mask[:, None, :].expand(B, Q, R).reshape(V, R)
+    A = conf.shape[2]
+    z = x.gather(2, conf.reshape(B, 1, Q * A).expand(B, R, Q * A)).reshape(B, R, Q, A)    # B x R x Q x A
+    z = (z * conf_mask[:, None].to(z.dtype)).permute(0, 2, 1, 3).reshape(V, R, A)        # V x R x A
     at = lo[:, None] + width[:, None] * ua                                                 # V x L
-    h = bandwidth(torch.ones_like(lo), mo.sum(1))
+    h0 = bandwidth(torch.ones_like(lo), mo.sum(1))
+    h = h0 * torch.tensor(OBS_BANDWIDTHS, dtype=h0.dtype, device=h0.device)[cv_bandwidth(xo, yo, mo, OBS_BANDWIDTHS)]
     est, var_o, sigma2 = local_linear(xo, yo, mo, at, h)
-    reached = var_o < FAR
-    var_o = torch.where(reached, (var_o * overlap(at, h)).clamp_min(OBS_FLOOR), var_o)
+    est_a, var_a, _ = local_linear(xo, adjusted(xo, yo, z, mo), mo, at, h)
+    reached = var_o < FAR                                                                  # the same for both
+    inflate = overlap(at, h)
+    var_o, var_a = ((torch.where(reached, v * inflate, v)).clamp_min(OBS_FLOOR) for v in (var_o, var_a))
     spread = (sigma2 * reached).sum(1) / reached.sum(1)                                    # NaN where none
-    result = (est, var_o, spread)
+    result = (est, var_o, est_a, var_a, spread)
     if memo is not None:
         memo.observed = (key, result)
     return result
+
+
+def _evidence(est: torch.Tensor, var_o: torch.Tensor, reached: torch.Tensor, p: torch.Tensor, uo: torch.Tensor,
+              m0: torch.Tensor, s0: torch.Tensor) -> torch.Tensor:
+    """log marginal likelihood (V) of observational estimates (est, var_o: V x L at uo), as the
+    world model uses them (tempered by p, V), under the network's prior (m0, s0: V x G)."""
+    keep = reached & (p[:, None] >= MIN_PARENT)
+    pseudo = torch.where(keep, var_o / p[:, None].clamp_min(MIN_PARENT), torch.ones_like(var_o))
+    r = torch.where(keep, est - interpolate(m0, uo), torch.zeros_like(est))
+    amp = interpolate(s0, uo)
+    return gp_average(uo, r, pseudo, torch.ones_like(keep), keep, amp, uo[:, :1], amp[:, :1], torch.zeros_like(p))[3]
 
 
 @torch.no_grad()
@@ -130,8 +169,14 @@ def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Te
     # the observations, read by local-linear regression at L points (pseudo-measurements)
     ua = (torch.arange(OBS_POINTS, dtype=torch.float64, device=var.device) + 0.5) / OBS_POINTS
     uo = ua[None].expand(V, OBS_POINTS)
-    est, var_o, spread = _observed(batch, var, flat(lo), flat(width), ua, memo)
+    est, var_o, est_a, var_a, spread = _observed(batch, marginals, var, flat(lo), flat(width), ua, memo)
     found = var_o < FAR
+    # the two readings (adjusting is right for a confounder, wrong for a mediator), moment-matched
+    # in proportion to how well each agrees with the network's prior, which read the same data
+    w = torch.sigmoid(_evidence(est_a, var_a, found, p, uo, m0, s0) - _evidence(est, var_o, found, p, uo, m0, s0))
+    w = w[:, None]                                                                         # V x 1: P(adjusted)
+    var_o = torch.where(found, w * var_a + (1 - w) * var_o + w * (1 - w) * (est_a - est) ** 2, var_o)
+    est = w * est_a + (1 - w) * est
     # the noise of a measurement: Y's spread about E[Y | X_j = x] in the observations (what the
     # other causes add when X_j is set, if j is an unconfounded cause), else the network's
     noise = torch.where(spread.isnan(), noise, spread).clamp_min(NOISE_FLOOR)
