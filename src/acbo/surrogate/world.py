@@ -173,8 +173,9 @@ def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Te
     found = var_o < FAR
     # the two readings (adjusting is right for a confounder, wrong for a mediator), moment-matched
     # in proportion to how well each agrees with the network's prior, which read the same data
-    w = torch.sigmoid(_evidence(est_a, var_a, found, p, uo, m0, s0) - _evidence(est, var_o, found, p, uo, m0, s0))
-    w = w[:, None]                                                                         # V x 1: P(adjusted)
+    two = lambda t: torch.cat([t, t])                                                     # both readings in one solve
+    lml = _evidence(torch.cat([est_a, est]), torch.cat([var_a, var_o]), two(found), two(p), two(uo), two(m0), two(s0))
+    w = torch.sigmoid(lml[:V] - lml[V:])[:, None]                                          # V x 1: P(adjusted)
     var_o = torch.where(found, w * var_a + (1 - w) * var_o + w * (1 - w) * (est_a - est) ** 2, var_o)
     est = w * est_a + (1 - w) * est
     # the noise of a measurement: Y's spread about E[Y | X_j = x] in the observations (what the
@@ -193,29 +194,30 @@ def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Te
         return gp_average(u_all, res, noise_all, observed, torch.cat([measured, keep], 1), interpolate(s0[rows], u_all),
                           at_u, interpolate(s0[rows], at_u), noise[rows])
 
-    # the measurements (rows where X_j alone was set): for the variables with any, does Y follow
-    # X_j as the observations and the network say, or not at all? The others keep the belief.
+    # the measurements: the rows where X_j alone was set
     xm, ym, mm = (flat(t) for t in _measurements(batch, var))                             # V x M each
     M = max(1, int(mm.sum(1).max()))
     order = torch.sort(mm.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :M]
     um = ((xm - flat(lo)[:, None]) / flat(width)[:, None]).gather(1, order)               # V x M: measured first
     ym, mm = ym.gather(1, order), mm.gather(1, order)
     noise = replicate_noise(um, ym, mm, noise).clamp_min(NOISE_FLOOR)                     # V: replicates show it
-    parent, lowered = p.clone(), torch.ones_like(p)
+    # in one batched solve: the world model for every variable, and for those with measurements
+    # the marginal likelihood with and without them (the Bayes factor below)
+    every = torch.arange(V, device=var.device)
     hit = mm.any(1).nonzero().flatten()
-    if len(hit):
-        both = torch.cat([hit, hit])                                                       # with and without them
-        measured = torch.cat([mm[hit], torch.zeros_like(mm[hit])])
-        lml = average(both, um[both], ym[both], measured, m0[both], p[both], um[both, :1])[3]
-        log_effect = lml[: len(hit)] - lml[len(hit):]
-        parent[hit] = no_effect_update(p[hit], log_effect, null_log_likelihood(ym[hit], mm[hit]))
+    H = len(hit)
+    rows = torch.cat([hit, hit, every])
+    measured = torch.cat([mm[hit], torch.zeros_like(mm[hit]), mm])
+    res, var_effect, _, lml = average(rows, um[rows], ym[rows], measured, m0[rows], p[rows], us[rows])
+    res, var_effect = res[2 * H:], var_effect[2 * H:]
+    parent, lowered = p.clone(), torch.ones_like(p)
+    if H:  # did Y follow X_j as the observations and the network say, or not at all?
+        parent[hit] = no_effect_update(p[hit], lml[:H] - lml[H:2 * H], null_log_likelihood(ym[hit], mm[hit]))
         lowered[hit] = (parent[hit] / p[hit].clamp(1e-6, 1)).clamp_max(1.0)
     # the world model: "X_j acts as the network and the observations say" (that GP, conditioned
     # on everything) and "X_j does nothing" (E[Y | do] = Y's observational mean, 0, a measurement
     # a draw of Y: variance 1), weighted by how far the experiments lowered P(j in pa(Y)),
     # moment-matched
-    every = torch.arange(V, device=var.device)
-    res, var_effect, _, _ = average(every, um, ym, mm, m0, p, us)
     act = lowered[:, None]                                                                # V x 1
     effect = interpolate(m0, us) + res
     mean = act * effect
