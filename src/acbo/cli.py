@@ -177,6 +177,7 @@ def bench(
     out: Path = typer.Option(Path("runs/bench"), help="Output folder (results.jsonl, summary.md, regret.png)."),
     option: list[str] = typer.Option(None, help="Method option method.key=value (repeatable), "
                                                 "e.g. parent_scale.dr_regressor=mlp."),
+    max_set: int = typer.Option(1, min=1, help="Variables one experiment may set at once (y* over such sets)."),
 ):
     """Benchmark methods x families x seeds; writes JSONL, a summary table and a plot."""
     from acbo.bench.report import summary_table
@@ -185,7 +186,7 @@ def bench(
 
     cfg = BenchConfig(methods=_split(methods), families=_split(families), n_seeds=seeds, first_seed=first_seed,
                       steps=steps, n_obs=n_obs or None, placement=Placement(workers, backend, address),
-                      method_options=_options(option, with_method=True))
+                      method_options=_options(option, with_method=True), max_set=max_set)
     df = run_bench(cfg, out=out)
     console.print(summary_table(df))
     console.print(f"results in {out}/")

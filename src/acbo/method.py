@@ -9,6 +9,7 @@ Adding a method means registering a class here, not changing the interface.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -21,6 +22,7 @@ import torch
 
 from acbo.buffer import Buffer
 from acbo.posterior import ExactPosteriorConfig, ParentPosterior, exact_posterior
+from acbo.scm.optimum import candidate_sets
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,10 +37,20 @@ class Problem:
     minimize: bool = True
     seed: int = 0
     """The campaign's seed: methods derive any internal randomness (e.g. bootstraps) from it."""
+    max_set: int = 1
+    """How many variables one experiment may set at once (1: one at a time)."""
+    sets: tuple[tuple[int, ...], ...] | None = None
+    """The sets of variables (label indices, sorted) an experiment may set together, as CBO's
+    exploration sets; None: every set of at most ``max_set`` intervenable variables."""
 
     @property
     def d(self) -> int:
         return len(self.names)
+
+    @functools.cached_property
+    def allowed_sets(self) -> list[tuple[int, ...]]:
+        """Every set an experiment may set (label indices, sorted; sizes 1 … ``max_set``)."""
+        return candidate_sets(self.intervenable, self.max_set, None if self.sets is None else list(self.sets))
 
     @classmethod
     def from_data(cls, names: list[str], x: np.ndarray, target: str, domains: Mapping[str, tuple[float, float]] | None = None,
@@ -111,6 +123,9 @@ class Method:
     name: ClassVar[str] = ""
     stochastic: ClassVar[bool] = True
     """False for methods whose choices do not depend on the seed (the oracle)."""
+    chooses_sets: ClassVar[bool] = False
+    """True for methods whose :meth:`ask_set` chooses several variables at once (needed when the
+    problem allows more than one per experiment, or restricts them to exploration sets)."""
 
     def __init__(self, problem: Problem, **options: Any):
         if options:
@@ -128,6 +143,38 @@ class Method:
         lo, hi = float(p.low[i]), float(p.high[i])
         assert bool(p.intervenable[i]) and lo - 1e-9 <= v <= hi + 1e-9, (self.name, i, v)
         return i, min(max(v, lo), hi)
+
+    def ask_set(self, buffer: Buffer, generator: torch.Generator) -> dict[int, float]:
+        """The next experiment as {variable index: value} over one of ``problem.allowed_sets``
+        (methods with :attr:`chooses_sets`)."""
+        raise NotImplementedError
+
+    def propose_set(self, buffer: Buffer, generator: torch.Generator) -> dict[int, float]:
+        """The next experiment, checked, as {variable index: value}: :meth:`propose` where the
+        problem sets one variable at a time with no exploration sets (today's choices, bit for
+        bit), else :meth:`ask_set` — one of the allowed sets, each value inside its domain (a
+        hair outside it, from float rounding, moved onto its end)."""
+        p = self.problem
+        if p.max_set == 1 and p.sets is None:
+            i, v = self.propose(buffer, generator)
+            return {i: v}
+        choice = self.ask_set(buffer, generator)
+        assert tuple(sorted(choice)) in p.allowed_sets, (self.name, choice)
+        out = {}
+        for i, v in choice.items():
+            lo, hi = float(p.low[i]), float(p.high[i])
+            assert lo - 1e-9 <= v <= hi + 1e-9, (self.name, i, v)
+            out[int(i)] = min(max(float(v), lo), hi)
+        return out
+
+    def random_set(self, generator: torch.Generator) -> dict[int, float]:
+        """A uniformly random allowed set (each set equally likely), each variable at a uniform
+        value in its domain."""
+        sets = self.problem.allowed_sets
+        s = sets[int(torch.randint(len(sets), (1,), generator=generator))]
+        u = torch.rand(len(s), generator=generator, dtype=torch.float64)
+        p = self.problem
+        return {i: float(p.low[i]) + float(u[k]) * (float(p.high[i]) - float(p.low[i])) for k, i in enumerate(s)}
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         return self.exact_posterior(buffer, ExactPosteriorConfig())
@@ -213,6 +260,10 @@ def build_method(name: str, problem: Problem, options: dict) -> Method:
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ValueError(f"method {name!r} takes no option(s) {unknown}; its options: {known or 'none'}")
+    if (problem.max_set > 1 or problem.sets is not None) and not cls.chooses_sets:
+        able = sorted(n for n, c in METHODS.items() if c.chooses_sets)
+        raise ValueError(f"method {name!r} sets one variable per experiment, so it takes neither max_set > 1 nor "
+                         f"exploration sets (max_set={problem.max_set}); methods that choose sets: {able}")
     return cls(problem, **options)
 
 

@@ -15,6 +15,7 @@ predictions run with one torch thread (``threads``) unless the user says otherwi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -193,6 +194,33 @@ def _as_columns(observational) -> tuple[list[str], np.ndarray]:
     return names, x
 
 
+def _set_options(problem: Problem, max_set, exploration_sets) -> dict:
+    """``max_set`` and the exploration sets (names) as a Problem's fields, checked: ValueError
+    naming the offending value."""
+    if isinstance(max_set, bool) or not isinstance(max_set, (int, np.integer)) or max_set < 1:
+        raise ValueError(f"max_set must be a positive integer, got {max_set!r}")
+    settable = [n for n, ok in zip(problem.names, problem.intervenable.tolist()) if ok]
+    if max_set > len(settable):
+        raise ValueError(f"max_set={max_set} but only {len(settable)} variables may be set: {settable}")
+    if exploration_sets is None:
+        return {"max_set": int(max_set), "sets": None}
+    if isinstance(exploration_sets, (str, Mapping)) or not hasattr(exploration_sets, "__iter__"):
+        raise ValueError(f"exploration_sets must be a list of lists of variable names, got {exploration_sets!r}")
+    sets = []
+    for s in exploration_sets:
+        if isinstance(s, str) or not hasattr(s, "__iter__"):
+            raise ValueError(f"an exploration set must be a list of variable names, got {s!r}")
+        names = [clean_name(n) for n in s]
+        unknown = [n for n in names if n not in settable]
+        if not names or unknown or len(set(names)) != len(names) or len(names) > max_set:
+            why = (f"{unknown} may not be set (settable: {settable})" if unknown else "it repeats a variable"
+                   if len(set(names)) != len(names) else f"it has {len(names)} variables, more than max_set={max_set}"
+                   if names else "it is empty")
+            raise ValueError(f"exploration set {list(s)!r}: {why}")
+        sets.append(tuple(sorted(problem.names.index(n) for n in names)))
+    return {"max_set": int(max_set), "sets": tuple(dict.fromkeys(sets))}
+
+
 class CausalOptimizer:
     """Find the intervention that minimises (or maximises) E[Y | do(.)] without knowing the graph.
 
@@ -201,8 +229,12 @@ class CausalOptimizer:
     [min, max]. intervenable: names that may be set (default: all but the target).
     method: a registered method name (see ``acbo.METHODS``). minimize: direction.
     seed: the same seed and the same tells give the same asks. threads: torch intra-op threads
-    for decisions and predictions (default 1; None: torch's own setting). options: method-specific
-    keyword arguments (e.g. ``scm=`` for ``oracle``).
+    for decisions and predictions (default 1; None: torch's own setting). max_set: how many
+    variables one experiment may set at once (default 1: one at a time, as every method can);
+    exploration_sets: the sets of variable names an experiment may set together (as CBO's; each
+    at most ``max_set`` intervenable variables; default every such set); both need a method that
+    chooses sets (``acbo.METHODS[name].chooses_sets``). options: method-specific keyword arguments
+    (e.g. ``scm=`` for ``oracle``).
     """
 
     def __init__(
@@ -215,6 +247,8 @@ class CausalOptimizer:
         minimize: bool = True,
         seed: int = 0,
         threads: int | None = DECISION_THREADS,
+        max_set: int = 1,
+        exploration_sets: list[list[str]] | None = None,
         **options: Any,
     ):
         names, x = _as_columns(observational)
@@ -227,7 +261,8 @@ class CausalOptimizer:
             domains = cleaned(domains, "domains")
         if isinstance(intervenable, (list, tuple)):
             intervenable = [clean_name(v) for v in intervenable]
-        self.problem = Problem.from_data(names, x, clean_name(target), domains, intervenable, minimize, seed)
+        problem = Problem.from_data(names, x, clean_name(target), domains, intervenable, minimize, seed)
+        self.problem = dataclasses.replace(problem, **_set_options(problem, max_set, exploration_sets))
         self._check_domains()
         self.method_name = method
         self.method: Method = build_method(method, self.problem, options)
@@ -291,8 +326,8 @@ class CausalOptimizer:
         telling returns the same experiment."""
         if self.pending is None:
             with intra_op_threads(self.threads):
-                i, v = self.method.propose(self.buffer, self._gen)
-            self.pending = Intervention({self.problem.names[i]: v})
+                choice = self.method.propose_set(self.buffer, self._gen)
+            self.pending = Intervention({self.problem.names[i]: v for i, v in choice.items()})
         return self.pending
 
     def _check_intervention(self, iv) -> dict[str, float]:
@@ -555,6 +590,8 @@ class CausalOptimizer:
             "high": p.high.clone(),
             "intervenable": p.intervenable.clone(),
             "minimize": p.minimize,
+            "max_set": p.max_set,
+            "sets": None if p.sets is None else [list(t) for t in p.sets],
             "method": self.method_name,
             "options": self.method.options(),
             "method_state": self.method.state_dict(),
@@ -583,8 +620,10 @@ class CausalOptimizer:
     def from_state(cls, state: dict) -> "CausalOptimizer":
         """Rebuild from :meth:`state_dict`'s output (its next ask is the original's, bit for bit)."""
         obj = cls.__new__(cls)
+        sets = state.get("sets")  # files written before sets have neither: one variable at a time
         obj.problem = Problem(tuple(state["names"]), state["target"], state["low"], state["high"],
-                              state["intervenable"], state["minimize"], state["seed"])
+                              state["intervenable"], state["minimize"], state["seed"], state.get("max_set", 1),
+                              None if sets is None else tuple(tuple(t) for t in sets))
         obj.method_name = state["method"]
         obj.method = build_method(state["method"], obj.problem, state["options"])
         obj.method.load_state_dict(state.get("method_state", {}))

@@ -50,6 +50,9 @@ class BenchConfig:
     """Where the tasks run (one task = one family x seed, all methods): worker processes, local or Ray."""
     method_options: dict = field(default_factory=dict)
     """Per-method keyword options, {method: {option: value}}."""
+    max_set: int = 1
+    """How many variables one experiment may set at once; above 1, y* is the optimum over such
+    sets (:meth:`acbo.scm.SCM.set_optimum`) and every method must choose sets."""
 
     def __post_init__(self):
         for m in self.methods:
@@ -60,6 +63,12 @@ class BenchConfig:
             raise ValueError(f"n_seeds and steps must be >= 1 and first_seed >= 0; got {self.n_seeds}, {self.steps}, {self.first_seed}")
         if self.n_obs is not None and self.n_obs < 2:
             raise ValueError(f"n_obs must be >= 2, got {self.n_obs}")
+        if self.max_set < 1:
+            raise ValueError(f"max_set must be >= 1, got {self.max_set}")
+        if self.max_set > 1:
+            single = [m for m in self.methods if not get_method(m).chooses_sets]
+            if single:
+                raise ValueError(f"max_set={self.max_set}, but {single} set one variable per experiment")
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,11 @@ class BenchProblem:
     y_star_setting: float
     e_obs: float
     truth: torch.Tensor
+    max_set: int = 1
+    """How many variables an experiment may set; y* is over such sets (y_star_variable and
+    y_star_setting describe the best single variable)."""
+    y_star_set: dict | None = None
+    """The best set {name: value} where ``max_set`` > 1."""
 
     @property
     def names(self) -> list[str]:
@@ -103,9 +117,10 @@ class BenchProblem:
         return [n for j, n in enumerate(self.names) if bool(self.intervenable[j])]
 
 
-def make_problem(family: str, seed: int, n_obs: int | None = None) -> BenchProblem:
+def make_problem(family: str, seed: int, n_obs: int | None = None, max_set: int = 1) -> BenchProblem:
     """Draw problem ``seed`` of ``family`` from the test stream: the SCM, its observational data
-    (the family's budget unless ``n_obs``), the domains and settable variables, y*."""
+    (the family's budget unless ``n_obs``), the domains and settable variables, y* (over sets of
+    at most ``max_set`` variables)."""
     fam = get_family(family)
     g = generator("test", "bench", family, seed)
     scm = fam.sample(g)
@@ -114,8 +129,13 @@ def make_problem(family: str, seed: int, n_obs: int | None = None) -> BenchProbl
     opt = scm.optimum(low[None], high[None], can[None])
     e_obs = float(scm.observational_mean()[0])
     frame = pd.DataFrame(x.double().numpy(), columns=scm.names())
-    return BenchProblem(family, seed, scm, frame, low.double(), high.double(), can, float(opt.value[0]),
-                        float(opt.se[0]), int(opt.variable[0]), float(opt.setting[0]), e_obs, scm.parents()[0])
+    y_star, y_star_se, best_set = float(opt.value[0]), float(opt.se[0]), None
+    if max_set > 1:
+        sets = scm.set_optimum(low[None], high[None], max_set, can[None], single=opt)
+        y_star, y_star_se = float(sets.value[0]), float(sets.se[0])
+        best_set = {n: float(sets.setting[0, j]) for j, n in enumerate(scm.names()) if bool(sets.mask[0, j])}
+    return BenchProblem(family, seed, scm, frame, low.double(), high.double(), can, y_star, y_star_se,
+                        int(opt.variable[0]), float(opt.setting[0]), e_obs, scm.parents()[0], max_set, best_set)
 
 
 def with_problem_knowledge(problem: BenchProblem, method: str, options: dict | None = None) -> dict:
@@ -135,7 +155,8 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
     the optimizer at the end. ``on_step(row)`` sees each step's row as it happens."""
     scm = problem.scm
     opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, domains=problem.domains,
-                          intervenable=problem.settable, **with_problem_knowledge(problem, method, options))
+                          intervenable=problem.settable, max_set=problem.max_set,
+                          **with_problem_knowledge(problem, method, options))
     base = {"family": problem.family, "seed": problem.seed, "method": method, "config": opt.method.describe(), "d": scm.d,
             "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),
             "y_star": problem.y_star, "e_obs": problem.e_obs}
@@ -146,7 +167,10 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
 
     def record(t: int, iv, sample: dict, dt: float) -> None:
         nonlocal best
-        (name, value), = iv.items()
+        if len(iv) == 1:
+            (name, value), = iv.items()
+        else:  # a set: "A+B" and its values in that order
+            name, value = "+".join(iv), [float(v) for v in iv.values()]
         e_y = scm.expected_outcome(iv)
         best = min(best, e_y)
         rows.append({**base, "step": t, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
@@ -162,13 +186,15 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
 
 def run_problem(task: _Task) -> list[dict]:
     """Every method of the config on one (family, seed) problem."""
-    problem = make_problem(task.family, task.seed, task.cfg.n_obs)
+    problem = make_problem(task.family, task.seed, task.cfg.n_obs, task.cfg.max_set)
     rows = []
     for method in task.cfg.methods:
         rows += run_method(problem, method, task.cfg.steps, task.cfg.method_options.get(method))[0]
     return rows
 
 
+_ADDED_LATER = {"max_set": 1}
+"""Settings a run written before them had at these values (its config.json lacks them)."""
 _EXTENDABLE = ("n_seeds", "first_seed", "placement", "workers", "backend", "address")
 """Settings that only add, pick or place tasks (keyed by (family, seed)): a run may change them and resume
 (``workers``, ``backend``, ``address``: where runs written before ``placement`` kept them)."""
@@ -190,7 +216,7 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, progress: bool = 
         cfg_path, log_path = out / "config.json", out / "tasks.jsonl"
         if log_path.exists():
             same = {k: v for k, v in config.items() if k not in _EXTENDABLE}
-            if not cfg_path.exists() or {k: v for k, v in json.loads(cfg_path.read_text()).items()
+            if not cfg_path.exists() or {k: v for k, v in {**_ADDED_LATER, **json.loads(cfg_path.read_text())}.items()
                                          if k not in _EXTENDABLE} != same:
                 raise ValueError(f"{out} holds results of another benchmark configuration; use a new --out")
             for line in log_path.read_text().splitlines():

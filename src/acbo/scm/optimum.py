@@ -1,12 +1,15 @@
-"""The optimum of a batch of SCMs: y* = min over single-variable hard interventions within the
-domains of E[Y | do], its argmin and its Monte Carlo standard error (:meth:`acbo.scm.SCM.optimum`).
+"""The optimum of a batch of SCMs: y* = min over hard interventions within the domains of E[Y | do],
+its argmin and its Monte Carlo standard error — over single variables (:meth:`acbo.scm.SCM.optimum`)
+or over sets of at most k variables set at once (:meth:`acbo.scm.SCM.set_optimum`).
 
-Linear models: exact, at the ends of the domains. Otherwise: a grid over each domain, then
-golden-section search around the best grid point on common random numbers.
+Linear models: exact, at the corners of the domains. Otherwise: a grid over each domain (each
+box of a set), then golden-section search around the best grid point (along each axis in turn
+for a set) on common random numbers.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -159,3 +162,193 @@ def _search_one(scm: SCM, j: int, lo: torch.Tensor, hi: torch.Tensor, ok: torch.
         better = fv < best_e
         best_v, best_e = torch.where(better, xv, best_v), torch.where(better, fv, best_e)
     return best_v, best_e
+
+
+@dataclass(frozen=True)
+class SetOptimum:
+    """The best hard intervention on a set of at most k variables of each model: ``value`` =
+    min E[Y | do(X_S = x_S)] (B), ``mask`` the set S (B x d bool, label order), ``setting`` its
+    values (B x d, 0 off the set), ``se`` the Monte Carlo standard error of ``value`` (B; 0
+    where it is exact)."""
+
+    value: torch.Tensor
+    mask: torch.Tensor
+    setting: torch.Tensor
+    se: torch.Tensor
+
+
+def candidate_sets(intervenable: torch.Tensor, max_set: int, sets: list[tuple[int, ...]] | None = None
+                   ) -> list[tuple[int, ...]]:
+    """The sets an experiment may set (label indices, sorted, sizes 1 … ``max_set``): ``sets`` as
+    given (checked), else every subset of the variables intervenable in any model (d or B x d)."""
+    if max_set < 1:
+        raise ValueError(f"max_set must be >= 1, got {max_set}")
+    can = intervenable.reshape(-1, intervenable.shape[-1]).any(0)
+    d = can.shape[0]
+    if sets is None:
+        idx = torch.nonzero(can).flatten().tolist()
+        return [s for k in range(1, max_set + 1) for s in itertools.combinations(idx, k)]
+    out = []
+    for s in sets:
+        t = tuple(sorted(int(i) for i in s))
+        if not 1 <= len(t) <= max_set or len(set(t)) != len(t) or not all(0 <= i < d for i in t):
+            raise ValueError(f"an exploration set must hold 1 to {max_set} distinct variables of 0 … {d - 1}, got {s!r}")
+        out.append(t)
+    return list(dict.fromkeys(out))
+
+
+def set_optimum(scm: SCM, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor | None, max_set: int,
+                sets: list[tuple[int, ...]] | None = None, n_mc: int = 10_000, grid: int | None = None,
+                refine_iters: int = 16, rounds: int = 2, single: Optimum | None = None) -> SetOptimum:
+    """y* over hard interventions on sets of at most ``max_set`` variables (or on the given
+    ``sets``, label indices): the single-variable optimum of :func:`optimum` (the same numbers),
+    then every set of two or more. Linear models: exact (E[Y | do(X_S = x)] is affine in x, so
+    its minimum over the box lies at one of its 2^|S| corners). Otherwise, per set of
+    intervenable ancestors of Y: a grid of ``grid`` points per axis (default 9 for two
+    variables, 5 for more), then ``rounds`` of golden-section search along each axis in turn,
+    bracketed by the neighbouring grid points, on common random numbers (a coordinate search:
+    tests bound its error against a fine grid). A set holding a variable that is not an
+    ancestor of Y acts as the set without it, so it is not searched again. ``single``: the
+    single-variable optimum over the same variables when already computed (reused as it is)."""
+    B, d, dev = scm.batch_size, scm.d, scm.device
+    dt = scm.loc.dtype
+    low = torch.broadcast_to(torch.as_tensor(low, device=dev, dtype=dt), (B, d))
+    high = torch.broadcast_to(torch.as_tensor(high, device=dev, dtype=dt), (B, d))
+    if intervenable is None:
+        intervenable = torch.ones(B, d, dtype=torch.bool, device=dev)
+        intervenable[torch.arange(B, device=dev), scm.target] = False
+    intervenable = torch.broadcast_to(torch.as_tensor(intervenable, device=dev), (B, d))
+    allowed = candidate_sets(intervenable, max_set, sets)
+    singles = torch.zeros(d, dtype=torch.bool, device=dev)
+    for s in allowed:
+        if len(s) == 1:
+            singles[s[0]] = True
+    inf = torch.tensor(float("inf"), device=dev, dtype=dt)
+    best_val = torch.full((B,), float("inf"), device=dev, dtype=dt)
+    best_mask = torch.zeros(B, d, dtype=torch.bool, device=dev)
+    best_set = torch.zeros(B, d, device=dev, dtype=dt)
+    best_se = torch.zeros(B, device=dev, dtype=dt)
+    one_ok = intervenable & singles
+    if one_ok.any(1).all():  # every model has a single variable it may set: today's optimum, unchanged
+        one = single if single is not None else optimum(scm, low, high, one_ok, n_mc, grid, refine_iters)
+        best_val, best_se = one.value.clone(), one.se.clone()
+        rows = torch.arange(B, device=dev)
+        best_mask[rows, one.variable] = True
+        best_set[rows, one.variable] = one.setting
+    elif one_ok.any():
+        raise ValueError("the allowed single-variable sets must cover every model or none")
+    multi = [s for s in allowed if len(s) > 1]
+    if not multi:
+        if not torch.isfinite(best_val).all():
+            raise ValueError("every model needs at least one set of intervenable variables")
+        return SetOptimum(best_val, best_mask, best_set, best_se)
+    lin = scm._cache["linear"]
+    if not (all(lin) or not any(lin)):  # a mixed batch: each kind on its own
+        parts = [torch.tensor([b for b in range(B) if lin[b] == k], device=dev) for k in (True, False)]
+        out = [set_optimum(scm[i], low[i], high[i], intervenable[i], max_set, allowed, n_mc, grid, refine_iters,
+                           rounds) for i in parts]
+        fields = []
+        for name in ("value", "mask", "setting", "se"):
+            t = torch.zeros((B,) + getattr(out[0], name).shape[1:], dtype=getattr(out[0], name).dtype, device=dev)
+            for i, o in zip(parts, out):
+                t[i] = getattr(o, name)
+            fields.append(t)
+        return SetOptimum(*fields)
+    anc = scm.ancestors()
+    ctx = None if all(lin) else scm._mc_context(n_mc)
+    for s in multi:
+        S = list(s)
+        ok = intervenable[:, S].all(1) & anc[:, S].all(1)                                   # B: worth searching
+        if not ok.any():
+            continue
+        if all(lin):
+            val, at = _set_corners(scm, S, low, high)
+            se = torch.zeros_like(val)
+        else:
+            val, at, se = _set_searched(scm, S, low, high, ctx, grid or (9 if len(S) == 2 else 5), refine_iters, rounds)
+        val = torch.where(ok, val, inf)
+        better = val < best_val
+        best_val = torch.where(better, val, best_val)
+        best_se = torch.where(better, se, best_se)
+        mask = torch.zeros(B, d, dtype=torch.bool, device=dev)
+        mask[:, S] = True
+        best_mask = torch.where(better[:, None], mask, best_mask)
+        setting = torch.zeros(B, d, device=dev, dtype=dt)
+        setting[:, S] = at
+        best_set = torch.where(better[:, None], setting, best_set)
+    if not torch.isfinite(best_val).all():
+        raise ValueError("every model needs at least one set of intervenable variables")
+    return SetOptimum(best_val, best_mask, best_set, best_se)
+
+
+def _set_corners(scm: SCM, S: list[int], low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear models: the best of the 2^|S| corners of the box of S. Returns (value B, setting B x |S|)."""
+    B, d, dev = scm.batch_size, scm.d, scm.device
+    k = len(S)
+    corners = torch.tensor(list(itertools.product((0, 1), repeat=k)), device=dev, dtype=torch.bool)  # C x k
+    lo, hi = low[:, S], high[:, S]                                                          # B x k
+    at = torch.where(corners[None], hi[:, None, :], lo[:, None, :])                         # B x C x k
+    C = corners.shape[0]
+    mask = torch.zeros(C, d, dtype=torch.bool, device=dev)
+    mask[:, S] = True
+    values = torch.zeros(B, C, d, device=dev, dtype=low.dtype)
+    values[:, :, S] = at
+    e = scm.expected_target(mask, values)                                                   # B x C
+    best = e.argmin(1)
+    return e.gather(1, best[:, None])[:, 0], at[torch.arange(B, device=dev), best]
+
+
+def _set_searched(scm: SCM, S: list[int], low: torch.Tensor, high: torch.Tensor, ctx: dict, grid: int,
+                  refine_iters: int, rounds: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Nonlinear models: min over the box of S of the common-random-number estimate of
+    E[Y | do(X_S = x)]: a grid of ``grid`` points per axis, then ``rounds`` of golden-section
+    search along each axis in turn, in the bracket of the neighbouring grid points around the
+    best point so far. Returns (value B, setting B x |S|, standard error B)."""
+    B, d, dev = scm.batch_size, scm.d, scm.device
+    k = len(S)
+    n_mc = ctx["eps"].shape[1]
+    mask = torch.zeros(1, d, dtype=torch.bool, device=dev)
+    mask[0, S] = True
+
+    def f(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # x: B x m x k -> (B x m, B x m)
+        m = x.shape[1]
+        vals = torch.zeros(B, m, d, device=dev, dtype=x.dtype)
+        vals[:, :, S] = x
+        return scm._expected_mc(mask.expand(m, d), vals, m, n_mc, ctx)
+
+    lo, hi = low[:, S], high[:, S]                                                          # B x k
+    t = torch.linspace(0, 1, grid, device=dev, dtype=lo.dtype)
+    ticks = torch.stack(torch.meshgrid(*([t] * k), indexing="ij"), -1).reshape(-1, k)       # G^k x k
+    pts = lo[:, None, :] + (hi - lo)[:, None, :] * ticks                                    # B x G^k x k
+    e, _ = f(pts)
+    g = e.argmin(1)
+    x = pts[torch.arange(B, device=dev), g]                                                 # B x k
+    best = e.gather(1, g[:, None])[:, 0]
+    cell = (hi - lo) / (grid - 1)                                                           # B x k
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(rounds):
+        for c in range(k):  # golden-section search along axis c, the others held
+            def along(v: torch.Tensor) -> torch.Tensor:  # v: B x m values of axis c
+                xs = x[:, None, :].expand(B, v.shape[1], k).clone()
+                xs[:, :, c] = v
+                return f(xs)[0]
+
+            a = torch.maximum(x[:, c] - cell[:, c], lo[:, c])
+            b = torch.minimum(x[:, c] + cell[:, c], hi[:, c])
+            x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
+            f1, f2 = along(torch.stack([x1, x2], 1)).unbind(1)
+            for _ in range(refine_iters):
+                left = f1 <= f2
+                a, b = torch.where(left, a, x1), torch.where(left, x2, b)
+                kept_x, kept_f = torch.where(left, x1, x2), torch.where(left, f1, f2)
+                new = torch.where(left, b - ratio * (b - a), a + ratio * (b - a))
+                fn = along(new[:, None])[:, 0]
+                x1, f1 = torch.where(left, new, kept_x), torch.where(left, fn, kept_f)
+                x2, f2 = torch.where(left, kept_x, new), torch.where(left, kept_f, fn)
+            for xv, fv in ((x1, f1), (x2, f2)):
+                better = fv < best
+                best = torch.where(better, fv, best)
+                x = x.clone()
+                x[:, c] = torch.where(better, xv, x[:, c])
+    _, se = f(x[:, None, :])
+    return best, x, se[:, 0]

@@ -37,8 +37,9 @@ import torch
 
 from acbo.scm import mechanisms as mech
 from acbo.scm.graphs import check_d, pick_target, sample_graph, topological_order
-from acbo.scm.optimum import Optimum
+from acbo.scm.optimum import Optimum, SetOptimum
 from acbo.scm.optimum import optimum as search_optimum
+from acbo.scm.optimum import set_optimum as search_set_optimum
 from acbo.seeding import generator as make_generator
 
 FORMAT_VERSION = 2
@@ -469,6 +470,16 @@ class SCM:
         its observational value.
         """
         return search_optimum(self, low, high, intervenable, n_mc, grid, refine_iters)
+
+    def set_optimum(self, low: torch.Tensor, high: torch.Tensor, max_set: int, intervenable: torch.Tensor | None = None,
+                    sets: list[tuple[int, ...]] | None = None, n_mc: int = N_MC, grid: int | None = None,
+                    refine_iters: int = 16, single: Optimum | None = None) -> SetOptimum:
+        """y* = min over hard interventions on at most ``max_set`` variables at once (or on the
+        given ``sets`` of label indices) of E[Y | do(X_S = x_S)] within the domains, with its set,
+        settings and standard error (:func:`acbo.scm.optimum.set_optimum`). ``max_set=1`` gives
+        :meth:`optimum`'s numbers. ``single``: :meth:`optimum`'s result for the same domains and
+        variables when already computed (reused)."""
+        return search_set_optimum(self, low, high, intervenable, max_set, sets, n_mc, grid, refine_iters, single=single)
 
     # ---------------------------------------------------------------- one experiment, by name
     def _named_do(self, intervention) -> tuple[torch.Tensor, torch.Tensor]:

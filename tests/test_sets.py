@@ -1,0 +1,130 @@
+"""Experiments that set several variables at once: the simulator, the optimizer's max_set and
+exploration sets, random search over sets, and the benchmark harness with y* over sets."""
+
+import json
+
+import pytest
+import torch
+
+from acbo import CausalOptimizer
+from acbo.bench.runner import BenchConfig, make_problem, run_bench
+from acbo.method import build_method
+from acbo.seeding import generator
+
+from conftest import small_problem
+
+
+def test_a_set_intervention_in_the_simulator_by_hand(chain3):
+    """X1 -> X2 -> Y, X1 -> Y (weights 0.8, 1.5, -0.5). Setting X1 alone moves Y by
+    -0.5 + 0.8 * 1.5 = 0.7 per unit; setting X1 and X2 together cuts the path through X2, so X1
+    moves Y by -0.5 and X2 by 1.5; the sample holds the set values exactly."""
+    e = lambda iv: chain3.expected_outcome(iv)
+    assert e({"X1": 1.0}) - e({"X1": 0.0}) == pytest.approx(0.7, abs=1e-5)
+    assert e({"X1": 1.0, "X2": 0.0}) - e({"X1": 0.0, "X2": 0.0}) == pytest.approx(-0.5, abs=1e-5)
+    assert e({"X1": 0.0, "X2": 1.0}) - e({"X1": 0.0, "X2": 0.0}) == pytest.approx(1.5, abs=1e-5)
+    row = chain3.run_experiment({"X1": 2.5, "X2": -1.25}, generator("test", "set-row"))
+    assert row["X1"] == 2.5 and row["X2"] == -1.25
+
+
+def test_max_set_one_asks_what_one_variable_at_a_time_asks():
+    """The default, max_set=1 and the method's single-variable proposal give the same
+    trajectory, bit for bit."""
+    scm, frame = small_problem("lin-er-10", 3)
+    a = CausalOptimizer(frame, target=scm.names()[scm.target[0]], method="random", seed=5)
+    b = CausalOptimizer(frame, target=scm.names()[scm.target[0]], method="random", seed=5, max_set=1)
+    g = torch.Generator()
+    g.set_state(a._gen.get_state())
+    for t in range(6):
+        ia, ib = a.ask(), b.ask()
+        i, v = a.method.propose(a.buffer, g)
+        assert dict(ia) == dict(ib) == {a.names[i]: v}
+        row = scm.run_experiment(ia, generator("test", "set-one", t))
+        a.tell(ia, row)
+        b.tell(ib, row)
+
+
+def test_random_search_over_sets_keeps_to_the_allowed_sets(tmp_path):
+    scm, frame = small_problem("lin-er-10", 1)
+    y = scm.names()[scm.target[0]]
+    settable = [n for n in scm.names() if n != y]
+    opt = CausalOptimizer(frame, target=y, method="random", seed=2, max_set=2)
+    sizes = []
+    for t in range(40):
+        iv = opt.ask()
+        assert 1 <= len(iv) <= 2 and set(iv) <= set(settable)
+        for n, v in iv.items():
+            lo, hi = opt.domains[n]
+            assert lo <= v <= hi
+        sizes.append(len(iv))
+        opt.tell(iv, scm.run_experiment(iv, generator("test", "set-random", t)))
+    # each allowed set equally likely: 9 singles and 36 pairs of 9 settable variables
+    assert 0.6 < sizes.count(2) / len(sizes) <= 1.0
+    # saved and loaded, the campaign keeps its sets and asks what it would have
+    nxt = opt.ask()
+    opt.save(tmp_path / "c.acbo")
+    back = CausalOptimizer.load(tmp_path / "c.acbo")
+    assert back.problem.max_set == 2 and back.ask() == nxt
+    # exploration sets: only those
+    allowed = [[settable[0], settable[1]], [settable[2]]]
+    opt = CausalOptimizer(frame, target=y, method="random", seed=2, max_set=2, exploration_sets=allowed)
+    seen = set()
+    for t in range(12):
+        iv = opt.ask()
+        seen.add(tuple(sorted(iv)))
+        opt.tell(iv, scm.run_experiment(iv, generator("test", "set-explore", t)))
+    assert seen == {tuple(sorted(allowed[0])), (allowed[1][0],)}
+    opt.save(tmp_path / "e.acbo")
+    assert CausalOptimizer.load(tmp_path / "e.acbo").problem.sets == opt.problem.sets
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"max_set": 0}, "max_set must be a positive integer"),
+    ({"max_set": True}, "max_set must be a positive integer"),
+    ({"max_set": 99}, "only 9 variables may be set"),
+    ({"max_set": 2, "exploration_sets": [["X0", "nope"]]}, "may not be set"),
+    ({"max_set": 1, "exploration_sets": [["X0", "X1"]]}, "more than max_set=1"),
+    ({"max_set": 2, "exploration_sets": [["X0", "X0"]]}, "repeats a variable"),
+    ({"max_set": 2, "exploration_sets": [[]]}, "is empty"),
+    ({"max_set": 2, "exploration_sets": "X0"}, "list of lists"),
+])
+def test_bad_sets_are_refused_by_name(kwargs, match):
+    scm, frame = small_problem("lin-er-10", 1)
+    y = scm.names()[scm.target[0]]
+    frame = frame.rename(columns={n: f"X{i}" for i, n in enumerate(c for c in frame.columns if c != y)})
+    with pytest.raises(ValueError, match=match):
+        CausalOptimizer(frame, target=y, method="random", **kwargs)
+
+
+def test_methods_that_set_one_variable_refuse_sets():
+    scm, frame = small_problem("lin-er-10", 1)
+    y = scm.names()[scm.target[0]]
+    for method in ("exact-ts", "parent_scale", "amortized"):
+        with pytest.raises(ValueError, match="sets one variable per experiment.*methods that choose sets: \\['random'\\]"):
+            CausalOptimizer(frame, target=y, method=method, max_set=2)
+    opt = CausalOptimizer(frame, target=y, method="random", max_set=2)
+    with pytest.raises(ValueError, match="sets one variable per experiment"):
+        build_method("exact-ts", opt.problem, {})
+
+
+def test_the_bench_scores_sets_against_y_star_over_sets(tmp_path):
+    """A linear family: y* over pairs is below (or at) y* over single variables, the rows name
+    the sets, and regret is read against the set optimum; single-variable methods are refused."""
+    one, two = make_problem("lin-er-10", 0), make_problem("lin-er-10", 0, max_set=2)
+    assert two.y_star <= one.y_star + 1e-9 and two.y_star_set and 1 <= len(two.y_star_set) <= 2
+    assert (two.y_star_variable, two.y_star_setting) == (one.y_star_variable, one.y_star_setting)
+    with pytest.raises(ValueError, match="set one variable per experiment"):
+        BenchConfig(methods=("random", "exact-ts"), families=("lin-er-10",), max_set=2)
+    cfg = BenchConfig(methods=("random",), families=("lin-er-10",), n_seeds=2, steps=4, max_set=2)
+    df = run_bench(cfg, out=tmp_path / "b", progress=False)
+    steps = df[df.step > 0]
+    assert steps.variable.str.contains(r"\+").any()
+    assert (steps.regret >= -1e-6).all() and (df.y_star <= one.y_star + 1e-9).any()
+    # a folder written before max_set existed (its config lacks it) resumes as max_set = 1
+    cfg1 = BenchConfig(methods=("random",), families=("lin-er-10",), n_seeds=1, steps=2)
+    run_bench(cfg1, out=tmp_path / "old", progress=False)
+    path = tmp_path / "old" / "config.json"
+    old = json.loads(path.read_text())
+    del old["max_set"]
+    path.write_text(json.dumps(old))
+    run_bench(BenchConfig(methods=("random",), families=("lin-er-10",), n_seeds=2, steps=2), out=tmp_path / "old",
+              progress=False)
