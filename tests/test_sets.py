@@ -3,12 +3,14 @@ exploration sets, random search over sets, and the benchmark harness with y* ove
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
 from acbo import CausalOptimizer
 from acbo.bench.runner import BenchConfig, make_problem, run_bench
 from acbo.method import build_method
+from acbo.scm import SCM
 from acbo.seeding import generator
 
 from conftest import small_problem
@@ -98,12 +100,32 @@ def test_bad_sets_are_refused_by_name(kwargs, match):
 def test_methods_that_set_one_variable_refuse_sets():
     scm, frame = small_problem("lin-er-10", 1)
     y = scm.names()[scm.target[0]]
-    for method in ("exact-ts", "parent_scale", "amortized"):
-        with pytest.raises(ValueError, match="sets one variable per experiment.*methods that choose sets: \\['random'\\]"):
+    able = "\\['exact-ts', 'random', 'surrogate-ts'\\]"
+    for method in ("parent_scale", "amortized", "surrogate-ei"):
+        with pytest.raises(ValueError, match=f"sets one variable per experiment.*methods that choose sets: {able}"):
             CausalOptimizer(frame, target=y, method=method, max_set=2)
     opt = CausalOptimizer(frame, target=y, method="random", max_set=2)
     with pytest.raises(ValueError, match="sets one variable per experiment"):
-        build_method("exact-ts", opt.problem, {})
+        build_method("parent_scale", opt.problem, {})
+
+
+def test_thompson_sampling_sets_both_causes_at_their_best_ends():
+    """Y = 2 X1 - 3 X2 + noise (independent roots, domains [-1, 1]): minimised, the best pair is
+    do(X1 = -1, X2 = 1), twice as good as either alone; once the posterior knows both parents,
+    exact-ts with max_set=2 asks for exactly that pair."""
+    A = torch.tensor([[0, 0, 1], [0, 0, 1], [0, 0, 0]])
+    W = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, -3.0], [0.0, 0.0, 0.0]])
+    scm = SCM.linear_gaussian(A, W, noise_std=[1.0, 1.0, 0.1], target=2)
+    frame = pd.DataFrame(scm.sample(300, generator("test", "ts-set"))[0].double().numpy(), columns=scm.names())
+    opt = CausalOptimizer(frame, target="Y", method="exact-ts", seed=0, max_set=2,
+                          domains={"X1": (-1.0, 1.0), "X2": (-1.0, 1.0)})
+    asks = []
+    for t in range(6):
+        iv = opt.ask()
+        asks.append(dict(iv))
+        opt.tell(iv, scm.run_experiment(iv, generator("test", "ts-set", t)))
+    assert asks[-1] == {"X1": -1.0, "X2": 1.0}
+    assert sum(a == {"X1": -1.0, "X2": 1.0} for a in asks) >= 4
 
 
 def test_the_bench_scores_sets_against_y_star_over_sets(tmp_path):
@@ -113,7 +135,7 @@ def test_the_bench_scores_sets_against_y_star_over_sets(tmp_path):
     assert two.y_star <= one.y_star + 1e-9 and two.y_star_set and 1 <= len(two.y_star_set) <= 2
     assert (two.y_star_variable, two.y_star_setting) == (one.y_star_variable, one.y_star_setting)
     with pytest.raises(ValueError, match="set one variable per experiment"):
-        BenchConfig(methods=("random", "exact-ts"), families=("lin-er-10",), max_set=2)
+        BenchConfig(methods=("random", "parent_scale"), families=("lin-er-10",), max_set=2)
     cfg = BenchConfig(methods=("random",), families=("lin-er-10",), n_seeds=2, steps=4, max_set=2)
     df = run_bench(cfg, out=tmp_path / "b", progress=False)
     steps = df[df.step > 0]

@@ -4,7 +4,9 @@ Each step draws a parent set S from the exact posterior and weights theta from i
 posterior, and intervenes where that model predicts the best E[Y | do]. Under "S -> Y, linear"
 with the other members of S left at their observational means, E[y | do(X_i = v)] moves by
 theta_i (v - mean_i) / std_i (standardised units) for i in S and not at all otherwise, so the
-best action is an end of some member's domain.
+best action is an end of some member's domain. Where an experiment may set several variables
+(``max_set`` > 1 or exploration sets), the effects of the members add, so the best allowed set
+is the one whose members' best ends add up to the largest improvement.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from acbo.posterior.exact import exact_predictive, sample_weights_standardised, 
 @register_method
 class ExactThompsonSampling(Method):
     name = "exact-ts"
+    chooses_sets = True
 
     def __init__(self, problem: Problem, max_parents: int = 3, max_candidates: int = 20):
         super().__init__(problem)
@@ -35,17 +38,44 @@ class ExactThompsonSampling(Method):
         """The exact posterior's model-averaged BLR predictive (a Gaussian mixture over parent sets)."""
         return exact_predictive(buffer.values, buffer.intervened, self.problem.target, variable, x, self.cfg, draw)
 
-    def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
+    def _sampled_ends(self, buffer: Buffer, generator: torch.Generator):
+        """One Thompson draw: the sampled parent set's members (indices, |S|), both ends of their
+        domains (|S| x 2) and each end's effect on E[Y] in standardised units, signed so that lower
+        is better (|S| x 2); None when the draw holds no settable variable."""
         p = self.problem
         S = self.posterior(buffer).sample(1, generator)[0] & p.intervenable
         if not S.any():
-            return self.random_proposal(generator)
+            return None
         Z, mean, std = standardised_regression_data(buffer.values, buffer.intervened, p.target)
         theta = sample_weights_standardised(Z, p.target, S, generator, self.cfg)                     # |S|
         idx = torch.nonzero(S).flatten()
         ends = torch.stack([p.low[idx], p.high[idx]], dim=1).to(torch.float64)                     # |S| x 2
         effect = theta[:, None] * (ends - mean[idx, None]) / std[idx, None]                         # |S| x 2
-        if not p.minimize:
-            effect = -effect
+        return idx, ends, effect if p.minimize else -effect
+
+    def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
+        draw = self._sampled_ends(buffer, generator)
+        if draw is None:
+            return self.random_proposal(generator)
+        idx, ends, effect = draw
         best = int(effect.flatten().argmin())
         return int(idx[best // 2]), float(ends.flatten()[best])
+
+    def ask_set(self, buffer: Buffer, generator: torch.Generator) -> dict[int, float]:
+        """The allowed set whose members' best ends add up to the most improvement under the
+        sampled model (members outside the sampled parent set add nothing and are set to the
+        point of their domain nearest their observational mean); ties go to the first set."""
+        draw = self._sampled_ends(buffer, generator)
+        if draw is None:
+            return self.random_set(generator)
+        idx, ends, effect = draw
+        p = self.problem
+        gain = torch.zeros(p.d, dtype=torch.float64)
+        at = buffer.values[~buffer.intervened.any(1)].double().mean(0).clamp(p.low.double(), p.high.double())   # d
+        k = effect.argmin(1)                                                                        # |S|
+        gain[idx] = effect.gather(1, k[:, None])[:, 0].clamp_max(0.0)                               # only what helps
+        at[idx] = torch.where(gain[idx] < 0, ends.gather(1, k[:, None])[:, 0], at[idx])
+        sets = p.allowed_sets
+        score = torch.tensor([float(gain[list(s)].sum()) for s in sets])
+        best = sets[int(score.argmin())]
+        return {i: float(at[i]) for i in best}
