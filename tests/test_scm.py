@@ -290,3 +290,16 @@ def test_set_optimum_refuses_bad_sets():
             scm.set_optimum(low, high, 2, sets=bad)
     with pytest.raises(ValueError, match="max_set"):
         scm.set_optimum(low, high, 0)
+
+
+def test_set_optimum_of_a_mixed_batch_is_each_model_alone():
+    """Linear and nonlinear models in one batch are searched apart and rejoined in order."""
+    fam = get_family("train-broad").with_(d_range=(4, 5), p_raw_linear=0.5)
+    scm = fam.sample(generator("test", "set-opt-mixed"), B=4)
+    assert 0 < sum(scm._cache["linear"]) < 4
+    low, high = -torch.ones(4, scm.d), torch.ones(4, scm.d)
+    both = scm.set_optimum(low, high, 2, n_mc=500)
+    for b in range(4):
+        one = scm[b].set_optimum(low[b:b + 1], high[b:b + 1], 2, n_mc=500)
+        assert torch.equal(both.mask[b], one.mask[0])
+        assert torch.allclose(both.value[b], one.value[0], atol=1e-5)

@@ -244,16 +244,8 @@ def set_optimum(scm: SCM, low: torch.Tensor, high: torch.Tensor, intervenable: t
         return SetOptimum(best_val, best_mask, best_set, best_se)
     lin = scm._cache["linear"]
     if not (all(lin) or not any(lin)):  # a mixed batch: each kind on its own
-        parts = [torch.tensor([b for b in range(B) if lin[b] == k], device=dev) for k in (True, False)]
-        out = [set_optimum(scm[i], low[i], high[i], intervenable[i], max_set, allowed, n_mc, grid, refine_iters,
-                           rounds) for i in parts]
-        fields = []
-        for name in ("value", "mask", "setting", "se"):
-            t = torch.zeros((B,) + getattr(out[0], name).shape[1:], dtype=getattr(out[0], name).dtype, device=dev)
-            for i, o in zip(parts, out):
-                t[i] = getattr(o, name)
-            fields.append(t)
-        return SetOptimum(*fields)
+        return _joined(scm, [set_optimum(scm[i], low[i], high[i], intervenable[i], max_set, allowed, n_mc, grid,
+                                         refine_iters, rounds) for i in _kinds(scm)])
     anc = scm.ancestors()
     ctx = None if all(lin) else scm._mc_context(n_mc)
     for s in multi:
@@ -279,6 +271,24 @@ def set_optimum(scm: SCM, low: torch.Tensor, high: torch.Tensor, intervenable: t
     if not torch.isfinite(best_val).all():
         raise ValueError("every model needs at least one set of intervenable variables")
     return SetOptimum(best_val, best_mask, best_set, best_se)
+
+
+def _kinds(scm: SCM) -> list[torch.Tensor]:
+    """The indices of the linear models of a batch, then of the others."""
+    lin = scm._cache["linear"]
+    return [torch.tensor([b for b in range(scm.batch_size) if lin[b] == k], device=scm.device) for k in (True, False)]
+
+
+def _joined(scm: SCM, parts: list[SetOptimum]) -> SetOptimum:
+    """The set optima of :func:`_kinds`' two sub-batches, back in the batch's order."""
+    fields = []
+    for name in ("value", "mask", "setting", "se"):
+        first = getattr(parts[0], name)
+        t = torch.zeros((scm.batch_size,) + first.shape[1:], dtype=first.dtype, device=scm.device)
+        for i, o in zip(_kinds(scm), parts):
+            t[i] = getattr(o, name)
+        fields.append(t)
+    return SetOptimum(*fields)
 
 
 def _set_corners(scm: SCM, S: list[int], low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
