@@ -303,3 +303,20 @@ def test_set_optimum_of_a_mixed_batch_is_each_model_alone():
         one = scm[b].set_optimum(low[b:b + 1], high[b:b + 1], 2, n_mc=500)
         assert torch.equal(both.mask[b], one.mask[0])
         assert torch.allclose(both.value[b], one.value[0], atol=1e-5)
+        assert torch.allclose(both.setting[b], one.setting[0], atol=1e-5)
+
+
+def test_exploration_sets_with_a_variable_that_is_not_an_ancestor_of_y():
+    """X1, X2 -> Y -> C (C a child of Y): a set holding C acts as the set without it, a set of C
+    alone leaves Y at its observational mean, and neither is skipped when only such sets are
+    allowed."""
+    A = torch.tensor([[0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]])
+    W = torch.tensor([[0.0, 0, 2.0, 0], [0, 0, -3.0, 0], [0, 0, 0, 1.0], [0, 0, 0, 0]])
+    scm = SCM.linear_gaussian(A, W, noise_std=[1.0, 1.0, 0.1, 0.1], target=2, mean=[0.0, 1.0, 3.0, 0.0])
+    lo, hi = torch.tensor([-1.0, 0.0, 0.0, -5.0]), torch.tensor([2.0, 4.0, 0.0, 5.0])
+    can = torch.tensor([True, True, False, True])
+    with_child = scm.set_optimum(lo, hi, 2, can, sets=[(0, 3)])
+    assert with_child.value.item() == pytest.approx(1.0, abs=1e-5)        # do(X1 = -1): 3 - 2
+    child = scm.set_optimum(lo, hi, 1, can, sets=[(3,)])
+    assert child.value.item() == pytest.approx(3.0, abs=1e-5)             # Y's observational mean
+    assert scm.set_optimum(lo, hi, 2, can, sets=[(3,), (0, 1)]).value.item() == pytest.approx(-8.0, abs=1e-5)

@@ -197,6 +197,9 @@ def _as_columns(observational) -> tuple[list[str], np.ndarray]:
 def _set_options(problem: Problem, max_set, exploration_sets) -> dict:
     """``max_set`` and the exploration sets (names) as a Problem's fields, checked: ValueError
     naming the offending value."""
+    if max_set is None:  # as many as the largest exploration set, else one
+        sets_ok = isinstance(exploration_sets, (list, tuple)) and all(isinstance(s, (list, tuple)) for s in exploration_sets)
+        max_set = max((len(s) for s in exploration_sets), default=1) if sets_ok else 1
     if isinstance(max_set, bool) or not isinstance(max_set, (int, np.integer)) or max_set < 1:
         raise ValueError(f"max_set must be a positive integer, got {max_set!r}")
     settable = [n for n, ok in zip(problem.names, problem.intervenable.tolist()) if ok]
@@ -206,6 +209,8 @@ def _set_options(problem: Problem, max_set, exploration_sets) -> dict:
         return {"max_set": int(max_set), "sets": None}
     if isinstance(exploration_sets, (str, Mapping)) or not hasattr(exploration_sets, "__iter__"):
         raise ValueError(f"exploration_sets must be a list of lists of variable names, got {exploration_sets!r}")
+    if len(list(exploration_sets)) == 0:
+        raise ValueError("exploration_sets is empty: give at least one set, or None for every set of at most max_set")
     sets = []
     for s in exploration_sets:
         if isinstance(s, str) or not hasattr(s, "__iter__"):
@@ -230,7 +235,8 @@ class CausalOptimizer:
     method: a registered method name (see ``acbo.METHODS``). minimize: direction.
     seed: the same seed and the same tells give the same asks. threads: torch intra-op threads
     for decisions and predictions (default 1; None: torch's own setting). max_set: how many
-    variables one experiment may set at once (default 1: one at a time, as every method can);
+    variables one experiment may set at once (default: the largest exploration set, else 1: one
+    at a time, as every method can);
     exploration_sets: the sets of variable names an experiment may set together (as CBO's; each
     at most ``max_set`` intervenable variables; default every such set); both need a method that
     chooses sets (``acbo.METHODS[name].chooses_sets``). options: method-specific keyword arguments
@@ -247,7 +253,7 @@ class CausalOptimizer:
         minimize: bool = True,
         seed: int = 0,
         threads: int | None = DECISION_THREADS,
-        max_set: int = 1,
+        max_set: int | None = None,
         exploration_sets: list[list[str]] | None = None,
         **options: Any,
     ):

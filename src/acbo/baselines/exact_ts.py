@@ -64,7 +64,8 @@ class ExactThompsonSampling(Method):
     def ask_set(self, buffer: Buffer, generator: torch.Generator) -> dict[int, float]:
         """The allowed set whose members' best ends add up to the most improvement under the
         sampled model (members outside the sampled parent set add nothing and are set to the
-        point of their domain nearest their observational mean); ties go to the first set."""
+        point of their domain nearest their observational mean; ties go to the first set); a
+        random allowed set when no allowed set improves on the draw."""
         draw = self._sampled_ends(buffer, generator)
         if draw is None:
             return self.random_set(generator)
@@ -75,7 +76,18 @@ class ExactThompsonSampling(Method):
         k = effect.argmin(1)                                                                        # |S|
         gain[idx] = effect.gather(1, k[:, None])[:, 0].clamp_max(0.0)                               # only what helps
         at[idx] = torch.where(gain[idx] < 0, ends.gather(1, k[:, None])[:, 0], at[idx])
-        sets = p.allowed_sets
-        score = torch.tensor([float(gain[list(s)].sum()) for s in sets])
-        best = sets[int(score.argmin())]
+        score = self._members() @ gain                                                              # one per allowed set
+        if not bool((score < 0).any()):  # the draw's parents are in no allowed set, or nothing helps: explore
+            return self.random_set(generator)
+        best = p.allowed_sets[int(score.argmin())]
         return {i: float(at[i]) for i in best}
+
+    def _members(self) -> torch.Tensor:
+        """sets x d: which variables each allowed set holds (built once per method)."""
+        if getattr(self, "_member_matrix", None) is None:
+            sets = self.problem.allowed_sets
+            m = torch.zeros(len(sets), self.problem.d, dtype=torch.float64)
+            for r, s in enumerate(sets):
+                m[r, list(s)] = 1.0
+            self._member_matrix = m
+        return self._member_matrix

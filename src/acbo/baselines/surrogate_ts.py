@@ -24,6 +24,7 @@ PREDICT_SETS = 32
 @register_method
 class SurrogateThompsonSampling(ExactThompsonSampling):
     name = "surrogate-ts"
+    chooses_sets = False  # the surrogate was trained on rows that set one variable: set rows are outside what it read
 
     def __init__(self, problem: Problem, checkpoint: str | None = None, max_parents: int = 3, max_candidates: int = 20):
         super().__init__(problem, max_parents=max_parents, max_candidates=max_candidates)

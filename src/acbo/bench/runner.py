@@ -155,7 +155,7 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
     the optimizer at the end. ``on_step(row)`` sees each step's row as it happens."""
     scm = problem.scm
     opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, domains=problem.domains,
-                          intervenable=problem.settable, max_set=problem.max_set,
+                          intervenable=problem.settable, max_set=min(problem.max_set, len(problem.settable)),
                           **with_problem_knowledge(problem, method, options))
     base = {"family": problem.family, "seed": problem.seed, "method": method, "config": opt.method.describe(), "d": scm.d,
             "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),

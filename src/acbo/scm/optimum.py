@@ -199,17 +199,19 @@ def candidate_sets(intervenable: torch.Tensor, max_set: int, sets: list[tuple[in
 
 def set_optimum(scm: SCM, low: torch.Tensor, high: torch.Tensor, intervenable: torch.Tensor | None, max_set: int,
                 sets: list[tuple[int, ...]] | None = None, n_mc: int = 10_000, grid: int | None = None,
-                refine_iters: int = 16, rounds: int = 2, single: Optimum | None = None) -> SetOptimum:
+                refine_iters: int = 16, rounds: int = 2, single: Optimum | None = None,
+                set_grid: int | None = None) -> SetOptimum:
     """y* over hard interventions on sets of at most ``max_set`` variables (or on the given
-    ``sets``, label indices): the single-variable optimum of :func:`optimum` (the same numbers),
-    then every set of two or more. Linear models: exact (E[Y | do(X_S = x)] is affine in x, so
-    its minimum over the box lies at one of its 2^|S| corners). Otherwise, per set of
-    intervenable ancestors of Y: a grid of ``grid`` points per axis (default 9 for two
-    variables, 5 for more), then ``rounds`` of golden-section search along each axis in turn,
-    bracketed by the neighbouring grid points, on common random numbers (a coordinate search:
-    tests bound its error against a fine grid). A set holding a variable that is not an
-    ancestor of Y acts as the set without it, so it is not searched again. ``single``: the
-    single-variable optimum over the same variables when already computed (reused as it is)."""
+    ``sets``, label indices): the single-variable optimum of :func:`optimum` (the same numbers,
+    ``grid`` as there), then every set of two or more. Linear models: exact (E[Y | do(X_S = x)]
+    is affine in x, so its minimum over the box lies at one of its 2^|S| corners). Otherwise, per
+    set: a grid of ``set_grid`` points per axis (default 9 for two variables, 5 for more), then
+    ``rounds`` of golden-section search along each axis in turn, bracketed by the neighbouring
+    grid points, on common random numbers (a coordinate search: tests bound its error against a
+    fine grid). Without ``sets``, a set holding a variable that is not an ancestor of Y acts as
+    the set without it, which is searched on its own, so it is skipped. ``single``: :func:`optimum`
+    over the same domains and intervenable variables when already computed (used only without
+    ``sets``, where it is exactly the single-variable part)."""
     B, d, dev = scm.batch_size, scm.d, scm.device
     dt = scm.loc.dtype
     low = torch.broadcast_to(torch.as_tensor(low, device=dev, dtype=dt), (B, d))
@@ -219,6 +221,13 @@ def set_optimum(scm: SCM, low: torch.Tensor, high: torch.Tensor, intervenable: t
         intervenable[torch.arange(B, device=dev), scm.target] = False
     intervenable = torch.broadcast_to(torch.as_tensor(intervenable, device=dev), (B, d))
     allowed = candidate_sets(intervenable, max_set, sets)
+    multi = [s for s in allowed if len(s) > 1]
+    lin = scm._cache["linear"]
+    if multi and not (all(lin) or not any(lin)):  # a mixed batch: each kind on its own
+        part = lambda i: None if single is None or sets is not None else Optimum(
+            single.value[i], single.variable[i], single.setting[i], None if single.se is None else single.se[i])
+        return _joined(scm, [set_optimum(scm[i], low[i], high[i], intervenable[i], max_set, sets, n_mc, grid,
+                                         refine_iters, rounds, part(i), set_grid) for i in _kinds(scm)])
     singles = torch.zeros(d, dtype=torch.bool, device=dev)
     for s in allowed:
         if len(s) == 1:
@@ -230,34 +239,28 @@ def set_optimum(scm: SCM, low: torch.Tensor, high: torch.Tensor, intervenable: t
     best_se = torch.zeros(B, device=dev, dtype=dt)
     one_ok = intervenable & singles
     if one_ok.any(1).all():  # every model has a single variable it may set: today's optimum, unchanged
-        one = single if single is not None else optimum(scm, low, high, one_ok, n_mc, grid, refine_iters)
+        one = single if single is not None and sets is None else optimum(scm, low, high, one_ok, n_mc, grid,
+                                                                           refine_iters)
         best_val, best_se = one.value.clone(), one.se.clone()
         rows = torch.arange(B, device=dev)
         best_mask[rows, one.variable] = True
         best_set[rows, one.variable] = one.setting
     elif one_ok.any():
-        raise ValueError("the allowed single-variable sets must cover every model or none")
-    multi = [s for s in allowed if len(s) > 1]
-    if not multi:
-        if not torch.isfinite(best_val).all():
-            raise ValueError("every model needs at least one set of intervenable variables")
-        return SetOptimum(best_val, best_mask, best_set, best_se)
-    lin = scm._cache["linear"]
-    if not (all(lin) or not any(lin)):  # a mixed batch: each kind on its own
-        return _joined(scm, [set_optimum(scm[i], low[i], high[i], intervenable[i], max_set, allowed, n_mc, grid,
-                                         refine_iters, rounds) for i in _kinds(scm)])
+        raise ValueError(f"the allowed single variables {torch.nonzero(singles).flatten().tolist()} leave models "
+                         f"{torch.nonzero(~one_ok.any(1)).flatten().tolist()} of the batch without one they may set")
     anc = scm.ancestors()
-    ctx = None if all(lin) else scm._mc_context(n_mc)
+    ctx = None if all(lin) or not multi else scm._mc_context(n_mc)
     for s in multi:
         S = list(s)
-        ok = intervenable[:, S].all(1) & anc[:, S].all(1)                                   # B: worth searching
+        ok = intervenable[:, S].all(1) & (anc[:, S].all(1) if sets is None else True)        # B: worth searching
         if not ok.any():
             continue
         if all(lin):
             val, at = _set_corners(scm, S, low, high)
             se = torch.zeros_like(val)
         else:
-            val, at, se = _set_searched(scm, S, low, high, ctx, grid or (9 if len(S) == 2 else 5), refine_iters, rounds)
+            val, at, se = _set_searched(scm, S, low, high, ctx, set_grid or (9 if len(S) == 2 else 5), refine_iters,
+                                        rounds)
         val = torch.where(ok, val, inf)
         better = val < best_val
         best_val = torch.where(better, val, best_val)
@@ -269,7 +272,8 @@ def set_optimum(scm: SCM, low: torch.Tensor, high: torch.Tensor, intervenable: t
         setting[:, S] = at
         best_set = torch.where(better[:, None], setting, best_set)
     if not torch.isfinite(best_val).all():
-        raise ValueError("every model needs at least one set of intervenable variables")
+        raise ValueError(f"models {torch.nonzero(~torch.isfinite(best_val)).flatten().tolist()} of the batch may set "
+                         f"none of the allowed sets {allowed}")
     return SetOptimum(best_val, best_mask, best_set, best_se)
 
 

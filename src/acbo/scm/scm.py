@@ -473,13 +473,14 @@ class SCM:
 
     def set_optimum(self, low: torch.Tensor, high: torch.Tensor, max_set: int, intervenable: torch.Tensor | None = None,
                     sets: list[tuple[int, ...]] | None = None, n_mc: int = N_MC, grid: int | None = None,
-                    refine_iters: int = 16, single: Optimum | None = None) -> SetOptimum:
+                    refine_iters: int = 16, single: Optimum | None = None, set_grid: int | None = None) -> SetOptimum:
         """y* = min over hard interventions on at most ``max_set`` variables at once (or on the
         given ``sets`` of label indices) of E[Y | do(X_S = x_S)] within the domains, with its set,
         settings and standard error (:func:`acbo.scm.optimum.set_optimum`). ``max_set=1`` gives
         :meth:`optimum`'s numbers. ``single``: :meth:`optimum`'s result for the same domains and
-        variables when already computed (reused)."""
-        return search_set_optimum(self, low, high, intervenable, max_set, sets, n_mc, grid, refine_iters, single=single)
+        variables when already computed (reused); ``set_grid``: grid points per axis of a set."""
+        return search_set_optimum(self, low, high, intervenable, max_set, sets, n_mc, grid, refine_iters, single=single,
+                                  set_grid=set_grid)
 
     # ---------------------------------------------------------------- one experiment, by name
     def _named_do(self, intervention) -> tuple[torch.Tensor, torch.Tensor]:

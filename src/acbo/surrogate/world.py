@@ -75,7 +75,7 @@ def _confounders(batch: PaddedBatch, marginals: torch.Tensor, var: torch.Tensor)
     believed = (marginals >= ADJUST_BELIEF) & batch.var_mask & ~batch.target              # B x D
     sel = believed[:, None, :].expand(B, Q, D) & (torch.arange(D, device=var.device) != var[..., None])
     A = max(1, int(sel.sum(2).max()))
-    idx = sel.to(torch.int8).topk(A, dim=2, sorted=True).indices                           # B x Q x A
+    idx = torch.sort(sel.to(torch.int8), dim=2, descending=True, stable=True).indices[..., :A]  # B x Q x A, in label order
     return idx, sel.gather(2, idx)
 
 
@@ -96,7 +96,7 @@ def _observed(batch: PaddedBatch, marginals: torch.Tensor, var: torch.Tensor, lo
     Q = var.shape[1]
     V = B * Q
     conf, conf_mask = _confounders(batch, marginals, var)                                  # B x Q x A each
-    key = (x, mask, var, lo, width, conf, conf_mask)
+    key = (x, mask, batch.target, var, lo, width, ua, conf, conf_mask)
     if memo is not None and memo.observed is not None:
         old, result = memo.observed
         if all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(old, key)):
