@@ -198,3 +198,23 @@ def test_the_example_through_the_cli_follows_the_python_api(tmp_path):
         iv = opt.ask()
         assert dict(iv) == via_cli[t], t
         opt.tell(iv, pd.read_csv(_lab(dict(iv), t, tmp_path / f"p{t}.csv")))
+
+
+def test_a_campaign_that_sets_two_variables_at_once(tmp_path, data):
+    """--exploration-set A,B: every ask sets both (max_set follows the set), a tell of the pair is
+    recorded, status and export show it, and a set the campaign may not set is refused at init."""
+    state = _init(tmp_path, data, "--exploration-set", "A,B")
+    asked = json.loads(_ok(cli("campaign", "ask", "--state", state, "--format", "json")))
+    assert set(asked) == {"A", "B"}
+    csv = _ok(cli("campaign", "ask", "--state", state, "--format", "csv")).splitlines()
+    assert csv[0] == "A,B"
+    pd.DataFrame([{**asked, "Y": 0.25}]).to_csv(tmp_path / "m.csv", index=False)
+    assert "recorded experiment 1" in _ok(cli("campaign", "tell", "--state", state, "--result", tmp_path / "m.csv"))
+    _ok(cli("campaign", "export", "--state", state, "--out", tmp_path / "h.csv"))
+    assert pd.read_csv(tmp_path / "h.csv")["set"].iloc[0].startswith("A=")
+    assert "do(A=" in _ok(cli("campaign", "status", "--state", state, "--plot", tmp_path / "s.png"))
+    assert set(json.loads(_ok(cli("campaign", "ask", "--state", state, "--format", "json")))) == {"A", "B"}
+    _fails(cli("campaign", "init", "--data", data, "--target", "Y", "--method", "random", "--state", tmp_path / "x",
+               "--exploration-set", "A,Y"), "may not be set")
+    _fails(cli("campaign", "init", "--data", data, "--target", "Y", "--state", tmp_path / "y", "--max-set", "2"),
+           "sets one variable per experiment")

@@ -362,6 +362,10 @@ def campaign_init(
     budget: int = typer.Option(None, min=1, help="Number of experiments planned (the method plans for it)."),
     seed: int = typer.Option(0, min=0, help="Seed: the same seed and results give the same suggestions."),
     option: list[str] = typer.Option(None, help="Method option key=value (repeatable)."),
+    max_set: int = typer.Option(None, min=1, help="Variables one experiment may set at once (default: the largest "
+                                                  "exploration set, else 1)."),
+    exploration_set: list[str] = typer.Option(None, help="Variables that may be set together, comma-separated "
+                                                         "(repeatable; default: any set of at most --max-set)."),
 ):
     """Start a campaign: validate the data (every problem at once) and write the state file."""
     cp = _campaign_io()
@@ -375,8 +379,9 @@ def campaign_init(
     if budget is not None and method == "amortized" and "horizon" not in opts:
         opts["horizon"] = budget
     can = list(_split(intervenable)) if intervenable else None
+    sets = [list(_split(e)) for e in exploration_set] if exploration_set else None
     opt = CausalOptimizer(obs, target=target, domains=doms, intervenable=can, method=method, minimize=minimize, seed=seed,
-                          **opts)
+                          max_set=max_set, exploration_sets=sets, **opts)
     campaign = cp.Campaign(opt, budget, [opt.posterior().marginals.double().tolist()],
                            [{"event": "init", "time": cp._now(), "data": str(data), "rows": len(obs)}], str(data))
     state.parent.mkdir(parents=True, exist_ok=True)
@@ -385,6 +390,7 @@ def campaign_init(
     settable = [n for n, m in zip(opt.names, opt.problem.intervenable.tolist()) if m]
     console.print(f"campaign started in {state}: {len(obs)} observations of {len(opt.names)} variables, target "
                   f"{target} ({'minimise' if minimize else 'maximise'}), method {method}, settable: {', '.join(settable)}"
+                  + (f", up to {opt.problem.max_set} at once" if opt.problem.max_set > 1 else "")
                   + (f", budget {budget}" if budget else ""))
     console.print(f"next: acbo campaign ask --state {state}")
 
