@@ -193,3 +193,13 @@ def test_the_bench_caps_max_set_at_the_settable_variables():
     from acbo.bench.runner import run_method
     rows, opt = run_method(problem, "random", 3)
     assert opt.problem.max_set == len(problem.settable) and len(rows) == 4
+
+
+def test_acbo_bench_max_set_on_the_command_line(tmp_path):
+    from conftest import cli, cli_fails, cli_ok
+
+    cli_ok(cli("bench", "--methods", "random", "--families", "lin-er-10", "--seeds", "1", "--steps", "3",
+               "--workers", "1", "--max-set", "2", "--out", tmp_path / "b"))
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["max_set"] == 2
+    cli_fails(cli("bench", "--methods", "amortized", "--families", "lin-er-10", "--seeds", "1", "--max-set", "2",
+                  "--out", tmp_path / "c"), "set one variable per experiment")
