@@ -15,12 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_learning_world import _child_system  # noqa: E402  (the test's system, one definition)
-
-from acbo import CausalOptimizer  # noqa: E402
+from test_learning_world import _child_trial  # noqa: E402  (the test's system and trial, one definition)
 
 
 def main() -> None:
@@ -29,17 +25,8 @@ def main() -> None:
     args = ap.parse_args()
     print("| seed | P(D in pa(Y)) after | range before | range after |\n|---|---|---|---|")
     for seed in range(args.seeds):
-        rng = np.random.default_rng(seed)
-        opt = CausalOptimizer(_child_system(rng, 200), target="Y", seed=seed)
-        lo, hi = opt.domains["D"]
-        grid = np.linspace(lo, hi, 21)
-        before = np.ptp(opt.predict("D", grid, quantity="expectation")["mean"])
-        for v in np.linspace(lo, hi, 4):
-            opt.tell({"D": v}, {k: float(x[0]) for k, x in _child_system(rng, 1, v).items()}, chosen=True)
-        after = np.ptp(opt.predict("D", grid, quantity="expectation")["mean"])
-        post = opt.posterior()
-        print(f"| {seed} | {float(post.marginals[post.variables.index('D')]):.3f} | {before:.2f} | {after:.2f} |")
-
+        p_after, before, after = _child_trial(seed)
+        print(f"| {seed} | {p_after:.3f} | {before:.2f} | {after:.2f} |")
 
 if __name__ == "__main__":
     main()

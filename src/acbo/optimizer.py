@@ -217,10 +217,16 @@ def _set_options(problem: Problem, max_set, exploration_sets) -> dict:
             raise ValueError(f"an exploration set must be a list of variable names, got {s!r}")
         names = [clean_name(n) for n in s]
         unknown = [n for n in names if n not in settable]
-        if not names or unknown or len(set(names)) != len(names) or len(names) > max_set:
-            why = (f"{unknown} may not be set (settable: {settable})" if unknown else "it repeats a variable"
-                   if len(set(names)) != len(names) else f"it has {len(names)} variables, more than max_set={max_set}"
-                   if names else "it is empty")
+        why = None
+        if not names:
+            why = "it is empty"
+        elif unknown:
+            why = f"{unknown} may not be set (settable: {settable})"
+        elif len(set(names)) != len(names):
+            why = "it repeats a variable"
+        elif len(names) > max_set:
+            why = f"it has {len(names)} variables, more than max_set={max_set}"
+        if why:
             raise ValueError(f"exploration set {list(s)!r}: {why}")
         sets.append(tuple(sorted(problem.names.index(n) for n in names)))
     return {"max_set": int(max_set), "sets": tuple(dict.fromkeys(sets))}

@@ -72,7 +72,7 @@ class ExactThompsonSampling(Method):
         idx, ends, effect = draw
         p = self.problem
         gain = torch.zeros(p.d, dtype=torch.float64)
-        at = buffer.values[~buffer.intervened.any(1)].double().mean(0).clamp(p.low.double(), p.high.double())   # d
+        at = buffer.observational_stats()[0].double().clamp(p.low.double(), p.high.double())        # d
         k = effect.argmin(1)                                                                        # |S|
         gain[idx] = effect.gather(1, k[:, None])[:, 0].clamp_max(0.0)                               # only what helps
         at[idx] = torch.where(gain[idx] < 0, ends.gather(1, k[:, None])[:, 0], at[idx])

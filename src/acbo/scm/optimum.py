@@ -147,6 +147,15 @@ def _search_one(scm: SCM, j: int, lo: torch.Tensor, hi: torch.Tensor, ok: torch.
     a = pts.gather(1, (g - 1).clamp_min(0))[:, 0]
     b = pts.gather(1, (g + 1).clamp_max(grid - 1))[:, 0]
     best_v, best_e = pts.gather(1, g)[:, 0], eg.gather(1, g)[:, 0]
+    for xv, fv in _golden(f, a, b, refine_iters):
+        better = fv < best_e
+        best_v, best_e = torch.where(better, xv, best_v), torch.where(better, fv, best_e)
+    return best_v, best_e
+
+
+def _golden(f, a: torch.Tensor, b: torch.Tensor, refine_iters: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Golden-section search of f (B x m values -> B x m) in the brackets [a, b] (B each), one new
+    point per iteration: the two inner points last kept and their values, ((x1, f1), (x2, f2))."""
     ratio = (math.sqrt(5) - 1) / 2
     x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
     f1, f2 = f(torch.stack([x1, x2], dim=1)).unbind(1)
@@ -158,10 +167,7 @@ def _search_one(scm: SCM, j: int, lo: torch.Tensor, hi: torch.Tensor, ok: torch.
         fn = f(new[:, None])[:, 0]
         x1, f1 = torch.where(left, new, kept_x), torch.where(left, fn, kept_f)
         x2, f2 = torch.where(left, kept_x, new), torch.where(left, kept_f, fn)
-    for xv, fv in ((x1, f1), (x2, f2)):
-        better = fv < best_e
-        best_v, best_e = torch.where(better, xv, best_v), torch.where(better, fv, best_e)
-    return best_v, best_e
+    return (x1, f1), (x2, f2)
 
 
 @dataclass(frozen=True)
@@ -339,7 +345,6 @@ def _set_searched(scm: SCM, S: list[int], low: torch.Tensor, high: torch.Tensor,
     x = pts[torch.arange(B, device=dev), g]                                                 # B x k
     best = e.gather(1, g[:, None])[:, 0]
     cell = (hi - lo) / (grid - 1)                                                           # B x k
-    ratio = (math.sqrt(5) - 1) / 2
     for _ in range(rounds):
         for c in range(k):  # golden-section search along axis c, the others held
             def along(v: torch.Tensor) -> torch.Tensor:  # v: B x m values of axis c
@@ -349,17 +354,7 @@ def _set_searched(scm: SCM, S: list[int], low: torch.Tensor, high: torch.Tensor,
 
             a = torch.maximum(x[:, c] - cell[:, c], lo[:, c])
             b = torch.minimum(x[:, c] + cell[:, c], hi[:, c])
-            x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
-            f1, f2 = along(torch.stack([x1, x2], 1)).unbind(1)
-            for _ in range(refine_iters):
-                left = f1 <= f2
-                a, b = torch.where(left, a, x1), torch.where(left, x2, b)
-                kept_x, kept_f = torch.where(left, x1, x2), torch.where(left, f1, f2)
-                new = torch.where(left, b - ratio * (b - a), a + ratio * (b - a))
-                fn = along(new[:, None])[:, 0]
-                x1, f1 = torch.where(left, new, kept_x), torch.where(left, fn, kept_f)
-                x2, f2 = torch.where(left, kept_x, new), torch.where(left, kept_f, fn)
-            for xv, fv in ((x1, f1), (x2, f2)):
+            for xv, fv in _golden(along, a, b, refine_iters):
                 better = fv < best
                 best = torch.where(better, fv, best)
                 x = x.clone()

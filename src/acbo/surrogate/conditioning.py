@@ -47,6 +47,8 @@ import math
 
 import torch
 
+from acbo.buffer import rows_in_order
+
 LENGTHSCALES = (0.06, 0.2, 0.7)
 """GP length scales (fractions of the variable's domain) averaged over."""
 DISCREPANCIES = (0.05, 0.3, 1.0)
@@ -156,14 +158,9 @@ def _spread(mask: torch.Tensor, k: int) -> torch.Tensor:
     """V x S indices of at most k of the rows where ``mask`` (V x N) holds, evenly spread over
     them in their order (all of them when there are at most k); S the most of any row, the
     shorter filled with rows outside the mask."""
-    V, N = mask.shape
     rank = mask.cumsum(1) - 1                                                           # V x N: among the rows used
     n = mask.sum(1, keepdim=True).clamp_min(1)
-    chosen = mask & ((rank * k) // n != ((rank - 1) * k) // n)
-    S = max(1, int(chosen.sum(1).max()))
-    score = torch.where(chosen, -torch.arange(N, device=mask.device, dtype=torch.float64)[None],
-                        torch.full((V, N), -1e18, dtype=torch.float64, device=mask.device))
-    return score.topk(S, dim=1).indices
+    return rows_in_order(mask & ((rank * k) // n != ((rank - 1) * k) // n))
 
 
 def cv_bandwidth(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, scale: tuple[float, ...] = OBS_BANDWIDTHS,
