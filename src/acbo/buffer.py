@@ -41,6 +41,10 @@ class Buffer:
         self._values = torch.empty(max(capacity, 1), d, dtype=dtype)
         self._mask = torch.zeros(max(capacity, 1), d, dtype=torch.bool)
         self._n = 0
+        self.believed = 0
+        """How many of the last rows stand for pending experiments (asked, not yet measured): their
+        values are believed, not measured (:meth:`acbo.method.Method.believed`); 0 in a buffer of
+        measurements."""
 
     @property
     def n(self) -> int:
@@ -101,9 +105,19 @@ class Buffer:
             raise ValueError("the buffer is empty")
         return rows_stats(self.values, self.intervened)
 
+    @property
+    def told(self) -> "Buffer":
+        """The measured rows: this buffer, or a copy without its believed rows."""
+        if not self.believed:
+            return self
+        out = Buffer(self.d, capacity=self._n - self.believed, dtype=self._values.dtype)
+        out.add(self._values[: self._n - self.believed], self._mask[: self._n - self.believed])
+        return out
+
     def copy(self) -> "Buffer":
         out = Buffer(self.d, capacity=max(self._n, 1), dtype=self._values.dtype)
         out.add(self.values, self.intervened)
+        out.believed = self.believed
         return out
 
     def state_dict(self) -> dict:

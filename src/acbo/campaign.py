@@ -197,8 +197,8 @@ def parse_intervention(text: str) -> dict[str, float]:
     return out
 
 
-def read_result(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, float]:
-    """One measured row holding exactly the campaign's variables."""
+def read_results(path: str | os.PathLike, names: tuple[str, ...]) -> list[dict[str, float]]:
+    """The measured rows of a result file (one or more), each holding exactly the campaign's variables."""
     df = read_table(path, "result")
     problems = []
     missing = [n for n in names if n not in df.columns]
@@ -207,16 +207,24 @@ def read_result(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, fl
         problems.append(f"missing columns {missing}")
     if extra:
         problems.append(f"unknown columns {extra}")
-    if len(df) != 1:
-        problems.append(f"a result is exactly one row, got {len(df)}")
-    if not missing and not extra and len(df) == 1:
+    if len(df) == 0:
+        problems.append("it holds no row")
+    if not problems:
         try:
-            row = numeric_frame(df, None)
+            rows = numeric_frame(df, None)
         except CampaignError as e:
             problems.append(str(e))
     if problems:
         raise CampaignError(f"result file {path}: " + "; ".join(problems))
-    return {n: float(row[n].iloc[0]) for n in names}
+    return [{n: float(rows[n].iloc[i]) for n in names} for i in range(len(rows))]
+
+
+def read_result(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, float]:
+    """The one measured row of a result file (:func:`read_results`, refused with several)."""
+    rows = read_results(path, names)
+    if len(rows) != 1:
+        raise CampaignError(f"result file {path}: a result is exactly one row, got {len(rows)}")
+    return rows[0]
 
 
 # ----------------------------------------------------------------------------- the state file
@@ -303,8 +311,8 @@ def _now() -> str:
 @dataclass
 class Campaign:
     """An optimizer with a budget, the posterior marginals after every experiment and a log of
-    events. The pending suggestion is the optimizer's (:attr:`CausalOptimizer.pending`, saved
-    with it); the time it was asked is in the log."""
+    events. The pending experiments are the optimizer's (:attr:`CausalOptimizer.pending_experiments`,
+    saved with it); the time each was asked is in the log."""
 
     optimizer: CausalOptimizer
     budget: int | None = None
@@ -314,7 +322,7 @@ class Campaign:
 
     @property
     def pending(self) -> Intervention | None:
-        """The experiment suggested and not yet told (the optimizer's)."""
+        """The oldest experiment suggested and not yet told (the optimizer's); None if none."""
         return self.optimizer.pending
 
     # -- state
@@ -332,7 +340,7 @@ class Campaign:
             raise CampaignError(f"{where}: damaged optimizer state ({e})") from None
         old = state.get("pending")  # files written before the optimizer held it: the campaign's copy
         if old is not None and opt.pending is None:
-            opt.pending = Intervention(old["intervention"])
+            opt._pending.append(Intervention(old["intervention"]))  # noqa: SLF001 (the optimizer's own list, restored)
         return cls(opt, state["budget"], state["marginals"], state["log"], state["data_file"])
 
     @classmethod
@@ -350,47 +358,72 @@ class Campaign:
     def done(self) -> int:
         return len(self.optimizer.history)
 
-    def ask(self) -> Intervention:
-        """The pending suggestion, or a new one (then pending)."""
-        if self.pending is not None:
-            return self.pending
-        if self.budget is not None and self.done >= self.budget:
-            raise CampaignError(f"the budget of {self.budget} experiments is spent ({self.done} done); raise it with "
-                                "`acbo campaign extend --budget N`")
-        iv = self.optimizer.ask()
-        self.log.append({"event": "ask", "time": _now(), "intervention": dict(iv)})
-        return iv
+    def ask(self, n: int | None = None) -> Intervention | list[Intervention]:
+        """The oldest pending suggestion or a new one (``n`` None), or the pending ones topped up
+        to a batch of ``n`` (:meth:`CausalOptimizer.ask`); refused where the experiments done and
+        pending would pass the budget."""
+        before = len(self.optimizer.pending_experiments)
+        more = (0 if before else 1) if n is None else (n - before if isinstance(n, int) and not isinstance(n, bool) else 0)
+        if self.budget is not None and more > 0 and self.done + before + more > self.budget:
+            left = self.budget - self.done - before
+            raise CampaignError(f"the budget of {self.budget} experiments is spent ({self.done} done, {before} pending)"
+                                if left <= 0 else f"asking for {more} more would pass the budget of {self.budget} "
+                                f"experiments ({self.done} done, {before} pending: {left} left)"
+                                + "; raise it with `acbo campaign extend --budget N`")
+        try:
+            out = self.optimizer.ask(n)
+        except ValueError as e:
+            raise CampaignError(str(e)) from None
+        for iv in self.optimizer.pending_experiments[before:]:
+            self.log.append({"event": "ask", "time": _now(), "intervention": dict(iv)})
+        return out
 
     def tell(self, result: dict[str, float], intervention: dict[str, float] | None = None,
              accept_outlier: bool = False) -> Intervention:
-        """Record a measured row: under the pending suggestion, or (``intervention``) under an
-        experiment the user chose. Clears the pending suggestion. Refused when the budget is spent
-        (``extend`` raises it) and, for a value far outside anything seen, unless ``accept_outlier``."""
+        """Record a measured row: under the pending experiment whose settings it holds (any of a
+        batch, in any order), or (``intervention``) under an experiment the user chose. Refused
+        when the budget is spent (``extend`` raises it) and, for a value far outside anything
+        seen, unless ``accept_outlier``."""
         if self.budget is not None and self.done >= self.budget:
             raise CampaignError(f"the budget of {self.budget} experiments is spent ({self.done} done); raise it with "
                                 "`acbo campaign extend --budget N` to record more")
-        pending = self.pending
-        if intervention is None:
-            if pending is None:
-                raise CampaignError("no experiment is pending: `acbo campaign ask` first, or give --intervention "
-                                    "for an experiment you chose yourself")
-            iv = dict(pending)
-        else:
-            iv = intervention
+        opt = self.optimizer
+        pending = opt.pending_experiments
         try:
-            self.optimizer.tell(iv, result, chosen=intervention is not None, accept_outlier=accept_outlier)
+            if intervention is None:
+                if not pending:
+                    raise CampaignError("no experiment is pending: `acbo campaign ask` first, or give --intervention "
+                                        "for an experiment you chose yourself")
+                iv = opt.pending_for(result) or (pending[0] if len(pending) == 1 else None)  # one: its own error
+                if iv is None:
+                    raise CampaignError(f"the result {result} holds the settings of no pending experiment (pending: "
+                                        f"{', '.join(map(str, pending))}); for an experiment you chose yourself give "
+                                        "--intervention")
+                iv = dict(iv)
+            else:
+                iv = intervention
+            answered = opt.tell(iv, result, chosen=intervention is not None, accept_outlier=accept_outlier)
         except ValueError as e:
             raise CampaignError(str(e).replace("accept_outlier=True (command line: --accept-outlier)",
                                                "--accept-outlier")) from None
-        entry = {"event": "tell", "time": _now(), "intervention": dict(iv),
-                 "own": intervention is not None and (pending is None or dict(iv) != dict(pending))}
-        if entry["own"] and pending is not None:
-            entry["replaces"] = dict(pending)
-        if accept_outlier and self.optimizer.outliers(self.optimizer.history[-1].outcome, iv):
+        entry = {"event": "tell", "time": _now(), "intervention": dict(iv), "own": answered is None}
+        if answered is None and len(pending) == 1:
+            entry["replaces"] = dict(pending[0])
+        if accept_outlier and opt.outliers(opt.history[-1].outcome, iv):
             entry["accepted_outlier"] = True
         self.log.append(entry)
-        self.marginals.append(self.optimizer.posterior().marginals.double().tolist())
+        self.marginals.append(opt.posterior().marginals.double().tolist())
         return Intervention(iv)
+
+    def withdraw(self, intervention: dict[str, float] | None = None) -> list[Intervention]:
+        """Take back pending experiments that will not be run: the one matching ``intervention``,
+        or all; logged, nothing recorded."""
+        try:
+            out = self.optimizer.withdraw(intervention)
+        except ValueError as e:
+            raise CampaignError(str(e)) from None
+        self.log.append({"event": "withdraw", "time": _now(), "interventions": [dict(iv) for iv in out]})
+        return out
 
     def drop(self, experiment: int, undo: bool = False) -> None:
         """Drop experiment ``experiment`` (its number in the history) from what the models see, or

@@ -178,6 +178,7 @@ def bench(
     option: list[str] = typer.Option(None, help="Method option method.key=value (repeatable), "
                                                 "e.g. parent_scale.dr_regressor=mlp."),
     max_set: int = typer.Option(1, min=1, help="Variables one experiment may set at once (y* over such sets)."),
+    batch: int = typer.Option(1, min=1, help="Experiments per round, asked at once and told before the next round."),
 ):
     """Benchmark methods x families x seeds; writes JSONL, a summary table and a plot."""
     from acbo.bench.report import summary_table
@@ -186,7 +187,7 @@ def bench(
 
     cfg = BenchConfig(methods=_split(methods), families=_split(families), n_seeds=seeds, first_seed=first_seed,
                       steps=steps, n_obs=n_obs or None, placement=Placement(workers, backend, address),
-                      method_options=_options(option, with_method=True), max_set=max_set)
+                      method_options=_options(option, with_method=True), max_set=max_set, batch=batch)
     df = run_bench(cfg, out=out)
     console.print(summary_table(df))
     console.print(f"results in {out}/")
@@ -395,62 +396,101 @@ def campaign_init(
     console.print(f"next: acbo campaign ask --state {state}")
 
 
-def _print_intervention(iv, fmt: str, pending_again: bool) -> None:
+def _print_experiments(ivs: list, fmt: str, names: tuple[str, ...], batch: bool, again: int) -> None:
+    """The experiments to run: json (an object, or a list for a batch), csv (one row per
+    experiment, a column per variable set in any, empty where not set) or a table."""
     if fmt == "json":
-        typer.echo(json.dumps(dict(iv)))
+        typer.echo(json.dumps([dict(iv) for iv in ivs] if batch else dict(ivs[0])))
     elif fmt == "csv":
-        typer.echo(",".join(iv))
-        typer.echo(",".join(repr(v) for v in iv.values()))
+        cols = [n for n in names if any(n in iv for iv in ivs)]
+        typer.echo(",".join(cols))
+        for iv in ivs:
+            typer.echo(",".join(repr(iv[n]) if n in iv else "" for n in cols))
     else:
-        what = "still pending (no result told yet)" if pending_again else "next experiment"
-        console.print(f"{what}: " + ", ".join(f"set {k} = {v:.6g}" for k, v in iv.items()))
+        for k, iv in enumerate(ivs):
+            what = "still pending (no result told yet)" if k < again else "next experiment"
+            console.print((f"{k + 1}. " if batch else "") + f"{what}: " + ", ".join(f"set {n} = {v:.6g}" for n, v in iv.items()))
 
 
-@campaign_app.command("ask", short_help="The next experiment (kept as pending until told).")
+@campaign_app.command("ask", short_help="The next experiment(s) (kept as pending until told).")
 @_friendly
 def campaign_ask(
     state: Path = typer.Option(..., help="The campaign's state file."),
+    n: int = typer.Option(None, "--n", help="A batch: this many experiments to run at once (the pending ones "
+                                            "topped up; tell their results in any order)."),
     format: str = typer.Option("table", help="Output: table, json or csv."),
 ):
-    """The next experiment (recorded as pending; asking again returns the same one)."""
+    """The next experiment, or with --n a batch of experiments to run at once (recorded as pending;
+    asking again returns the same ones)."""
     if format not in ("table", "json", "csv"):
         raise ValueError(f"--format must be table, json or csv, got {format!r}")
     cp = _campaign_io()
     with cp.locked(state):
         campaign = cp.Campaign.load(state)
-        again = campaign.pending is not None
-        iv = campaign.ask()
-        if not again:
+        before = len(campaign.optimizer.pending_experiments)
+        out = campaign.ask(n)
+        ivs = out if n is not None else [out]
+        if len(campaign.optimizer.pending_experiments) != before:
             campaign.save(state)
-    _print_intervention(iv, format, again)
+    _print_experiments(ivs, format, campaign.optimizer.names, n is not None, min(before, len(ivs)))
     if format == "table":
+        rows = "one row per experiment" if n is not None else "one row"
         console.print(f"then: acbo campaign tell --state {state} --result measured.csv "
-                      f"(one row with every variable: {', '.join(campaign.optimizer.names)})")
+                      f"({rows}, with every variable: {', '.join(campaign.optimizer.names)})")
 
 
-@campaign_app.command("tell", short_help="Record a measurement of the pending experiment or of one you chose.")
+@campaign_app.command("tell", short_help="Record measurements of pending experiments or of one you chose.")
 @_friendly
 def campaign_tell(
     state: Path = typer.Option(..., help="The campaign's state file."),
-    result: Path = typer.Option(..., help="CSV: one row with every variable as measured."),
-    intervention: str = typer.Option(None, help="An experiment you chose yourself, e.g. \"X3=4.2\" (default: the pending one)."),
+    result: Path = typer.Option(..., help="CSV: one row per experiment with every variable as measured (a batch's "
+                                          "results in any order)."),
+    intervention: str = typer.Option(None, help="An experiment you chose yourself, e.g. \"X3=4.2\" (a one-row "
+                                                "result; default: the pending experiment each row answers)."),
     accept_outlier: bool = typer.Option(False, "--accept-outlier",
                                         help="Record a value far outside anything seen (refused otherwise as a likely error)."),
 ):
-    """Record a measurement (under the pending experiment, or under --intervention)."""
+    """Record measurements: each row under the pending experiment whose settings it holds, or one
+    row under --intervention. A file with a row that cannot be recorded changes nothing."""
     cp = _campaign_io()
     iv = cp.parse_intervention(intervention) if intervention else None
     with cp.changing(state) as campaign:
-        row = cp.read_result(result, campaign.optimizer.names)
-        done = campaign.tell(row, iv, accept_outlier)
+        rows = cp.read_results(result, campaign.optimizer.names)
+        if iv is not None and len(rows) != 1:
+            raise cp.CampaignError(f"--intervention records one experiment, but {result} holds {len(rows)} rows")
+        told = []
+        for k, row in enumerate(rows, 2):
+            try:
+                told.append(campaign.tell(row, iv, accept_outlier))
+            except cp.CampaignError as e:
+                where = f"line {k} of {result} (nothing was recorded)" if len(rows) > 1 else ""
+                raise cp.CampaignError(f"{where}: {e}" if where else str(e)) from None
     opt = campaign.optimizer
+    first = campaign.done - len(rows) + 1
+    for k, (row, done) in enumerate(zip(rows, told)):
+        console.print(f"recorded experiment {first + k}: {done} -> {opt.target} = {row[opt.target]:.6g}")
     best_iv, best_y = opt.best
-    console.print(f"recorded experiment {campaign.done}: {done} -> {opt.target} = {row[opt.target]:.6g}; best measured "
-                  f"so far {best_y:.6g} at {best_iv}" + (f" ({campaign.budget - campaign.done} left)" if campaign.budget else ""))
+    left = len(opt.pending_experiments)
+    console.print(f"best measured so far {best_y:.6g} at {best_iv}" + (f"; {left} still pending" if left else "")
+                  + (f" ({campaign.budget - campaign.done} left)" if campaign.budget else ""))
     for c in opt.clamped:
-        if c.where == f"experiment {campaign.done}":
+        if c.where in {f"experiment {first + k}" for k in range(len(rows))}:
             console.print(f"note: the models see {c.variable} = {c.used:.6g} (clamped; measured {c.value:.6g}); if "
-                          f"it was an error: acbo campaign drop --state {state} --row {campaign.done}")
+                          f"it was an error: acbo campaign drop --state {state} --row {c.where.split()[-1]}")
+
+
+@campaign_app.command("withdraw", short_help="Take back pending experiments that will not be run.")
+@_friendly
+def campaign_withdraw(
+    state: Path = typer.Option(..., help="The campaign's state file."),
+    intervention: str = typer.Option(None, help="The pending experiment to take back, e.g. \"X3=4.2\" (default: all)."),
+):
+    """Take back pending experiments (one, or all): nothing is recorded; the next ask chooses afresh."""
+    cp = _campaign_io()
+    iv = cp.parse_intervention(intervention) if intervention else None
+    with cp.changing(state) as campaign:
+        out = campaign.withdraw(iv)
+    console.print("withdrawn: " + "; ".join(map(str, out)) + f" ({len(campaign.optimizer.pending_experiments)} still pending)")
 
 
 @campaign_app.command("drop", short_help="Take an experiment out of what the models see (--undo: back in).")
@@ -512,8 +552,8 @@ def campaign_status(
         _print_recommendation(campaign.recommendation_frame(), opt.target)
     for c in opt.clamped:
         console.print(f"clamped for the models: {c.where}, {c.variable} = {c.value:.6g} seen as {c.used:.6g}")
-    if campaign.pending is not None:
-        console.print("pending: " + ", ".join(f"{k} = {v:.6g}" for k, v in campaign.pending.items()))
+    for k, iv in enumerate(opt.pending_experiments, 1):
+        console.print(f"pending {k}: " + ", ".join(f"{n} = {v:.6g}" for n, v in iv.items()))
     console.print(f"most probable parent sets of {opt.target}:")
     for names, p in opt.posterior().top(3):
         console.print(f"  P({{{', '.join(names)}}}) = {p:.3f}")

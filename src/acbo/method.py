@@ -126,11 +126,16 @@ class Method:
     chooses_sets: ClassVar[bool] = False
     """True for methods whose :meth:`ask_set` chooses several variables at once (needed when the
     problem allows more than one per experiment, or restricts them to exploration sets)."""
+    believes_pending: ClassVar[bool] = False
+    """True for methods that choose a batch's next experiment with the pending ones believed
+    (:meth:`believed`: a kriging believer); False for methods whose choices are independent draws
+    (random, Thompson sampling), which a batch diversifies by itself."""
 
     def __init__(self, problem: Problem, **options: Any):
         if options:
             raise ValueError(f"method {self.name!r} takes no options {sorted(options)}")
         self.problem = problem
+        self._believed: tuple[int, dict] = (-1, {})  # measured rows, {(variable, value): E[Y | do]} (:meth:`believed`)
 
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         raise NotImplementedError
@@ -165,6 +170,56 @@ class Method:
             lo, hi = float(p.low[i]), float(p.high[i])
             assert lo - 1e-9 <= v <= hi + 1e-9, (self.name, i, v)
             out[int(i)] = min(max(float(v), lo), hi)
+        return out
+
+    def propose_batch(self, buffer: Buffer, generator: torch.Generator, pending: list[dict[int, float]]
+                      ) -> dict[int, float]:
+        """The next experiment while the ``pending`` ones ({variable index: value} each; asked, not
+        yet measured) are out: :meth:`propose_set` on the data with the pending experiments
+        believed (:meth:`believed`) for a method that :attr:`believes_pending`, else on the data
+        alone. With nothing pending it is :meth:`propose_set`, bit for bit."""
+        if pending and self.believes_pending:
+            buffer = self.believed(buffer, pending)
+        return self.propose_set(buffer, generator)
+
+    def believed(self, buffer: Buffer, pending: list[dict[int, float]]) -> Buffer:
+        """``buffer`` and one row per pending experiment as the method believes it would come out
+        (the kriging believer): the variables set at their values, the target at the method's
+        predicted E[Y | do] given the data measured (:meth:`believed_means`, each computed once),
+        every other variable at its observational mean. The rows are marked
+        :attr:`Buffer.believed`: what a method learns of the structure it learns from the
+        measured rows alone (:attr:`Buffer.told`); the believed ones tell it where it has asked."""
+        assert all(len(q) == 1 for q in pending), "believed rows are single-variable experiments"
+        told = buffer.told
+        P, d, t = len(pending), buffer.d, self.problem.target
+        rows = told.observational_stats()[0].to(buffer.values.dtype).repeat(P, 1)                   # P x d
+        mask = torch.zeros(P, d, dtype=torch.bool)
+        var = torch.tensor([next(iter(q)) for q in pending])                                       # P
+        val = torch.tensor([next(iter(q.values())) for q in pending], dtype=torch.float64)         # P
+        rows[torch.arange(P), var] = val.to(rows.dtype)
+        mask[torch.arange(P), var] = True
+        if self._believed[0] != told.n:  # the measured rows changed: predict afresh
+            self._believed = (told.n, {})
+        memo = self._believed[1]
+        keys = [(int(j), float(v)) for j, v in zip(var, val)]
+        new = [k for k in dict.fromkeys(keys) if k not in memo]
+        if new:
+            means = self.believed_means(told, torch.tensor([k[0] for k in new]),
+                                        torch.tensor([k[1] for k in new], dtype=torch.float64))
+            memo.update(zip(new, means.tolist()))
+        rows[:, t] = torch.tensor([memo[k] for k in keys], dtype=rows.dtype)
+        out = told.copy()
+        out.add(rows, mask)
+        out.believed = P
+        return out
+
+    def believed_means(self, told: Buffer, var: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+        """The predicted E[Y | do(X_var[p] = val[p])] (observed units, P) given the measured rows
+        ``told``: :meth:`predict`, once per variable."""
+        out = torch.empty(len(var), dtype=torch.float64)
+        for j in var.unique().tolist():
+            at = var == j
+            out[at] = self.predict(told, j, val[at], draw=False).mean.to(torch.float64)
         return out
 
     def random_set(self, generator: torch.Generator) -> dict[int, float]:
@@ -267,18 +322,24 @@ def build_method(name: str, problem: Problem, options: dict) -> Method:
     return cls(problem, **options)
 
 
-def simulate_campaign(ask: Callable[[], Mapping[str, float]], experiment: Callable[[Mapping[str, float], int], dict],
+def simulate_campaign(ask: Callable[..., Mapping[str, float] | list], experiment: Callable[[Mapping[str, float], int], dict],
                       tell: Callable[[Mapping[str, float], dict], None], steps: int,
-                      on_step: Callable[[int, Mapping[str, float], dict, float], None]) -> None:
-    """The simulated ask/tell campaign loop: for t = 1 .. ``steps``, ``ask()`` the next
-    intervention ({name: value}; its wall time measured), ``experiment(iv, t)`` measures it (one
-    sample {name: value}), ``tell(iv, sample)`` records it, and ``on_step(t, iv, sample, seconds)``
-    sees the step (``seconds``: the wall time of the ask). The benchmark, the showcase and the
+                      on_step: Callable[[int, Mapping[str, float], dict, float], None], batch: int = 1) -> None:
+    """The simulated ask/tell campaign loop over ``steps`` experiments: ``ask()`` the next
+    intervention ({name: value}; its wall time measured) or, with ``batch = q > 1``, ``ask(q)`` the
+    next round's q at once (fewer in the last round if ``steps`` is not a multiple of q; the time
+    of the round shared equally among them); ``experiment(iv, t)`` measures experiment t = 1 ..
+    ``steps`` (one sample {name: value}), ``tell(iv, sample)`` records it (a round's in the order
+    asked), and ``on_step(t, iv, sample, seconds)`` sees it. The benchmark, the showcase and the
     expert demonstrations all run their campaigns through it."""
-    for t in range(1, steps + 1):
+    t = 0
+    while t < steps:
+        q = min(batch, steps - t)
         t0 = time.perf_counter()
-        iv = ask()
-        seconds = time.perf_counter() - t0
-        sample = experiment(iv, t)
-        tell(iv, sample)
-        on_step(t, iv, sample, seconds)
+        ivs = [ask()] if batch == 1 else ask(q)
+        seconds = (time.perf_counter() - t0) / q
+        for iv in ivs:
+            t += 1
+            sample = experiment(iv, t)
+            tell(iv, sample)
+            on_step(t, iv, sample, seconds)

@@ -3,6 +3,7 @@
     opt = acbo.CausalOptimizer(observational, target="Y", method="amortized", seed=0)
     iv = opt.ask()              # Intervention {name: value}
     opt.tell(iv, sample)        # one joint measurement of every variable under do(iv)
+    batch = opt.ask(n=4)        # four experiments to run in parallel; tell them in any order
     opt.recommend()             # what the model believes best: among the experiments run, and anywhere
     opt.best, opt.posterior(), opt.history, opt.drop(3), opt.save(path), CausalOptimizer.load(path)
 
@@ -285,8 +286,7 @@ class CausalOptimizer:
         """What the models read: the observational rows, then every experiment not dropped."""
         self.buffer.add(torch.from_numpy(x))
         self.history: list[Record] = []
-        self.pending: Intervention | None = None
-        """The experiment the last ``ask`` suggested, until it is told."""
+        self._pending: list[Intervention] = []  # asked and not yet told, in the order asked
 
     @property
     def threads(self) -> int | None:
@@ -333,14 +333,75 @@ class CausalOptimizer:
     def domains(self) -> dict[str, tuple[float, float]]:
         return {n: (float(self.problem.low[j]), float(self.problem.high[j])) for j, n in enumerate(self.names)}
 
-    def ask(self) -> Intervention:
-        """The next experiment to run. It stays pending until told: asking again before
-        telling returns the same experiment."""
-        if self.pending is None:
+    @property
+    def pending(self) -> Intervention | None:
+        """The oldest experiment asked and not yet told (None if none; all of them:
+        :attr:`pending_experiments`)."""
+        return self._pending[0] if self._pending else None
+
+    @property
+    def pending_experiments(self) -> tuple[Intervention, ...]:
+        """Every experiment asked and not yet told, in the order asked."""
+        return tuple(self._pending)
+
+    def ask(self, n: int | None = None) -> Intervention | list[Intervention]:
+        """The next experiment to run, or (``n``) the next ``n`` to run at once, as a batch.
+
+        Asked experiments stay pending until told (in any order) or withdrawn: ``ask()`` returns
+        the oldest pending one if there is one; ``ask(n)`` returns the pending ones topped up
+        with new ones to ``n`` (a ValueError if more than ``n`` are pending). A new experiment is
+        chosen with the pending ones as input (:meth:`acbo.method.Method.propose_batch`: their
+        outcomes stood in for by the method's prediction, or independent draws for a
+        Thompson-sampling method), so a batch does not repeat itself."""
+        if n is None:
+            return self.pending if self._pending else self._ask_more(1)[0]
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be a positive integer (experiments to run at once), got {n!r}")
+        if len(self._pending) > n:
+            raise ValueError(f"{len(self._pending)} experiments are pending, more than n={n}: tell or withdraw "
+                             f"some first, or ask for at least {len(self._pending)}")
+        self._ask_more(int(n) - len(self._pending))
+        return list(self._pending)
+
+    def _ask_more(self, k: int) -> list[Intervention]:
+        """Choose ``k`` new experiments, each with the ones pending before it, and make them pending."""
+        p = self.problem
+        for _ in range(k):
+            out = [{p.names.index(name): v for name, v in iv.items()} for iv in self._pending]
             with intra_op_threads(self.threads):
-                choice = self.method.propose_set(self.buffer, self._gen)
-            self.pending = Intervention({self.problem.names[i]: v for i, v in choice.items()})
-        return self.pending
+                choice = self.method.propose_batch(self.buffer, self._gen, out)
+            self._pending.append(Intervention({p.names[i]: v for i, v in choice.items()}))
+        return self._pending[-k:] if k else []
+
+    def withdraw(self, intervention=None) -> list[Intervention]:
+        """Take pending experiments back (they will not be run, or their results are lost): the
+        one matching ``intervention``, or every one (None). Returns what was withdrawn; nothing is
+        recorded. ValueError when nothing is pending or nothing pending matches."""
+        if not self._pending:
+            raise ValueError("no experiment is pending: nothing to withdraw")
+        if intervention is None:
+            out, self._pending = self._pending, []
+            return out
+        i = self._pending_index(self._check_intervention(intervention))
+        if i is None:
+            raise ValueError(f"{Intervention(self._check_intervention(intervention))} is not pending; pending: "
+                             f"{self._pending}")
+        return [self._pending.pop(i)]
+
+    def _pending_index(self, iv: Mapping[str, float]) -> int | None:
+        """The first pending experiment that sets exactly ``iv``'s variables to its values (to the
+        precision of a report); None if none."""
+        for i, q in enumerate(self._pending):
+            if set(iv) == set(q) and all(self._agrees(n, v, q[n]) for n, v in iv.items()):
+                return i
+        return None
+
+    def pending_for(self, sample: Mapping[str, float]) -> Intervention | None:
+        """The pending experiment a measured row answers: one whose settings the row holds (the
+        one setting the most variables; the oldest among equals); None if none."""
+        row = self._check_sample(sample)
+        fits = [q for q in self._pending if all(self._agrees(n, row[n], v) for n, v in q.items())]
+        return max(fits, key=len) if fits else None
 
     def _check_intervention(self, iv) -> dict[str, float]:
         if not isinstance(iv, Mapping) or len(iv) == 0:
@@ -397,18 +458,20 @@ class CausalOptimizer:
         width = float(self.problem.high[j] - self.problem.low[j])
         return abs(value - setting) <= SET_TOLERANCE * (abs(setting) + width)
 
-    def _check_asked(self, iv: dict[str, float], chosen: bool) -> None:
-        """The contract of tell: it answers the pending ask, unless the experiment was ``chosen``
-        by the user (then it may be anything legal, and replaces the pending suggestion)."""
-        if chosen:
-            return
+    def _check_asked(self, iv: dict[str, float], chosen: bool) -> int | None:
+        """The contract of tell: it answers a pending ask (its index returned), unless the
+        experiment was ``chosen`` by the user (then it may be anything legal; the index of the
+        pending ask it matches, if any)."""
+        i = self._pending_index(iv)
+        if chosen or i is not None:
+            return i
         own = "; to record an experiment you chose yourself, pass chosen=True"
-        if self.pending is None:
+        if not self._pending:
             last = f" (the last told: {self.history[-1].intervention})" if self.history else ""
             raise ValueError(f"no experiment is pending: {Intervention(iv)} was not asked{last}{own}")
-        same = set(iv) == set(self.pending) and all(self._agrees(n, v, self.pending[n]) for n, v in iv.items())
-        if not same:
-            raise ValueError(f"{Intervention(iv)} is not the pending experiment {self.pending}{own}")
+        what = (f"the pending experiment {self._pending[0]}" if len(self._pending) == 1 else
+                f"any of the {len(self._pending)} pending experiments {self._pending}")
+        raise ValueError(f"{Intervention(iv)} is not {what}{own}")
 
     def outliers(self, row: Mapping[str, float], iv: Mapping[str, float]) -> list[str]:
         """The measured (not set by ``iv``) values of ``row`` (every variable) beyond the outlier
@@ -421,18 +484,21 @@ class CausalOptimizer:
                            f"{self._center[j]:.6g}")
         return out
 
-    def tell(self, intervention, sample, chosen: bool = False, accept_outlier: bool = False) -> None:
+    def tell(self, intervention, sample, chosen: bool = False, accept_outlier: bool = False) -> Intervention | None:
         """Record the outcome of one experiment: ``sample`` measures every variable under
         do(``intervention``) (the intervened variables at the values they were set to).
 
-        The experiment is the pending one (the last ``ask``), or with ``chosen=True`` one the user
-        chose (any intervenable variables at values in their domains); either way nothing is
-        pending afterwards. A tell that answers no ask, or the same ask twice, is refused. A
+        The experiment is a pending one (asked and not yet told; a batch's are told in any
+        order), or with ``chosen=True`` one the user chose (any intervenable variables at values in
+        their domains). A chosen experiment that is not pending replaces the pending one when one
+        is pending (it was run instead); a batch of several stays pending (``withdraw`` takes them
+        back). A tell that answers no ask, or the same ask twice, is refused. A
         measured value beyond OUTLIER_SPREADS robust spreads of its variable (a likely typo) is
         refused unless ``accept_outlier=True``; the models then see it as measured, clamped only
-        beyond MODEL_SPREADS (``clamped``); if it skews them, ``drop`` the experiment."""
+        beyond MODEL_SPREADS (``clamped``); if it skews them, ``drop`` the experiment. Returns the
+        pending experiment told (None for a chosen one that was not pending)."""
         iv = self._check_intervention(intervention)
-        self._check_asked(iv, chosen)
+        asked = self._check_asked(iv, chosen)
         row = self._check_sample(sample)
         for name, v in iv.items():  # reported to the precision of a measurement; recorded as set
             if not self._agrees(name, row[name], v):
@@ -445,7 +511,11 @@ class CausalOptimizer:
                              "--accept-outlier)")
         self.history.append(Record(Intervention(iv), row))
         self._add_to_buffer(self.history[-1], len(self.history))
-        self.pending = None
+        if asked is not None:
+            return self._pending.pop(asked)
+        if len(self._pending) == 1:  # the user's own experiment replaces the one suggestion
+            self._pending.clear()
+        return None
 
     def _add_to_buffer(self, record: Record, number: int) -> None:
         """Append experiment ``number`` (1 = the first told) to what the models read."""
@@ -612,7 +682,7 @@ class CausalOptimizer:
             "buffer": self.buffer.state_dict(),
             "n_observational": self._n_obs,
             "history": [(dict(r.intervention), dict(r.outcome)) for r in self.history],
-            "pending": None if self.pending is None else dict(self.pending),
+            "pending": [dict(iv) for iv in self._pending],
             "dropped": [t for t, r in enumerate(self.history, 1) if r.dropped],
             "threads": self.threads,
             "robust_scale": (self._center.tolist(), self._spread.tolist()),
@@ -645,8 +715,9 @@ class CausalOptimizer:
         obj.buffer = Buffer.from_state(state["buffer"])
         dropped = set(state.get("dropped", []))  # files written before drop have none
         obj.history = [Record(Intervention(iv), out, t in dropped) for t, (iv, out) in enumerate(state["history"], 1)]
-        pending = state.get("pending")  # files written before the tell contract have none
-        obj.pending = None if pending is None else Intervention(pending)
+        pending = state.get("pending")  # files written before the tell contract: none; before batches: one or None
+        pending = [] if pending is None else [pending] if isinstance(pending, Mapping) else pending
+        obj._pending = [Intervention(iv) for iv in pending]
         obj.threads = state.get("threads", DECISION_THREADS)
         obj._n_obs = state.get("n_observational", obj.buffer.n - len(obj.history))
         scale = state.get("robust_scale")  # files written before the clamp: from their observations

@@ -30,6 +30,7 @@ def _model(checkpoint: str | None):
 class SurrogateEI(Method):
     name = "surrogate-ei"
     stochastic = False  # the argmax of EI on a fixed grid: the data alone decide
+    believes_pending = True
 
     def __init__(self, problem: Problem, checkpoint: str | None = None, grid: int = 32, refine: int = 9):
         super().__init__(problem)
@@ -75,11 +76,13 @@ class SurrogateEI(Method):
         return bar.affine(mean[0, p.target].expand(Q, K), std[0, p.target].expand(Q, K))
 
     def _state(self, buffer: Buffer, negate: bool):
-        """The campaign (Y negated for a maximisation when ``negate``) and the surrogate's belief."""
+        """The campaign (Y negated for a maximisation when ``negate``) and the surrogate's belief
+        (of the measured rows: :attr:`Buffer.told`)."""
         p = self.problem
-        c = CampaignBatch.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, 1, negate_target=negate)
+        campaign = lambda b: CampaignBatch.of_buffer(b, p.target, p.low, p.high, p.intervenable, 1, negate_target=negate)
+        c, told = campaign(buffer), buffer.told
         cache = self._cache if negate == (not p.minimize) else EncodingCache(self.model)
-        return c, cache.belief(c, buffer.n, buffer.n_obs)
+        return c, cache.belief(c if told is buffer else campaign(told), told.n, told.n_obs)
 
     @torch.no_grad()
     def _posterior_means(self, batch: PaddedBatch, tokens: torch.Tensor, var: torch.Tensor, z: torch.Tensor):

@@ -53,6 +53,9 @@ class BenchConfig:
     max_set: int = 1
     """How many variables one experiment may set at once; above 1, y* is the optimum over such
     sets (:meth:`acbo.scm.SCM.set_optimum`) and every method must choose sets."""
+    batch: int = 1
+    """Experiments per round, asked at once (``CausalOptimizer.ask(n=batch)``) and told before the
+    next round; ``steps`` stays the number of experiments."""
 
     def __post_init__(self):
         for m in self.methods:
@@ -65,6 +68,8 @@ class BenchConfig:
             raise ValueError(f"n_obs must be >= 2, got {self.n_obs}")
         if self.max_set < 1:
             raise ValueError(f"max_set must be >= 1, got {self.max_set}")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise ValueError(f"batch must be a positive integer (experiments per round), got {self.batch!r}")
         if self.max_set > 1:
             single = [m for m in self.methods if not get_method(m).chooses_sets]
             if single:
@@ -150,9 +155,10 @@ def with_problem_knowledge(problem: BenchProblem, method: str, options: dict | N
 
 
 def run_method(problem: BenchProblem, method: str, steps: int, options: dict | None = None,
-               on_step=None) -> tuple[list[dict], CausalOptimizer]:
-    """Drive ``method`` for ``steps`` interventions on ``problem``; one row per step (0..T), and
-    the optimizer at the end. ``on_step(row)`` sees each step's row as it happens."""
+               on_step=None, batch: int = 1) -> tuple[list[dict], CausalOptimizer]:
+    """Drive ``method`` for ``steps`` interventions on ``problem``, ``batch`` per round; one row
+    per step (0..T; ``round`` numbers the rounds), and the optimizer at the end. ``on_step(row)``
+    sees each step's row as it happens."""
     scm = problem.scm
     opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, domains=problem.domains,
                           intervenable=problem.settable, max_set=min(problem.max_set, len(problem.settable)),
@@ -162,7 +168,7 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
             "y_star": problem.y_star, "e_obs": problem.e_obs}
     best = float("inf")
     post0 = opt.posterior()
-    rows = [{**base, "step": 0, "variable": None, "value": None, "y": None, "e_y": None, "best_e": None,
+    rows = [{**base, "step": 0, "round": 0, "variable": None, "value": None, "y": None, "e_y": None, "best_e": None,
              "regret": 1.0, "time_s": None, "setup_s": opt.method.setup_seconds, **posterior_metrics(post0, problem.truth)}]
 
     def record(t: int, iv, sample: dict, dt: float) -> None:
@@ -173,14 +179,14 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
             name, value = "+".join(iv), [float(v) for v in iv.values()]
         e_y = scm.expected_outcome(iv)
         best = min(best, e_y)
-        rows.append({**base, "step": t, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
+        rows.append({**base, "step": t, "round": (t - 1) // batch + 1, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
                      "best_e": best, "regret": normalised_regret(best, problem.y_star, problem.e_obs),
                      "time_s": dt, "setup_s": None, **posterior_metrics(opt.posterior(), problem.truth)})
         if on_step is not None:
             on_step(rows[-1])
 
     outcome = lambda iv, t: scm.run_experiment(iv, generator("test", "bench-outcome", problem.family, problem.seed, t))
-    simulate_campaign(opt.ask, outcome, partial(opt.tell, accept_outlier=True), steps, record)
+    simulate_campaign(opt.ask, outcome, partial(opt.tell, accept_outlier=True), steps, record, batch)
     return rows, opt
 
 
@@ -189,11 +195,11 @@ def run_problem(task: _Task) -> list[dict]:
     problem = make_problem(task.family, task.seed, task.cfg.n_obs, task.cfg.max_set)
     rows = []
     for method in task.cfg.methods:
-        rows += run_method(problem, method, task.cfg.steps, task.cfg.method_options.get(method))[0]
+        rows += run_method(problem, method, task.cfg.steps, task.cfg.method_options.get(method), batch=task.cfg.batch)[0]
     return rows
 
 
-_ADDED_LATER = {"max_set": 1}
+_ADDED_LATER = {"max_set": 1, "batch": 1}
 """Settings a run written before them had at these values (its config.json lacks them)."""
 _EXTENDABLE = ("n_seeds", "first_seed", "placement", "workers", "backend", "address")
 """Settings that only add, pick or place tasks (keyed by (family, seed)): a run may change them and resume

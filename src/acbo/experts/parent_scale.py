@@ -40,6 +40,8 @@ class CausalGPMethod(Method):
     otherwise). Exact GPs cost O(n^3) to fit and the average O(grid x n^2): without a bound the
     expert took 176 s and 12.7 GB for five decisions at n = 830."""
 
+    believes_pending = True
+
     def __init__(self, problem: Problem, n_init: int = 0, max_rows: int = 300):
         super().__init__(problem)
         if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 0:
@@ -206,8 +208,10 @@ class ParentScale(CausalGPMethod):
         return 0.0 if self.prior is None else self.prior.seconds
 
     def _sync(self, buffer: Buffer) -> CandidateSetPosterior:
-        """Build the prior on first use, then fold every row not yet seen into the set posterior."""
+        """Build the prior on first use, then fold every measured row not yet seen into the set
+        posterior (believed rows, :attr:`Buffer.believed`, are not evidence about the sets)."""
         p = self.problem
+        buffer = buffer.told
         if self._post is None:
             x, _, _ = self.observational(buffer)
             self.prior = fit_dr_prior(x, p.target, make_generator("parent_scale", "prior", p.seed), self.dr)

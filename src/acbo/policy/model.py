@@ -217,6 +217,18 @@ class GridActionDist:
         """Positions -> values on the data's scale (same shape as var)."""
         return _domain_value(self.low, self.high, var, u)
 
+    def excluding(self, var: torch.Tensor, u: torch.Tensor) -> "GridActionDist":
+        """The distribution conditioned on avoiding the (variable, cell) pairs of P actions (var,
+        u: B x P; u in [0, 1] of the domain, in cell floor(u K)): those cells' logits set to -inf,
+        the rest renormalised; a decision whose every valid cell is excluded is left as it was."""
+        B, D, K = self.logits.shape
+        cell = torch.floor(u.double() * K).long().clamp(0, K - 1)
+        flat = self.logits.reshape(B, D * K).clone()
+        flat.scatter_(1, var * K + cell, float("-inf"))
+        left = torch.isfinite(flat).any(1, keepdim=True)                                         # B x 1
+        logits = torch.where(left, flat, self.logits.reshape(B, D * K)).reshape(B, D, K)
+        return GridActionDist(logits, self.alpha, self.beta, self.low, self.high)
+
     def log_prob(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Exact log-density of (variable, value) for B x k actions (value = low + u (high - low)):
         u lies in cell k = floor(u K) at relative position r = u K - k."""

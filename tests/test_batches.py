@@ -1,0 +1,202 @@
+"""Batches of experiments: ask(n=q), pending experiments told in any order, kept through
+save/load, withdrawn; the kriging believer that chooses a batch's later members; the campaign
+commands and the benchmark harness with rounds."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from acbo import CausalOptimizer
+from acbo.bench.runner import make_problem, run_method
+from acbo.method import simulate_campaign
+from acbo.seeding import generator
+
+from conftest import cli, cli_fails, cli_ok, small_problem
+
+
+def _opt(method="random", seed=3, **kw):
+    scm, frame = small_problem("lin-er-10", 2)
+    return scm, CausalOptimizer(frame, target=scm.names()[scm.target[0]], method=method, seed=seed, **kw)
+
+
+def _measure(scm, iv, t):
+    return scm.run_experiment(dict(iv), generator("test", "batch-outcome", t))
+
+
+def test_a_batch_is_pending_and_told_in_any_order():
+    scm, opt = _opt()
+    batch = opt.ask(n=4)
+    assert len(batch) == 4 and opt.pending_experiments == tuple(batch) and opt.pending == batch[0]
+    assert opt.ask() == batch[0] and opt.ask(n=4) == batch  # asking again returns the same ones
+    for t, k in enumerate([2, 0, 3, 1]):
+        assert opt.tell(batch[k], _measure(scm, batch[k], t)) == batch[k]
+        assert batch[k] not in opt.pending_experiments
+    assert opt.pending is None and [r.intervention for r in opt.history] == [batch[k] for k in (2, 0, 3, 1)]
+
+
+def test_ask_tops_up_the_pending_experiments_and_refuses_a_smaller_batch():
+    scm, opt = _opt()
+    first = opt.ask(n=3)
+    opt.tell(first[1], _measure(scm, first[1], 0))
+    topped = opt.ask(n=3)  # the two still pending, then one new
+    assert topped[:2] == [first[0], first[2]] and len(topped) == 3
+    with pytest.raises(ValueError, match="3 experiments are pending, more than n=2"):
+        opt.ask(n=2)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="n must be a positive integer"):
+            opt.ask(n=bad)
+
+
+def test_pending_experiments_survive_save_and_load_and_the_next_ask_is_the_same(tmp_path):
+    scm, opt = _opt(method="exact-ts")
+    batch = opt.ask(n=3)
+    opt.tell(batch[2], _measure(scm, batch[2], 0))
+    opt.save(tmp_path / "c.acbo")
+    back = CausalOptimizer.load(tmp_path / "c.acbo")
+    assert back.pending_experiments == opt.pending_experiments == (batch[0], batch[1])
+    for o in (opt, back):  # the rest told the other way round, then a new batch
+        o.tell(batch[1], _measure(scm, batch[1], 1))
+        o.tell(batch[0], _measure(scm, batch[0], 2))
+    assert back.ask(n=2) == opt.ask(n=2)
+
+
+def test_a_tell_outside_the_batch_is_refused_unless_chosen():
+    scm, opt = _opt()
+    batch = opt.ask(n=3)
+    name = next(iter(batch[0]))
+    lo, hi = opt.domains[name]
+    other = {name: lo + 0.123456 * (hi - lo)}
+    with pytest.raises(ValueError, match="is not any of the 3 pending experiments"):
+        opt.tell(other, _measure(scm, other, 0))
+    assert len(opt.history) == 0 and len(opt.pending_experiments) == 3
+    assert opt.tell(other, _measure(scm, other, 0), chosen=True) is None  # the user's own: recorded,
+    assert opt.pending_experiments == tuple(batch)                         # the batch still pending
+    opt.tell(batch[0], _measure(scm, batch[0], 1), chosen=True)           # chosen and pending: told
+    assert opt.pending_experiments == tuple(batch[1:])
+    with pytest.raises(ValueError, match="not asked"):
+        fresh = _opt()[1]
+        fresh.tell(batch[0], _measure(scm, batch[0], 2))
+
+
+def test_withdraw_takes_pending_experiments_back():
+    scm, opt = _opt()
+    batch = opt.ask(n=3)
+    assert opt.withdraw(dict(batch[1])) == [batch[1]] and opt.pending_experiments == (batch[0], batch[2])
+    name = next(iter(batch[0]))
+    lo, hi = opt.domains[name]
+    with pytest.raises(ValueError, match="is not pending"):
+        opt.withdraw({name: lo + 0.5 * (hi - lo)})
+    assert opt.withdraw() == [batch[0], batch[2]] and opt.pending is None and opt.history == []
+    with pytest.raises(ValueError, match="nothing to withdraw"):
+        opt.withdraw()
+
+
+def test_believed_rows_hold_the_settings_the_prediction_and_the_observational_means():
+    """The kriging believer by hand: a pending do(X_j = v) becomes a row with X_j = v (marked
+    set), Y at the method's predicted E[Y | do(X_j = v)] on the measured rows, every other variable
+    at its observational mean; the measured rows are the buffer's own (``told``)."""
+    scm, opt = _opt(method="exact-ts")
+    m, buf, p = opt.method, opt.buffer, opt.problem
+    j, k = [int(i) for i in torch.nonzero(p.intervenable).flatten()[:2]]
+    pending = [{j: float(p.low[j])}, {k: float(p.high[k])}, {j: float(p.high[j])}]
+    out = m.believed(buf, pending)
+    assert out.believed == 3 and out.n == buf.n + 3 and torch.equal(out.told.values, buf.values)
+    mean = buf.observational_stats()[0]
+    for r, q in enumerate(pending):
+        (var, v), = q.items()
+        row, mask = out.values[buf.n + r], out.intervened[buf.n + r]
+        assert mask.tolist() == [i == var for i in range(p.d)] and float(row[var]) == v
+        want = float(m.predict(buf, var, torch.tensor([v], dtype=torch.float64), draw=False).mean[0])
+        assert float(row[p.target]) == pytest.approx(want, rel=1e-12)
+        others = [i for i in range(p.d) if i not in (var, p.target)]
+        assert torch.equal(row[others], mean[others])
+
+
+@pytest.mark.parametrize("method", ["amortized", "cbo-parents"])
+def test_a_believing_method_learns_no_structure_from_its_pending_experiments(method):
+    """A batch's believed rows steer where the method asks next, not what it believes of the
+    graph: the posterior is the same before and after asking a batch."""
+    scm, frame = small_problem("lin-er-10", 4, n_obs=60)
+    opts = {"parents": [scm.names()[i] for i in torch.nonzero(scm.parents()[0]).flatten().tolist()]} \
+        if method == "cbo-parents" else {}
+    opt = CausalOptimizer(frame, target=scm.names()[scm.target[0]], method=method, seed=1, **opts)
+    before = opt.posterior().marginals.clone()
+    opt.ask(n=3)
+    assert torch.equal(opt.posterior().marginals, before)
+    assert opt.buffer.believed == 0 and opt.buffer.n == len(frame)
+
+
+def test_amortized_batch_members_are_in_distinct_cells_of_the_policy_grid():
+    """The policy's later draws avoid the (variable, grid cell) pairs of the pending experiments,
+    and a batch of one is the single ask, bit for bit."""
+    pr = make_problem("test-broad", 3)
+    kw = dict(target="Y", method="amortized", domains=pr.domains, intervenable=pr.settable)
+    opt = CausalOptimizer(pr.frame, seed=0, **kw)
+    K = opt.method.policy.cfg.grid
+    batch = opt.ask(n=8)
+    cells = set()
+    for iv in batch:
+        (name, v), = iv.items()
+        lo, hi = opt.domains[name]
+        cells.add((name, min(int((v - lo) / (hi - lo) * K), K - 1)))
+    assert len(cells) == 8
+    one, single = CausalOptimizer(pr.frame, seed=0, **kw).ask(n=1), CausalOptimizer(pr.frame, seed=0, **kw).ask()
+    assert one == [single] and single == batch[0]
+
+
+def test_simulate_campaign_runs_rounds_of_the_batch_and_a_shorter_last_one():
+    asked, told = [], []
+
+    def ask(n):
+        asked.append(n)
+        return [{"X": float(len(told) + i)} for i in range(n)]
+
+    simulate_campaign(ask, lambda iv, t: {"t": t}, lambda iv, s: told.append((iv["X"], s["t"])), 5,
+                      lambda *a: None, batch=2)
+    assert asked == [2, 2, 1] and [t for _, t in told] == [1, 2, 3, 4, 5]
+
+
+def test_the_bench_numbers_rounds_and_a_batch_of_one_is_the_sequential_run():
+    pr = make_problem("lin-er-10", 1)
+    rows, _ = run_method(pr, "random", 6, batch=4)
+    assert [r["round"] for r in rows] == [0, 1, 1, 1, 1, 2, 2]
+    seq, _ = run_method(pr, "random", 6)
+    one, _ = run_method(pr, "random", 6, batch=1)
+    assert [r["e_y"] for r in seq] == [r["e_y"] for r in one] and [r["round"] for r in one] == list(range(7))
+
+
+@pytest.fixture
+def data(tmp_path):
+    obs = tmp_path / "obs.csv"
+    x = np.linspace(0, 1, 40)
+    pd.DataFrame({"A": x, "B": np.sin(7 * x), "Y": np.cos(5 * x) + x}).to_csv(obs, index=False)
+    return obs
+
+
+def test_a_batch_through_the_campaign_commands(tmp_path, data):
+    """ask --n 3 writes three rows; a results file with them in another order records all three;
+    a file with one row that answers nothing records none; withdraw takes one back."""
+    state = tmp_path / "run.acbo"
+    cli_ok(cli("campaign", "init", "--data", data, "--target", "Y", "--method", "random", "--state", state,
+               "--budget", "5"))
+    lines = cli_ok(cli("campaign", "ask", "--state", state, "--n", "3", "--format", "csv")).splitlines()
+    assert len(lines) == 4 and set(lines[0].split(",")) <= {"A", "B"}
+    asked = json.loads(cli_ok(cli("campaign", "ask", "--state", state, "--n", "3", "--format", "json")))
+    assert len(asked) == 3
+    rows = [{"A": 0.5, "B": 0.0, **iv, "Y": 0.1 * k} for k, iv in enumerate(asked)]
+    (tmp_path / "bad.csv").write_text(pd.DataFrame(rows[:2] + [{**rows[2], **{k: v + 0.3 for k, v in asked[2].items()}}])
+                                      .to_csv(index=False))
+    before = state.read_bytes()
+    cli_fails(cli("campaign", "tell", "--state", state, "--result", tmp_path / "bad.csv"), "line 4 of")
+    assert state.read_bytes() == before
+    pd.DataFrame(rows[::-1][:2]).to_csv(tmp_path / "two.csv", index=False)
+    out = cli_ok(cli("campaign", "tell", "--state", state, "--result", tmp_path / "two.csv"))
+    assert "recorded experiment 2" in out and "1 still pending" in out
+    assert "pending 1:" in cli_ok(cli("campaign", "status", "--state", state))
+    cli_fails(cli("campaign", "ask", "--state", state, "--n", "5"), "would pass the budget")
+    spec = ", ".join(f"{k}={v!r}" for k, v in asked[0].items())
+    assert "0 still pending" in cli_ok(cli("campaign", "withdraw", "--state", state, "--intervention", spec))
+    cli_fails(cli("campaign", "withdraw", "--state", state), "nothing to withdraw")
