@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "acbo"
 # lower layers never import higher ones; within a layer, any order (no cycles: Python would fail)
 LAYERS = [
     ("seeding", "configs", "io", "parallel", "layers", "training", "checkpoints"),  # utilities
-    ("scm", "buffer", "posterior", "metrics", "predictive", "bioreactor", "demonstrations"),  # the world and the data
+    ("scm", "buffer", "costs", "posterior", "metrics", "predictive", "bioreactor", "demonstrations"),  # the world and the data
     ("method", "env"),                                                                 # the method interface; simulated campaigns
     ("experts",),                                                                      # PARENT_SCALE, CBO, demonstrations
     ("surrogate",),                                                                    # stage 1

@@ -451,18 +451,20 @@ class Campaign:
 
     def history_frame(self) -> pd.DataFrame:
         """One row per experiment: step, what was set, every measured variable, whether it was
-        dropped, best Y so far (among those kept)."""
+        dropped, best Y so far (among those kept); with costs, what it cost and the spend so far."""
         opt = self.optimizer
-        rows, best = [], None
+        rows, best, spent = [], None, 0.0
         sign = 1.0 if opt.problem.minimize else -1.0
         for t, rec in enumerate(opt.history, 1):
             y = rec.outcome[opt.target]
             if not rec.dropped:
                 best = y if best is None or sign * y < sign * best else best
+            spent += rec.cost or 0.0
             rows.append({"step": t, "set": ", ".join(f"{k}={v:.6g}" for k, v in rec.intervention.items()),
                          **{n: rec.outcome[n] for n in opt.names}, "dropped": rec.dropped,
-                         "best_so_far": float("nan") if best is None else best})
-        return pd.DataFrame(rows, columns=["step", "set", *opt.names, "dropped", "best_so_far"])
+                         "best_so_far": float("nan") if best is None else best, "cost": rec.cost, "spent": spent})
+        costs = ["cost", "spent"] if opt.costs is not None else []
+        return pd.DataFrame(rows, columns=["step", "set", *opt.names, "dropped", "best_so_far", *costs])
 
     def recommendation_frame(self) -> pd.DataFrame:
         """The recommendation (:meth:`CausalOptimizer.recommend`) as a table: one row for the best

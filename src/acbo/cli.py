@@ -367,6 +367,12 @@ def campaign_init(
                                                   "exploration set, else 1)."),
     exploration_set: list[str] = typer.Option(None, help="Variables that may be set together, comma-separated "
                                                          "(repeatable; default: any set of at most --max-set)."),
+    cost: list[str] = typer.Option(None, help="The cost of setting a variable, NAME=COST (repeatable or comma-separated; "
+                                              "give every variable that may be set)."),
+    move_cost: list[str] = typer.Option(None, help="A cost per unit a variable is moved from the last experiment's "
+                                                   "value, NAME=COST (needs --cost)."),
+    budget_cost: float = typer.Option(None, help="The budget in cost units (asks stop when it cannot pay for another "
+                                                 "experiment; needs --cost)."),
 ):
     """Start a campaign: validate the data (every problem at once) and write the state file."""
     cp = _campaign_io()
@@ -381,8 +387,10 @@ def campaign_init(
         opts["horizon"] = budget
     can = list(_split(intervenable)) if intervenable else None
     sets = [list(_split(e)) for e in exploration_set] if exploration_set else None
+    pairs = lambda given: {k: v for text in given for k, v in cp.parse_intervention(text).items()} if given else None
     opt = CausalOptimizer(obs, target=target, domains=doms, intervenable=can, method=method, minimize=minimize, seed=seed,
-                          max_set=max_set, exploration_sets=sets, **opts)
+                          max_set=max_set, exploration_sets=sets, costs=pairs(cost), move_costs=pairs(move_cost),
+                          budget_cost=budget_cost, **opts)
     campaign = cp.Campaign(opt, budget, [opt.posterior().marginals.double().tolist()],
                            [{"event": "init", "time": cp._now(), "data": str(data), "rows": len(obs)}], str(data))
     state.parent.mkdir(parents=True, exist_ok=True)
@@ -392,6 +400,7 @@ def campaign_init(
     console.print(f"campaign started in {state}: {len(obs)} observations of {len(opt.names)} variables, target "
                   f"{target} ({'minimise' if minimize else 'maximise'}), method {method}, settable: {', '.join(settable)}"
                   + (f", up to {opt.problem.max_set} at once" if opt.problem.max_set > 1 else "")
+                  + (f", budget {budget_cost:g} in cost units" if budget_cost else "")
                   + (f", budget {budget}" if budget else ""))
     console.print(f"next: acbo campaign ask --state {state}")
 
@@ -540,10 +549,11 @@ def campaign_status(
                   + (f" of {campaign.budget}" if campaign.budget else "") + f", target {opt.target} "
                   f"({'minimise' if opt.problem.minimize else 'maximise'})")
     if len(hist):
-        table = Table("step", "set", opt.target, "best so far")
+        paid = opt.costs is not None
+        table = Table("step", "set", opt.target, "best so far", *(("cost", "spent") if paid else ()))
         for r in hist.itertuples(index=False):
             table.add_row(str(r.step), r.set + (" (dropped)" if r.dropped else ""), f"{getattr(r, opt.target):.6g}",
-                          f"{r.best_so_far:.6g}")
+                          f"{r.best_so_far:.6g}", *((f"{r.cost:.6g}", f"{r.spent:.6g}") if paid else ()))
         console.print(table)
         if opt.best is not None:
             best_iv, best_y = opt.best
@@ -554,6 +564,9 @@ def campaign_status(
         console.print(f"clamped for the models: {c.where}, {c.variable} = {c.value:.6g} seen as {c.used:.6g}")
     for k, iv in enumerate(opt.pending_experiments, 1):
         console.print(f"pending {k}: " + ", ".join(f"{n} = {v:.6g}" for n, v in iv.items()))
+    if opt.costs is not None:
+        console.print(f"spent {opt.spent:.6g}" + (f" of the budget of {opt.budget_cost:.6g}" if opt.budget_cost else "")
+                      + " (cost units)")
     console.print(f"most probable parent sets of {opt.target}:")
     for names, p in opt.posterior().top(3):
         console.print(f"  P({{{', '.join(names)}}}) = {p:.3f}")

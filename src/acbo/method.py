@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from acbo.buffer import Buffer
+from acbo.costs import BudgetSpent, Costs
 from acbo.posterior import ExactPosteriorConfig, ParentPosterior, exact_posterior
 from acbo.scm.optimum import candidate_sets
 
@@ -42,6 +43,9 @@ class Problem:
     sets: tuple[tuple[int, ...], ...] | None = None
     """The sets of variables (label indices, sorted) an experiment may set together, as CBO's
     exploration sets; None: every set of at most ``max_set`` intervenable variables."""
+    costs: Costs | None = None
+    """What experiments cost, for a method that chooses per unit cost (None: the method is not
+    told; every experiment counts the same)."""
 
     @property
     def d(self) -> int:
@@ -136,6 +140,10 @@ class Method:
             raise ValueError(f"method {self.name!r} takes no options {sorted(options)}")
         self.problem = problem
         self._believed: tuple[int, dict] = (-1, {})  # measured rows, {(variable, value): E[Y | do]} (:meth:`believed`)
+        self.allowance = math.inf
+        """The most the next experiment may cost (the rest of the campaign's budget in cost
+        units; inf without one): set by the caller before each decision (``CausalOptimizer.ask``);
+        a method that reads ``problem.costs`` chooses within it."""
 
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         raise NotImplementedError
@@ -330,13 +338,17 @@ def simulate_campaign(ask: Callable[..., Mapping[str, float] | list], experiment
     next round's q at once (fewer in the last round if ``steps`` is not a multiple of q; the time
     of the round shared equally among them); ``experiment(iv, t)`` measures experiment t = 1 ..
     ``steps`` (one sample {name: value}), ``tell(iv, sample)`` records it (a round's in the order
-    asked), and ``on_step(t, iv, sample, seconds)`` sees it. The benchmark, the showcase and the
-    expert demonstrations all run their campaigns through it."""
+    asked), and ``on_step(t, iv, sample, seconds)`` sees it. The campaign ends early when the ask
+    says the budget in cost units is spent (:class:`acbo.costs.BudgetSpent`). The benchmark, the
+    showcase and the expert demonstrations all run their campaigns through it."""
     t = 0
     while t < steps:
         q = min(batch, steps - t)
         t0 = time.perf_counter()
-        ivs = [ask()] if batch == 1 else ask(q)
+        try:
+            ivs = [ask()] if batch == 1 else ask(q)
+        except BudgetSpent:
+            return
         seconds = (time.perf_counter() - t0) / q
         for iv in ivs:
             t += 1

@@ -32,6 +32,7 @@ import acbo.baselines  # noqa: F401  (registers the baseline methods)
 import acbo.experts  # noqa: F401  (registers parent_scale and cbo-parents)
 import acbo.policy  # noqa: F401  (registers amortized)
 from acbo.buffer import Buffer
+from acbo.costs import BudgetSpent, Costs, previous_settings
 from acbo.io import atomic_save, load_state
 from acbo.method import Method, Problem, build_method
 from acbo.parallel import intra_op_threads
@@ -91,6 +92,8 @@ class Record:
     intervention: Intervention
     outcome: dict[str, float]
     dropped: bool = False
+    cost: float | None = None
+    """What it cost (:mod:`acbo.costs`; None in a campaign without costs)."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,47 @@ def _set_options(problem: Problem, max_set, exploration_sets) -> dict:
     return {"max_set": int(max_set), "sets": tuple(dict.fromkeys(sets))}
 
 
+def _cost_options(problem: Problem, costs, move_costs, budget_cost) -> tuple[Costs | None, float | None]:
+    """The costs (:class:`acbo.costs.Costs`) and the budget in cost units, checked: ValueError
+    naming the offending value."""
+    if costs is None:
+        if move_costs is not None or budget_cost is not None:
+            raise ValueError("move_costs and budget_cost need costs (the cost of setting each variable that may be set)")
+        return None, None
+    settable = [n for n, ok in zip(problem.names, problem.intervenable.tolist()) if ok]
+
+    def table(given, what: str, positive: bool) -> torch.Tensor:
+        if not isinstance(given, Mapping):
+            raise ValueError(f"{what} must be a mapping name -> cost, got {given!r}")
+        given = cleaned(given, what)
+        out = torch.zeros(problem.d, dtype=torch.float64)
+        for name, c in given.items():
+            if name not in settable:
+                raise ValueError(f"{what} names {name!r}, which may not be set (settable: {settable})")
+            try:
+                c = float(c)
+            except (TypeError, ValueError):
+                raise ValueError(f"{what}[{name!r}] must be a number, got {c!r}") from None
+            if not math.isfinite(c) or c < 0 or (positive and c == 0):
+                raise ValueError(f"{what}[{name!r}] must be finite and {'> 0' if positive else '>= 0'}, got {c}")
+            out[problem.names.index(name)] = c
+        return out
+
+    fixed = table(costs, "costs", True)
+    missing = [n for n in settable if fixed[problem.names.index(n)] == 0]
+    if missing:
+        raise ValueError(f"costs gives no cost for {missing}: give every variable that may be set its cost")
+    per_unit = table(move_costs, "move_costs", False) if move_costs is not None else torch.zeros_like(fixed)
+    if budget_cost is not None:
+        try:
+            budget_cost = float(budget_cost)
+        except (TypeError, ValueError):
+            raise ValueError(f"budget_cost must be a number, got {budget_cost!r}") from None
+        if not math.isfinite(budget_cost) or budget_cost <= 0:
+            raise ValueError(f"budget_cost must be finite and > 0, got {budget_cost}")
+    return Costs(fixed, per_unit), budget_cost
+
+
 class CausalOptimizer:
     """Find the intervention that minimises (or maximises) E[Y | do(.)] without knowing the graph.
 
@@ -246,8 +290,12 @@ class CausalOptimizer:
     at a time, as every method can);
     exploration_sets: the sets of variable names an experiment may set together (as CBO's; each
     at most ``max_set`` intervenable variables; default every such set); both need a method that
-    chooses sets (``acbo.METHODS[name].chooses_sets``). options: method-specific keyword arguments
-    (e.g. ``scm=`` for ``oracle``).
+    chooses sets (``acbo.METHODS[name].chooses_sets``). costs: {name: cost} of setting each
+    settable variable in an experiment (money, hours; :mod:`acbo.costs`), move_costs: {name: cost
+    per unit} it is moved from the last experiment's value, budget_cost: the campaign's budget in
+    those units (asks stop when it cannot pay for another experiment); cost_aware: whether the
+    method is told the costs and chooses per unit cost (False: costs are only counted). options:
+    method-specific keyword arguments (e.g. ``scm=`` for ``oracle``).
     """
 
     def __init__(
@@ -262,6 +310,10 @@ class CausalOptimizer:
         threads: int | None = DECISION_THREADS,
         max_set: int | None = None,
         exploration_sets: list[list[str]] | None = None,
+        costs: Mapping[str, float] | None = None,
+        move_costs: Mapping[str, float] | None = None,
+        budget_cost: float | None = None,
+        cost_aware: bool = True,
         **options: Any,
     ):
         names, x = _as_columns(observational)
@@ -275,7 +327,13 @@ class CausalOptimizer:
         if isinstance(intervenable, (list, tuple)):
             intervenable = [clean_name(v) for v in intervenable]
         problem = Problem.from_data(names, x, clean_name(target), domains, intervenable, minimize, seed)
-        self.problem = dataclasses.replace(problem, **_set_options(problem, max_set, exploration_sets))
+        problem = dataclasses.replace(problem, **_set_options(problem, max_set, exploration_sets))
+        self.costs, self.budget_cost = _cost_options(problem, costs, move_costs, budget_cost)
+        """What experiments cost (:class:`acbo.costs.Costs`, None without costs) and the budget in those units."""
+        if not isinstance(cost_aware, bool):
+            raise ValueError(f"cost_aware must be True or False, got {cost_aware!r}")
+        self.cost_aware = cost_aware
+        self.problem = dataclasses.replace(problem, costs=self.costs if cost_aware else None)
         self._check_domains()
         self.method_name = method
         self.method: Method = build_method(method, self.problem, options)
@@ -364,14 +422,56 @@ class CausalOptimizer:
         return list(self._pending)
 
     def _ask_more(self, k: int) -> list[Intervention]:
-        """Choose ``k`` new experiments, each with the ones pending before it, and make them pending."""
+        """Choose ``k`` new experiments, each with the ones pending before it, and make them
+        pending; all or none (:class:`acbo.costs.BudgetSpent` when the budget in cost units
+        cannot pay for them, the campaign as it was)."""
         p = self.problem
-        for _ in range(k):
-            out = [{p.names.index(name): v for name, v in iv.items()} for iv in self._pending]
-            with intra_op_threads(self.threads):
-                choice = self.method.propose_batch(self.buffer, self._gen, out)
-            self._pending.append(Intervention({p.names[i]: v for i, v in choice.items()}))
+        state, before = self._gen.get_state(), len(self._pending)
+        try:
+            for _ in range(k):
+                out = [{p.names.index(name): v for name, v in iv.items()} for iv in self._pending]
+                self.method.allowance = self._allowance()
+                with intra_op_threads(self.threads):
+                    choice = self.method.propose_batch(self.buffer, self._gen, out)
+                iv = Intervention({p.names[i]: v for i, v in choice.items()})
+                if self.budget_cost is not None and self.cost(iv) > self.method.allowance * (1 + 1e-9):
+                    raise BudgetSpent(f"method {self.method_name!r} chose {iv}, costing {self.cost(iv):.6g}, but only "
+                                      f"{self.method.allowance:.6g} of the budget of {self.budget_cost:.6g} is left")
+                self._pending.append(iv)
+        except BudgetSpent:
+            del self._pending[before:]
+            self._gen.set_state(state)
+            raise
         return self._pending[-k:] if k else []
+
+    # ------------------------------------------------------------------ costs
+    def cost(self, intervention) -> float:
+        """What the experiment ``intervention`` would cost now (:mod:`acbo.costs`: the variables'
+        costs, and their moves from the last experiment's values). ValueError without costs."""
+        if self.costs is None:
+            raise ValueError("this campaign has no costs (CausalOptimizer(costs={name: cost}))")
+        iv = self._check_intervention(intervention)
+        return self.costs.of({self.names.index(n): v for n, v in iv.items()}, previous_settings(self.buffer))
+
+    @property
+    def spent(self) -> float | None:
+        """What the experiments told cost in all (dropped ones included: they were run); None without costs."""
+        return None if self.costs is None else float(sum(r.cost for r in self.history))
+
+    def _allowance(self) -> float:
+        """The most the next experiment may cost: the budget less what was spent and what the
+        pending experiments will cost (inf without a budget). BudgetSpent when that cannot pay
+        for the cheapest allowed experiment (every variable at its last value)."""
+        if self.budget_cost is None:
+            return math.inf
+        committed = sum(self.cost(iv) for iv in self._pending)
+        left = self.budget_cost - self.spent - committed
+        cheapest = min(float(self.costs.fixed[list(s)].sum()) for s in self.problem.allowed_sets)
+        if left < cheapest * (1 - 1e-9):
+            raise BudgetSpent(f"the budget of {self.budget_cost:.6g} is spent: {self.spent:.6g} on the experiments told"
+                              + (f", {committed:.6g} on the {len(self._pending)} pending" if self._pending else "")
+                              + f"; the cheapest experiment costs {cheapest:.6g}")
+        return left
 
     def withdraw(self, intervention=None) -> list[Intervention]:
         """Take pending experiments back (they will not be run, or their results are lost): the
@@ -509,7 +609,8 @@ class CausalOptimizer:
             raise ValueError("; ".join(far) + f" (more than {OUTLIER_SPREADS:.0e} is refused as a likely error); if "
                              "it is a real measurement, tell it again with accept_outlier=True (command line: "
                              "--accept-outlier)")
-        self.history.append(Record(Intervention(iv), row))
+        cost = self.cost(iv) if self.costs is not None else None
+        self.history.append(Record(Intervention(iv), row, cost=cost))
         self._add_to_buffer(self.history[-1], len(self.history))
         if asked is not None:
             return self._pending.pop(asked)
@@ -535,7 +636,7 @@ class CausalOptimizer:
         if rec.dropped != undo:
             raise ValueError(f"experiment {experiment} is {'' if rec.dropped else 'not '}dropped; nothing to "
                              f"{'undo' if undo else 'drop'}")
-        self.history[experiment - 1] = Record(rec.intervention, rec.outcome, not undo)
+        self.history[experiment - 1] = dataclasses.replace(rec, dropped=not undo)
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -674,6 +775,11 @@ class CausalOptimizer:
             "minimize": p.minimize,
             "max_set": p.max_set,
             "sets": None if p.sets is None else [list(t) for t in p.sets],
+            "costs": None if self.costs is None else {"fixed": self.costs.fixed.tolist(),
+                                                      "per_unit": self.costs.per_unit.tolist()},
+            "budget_cost": self.budget_cost,
+            "cost_aware": self.cost_aware,
+            "record_costs": [r.cost for r in self.history],
             "method": self.method_name,
             "options": self.method.options(),
             "method_state": self.method.state_dict(),
@@ -703,9 +809,14 @@ class CausalOptimizer:
         """Rebuild from :meth:`state_dict`'s output (its next ask is the original's, bit for bit)."""
         obj = cls.__new__(cls)
         sets = state.get("sets")  # files written before sets have neither: one variable at a time
+        costs = state.get("costs")  # files written before costs have none
+        obj.costs = None if costs is None else Costs(torch.tensor(costs["fixed"], dtype=torch.float64),
+                                                     torch.tensor(costs["per_unit"], dtype=torch.float64))
+        obj.budget_cost, obj.cost_aware = state.get("budget_cost"), state.get("cost_aware", True)
         obj.problem = Problem(tuple(state["names"]), state["target"], state["low"], state["high"],
                               state["intervenable"], state["minimize"], state["seed"], state.get("max_set", 1),
-                              None if sets is None else tuple(tuple(t) for t in sets))
+                              None if sets is None else tuple(tuple(t) for t in sets),
+                              obj.costs if obj.cost_aware else None)
         obj.method_name = state["method"]
         obj.method = build_method(state["method"], obj.problem, state["options"])
         obj.method.load_state_dict(state.get("method_state", {}))
@@ -714,7 +825,9 @@ class CausalOptimizer:
         obj._gen.set_state(state["rng_state"])
         obj.buffer = Buffer.from_state(state["buffer"])
         dropped = set(state.get("dropped", []))  # files written before drop have none
-        obj.history = [Record(Intervention(iv), out, t in dropped) for t, (iv, out) in enumerate(state["history"], 1)]
+        paid = state.get("record_costs", [None] * len(state["history"]))
+        obj.history = [Record(Intervention(iv), out, t in dropped, c)
+                       for t, ((iv, out), c) in enumerate(zip(state["history"], paid), 1)]
         pending = state.get("pending")  # files written before the tell contract: none; before batches: one or None
         pending = [] if pending is None else [pending] if isinstance(pending, Mapping) else pending
         obj._pending = [Intervention(iv) for iv in pending]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from acbo.buffer import Buffer
+from acbo.costs import previous_settings
 from acbo.method import Method, Problem, register_method
 from acbo.posterior import ExactPosteriorConfig, ParentPosterior
 from acbo.posterior.exact import exact_predictive, sample_weights_standardised, standardised_regression_data
@@ -54,16 +55,22 @@ class ExactThompsonSampling(Method):
         return idx, ends, effect if p.minimize else -effect
 
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
+        """The sampled model's best end; with costs (``problem.costs``) the affordable end with the
+        most improvement per unit cost."""
         draw = self._sampled_ends(buffer, generator)
         if draw is None:
             return self.random_proposal(generator)
         idx, ends, effect = draw
+        p = self.problem
+        if p.costs is not None:
+            cost = p.costs.of_settings(idx, ends, previous_settings(buffer))                       # |S| x 2
+            effect = torch.where(cost <= self.allowance, effect / cost, torch.full_like(effect, float("inf")))
         best = int(effect.flatten().argmin())
         return int(idx[best // 2]), float(ends.flatten()[best])
 
     def ask_set(self, buffer: Buffer, generator: torch.Generator) -> dict[int, float]:
-        """The allowed set whose members' best ends add up to the most improvement under the
-        sampled model (members outside the sampled parent set add nothing and are set to the
+        """The allowed set whose members' best ends add up to the most improvement (per unit cost,
+        with costs, among the sets the allowance pays for) under the sampled model (members outside the sampled parent set add nothing and are set to the
         point of their domain nearest their observational mean; ties go to the first set); a
         random allowed set when no allowed set improves on the draw."""
         draw = self._sampled_ends(buffer, generator)
@@ -77,6 +84,10 @@ class ExactThompsonSampling(Method):
         gain[idx] = effect.gather(1, k[:, None])[:, 0].clamp_max(0.0)                               # only what helps
         at[idx] = torch.where(gain[idx] < 0, ends.gather(1, k[:, None])[:, 0], at[idx])
         score = self._members() @ gain                                                              # one per allowed set
+        if p.costs is not None:  # improvement per unit cost, among the sets the allowance pays for
+            prev = previous_settings(buffer)
+            cost = self._members() @ (p.costs.fixed + p.costs.per_unit * (at - prev).abs())
+            score = torch.where(cost <= self.allowance, score / cost, torch.zeros_like(score))
         if not bool((score < 0).any()):  # the draw's parents are in no allowed set, or nothing helps: explore
             return self.random_set(generator)
         best = p.allowed_sets[int(score.argmin())]

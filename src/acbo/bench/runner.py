@@ -143,6 +143,14 @@ def make_problem(family: str, seed: int, n_obs: int | None = None, max_set: int 
                         int(opt.variable[0]), float(opt.setting[0]), e_obs, scm.parents()[0], max_set, best_set)
 
 
+def draw_costs(problem: BenchProblem, low: float = 1.0, high: float = 10.0) -> dict[str, float]:
+    """Unequal costs for a problem's settable variables: log-uniform in [low, high], drawn from
+    the test stream of (family, seed)."""
+    g = generator("test", "bench-costs", problem.family, problem.seed)
+    u = torch.rand(len(problem.settable), generator=g, dtype=torch.float64)
+    return {n: float(low * (high / low) ** float(v)) for n, v in zip(problem.settable, u)}
+
+
 def with_problem_knowledge(problem: BenchProblem, method: str, options: dict | None = None) -> dict:
     """``options`` plus the knowledge a reference method is handed: the oracle the SCM, CBO the
     true parents."""
@@ -155,20 +163,23 @@ def with_problem_knowledge(problem: BenchProblem, method: str, options: dict | N
 
 
 def run_method(problem: BenchProblem, method: str, steps: int, options: dict | None = None,
-               on_step=None, batch: int = 1) -> tuple[list[dict], CausalOptimizer]:
+               on_step=None, batch: int = 1, costs: dict | None = None, budget_cost: float | None = None,
+               cost_aware: bool = True) -> tuple[list[dict], CausalOptimizer]:
     """Drive ``method`` for ``steps`` interventions on ``problem``, ``batch`` per round; one row
-    per step (0..T; ``round`` numbers the rounds), and the optimizer at the end. ``on_step(row)``
-    sees each step's row as it happens."""
+    per step (0..T; ``round`` numbers the rounds; ``cost`` is the spend so far with ``costs``),
+    and the optimizer at the end; with ``budget_cost`` it stops earlier when that is spent.
+    ``on_step(row)`` sees each step's row as it happens."""
     scm = problem.scm
     opt = CausalOptimizer(problem.frame, target="Y", method=method, seed=problem.seed, domains=problem.domains,
                           intervenable=problem.settable, max_set=min(problem.max_set, len(problem.settable)),
+                          costs=costs, budget_cost=budget_cost, cost_aware=cost_aware,
                           **with_problem_knowledge(problem, method, options))
     base = {"family": problem.family, "seed": problem.seed, "method": method, "config": opt.method.describe(), "d": scm.d,
             "mechanism": scm.mechanism, "n_parents": int(problem.truth.sum()),
             "y_star": problem.y_star, "e_obs": problem.e_obs}
     best = float("inf")
     post0 = opt.posterior()
-    rows = [{**base, "step": 0, "round": 0, "variable": None, "value": None, "y": None, "e_y": None, "best_e": None,
+    rows = [{**base, "step": 0, "round": 0, "cost": 0.0 if costs else None, "variable": None, "value": None, "y": None, "e_y": None, "best_e": None,
              "regret": 1.0, "time_s": None, "setup_s": opt.method.setup_seconds, **posterior_metrics(post0, problem.truth)}]
 
     def record(t: int, iv, sample: dict, dt: float) -> None:
@@ -179,7 +190,7 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
             name, value = "+".join(iv), [float(v) for v in iv.values()]
         e_y = scm.expected_outcome(iv)
         best = min(best, e_y)
-        rows.append({**base, "step": t, "round": (t - 1) // batch + 1, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
+        rows.append({**base, "step": t, "round": (t - 1) // batch + 1, "cost": opt.spent, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
                      "best_e": best, "regret": normalised_regret(best, problem.y_star, problem.e_obs),
                      "time_s": dt, "setup_s": None, **posterior_metrics(opt.posterior(), problem.truth)})
         if on_step is not None:

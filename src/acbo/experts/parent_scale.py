@@ -19,11 +19,13 @@ function of the campaign's seed and its buffer (rebuilt after ``CausalOptimizer.
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
 
 from acbo.buffer import Buffer, clamped_stats
+from acbo.costs import previous_settings
 from acbo.experts.causal_gp import GRID, average_models, do_effect, fit_set_gp, maximise_ei, train_cholesky
 from acbo.experts.drcfs import DRConfig, DRPrior, fit_dr_prior
 from acbo.experts.set_posterior import CandidateSetPosterior, SetPosteriorConfig
@@ -174,7 +176,13 @@ class CausalGPMethod(Method):
             width = float(p.high[v] - p.low[v]) or 1.0
             xv = (buffer.values[rows, v] - p.low[v]) / width
             results[v] = maximise_ei(sign * m, var, xv, ys[rows], best, seed)
-        v_best = max(results, key=lambda v: results[v][1])
+        score = {v: results[v][1] for v in results}
+        if p.costs is not None:  # EI per unit cost at each variable's EI maximiser, among what the allowance pays for
+            prev = previous_settings(buffer)
+            for v, (x01, ei) in results.items():
+                c = p.costs.of({v: float(p.low[v] + x01 * (p.high[v] - p.low[v]))}, prev)
+                score[v] = ei / c if c <= self.allowance else -math.inf
+        v_best = max(score, key=score.get)
         x01 = results[v_best][0]
         self.last_decision = {"phase": "ei", "ei": {p.names[v]: results[v][1] for v in results},
                               "seconds": time.perf_counter() - t0}

@@ -7,10 +7,12 @@ decide here, so the policy reads the same input wherever it acts.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from acbo.buffer import CampaignBatch
-from acbo.policy.features import N_GRID_FEATURES, campaign_features, grid_features, settable_variables
+from acbo.policy.features import LOG_EI, N_GRID_FEATURES, campaign_features, grid_features, settable_variables
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.surrogate import Belief, Surrogate
 from acbo.surrogate.model import ContextMemo
@@ -41,6 +43,21 @@ def decide(policy: Policy, c: CampaignBatch, belief: Belief, surrogate: Surrogat
     x = policy_input(c, belief, surrogate, policy.cfg.grid, memo, policy.cfg.world)
     return x, policy(x)
 
+
+
+def per_unit_cost(x: PolicyInput, cost: torch.Tensor, allowance: float = math.inf) -> torch.Tensor:
+    """Where a decision with costs may go (B x D x K bool): the cells of the one variable whose
+    expected improvement per unit cost is the highest anywhere on its grid (the world model's EI,
+    :data:`acbo.policy.features.LOG_EI`, plus EI_FLOOR, divided by each cell's cost, B x D x K),
+    among the valid cells that ``allowance`` pays for; the policy then chooses the value among
+    them (:meth:`GridActionDist.restricted`). Expected improvement per unit cost is Snoek et al.'s
+    (2012) rule for an acquisition trained without costs."""
+    B, D, K = cost.shape
+    ei = x.grid[..., LOG_EI].double().exp()                                                      # B x D x K: EI + floor
+    ok = x.valid[..., None] & (cost <= allowance)
+    score = torch.where(ok, ei / cost, torch.full_like(ei, float("-inf")))
+    best = score.amax(2).argmax(1)                                                               # B
+    return ok & (torch.arange(D, device=cost.device)[None, :, None] == best[:, None, None])
 
 
 def after_experiments(surrogate: Surrogate, c: CampaignBatch, belief: Belief) -> torch.Tensor:

@@ -8,12 +8,16 @@ readout and the policy, whatever the number of samples.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from acbo.buffer import Buffer, CampaignBatch
+from acbo.costs import previous_settings
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
-from acbo.policy.decide import after_experiments, decide
+from acbo.policy.decide import after_experiments, decide, per_unit_cost
+from acbo.policy.features import settable_variables
 from acbo.policy.model import GridActionDist
 from acbo.posterior import ParentPosterior
 from acbo.surrogate import Belief, EncodingCache
@@ -60,14 +64,27 @@ class Amortized(Method):
         self._cache.load_state_dict(state, "amortized")
 
     def _campaign(self, buffer: Buffer) -> CampaignBatch:
+        """The campaign the policy reads; with a budget in cost units its horizon is the experiments
+        run plus those the rest of the budget pays for at the settable variables' mean cost."""
         p = self.problem
-        return CampaignBatch.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, self.horizon,
+        horizon = self.horizon
+        if p.costs is not None and math.isfinite(self.allowance):
+            mean_cost = float(p.costs.fixed[p.intervenable].mean())
+            horizon = buffer.n_int + max(1, round(self.allowance / mean_cost))
+        return CampaignBatch.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, horizon,
                                   negate_target=not p.minimize)  # the policy minimises: hand it -Y
 
     def _belief(self, c: CampaignBatch, buffer: Buffer) -> Belief:
         """The surrogate's belief about the measured rows (:attr:`Buffer.told`; ``c`` is ``buffer``'s campaign)."""
         told = buffer.told
         return self._cache.belief(c if told is buffer else self._campaign(told), told.n, told.n_obs)
+
+    def _cell_costs(self, dist: GridActionDist, buffer: Buffer) -> torch.Tensor:
+        """1 x D x K: the cost of setting each variable at each grid cell's centre (:mod:`acbo.costs`)."""
+        _, D, K = dist.logits.shape
+        centres = (torch.arange(K, dtype=torch.float64) + 0.5) / K
+        x = dist.low[0, :, None].double() + (dist.high - dist.low)[0, :, None].double() * centres        # D x K
+        return self.problem.costs.of_settings(torch.arange(D), x, previous_settings(buffer))[None]
 
     def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
         """The learned predictive: the world model the policy reads (:attr:`PolicyConfig.world`),
@@ -84,22 +101,27 @@ class Amortized(Method):
 
     @torch.inference_mode()
     def believed_means(self, told: Buffer, var: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
-        """:meth:`predict`'s E[Y | do(X_var[p] = val[p])] (observed units, P) for a batch's
-        believed rows, from the campaign's own encoding and memo (what its decisions read) in
-        one pass; the network world model (a policy without the conditioned one) through
-        :meth:`predict`."""
+        """E[Y | do(X_var[p] = val[p])] (observed units, P) for a batch's believed rows: the world
+        model the policy reads, on the campaign's own encoding and memo, queried for the same
+        variables as a decision (so the observations' reading is the memo's); the network world
+        model (a policy without the conditioned one) through :meth:`predict`. For a maximisation
+        the policy's world model reads -Y, so this may differ a little from :meth:`predict`."""
         if self.policy.cfg.world != "conditioned" or not self.surrogate.cfg.queries:
             return super().believed_means(told, var, val)
         p = self.problem
         c = self._campaign(told)
         belief = self._belief(c, told)
         mean, std = (t[0] for t in c.observational_stats())                                     # D each
-        lo, hi = (p.low[var] - mean[var]) / std[var], (p.high[var] - mean[var]) / std[var]      # P each
-        u = (val - p.low[var]) / (p.high[var] - p.low[var]).clamp_min(1e-12)
-        w = conditioned_world(self.surrogate, c.standardised(), belief.tokens, belief.marginals, var[None],
-                              lo[None], hi[None], u[None, :, None], self._memo)                 # 1 x P x 1
+        every, _ = settable_variables(c)                                                         # 1 x Q
+        low, high = p.low.double(), p.high.double()
+        lo, hi = (low[every] - mean[every]) / std[every], (high[every] - mean[every]) / std[every]   # 1 x Q each
+        u = (val[None, None, :] - low[every][..., None]) / (high - low)[every][..., None].clamp_min(1e-12)  # 1 x Q x P
+        w = conditioned_world(self.surrogate, c.standardised(), belief.tokens, belief.marginals, every, lo, hi,
+                              u, self._memo)                                                     # 1 x Q x P
+        slot = (every[0][:, None] == var[None, :]).to(torch.int64).argmax(0)                     # P: var's row
+        z = w.mean[0].gather(0, slot[None, :])[0].double()                                       # P
         sign = 1.0 if p.minimize else -1.0  # the campaign hands the world model -Y when maximising
-        return sign * (mean[p.target] + std[p.target] * w.mean[0, :, 0].double())
+        return sign * (mean[p.target] + std[p.target] * z)
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         """The surrogate's marginals; with the conditioned world model, those of the settable
@@ -118,9 +140,11 @@ class Amortized(Method):
         """The policy's action on the data. Where the buffer ends in believed rows (pending
         experiments of a batch, :meth:`Method.believed`), the policy reads them as measured and
         its draw avoids their (variable, grid cell) pairs: a batch never puts two experiments in
-        one cell of the policy's grid."""
+        one cell of the policy's grid. With costs (``problem.costs``) the variable is the one with
+        the most expected improvement per unit cost (:func:`acbo.policy.decide.per_unit_cost`, each
+        cell at its centre's cost, within the allowance) and the policy chooses its value."""
         c = self._campaign(buffer)
-        _, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
+        x, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
         if buffer.believed and isinstance(dist, GridActionDist):
             p = self.problem
             rows, mask = buffer.values[-buffer.believed:], buffer.intervened[-buffer.believed:]      # P x d each
@@ -128,6 +152,8 @@ class Amortized(Method):
             lo, hi = p.low[var], p.high[var]
             u = (rows.gather(1, var[:, None])[:, 0] - lo) / (hi - lo).clamp_min(1e-12)
             dist = dist.excluding(var[None], u[None])
+        if self.problem.costs is not None and isinstance(dist, GridActionDist):
+            dist = dist.restricted(per_unit_cost(x, self._cell_costs(dist, buffer), self.allowance))
         var, u = dist.mode() if self.greedy else (t[:, 0] for t in dist.sample(generator, 1))
         j = int(var[0])
         lo, hi = float(self.problem.low[j]), float(self.problem.high[j])

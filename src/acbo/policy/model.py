@@ -219,15 +219,20 @@ class GridActionDist:
 
     def excluding(self, var: torch.Tensor, u: torch.Tensor) -> "GridActionDist":
         """The distribution conditioned on avoiding the (variable, cell) pairs of P actions (var,
-        u: B x P; u in [0, 1] of the domain, in cell floor(u K)): those cells' logits set to -inf,
-        the rest renormalised; a decision whose every valid cell is excluded is left as it was."""
+        u: B x P; u in [0, 1] of the domain, in cell floor(u K)); see :meth:`restricted`."""
         B, D, K = self.logits.shape
         cell = torch.floor(u.double() * K).long().clamp(0, K - 1)
-        flat = self.logits.reshape(B, D * K).clone()
-        flat.scatter_(1, var * K + cell, float("-inf"))
-        left = torch.isfinite(flat).any(1, keepdim=True)                                         # B x 1
-        logits = torch.where(left, flat, self.logits.reshape(B, D * K)).reshape(B, D, K)
-        return GridActionDist(logits, self.alpha, self.beta, self.low, self.high)
+        keep = torch.ones(B, D * K, dtype=torch.bool, device=self.logits.device)
+        keep.scatter_(1, var * K + cell, False)
+        return self.restricted(keep.reshape(B, D, K))
+
+    def restricted(self, keep: torch.Tensor) -> "GridActionDist":
+        """The distribution conditioned on the (variable, cell) pairs ``keep`` (B x D x K bool): the
+        others' logits set to -inf, the rest renormalised; a decision that would keep no valid
+        cell is left as it was."""
+        out = torch.where(keep, self.logits, torch.full_like(self.logits, float("-inf")))
+        left = torch.isfinite(out).flatten(1).any(1)[:, None, None]                              # B x 1 x 1
+        return GridActionDist(torch.where(left, out, self.logits), self.alpha, self.beta, self.low, self.high)
 
     def log_prob(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Exact log-density of (variable, value) for B x k actions (value = low + u (high - low)):

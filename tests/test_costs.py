@@ -1,0 +1,161 @@
+"""What experiments cost: the cost of an experiment by hand, the campaign's spend and budget in
+cost units, choices per unit cost (built so that costs must change them), and the commands."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from acbo import CausalOptimizer
+from acbo.costs import BudgetSpent, Costs, previous_settings
+from acbo.policy.model import GridActionDist
+from acbo.seeding import generator
+
+from conftest import cli, cli_fails, cli_ok
+
+
+def _twins(n=200, seed=0):
+    """Y = X1 + X2 + noise with X1, X2 independent N(0, 1): setting either is as good as the other."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
+    return pd.DataFrame({"X1": x1, "X2": x2, "Y": x1 + x2 + 0.3 * rng.standard_normal(n)})
+
+
+def _outcome(iv, t):
+    rng = np.random.default_rng(t)
+    x1 = iv.get("X1", rng.standard_normal())
+    x2 = iv.get("X2", rng.standard_normal())
+    return {"X1": x1, "X2": x2, "Y": x1 + x2 + 0.3 * rng.standard_normal()}
+
+
+def test_the_cost_of_an_experiment_by_hand():
+    c = Costs(torch.tensor([2.0, 5.0, 0.0], dtype=torch.float64), torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64))
+    prev = torch.tensor([1.0, -1.0, 3.0], dtype=torch.float64)
+    assert c.of({0: 4.0}, prev) == 2.0 + 0.5 * 3.0
+    assert c.of({0: 0.0, 1: 7.0}, prev) == 2.0 + 0.5 * 1.0 + 5.0
+    grid = c.of_settings(torch.tensor([0, 1]), torch.tensor([[1.0, 3.0], [0.0, 9.0]], dtype=torch.float64), prev)
+    assert grid.tolist() == [[2.0, 3.0], [5.0, 5.0]] and c.moves
+
+
+def test_experiments_start_where_the_last_one_left_the_system():
+    opt = CausalOptimizer(_twins(), method="random", costs={"X1": 1, "X2": 1})
+    assert torch.allclose(previous_settings(opt.buffer), opt.buffer.observational_stats()[0].double())
+    opt.tell({"X1": 1.5}, {"X1": 1.5, "X2": 0.25, "Y": 2.0}, chosen=True)
+    assert previous_settings(opt.buffer).tolist() == [1.5, 0.25, 2.0]
+
+
+def test_spend_is_recorded_saved_and_the_budget_stops_asks(tmp_path):
+    opt = CausalOptimizer(_twins(), method="random", seed=2, domains={"X1": (-3, 3), "X2": (-3, 3)},
+                          costs={"X1": 3.0, "X2": 1.0}, move_costs={"X1": 0.5}, budget_cost=10.0)
+    prev = float(previous_settings(opt.buffer)[0])
+    assert opt.cost({"X1": prev + 2.0}) == pytest.approx(4.0) and opt.cost({"X2": 0.0}) == 1.0
+    opt.tell({"X1": prev + 2.0}, {"X1": prev + 2.0, "X2": 0.0, "Y": 1.0}, chosen=True)
+    assert opt.spent == pytest.approx(4.0) and opt.history[0].cost == pytest.approx(4.0)
+    opt.save(tmp_path / "c.acbo")
+    back = CausalOptimizer.load(tmp_path / "c.acbo")
+    assert back.spent == opt.spent and back.budget_cost == 10.0 and back.cost({"X2": 0.0}) == 1.0
+    while True:  # random is told nothing of the costs: it runs until its choice is beyond what is left
+        try:
+            iv = opt.ask()
+        except BudgetSpent as e:
+            assert "left" in str(e) or "spent" in str(e)
+            break
+        opt.tell(iv, _outcome(iv, len(opt.history)))
+    assert opt.spent <= 10.0 and opt.pending is None
+
+
+def test_a_batch_beyond_the_budget_is_refused_whole_and_changes_nothing():
+    opt = CausalOptimizer(_twins(), method="exact-ts", seed=1, costs={"X1": 2.0, "X2": 2.0}, budget_cost=5.0)
+    state = opt._gen.get_state()
+    with pytest.raises(BudgetSpent, match="spent"):
+        opt.ask(n=3)  # two fit, the third does not
+    assert opt.pending is None and torch.equal(opt._gen.get_state(), state)
+    assert len(opt.ask(n=2)) == 2
+
+
+@pytest.mark.parametrize("method", ["exact-ts", "amortized"])
+def test_costs_change_what_is_chosen(method):
+    """Y = 2 X1 + X2 + noise over the same domains: X1 moves Y twice as far, but costs 20 times as
+    much. Not told the costs, a method sets X1 mostly; told them, the cheap X2 (half the gain for a
+    twentieth of the cost)."""
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.standard_normal(200), rng.standard_normal(200)
+    frame = pd.DataFrame({"X1": x1, "X2": x2, "Y": 2 * x1 + x2 + 0.3 * rng.standard_normal(200)})
+
+    def cheap_share(aware: bool) -> float:
+        opt = CausalOptimizer(frame, method=method, seed=0, domains={"X1": (-2, 2), "X2": (-2, 2)},
+                              costs={"X1": 20.0, "X2": 1.0}, cost_aware=aware)
+        picks = []
+        for t in range(8):
+            iv = opt.ask()
+            picks.append("X2" in iv)
+            out = _outcome(iv, t)
+            opt.tell(iv, {**out, "Y": out["Y"] + out["X1"]})  # Y = 2 X1 + X2 + noise
+        return float(np.mean(picks))
+
+    aware, blind = cheap_share(True), cheap_share(False)
+    assert aware >= 0.875 and aware - blind >= 0.25, (aware, blind)
+
+
+def test_the_choice_per_unit_cost_by_hand():
+    """Two variables, two cells each: EI (world model) [[0.4, 1.0], [0.3, 0.6]], costs [[1, 4],
+    [1, 1]]: per unit cost 0.4, 0.25 | 0.3, 0.6, so the second variable. With the second variable
+    at cost 3 and an allowance of 2 it is unaffordable, and of the first only the cell costing 1
+    is kept. The policy's draw is then confined to the kept cells."""
+    from acbo.policy.decide import per_unit_cost
+    from acbo.policy.features import EI_FLOOR, LOG_EI, N_GRID_FEATURES
+    from acbo.policy.model import PolicyInput
+
+    ei = torch.tensor([[[0.4, 1.0], [0.3, 0.6]]], dtype=torch.float64) - EI_FLOOR
+    grid = torch.zeros(1, 2, 2, N_GRID_FEATURES, dtype=torch.float64)
+    grid[..., LOG_EI] = torch.log(ei + EI_FLOOR)
+    x = PolicyInput(*(torch.zeros(1) for _ in range(3)), torch.tensor([[True, True]]), torch.ones(1, 2, dtype=torch.bool),
+                    torch.zeros(1, 2), torch.ones(1, 2), grid)
+    cost = torch.tensor([[[1.0, 4.0], [1.0, 1.0]]], dtype=torch.float64)
+    assert per_unit_cost(x, cost).tolist() == [[[False, False], [True, True]]]
+    assert per_unit_cost(x, cost * torch.tensor([1.0, 3.0])[None, :, None], allowance=2.0).tolist() == \
+        [[[True, False], [False, False]]]  # the second variable now costs 3: beyond the allowance
+    logits = torch.log(torch.tensor([[[0.2, 0.3], [0.4, 0.1]]], dtype=torch.float64))
+    ones = torch.ones(1, 2, 2)
+    d = GridActionDist(logits, ones, ones, torch.zeros(1, 2), torch.ones(1, 2))
+    p = torch.softmax(d.restricted(per_unit_cost(x, cost)).logits.reshape(-1), 0)
+    assert torch.allclose(p.float(), torch.tensor([0.0, 0.0, 0.8, 0.2]))
+    nothing = torch.zeros(1, 2, 2, dtype=torch.bool)
+    assert torch.equal(d.restricted(nothing).logits, d.logits)  # nothing kept: as it was
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"costs": {"X1": 1.0}}, "gives no cost for ['X2']"),
+    ({"costs": {"X1": 1.0, "X2": 0.0}}, "must be finite and > 0"),
+    ({"costs": {"X1": 1.0, "X2": "a"}}, "must be a number"),
+    ({"costs": {"X1": 1.0, "X2": 1.0, "Y": 1.0}}, "may not be set"),
+    ({"costs": [1, 2]}, "mapping name -> cost"),
+    ({"move_costs": {"X1": 1.0}}, "need costs"),
+    ({"costs": {"X1": 1, "X2": 1}, "move_costs": {"X1": -1.0}}, "must be finite and >= 0"),
+    ({"costs": {"X1": 1, "X2": 1}, "budget_cost": 0}, "budget_cost must be finite and > 0"),
+    ({"costs": {"X1": 1, "X2": 1}, "cost_aware": "yes"}, "cost_aware must be True or False"),
+])
+def test_bad_costs_are_refused_by_name(kw, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        CausalOptimizer(_twins(), method="random", **kw)
+    with pytest.raises(ValueError, match="no costs"):
+        CausalOptimizer(_twins(), method="random").cost({"X1": 0.0})
+
+
+def test_costs_through_the_campaign_commands(tmp_path):
+    data = tmp_path / "obs.csv"
+    _twins(60).to_csv(data, index=False)
+    state = tmp_path / "run.acbo"
+    cli_ok(cli("campaign", "init", "--data", data, "--target", "Y", "--method", "random", "--state", state,
+               "--cost", "X1=4,X2=1", "--budget-cost", "6"))
+    iv = json.loads(cli_ok(cli("campaign", "ask", "--state", state, "--format", "json")))
+    pd.DataFrame([{**_outcome(iv, 0), **iv}]).to_csv(tmp_path / "r.csv", index=False)
+    cli_ok(cli("campaign", "tell", "--state", state, "--result", tmp_path / "r.csv"))
+    out = cli_ok(cli("campaign", "status", "--state", state))
+    assert "spent" in out and "of the budget of 6" in out
+    cli_ok(cli("campaign", "export", "--state", state, "--out", tmp_path / "h.csv"))
+    assert pd.read_csv(tmp_path / "h.csv")["spent"].iloc[0] in (1.0, 4.0)
+    cli_fails(cli("campaign", "init", "--data", data, "--target", "Y", "--state", tmp_path / "x", "--cost", "X1=1"),
+              "gives no cost for ['X2']")
