@@ -4,6 +4,9 @@ the same total number of experiments.
     python benchmarks/batch_bench.py --out runs/batch-bench [--families test-broad,test-shapes]
         [--seeds 50] [--experiments 16] [--batches 1,4,8] [--methods amortized,random] [--workers 2]
 
+A method may carry options, ``name:key=value[:key=value]`` (e.g. ``amortized:batch=distinct``); it
+is then reported under that label.
+
 For each (family, seed) of the test stream, every method runs once per batch size q on the same
 problem with the same outcome noise per experiment number (``acbo bench``'s problems; a round
 asks q experiments with ``CausalOptimizer.ask(n=q)`` and tells them before the next round).
@@ -25,7 +28,7 @@ import pandas as pd
 import torch
 
 from acbo.bench.report import _fmt
-from acbo.bench.runner import make_problem, run_method
+from acbo.bench.runner import make_problem, method_spec, run_method
 from acbo.metrics import mean_ci
 from acbo.parallel import map_tasks
 
@@ -36,10 +39,11 @@ def evaluate(task: tuple) -> list[dict]:
     torch.set_num_threads(1)
     p = make_problem(family, seed)
     rows = []
-    for method in methods:
+    for spec in methods:
+        method, opts = method_spec(spec)
         for q in batches:
-            for r in run_method(p, method, steps, batch=q)[0][1:]:
-                rows.append({"family": family, "seed": seed, "method": method, "q": q, "d": p.scm.d,
+            for r in run_method(p, method, steps, opts, batch=q)[0][1:]:
+                rows.append({"family": family, "seed": seed, "method": spec, "q": q, "d": p.scm.d,
                              "step": r["step"], "round": r["round"], "regret": r["regret"], "time_s": r["time_s"]})
     return rows
 
@@ -63,6 +67,15 @@ def summary(df: pd.DataFrame, batches: list[int], steps: int) -> str:
             per_round = g[g.q == q].groupby(["seed", "round"])["time_s"].sum()
             cells.append(f"{1000 * float(np.median(per_round)):.1f}")
         lines.append(f"| {fam} | {method} | " + " | ".join(cells) + " |")
+    methods = list(dict.fromkeys(df.method))
+    if len(methods) > 1:  # the others against the first, paired, at each batch size
+        lines += ["", f"| family | method − {methods[0]}, paired | " + " | ".join(f"regret@{steps}, q = {q}" for q in batches)
+                  + " |", "|" + "---|" * (len(batches) + 2)]
+        for fam, g in df.groupby("family", sort=False):
+            last = g[g.step == steps].set_index(["method", "q", "seed"])["regret"]
+            for m in methods[1:]:
+                cells = [_fmt(*mean_ci(last[m, q] - last[methods[0], q].reindex(last[m, q].index))) for q in batches]
+                lines.append(f"| {fam} | {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

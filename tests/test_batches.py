@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from acbo import CausalOptimizer
+from acbo.optimizer import Intervention, Pending
 from acbo.bench.runner import make_problem, run_method
 from acbo.method import simulate_campaign
 from acbo.seeding import generator
@@ -115,25 +116,82 @@ def test_believed_rows_hold_the_settings_the_prediction_and_the_observational_me
         assert torch.equal(row[others], mean[others])
 
 
-@pytest.mark.parametrize("method", ["amortized", "cbo-parents"])
+@pytest.mark.parametrize("method", ["amortized", "parent_scale"])
 def test_a_believing_method_learns_no_structure_from_its_pending_experiments(method):
     """A batch's believed rows steer where the method asks next, not what it believes of the
-    graph: the posterior is the same before and after asking a batch."""
+    graph (the incremental set posterior and encoding read the measured rows only): the posterior
+    is the same before and after asking a batch, and after telling one of it as after telling
+    that experiment alone."""
     scm, frame = small_problem("lin-er-10", 4, n_obs=60)
-    opts = {"parents": [scm.names()[i] for i in torch.nonzero(scm.parents()[0]).flatten().tolist()]} \
-        if method == "cbo-parents" else {}
-    opt = CausalOptimizer(frame, target=scm.names()[scm.target[0]], method=method, seed=1, **opts)
+    target = scm.names()[scm.target[0]]
+    opts = {"n_bootstrap": 2} if method == "parent_scale" else {}
+    opt = CausalOptimizer(frame, target=target, method=method, seed=1, **opts)
     before = opt.posterior().marginals.clone()
-    opt.ask(n=3)
+    batch = opt.ask(n=3)
     assert torch.equal(opt.posterior().marginals, before)
     assert opt.buffer.believed == 0 and opt.buffer.n == len(frame)
+    opt.tell(batch[1], _measure(scm, batch[1], 0))
+    alone = CausalOptimizer(frame, target=target, method=method, seed=1, **opts)
+    alone.tell(batch[1], _measure(scm, batch[1], 0), chosen=True)
+    assert torch.allclose(opt.posterior().marginals, alone.posterior().marginals, atol=1e-6)
 
 
-def test_amortized_batch_members_are_in_distinct_cells_of_the_policy_grid():
-    """The policy's later draws avoid the (variable, grid cell) pairs of the pending experiments,
-    and a batch of one is the single ask, bit for bit."""
+def test_a_resumed_batch_asks_what_the_original_asks(tmp_path):
+    """Believed rows are computed one pending experiment at a time, so a campaign saved with a
+    batch pending and resumed tops it up as the original does, bit for bit."""
+    pr = make_problem("test-broad", 2)
+    opt = CausalOptimizer(pr.frame, target="Y", method="amortized", seed=4, domains=pr.domains, intervenable=pr.settable)
+    opt.ask(n=2)
+    opt.save(tmp_path / "c.acbo")
+    assert CausalOptimizer.load(tmp_path / "c.acbo").ask(n=4) == opt.ask(n=4)
+
+
+def test_a_result_that_fits_two_pending_experiments_is_refused():
+    """do(B = b) and do(A = a) pending, a row that measured A = a and B = b: which did it answer?
+    Refused, not guessed; a row that fits one is matched to it."""
+    scm, opt = _opt()
+    a, b = opt.problem.names[0], opt.problem.names[1]
+    va, vb = (sum(opt.domains[a]) / 2), (sum(opt.domains[b]) / 2)
+    opt._pending.extend(Pending(Intervention(iv)) for iv in ({b: vb}, {a: va}))
+    row = _measure(scm, {a: va, b: vb}, 0)
+    with pytest.raises(ValueError, match="settings of 2 pending experiments"):
+        opt.pending_for(row)
+    assert opt.pending_for(_measure(scm, {a: va}, 1)) == Intervention({a: va})
+
+
+def test_a_chosen_tell_leaves_the_last_of_a_batch_pending():
+    scm, opt = _opt()
+    batch = opt.ask(n=2)
+    opt.tell(batch[0], _measure(scm, batch[0], 0))
+    name = next(iter(batch[0]))
+    lo, hi = opt.domains[name]
+    own = {name: lo + 0.31 * (hi - lo)}
+    opt.tell(own, _measure(scm, own, 1), chosen=True)
+    assert opt.pending_experiments == (batch[1],)  # still running
+    single = opt.ask()
+    opt.withdraw()
+    alone = opt.ask()  # asked on its own: a chosen experiment replaces it
+    opt.tell(own, _measure(scm, own, 2), chosen=True)
+    assert single == batch[1] and alone is not None and opt.pending is None
+
+
+def test_exact_ts_does_not_repeat_a_pending_experiment_while_another_improves():
+    rng = np.random.default_rng(0)
+    x1, x3 = rng.standard_normal(200), rng.standard_normal(200)
+    x2 = x1 + rng.standard_normal(200)
+    frame = pd.DataFrame({"X1": x1, "X2": x2, "X3": x3, "Y": x1 - x3 + 0.5 * x2 + 0.1 * rng.standard_normal(200)})
+    for max_set in (1, 2):
+        plate = CausalOptimizer(frame, target="Y", method="exact-ts", max_set=max_set, seed=0).ask(n=3)
+        assert len(set(plate)) == 3, plate
+
+
+@pytest.mark.parametrize("mode", ["believer", "distinct"])
+def test_amortized_batch_members_are_in_distinct_cells_of_the_policy_grid(mode):
+    """The policy's later draws avoid the (variable, grid cell) pairs of the pending experiments
+    (each decided anew, or all drawn from the first decision), and a batch of one is the single
+    ask, bit for bit."""
     pr = make_problem("test-broad", 3)
-    kw = dict(target="Y", method="amortized", domains=pr.domains, intervenable=pr.settable)
+    kw = dict(target="Y", method="amortized", domains=pr.domains, intervenable=pr.settable, batch=mode)
     opt = CausalOptimizer(pr.frame, seed=0, **kw)
     K = opt.method.policy.cfg.grid
     batch = opt.ask(n=8)
@@ -159,13 +217,14 @@ def test_simulate_campaign_runs_rounds_of_the_batch_and_a_shorter_last_one():
     assert asked == [2, 2, 1] and [t for _, t in told] == [1, 2, 3, 4, 5]
 
 
-def test_the_bench_numbers_rounds_and_a_batch_of_one_is_the_sequential_run():
+def test_the_bench_numbers_rounds_and_random_batches_are_its_sequential_draws():
+    """Rounds are numbered; random draws a batch's members independently, so a batch of 4 runs
+    the sequential campaign's experiments."""
     pr = make_problem("lin-er-10", 1)
     rows, _ = run_method(pr, "random", 6, batch=4)
     assert [r["round"] for r in rows] == [0, 1, 1, 1, 1, 2, 2]
     seq, _ = run_method(pr, "random", 6)
-    one, _ = run_method(pr, "random", 6, batch=1)
-    assert [r["e_y"] for r in seq] == [r["e_y"] for r in one] and [r["round"] for r in one] == list(range(7))
+    assert [r["e_y"] for r in seq] == [r["e_y"] for r in rows] and [r["round"] for r in seq] == list(range(7))
 
 
 @pytest.fixture

@@ -258,11 +258,11 @@ def test_the_public_api_exports_the_recommendation_types():
 
 
 def test_a_row_with_a_stray_cell_and_names_that_trim_to_one_are_refused(tmp_path):
-    from acbo.campaign import CampaignError, read_domains, read_result
+    from acbo.campaign import CampaignError, read_domains, read_results
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("X,W,Y\n5,3,4,1\n")
     with pytest.raises(CampaignError, match="the header has 3 cells but row 2 has 4"):
-        read_result(ragged, ("X", "W", "Y"))
+        read_results(ragged, ("X", "W", "Y"))
     twice = tmp_path / "domains.json"
     twice.write_text('{"X": [0, 1], "X ": [1, 7]}')
     with pytest.raises(CampaignError, match="named more than once"):

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from acbo.io import atomic_write
-from acbo.optimizer import CausalOptimizer, Intervention, clean_name
+from acbo.optimizer import CausalOptimizer, Intervention, Pending, clean_name
 
 MAGIC = b"ACBO-CAMPAIGN\n"
 FORMAT_VERSION = 1
@@ -219,14 +219,6 @@ def read_results(path: str | os.PathLike, names: tuple[str, ...]) -> list[dict[s
     return [{n: float(rows[n].iloc[i]) for n in names} for i in range(len(rows))]
 
 
-def read_result(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, float]:
-    """The one measured row of a result file (:func:`read_results`, refused with several)."""
-    rows = read_results(path, names)
-    if len(rows) != 1:
-        raise CampaignError(f"result file {path}: a result is exactly one row, got {len(rows)}")
-    return rows[0]
-
-
 # ----------------------------------------------------------------------------- the state file
 def encode_state(state: dict) -> bytes:
     """MAGIC + a JSON header line (format, payload length, SHA-256) + the torch-saved payload."""
@@ -340,7 +332,7 @@ class Campaign:
             raise CampaignError(f"{where}: damaged optimizer state ({e})") from None
         old = state.get("pending")  # files written before the optimizer held it: the campaign's copy
         if old is not None and opt.pending is None:
-            opt._pending.append(Intervention(old["intervention"]))  # noqa: SLF001 (the optimizer's own list, restored)
+            opt._pending.append(Pending(Intervention(old["intervention"])))  # noqa: SLF001 (the optimizer's own list, restored)
         return cls(opt, state["budget"], state["marginals"], state["log"], state["data_file"])
 
     @classmethod

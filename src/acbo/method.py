@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from acbo.buffer import Buffer
-from acbo.costs import BudgetSpent, Costs
+from acbo.costs import BudgetSpent, Costs, previous_settings
 from acbo.posterior import ExactPosteriorConfig, ParentPosterior, exact_posterior
 from acbo.scm.optimum import candidate_sets
 
@@ -130,6 +130,9 @@ class Method:
     chooses_sets: ClassVar[bool] = False
     """True for methods whose :meth:`ask_set` chooses several variables at once (needed when the
     problem allows more than one per experiment, or restricts them to exploration sets)."""
+    reads_costs: ClassVar[bool] = False
+    """True for methods that weigh ``problem.costs`` in their choices (per unit cost); the others
+    only keep within the budget left where they draw at random."""
     believes_pending: ClassVar[bool] = False
     """True for methods that choose a batch's next experiment with the pending ones believed
     (:meth:`believed`: a kriging believer); False for methods whose choices are independent draws
@@ -140,10 +143,17 @@ class Method:
             raise ValueError(f"method {self.name!r} takes no options {sorted(options)}")
         self.problem = problem
         self._believed: tuple[int, dict] = (-1, {})  # measured rows, {(variable, value): E[Y | do]} (:meth:`believed`)
+        self.pending: list[dict[int, float]] = []
+        """The experiments of the batch being chosen that are already asked ({variable index:
+        value} each), during :meth:`propose_batch`; empty otherwise."""
         self.allowance = math.inf
         """The most the next experiment may cost (the rest of the campaign's budget in cost
         units; inf without one): set by the caller before each decision (``CausalOptimizer.ask``);
         a method that reads ``problem.costs`` chooses within it."""
+        self.start: torch.Tensor | None = None
+        """Where the next experiment starts, for costs per unit moved (d: the last experiment told,
+        dropped or not): set by the caller with :attr:`allowance`; None: read off the buffer
+        (:func:`acbo.costs.previous_settings`)."""
 
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         raise NotImplementedError
@@ -166,18 +176,44 @@ class Method:
         """The next experiment, checked, as {variable index: value}: :meth:`propose` where the
         problem sets one variable at a time with no exploration sets (today's choices, bit for
         bit), else :meth:`ask_set` — one of the allowed sets, each value inside its domain (a
-        hair outside it, from float rounding, moved onto its end)."""
+        hair outside it, from float rounding, moved onto its end); with costs, brought within the
+        allowance where moving costs (:meth:`within_allowance`)."""
         p = self.problem
         if p.max_set == 1 and p.sets is None:
             i, v = self.propose(buffer, generator)
-            return {i: v}
-        choice = self.ask_set(buffer, generator)
+            return self.within_allowance({i: v}, buffer)
+        choice = self.within_allowance(self.ask_set(buffer, generator), buffer)
         assert tuple(sorted(choice)) in p.allowed_sets, (self.name, choice)
         out = {}
         for i, v in choice.items():
             lo, hi = float(p.low[i]), float(p.high[i])
             assert lo - 1e-9 <= v <= hi + 1e-9, (self.name, i, v)
             out[int(i)] = min(max(float(v), lo), hi)
+        return out
+
+    def previous(self, buffer: Buffer) -> torch.Tensor:
+        """Where the next experiment starts (d): :attr:`start`, else the buffer's last experiment."""
+        return self.start if self.start is not None else previous_settings(buffer)
+
+    def within_allowance(self, choice: dict[int, float], buffer: Buffer) -> dict[int, float]:
+        """``choice``, or where moves cost (``problem.costs``) and it costs more than the
+        :attr:`allowance`, with each moving variable's value brought towards where the last
+        experiment left it (inside its domain) until the allowance pays (the spare shared equally)."""
+        p = self.problem
+        if p.costs is None or not p.costs.moves or not math.isfinite(self.allowance):
+            return choice
+        prev = self.previous(buffer)
+        if p.costs.of(choice, prev) <= self.allowance:
+            return choice
+        spare = self.allowance - sum(float(p.costs.fixed[i]) for i in choice)
+        moving = [i for i in choice if float(p.costs.per_unit[i]) > 0]
+        if spare < 0 or not moving:
+            return choice  # no value helps: the caller refuses it
+        out = dict(choice)
+        for i in moving:
+            r = spare / (len(moving) * float(p.costs.per_unit[i]))
+            lo, hi = max(float(p.low[i]), float(prev[i]) - r), min(float(p.high[i]), float(prev[i]) + r)
+            out[i] = min(max(out[i], lo), hi) if lo <= hi else out[i]
         return out
 
     def propose_batch(self, buffer: Buffer, generator: torch.Generator, pending: list[dict[int, float]]
@@ -188,7 +224,11 @@ class Method:
         alone. With nothing pending it is :meth:`propose_set`, bit for bit."""
         if pending and self.believes_pending:
             buffer = self.believed(buffer, pending)
-        return self.propose_set(buffer, generator)
+        self.pending = pending
+        try:
+            return self.propose_set(buffer, generator)
+        finally:
+            self.pending = []
 
     def believed(self, buffer: Buffer, pending: list[dict[int, float]]) -> Buffer:
         """``buffer`` and one row per pending experiment as the method believes it would come out
@@ -210,11 +250,9 @@ class Method:
             self._believed = (told.n, {})
         memo = self._believed[1]
         keys = [(int(j), float(v)) for j, v in zip(var, val)]
-        new = [k for k in dict.fromkeys(keys) if k not in memo]
-        if new:
-            means = self.believed_means(told, torch.tensor([k[0] for k in new]),
-                                        torch.tensor([k[1] for k in new], dtype=torch.float64))
-            memo.update(zip(new, means.tolist()))
+        for k in dict.fromkeys(keys):  # one at a time, in the order asked: a resumed batch computes the same
+            if k not in memo:
+                memo[k] = float(self.believed_means(told, torch.tensor([k[0]]), torch.tensor([k[1]], dtype=torch.float64))[0])
         rows[:, t] = torch.tensor([memo[k] for k in keys], dtype=rows.dtype)
         out = told.copy()
         out.add(rows, mask)
@@ -231,13 +269,22 @@ class Method:
         return out
 
     def random_set(self, generator: torch.Generator) -> dict[int, float]:
-        """A uniformly random allowed set (each set equally likely), each variable at a uniform
-        value in its domain."""
-        sets = self.problem.allowed_sets
+        """A uniformly random allowed set (each set equally likely; with costs, among those whose
+        fixed costs the allowance pays for, if any), each variable at a uniform value in its domain."""
+        sets = self._affordable(self.problem.allowed_sets)
         s = sets[int(torch.randint(len(sets), (1,), generator=generator))]
         u = torch.rand(len(s), generator=generator, dtype=torch.float64)
         p = self.problem
         return {i: float(p.low[i]) + float(u[k]) * (float(p.high[i]) - float(p.low[i])) for k, i in enumerate(s)}
+
+    def _affordable(self, sets: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        """The sets whose fixed costs the :attr:`allowance` pays for (all of them without costs, or
+        when none is)."""
+        costs = self.problem.costs
+        if costs is None or not math.isfinite(self.allowance):
+            return sets
+        ok = [s for s in sets if float(costs.fixed[list(s)].sum()) <= self.allowance]
+        return ok or sets
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         return self.exact_posterior(buffer, ExactPosteriorConfig())
@@ -281,9 +328,11 @@ class Method:
         return f"{self.name}({opts})" if opts else self.name
 
     def random_proposal(self, generator: torch.Generator) -> tuple[int, float]:
-        """A uniformly random intervenable variable, at a uniform value in its domain."""
-        idx = torch.nonzero(self.problem.intervenable).flatten()
-        i = int(idx[torch.randint(len(idx), (1,), generator=generator)])
+        """A uniformly random intervenable variable (with costs, among those whose fixed cost the
+        allowance pays for, if any), at a uniform value in its domain."""
+        can = [(int(i),) for i in torch.nonzero(self.problem.intervenable).flatten()]
+        idx = [s[0] for s in self._affordable(can)]
+        i = idx[int(torch.randint(len(idx), (1,), generator=generator))]
         u = float(torch.rand(1, generator=generator, dtype=torch.float64))
         lo, hi = float(self.problem.low[i]), float(self.problem.high[i])
         return i, lo + u * (hi - lo)

@@ -97,6 +97,17 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """An experiment asked and not yet told: what it sets, its price when asked (charged when it
+    is told; None without costs), and whether it was asked on its own (``ask()``, ``ask(n=1)``)
+    rather than in a batch: only such a one is replaced by an experiment the user chose instead."""
+
+    intervention: Intervention
+    cost: float | None = None
+    alone: bool = True
+
+
+@dataclass(frozen=True)
 class Clamp:
     """A value the models see clamped (:data:`MODEL_SPREADS`): where it was, what was measured, what
     the models use."""
@@ -337,6 +348,9 @@ class CausalOptimizer:
         self._check_domains()
         self.method_name = method
         self.method: Method = build_method(method, self.problem, options)
+        if self.costs is not None and cost_aware and not self.method.reads_costs:
+            warnings.warn(f"method {method!r} does not weigh costs in its choices: they are counted (spent, "
+                          "budget_cost) only", UserWarning, stacklevel=2)
         self.seed = int(seed)
         self._gen = make_generator("ask", self.seed)
         self._n_obs = x.shape[0]
@@ -344,7 +358,7 @@ class CausalOptimizer:
         """What the models read: the observational rows, then every experiment not dropped."""
         self.buffer.add(torch.from_numpy(x))
         self.history: list[Record] = []
-        self._pending: list[Intervention] = []  # asked and not yet told, in the order asked
+        self._pending: list[Pending] = []  # asked and not yet told, in the order asked
 
     @property
     def threads(self) -> int | None:
@@ -395,80 +409,98 @@ class CausalOptimizer:
     def pending(self) -> Intervention | None:
         """The oldest experiment asked and not yet told (None if none; all of them:
         :attr:`pending_experiments`)."""
-        return self._pending[0] if self._pending else None
+        return self._pending[0].intervention if self._pending else None
 
     @property
     def pending_experiments(self) -> tuple[Intervention, ...]:
         """Every experiment asked and not yet told, in the order asked."""
-        return tuple(self._pending)
+        return tuple(q.intervention for q in self._pending)
 
     def ask(self, n: int | None = None) -> Intervention | list[Intervention]:
-        """The next experiment to run, or (``n``) the next ``n`` to run at once, as a batch.
+        """The next experiment to run (an :class:`Intervention`), or (``n``) a list of the next
+        ``n`` to run at once, as a batch.
 
         Asked experiments stay pending until told (in any order) or withdrawn: ``ask()`` returns
         the oldest pending one if there is one; ``ask(n)`` returns the pending ones topped up
         with new ones to ``n`` (a ValueError if more than ``n`` are pending). A new experiment is
         chosen with the pending ones as input (:meth:`acbo.method.Method.propose_batch`: their
         outcomes stood in for by the method's prediction, or independent draws for a
-        Thompson-sampling method), so a batch does not repeat itself."""
+        Thompson-sampling method), so a batch does not repeat itself where it need not. With a
+        budget in cost units each is priced when asked, and that price is charged when it is told."""
         if n is None:
-            return self.pending if self._pending else self._ask_more(1)[0]
+            return self.pending if self._pending else self._ask_more(1, alone=True)[0]
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer (experiments to run at once), got {n!r}")
         if len(self._pending) > n:
             raise ValueError(f"{len(self._pending)} experiments are pending, more than n={n}: tell or withdraw "
                              f"some first, or ask for at least {len(self._pending)}")
-        self._ask_more(int(n) - len(self._pending))
-        return list(self._pending)
+        self._ask_more(int(n) - len(self._pending), alone=n == 1)
+        return list(self.pending_experiments)
 
-    def _ask_more(self, k: int) -> list[Intervention]:
+    def _ask_more(self, k: int, alone: bool) -> list[Intervention]:
         """Choose ``k`` new experiments, each with the ones pending before it, and make them
-        pending; all or none (:class:`acbo.costs.BudgetSpent` when the budget in cost units
-        cannot pay for them, the campaign as it was)."""
+        pending (``alone``: asked on their own, not as a batch); all or none: on any error (e.g.
+        :class:`acbo.costs.BudgetSpent`, the budget in cost units cannot pay for them) the campaign
+        is as it was."""
         p = self.problem
         state, before = self._gen.get_state(), len(self._pending)
         try:
-            for _ in range(k):
-                out = [{p.names.index(name): v for name, v in iv.items()} for iv in self._pending]
-                self.method.allowance = self._allowance()
+            for m in range(k):
+                out = [{p.names.index(name): v for name, v in q.intervention.items()} for q in self._pending]
+                self.method.allowance, self.method.start = self._allowance(m, k), self._previous()
                 with intra_op_threads(self.threads):
                     choice = self.method.propose_batch(self.buffer, self._gen, out)
                 iv = Intervention({p.names[i]: v for i, v in choice.items()})
-                if self.budget_cost is not None and self.cost(iv) > self.method.allowance * (1 + 1e-9):
-                    raise BudgetSpent(f"method {self.method_name!r} chose {iv}, costing {self.cost(iv):.6g}, but only "
+                cost = self.cost(iv) if self.costs is not None else None
+                if self.budget_cost is not None and cost > self.method.allowance * (1 + 1e-9):
+                    raise BudgetSpent(f"method {self.method_name!r} chose {iv}, costing {cost:.6g}, but only "
                                       f"{self.method.allowance:.6g} of the budget of {self.budget_cost:.6g} is left")
-                self._pending.append(iv)
-        except BudgetSpent:
+                self._pending.append(Pending(iv, cost, alone))
+        except BaseException:
             del self._pending[before:]
             self._gen.set_state(state)
             raise
-        return self._pending[-k:] if k else []
+        finally:
+            self.method.allowance, self.method.start = math.inf, None
+        return [q.intervention for q in self._pending[before:]]
 
     # ------------------------------------------------------------------ costs
     def cost(self, intervention) -> float:
         """What the experiment ``intervention`` would cost now (:mod:`acbo.costs`: the variables'
-        costs, and their moves from the last experiment's values). ValueError without costs."""
+        costs, and their moves from the values of the last experiment told, dropped or not).
+        ValueError without costs."""
         if self.costs is None:
             raise ValueError("this campaign has no costs (CausalOptimizer(costs={name: cost}))")
         iv = self._check_intervention(intervention)
-        return self.costs.of({self.names.index(n): v for n, v in iv.items()}, previous_settings(self.buffer))
+        return self.costs.of({self.names.index(n): v for n, v in iv.items()}, self._previous())
+
+    def _previous(self) -> torch.Tensor:
+        """Where the next experiment starts (d): the last experiment told, as measured, or the
+        observational means before any."""
+        if not self.history:
+            return previous_settings(self.buffer)
+        last = self.history[-1].outcome
+        return torch.tensor([last[n] for n in self.names], dtype=torch.float64)
 
     @property
     def spent(self) -> float | None:
         """What the experiments told cost in all (dropped ones included: they were run); None without costs."""
         return None if self.costs is None else float(sum(r.cost for r in self.history))
 
-    def _allowance(self) -> float:
-        """The most the next experiment may cost: the budget less what was spent and what the
-        pending experiments will cost (inf without a budget). BudgetSpent when that cannot pay
-        for the cheapest allowed experiment (every variable at its last value)."""
+    def _allowance(self, member: int = 0, batch: int = 1) -> float:
+        """The most the next experiment may cost: the budget less what was spent and the prices
+        of the pending experiments (inf without a budget). BudgetSpent when that cannot pay for
+        the cheapest allowed experiment (every variable at its last value); ``member`` of
+        ``batch``: which of the experiments asked at once this is, for the message."""
         if self.budget_cost is None:
             return math.inf
-        committed = sum(self.cost(iv) for iv in self._pending)
+        committed = sum(q.cost for q in self._pending)
         left = self.budget_cost - self.spent - committed
         cheapest = min(float(self.costs.fixed[list(s)].sum()) for s in self.problem.allowed_sets)
         if left < cheapest * (1 - 1e-9):
-            raise BudgetSpent(f"the budget of {self.budget_cost:.6g} is spent: {self.spent:.6g} on the experiments told"
+            what = f"only {member} of the {batch} asked fit" if member else "it is spent"
+            raise BudgetSpent(f"the budget of {self.budget_cost:.6g} cannot pay for another experiment ({what}): "
+                              f"{self.spent:.6g} spent on the experiments told"
                               + (f", {committed:.6g} on the {len(self._pending)} pending" if self._pending else "")
                               + f"; the cheapest experiment costs {cheapest:.6g}")
         return left
@@ -480,28 +512,33 @@ class CausalOptimizer:
         if not self._pending:
             raise ValueError("no experiment is pending: nothing to withdraw")
         if intervention is None:
-            out, self._pending = self._pending, []
-            return out
+            out, self._pending = self.pending_experiments, []
+            return list(out)
         i = self._pending_index(self._check_intervention(intervention))
         if i is None:
             raise ValueError(f"{Intervention(self._check_intervention(intervention))} is not pending; pending: "
-                             f"{self._pending}")
-        return [self._pending.pop(i)]
+                             f"{list(self.pending_experiments)}")
+        return [self._pending.pop(i).intervention]
 
     def _pending_index(self, iv: Mapping[str, float]) -> int | None:
         """The first pending experiment that sets exactly ``iv``'s variables to its values (to the
         precision of a report); None if none."""
-        for i, q in enumerate(self._pending):
+        for i, q in enumerate(self.pending_experiments):
             if set(iv) == set(q) and all(self._agrees(n, v, q[n]) for n, v in iv.items()):
                 return i
         return None
 
     def pending_for(self, sample: Mapping[str, float]) -> Intervention | None:
-        """The pending experiment a measured row answers: one whose settings the row holds (the
-        one setting the most variables; the oldest among equals); None if none."""
+        """The pending experiment a measured row answers: the one whose settings the row holds;
+        None if none. ValueError when the row holds the settings of several different pending
+        experiments (say which with the intervention)."""
         row = self._check_sample(sample)
-        fits = [q for q in self._pending if all(self._agrees(n, row[n], v) for n, v in q.items())]
-        return max(fits, key=len) if fits else None
+        fits = list(dict.fromkeys(q for q in self.pending_experiments
+                                  if all(self._agrees(n, row[n], v) for n, v in q.items())))
+        if len(fits) > 1:
+            raise ValueError(f"the result holds the settings of {len(fits)} pending experiments ({', '.join(map(str, fits))}):"
+                             " say which it answers (command line: --intervention)")
+        return fits[0] if fits else None
 
     def _check_intervention(self, iv) -> dict[str, float]:
         if not isinstance(iv, Mapping) or len(iv) == 0:
@@ -569,8 +606,8 @@ class CausalOptimizer:
         if not self._pending:
             last = f" (the last told: {self.history[-1].intervention})" if self.history else ""
             raise ValueError(f"no experiment is pending: {Intervention(iv)} was not asked{last}{own}")
-        what = (f"the pending experiment {self._pending[0]}" if len(self._pending) == 1 else
-                f"any of the {len(self._pending)} pending experiments {self._pending}")
+        what = (f"the pending experiment {self.pending}" if len(self._pending) == 1 else
+                f"any of the {len(self._pending)} pending experiments {list(self.pending_experiments)}")
         raise ValueError(f"{Intervention(iv)} is not {what}{own}")
 
     def outliers(self, row: Mapping[str, float], iv: Mapping[str, float]) -> list[str]:
@@ -590,9 +627,10 @@ class CausalOptimizer:
 
         The experiment is a pending one (asked and not yet told; a batch's are told in any
         order), or with ``chosen=True`` one the user chose (any intervenable variables at values in
-        their domains). A chosen experiment that is not pending replaces the pending one when one
-        is pending (it was run instead); a batch of several stays pending (``withdraw`` takes them
-        back). A tell that answers no ask, or the same ask twice, is refused. A
+        their domains). A chosen experiment that is not pending replaces the pending one when that
+        one was asked on its own (it was run instead); experiments asked in a batch stay pending
+        (``withdraw`` takes them back). A tell that answers no pending ask is refused (each asked
+        experiment is told once: a batch that holds one experiment twice takes it twice). A
         measured value beyond OUTLIER_SPREADS robust spreads of its variable (a likely typo) is
         refused unless ``accept_outlier=True``; the models then see it as measured, clamped only
         beyond MODEL_SPREADS (``clamped``); if it skews them, ``drop`` the experiment. Returns the
@@ -609,12 +647,13 @@ class CausalOptimizer:
             raise ValueError("; ".join(far) + f" (more than {OUTLIER_SPREADS:.0e} is refused as a likely error); if "
                              "it is a real measurement, tell it again with accept_outlier=True (command line: "
                              "--accept-outlier)")
-        cost = self.cost(iv) if self.costs is not None else None
+        told = self._pending.pop(asked) if asked is not None else None
+        cost = None if self.costs is None else told.cost if told is not None else self.cost(iv)
         self.history.append(Record(Intervention(iv), row, cost=cost))
         self._add_to_buffer(self.history[-1], len(self.history))
-        if asked is not None:
-            return self._pending.pop(asked)
-        if len(self._pending) == 1:  # the user's own experiment replaces the one suggestion
+        if told is not None:
+            return told.intervention
+        if len(self._pending) == 1 and self._pending[0].alone:  # the user's own replaces the one suggestion
             self._pending.clear()
         return None
 
@@ -788,7 +827,7 @@ class CausalOptimizer:
             "buffer": self.buffer.state_dict(),
             "n_observational": self._n_obs,
             "history": [(dict(r.intervention), dict(r.outcome)) for r in self.history],
-            "pending": [dict(iv) for iv in self._pending],
+            "pending": [{"intervention": dict(q.intervention), "cost": q.cost, "alone": q.alone} for q in self._pending],
             "dropped": [t for t, r in enumerate(self.history, 1) if r.dropped],
             "threads": self.threads,
             "robust_scale": (self._center.tolist(), self._spread.tolist()),
@@ -829,14 +868,14 @@ class CausalOptimizer:
         obj.history = [Record(Intervention(iv), out, t in dropped, c)
                        for t, ((iv, out), c) in enumerate(zip(state["history"], paid), 1)]
         pending = state.get("pending")  # files written before the tell contract: none; before batches: one or None
-        pending = [] if pending is None else [pending] if isinstance(pending, Mapping) else pending
-        obj._pending = [Intervention(iv) for iv in pending]
+        pending = [] if pending is None else [{"intervention": pending}] if isinstance(pending, Mapping) else pending
         obj.threads = state.get("threads", DECISION_THREADS)
         obj._n_obs = state.get("n_observational", obj.buffer.n - len(obj.history))
         scale = state.get("robust_scale")  # files written before the clamp: from their observations
         obj._center, obj._spread = (np.array(v) for v in scale) if scale else \
             robust_scale(obj.buffer.values[: obj._n_obs].numpy())
         obj.clamped = [Clamp(*c) for c in state.get("clamped", [])]
+        obj._pending = [Pending(Intervention(q["intervention"]), q.get("cost"), q.get("alone", True)) for q in pending]
         bound = MODEL_SPREADS * obj._spread
         if scale is None and (np.abs(obj.buffer.values.numpy() - obj._center) > bound).any():
             obj._rebuild()  # a file written before the clamp, with a value the models cannot take: clamp it now

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from acbo.buffer import Buffer
-from acbo.costs import previous_settings
 from acbo.method import Method, Problem, register_method
 from acbo.posterior import ExactPosteriorConfig, ParentPosterior
 from acbo.posterior.exact import exact_predictive, sample_weights_standardised, standardised_regression_data
@@ -24,6 +23,7 @@ from acbo.posterior.exact import exact_predictive, sample_weights_standardised, 
 class ExactThompsonSampling(Method):
     name = "exact-ts"
     chooses_sets = True
+    reads_costs = True
 
     def __init__(self, problem: Problem, max_parents: int = 3, max_candidates: int = 20):
         super().__init__(problem)
@@ -56,23 +56,34 @@ class ExactThompsonSampling(Method):
 
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         """The sampled model's best end; with costs (``problem.costs``) the affordable end with the
-        most improvement per unit cost."""
+        most improvement per unit cost; in a batch, not an end a pending experiment sets already
+        while another end improves."""
         draw = self._sampled_ends(buffer, generator)
         if draw is None:
             return self.random_proposal(generator)
         idx, ends, effect = draw
         p = self.problem
         if p.costs is not None:
-            cost = p.costs.of_settings(idx, ends, previous_settings(buffer))                       # |S| x 2
-            effect = torch.where(cost <= self.allowance, effect / cost, torch.full_like(effect, float("inf")))
+            cost = p.costs.of_settings(idx, ends, self.previous(buffer))                       # |S| x 2
+            per_cost = torch.where(effect < 0, effect / cost, effect)  # a gain per unit cost; a loss as it is
+            effect = torch.where(cost <= self.allowance, per_cost, torch.full_like(effect, float("inf")))
+        taken = torch.zeros_like(effect, dtype=torch.bool)                                          # |S| x 2
+        for q in self.pending:
+            if len(q) == 1:
+                (j, v), = q.items()
+                taken |= (idx[:, None] == j) & (ends == v)
+        if bool((taken.any() & (~taken & (effect < 0)).any())):  # another end still improves
+            effect = torch.where(taken, torch.full_like(effect, float("inf")), effect)
         best = int(effect.flatten().argmin())
         return int(idx[best // 2]), float(ends.flatten()[best])
 
     def ask_set(self, buffer: Buffer, generator: torch.Generator) -> dict[int, float]:
         """The allowed set whose members' best ends add up to the most improvement (per unit cost,
-        with costs, among the sets the allowance pays for) under the sampled model (members outside the sampled parent set add nothing and are set to the
-        point of their domain nearest their observational mean; ties go to the first set); a
-        random allowed set when no allowed set improves on the draw."""
+        with costs, among the sets the allowance pays for) under the sampled model (members
+        outside the sampled parent set add nothing and are set to the point of their domain nearest
+        their observational mean; ties go to the first set; in a batch, not an experiment already
+        pending while another set improves); a random allowed set when no allowed set improves on
+        the draw."""
         draw = self._sampled_ends(buffer, generator)
         if draw is None:
             return self.random_set(generator)
@@ -85,11 +96,17 @@ class ExactThompsonSampling(Method):
         at[idx] = torch.where(gain[idx] < 0, ends.gather(1, k[:, None])[:, 0], at[idx])
         score = self._members() @ gain                                                              # one per allowed set
         if p.costs is not None:  # improvement per unit cost, among the sets the allowance pays for
-            prev = previous_settings(buffer)
+            prev = self.previous(buffer)
             cost = self._members() @ (p.costs.fixed + p.costs.per_unit * (at - prev).abs())
             score = torch.where(cost <= self.allowance, score / cost, torch.zeros_like(score))
         if not bool((score < 0).any()):  # the draw's parents are in no allowed set, or nothing helps: explore
             return self.random_set(generator)
+        repeats = [r for r, s_ in enumerate(p.allowed_sets) for q in self.pending
+                   if tuple(sorted(q)) == s_ and all(q[i] == float(at[i]) for i in s_)]
+        others = score.clone()
+        others[repeats] = 0.0
+        if bool((others < 0).any()):
+            score = others
         best = p.allowed_sets[int(score.argmin())]
         return {i: float(at[i]) for i in best}
 

@@ -143,6 +143,24 @@ def make_problem(family: str, seed: int, n_obs: int | None = None, max_set: int 
                         int(opt.variable[0]), float(opt.setting[0]), e_obs, scm.parents()[0], max_set, best_set)
 
 
+def method_spec(spec: str) -> tuple[str, dict]:
+    """A method with options as the benchmark scripts take it, ``name:key=value[:key=value]`` ->
+    (name, options); values read as int, float or text (``amortized:batch=distinct``)."""
+    name, *pairs = spec.split(":")
+    opts = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"a method option is key=value, got {pair!r} in {spec!r}")
+        for cast in (int, float, str):
+            try:
+                opts[key] = cast(value)
+                break
+            except ValueError:
+                continue
+    return name, opts
+
+
 def draw_costs(problem: BenchProblem, low: float = 1.0, high: float = 10.0) -> dict[str, float]:
     """Unequal costs for a problem's settable variables: log-uniform in [low, high], drawn from
     the test stream of (family, seed)."""

@@ -25,7 +25,6 @@ import time
 import torch
 
 from acbo.buffer import Buffer, clamped_stats
-from acbo.costs import previous_settings
 from acbo.experts.causal_gp import GRID, average_models, do_effect, fit_set_gp, maximise_ei, train_cholesky
 from acbo.experts.drcfs import DRConfig, DRPrior, fit_dr_prior
 from acbo.experts.set_posterior import CandidateSetPosterior, SetPosteriorConfig
@@ -43,6 +42,7 @@ class CausalGPMethod(Method):
     expert took 176 s and 12.7 GB for five decisions at n = 830."""
 
     believes_pending = True
+    reads_costs = True
 
     def __init__(self, problem: Problem, n_init: int = 0, max_rows: int = 300):
         super().__init__(problem)
@@ -178,7 +178,7 @@ class CausalGPMethod(Method):
             results[v] = maximise_ei(sign * m, var, xv, ys[rows], best, seed)
         score = {v: results[v][1] for v in results}
         if p.costs is not None:  # EI per unit cost at each variable's EI maximiser, among what the allowance pays for
-            prev = previous_settings(buffer)
+            prev = self.previous(buffer)
             for v, (x01, ei) in results.items():
                 c = p.costs.of({v: float(p.low[v] + x01 * (p.high[v] - p.low[v]))}, prev)
                 score[v] = ei / c if c <= self.allowance else -math.inf

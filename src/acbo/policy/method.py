@@ -13,7 +13,6 @@ import math
 import torch
 
 from acbo.buffer import Buffer, CampaignBatch
-from acbo.costs import previous_settings
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
 from acbo.policy.decide import after_experiments, decide, per_unit_cost
@@ -26,6 +25,17 @@ from acbo.surrogate.model import ContextMemo
 from acbo.surrogate.world import conditioned_world
 
 
+BATCH_MODES = ("believer", "distinct")
+"""How the amortized method chooses a batch's later members (see :meth:`Amortized.propose_batch`)."""
+
+
+COST_RULES = ("policy", "ei")
+"""How the amortized method reads costs: ``policy`` (the default), the policy's probabilities
+divided by each action's cost, renormalised; ``ei``, the variable of most expected improvement per
+unit cost on the world model and the policy's value on it. Neither is learned: the policy was
+trained without costs (BENCHMARKS.md, costs, compares them)."""
+
+
 def _world_model():
     model = shared_surrogate(None)
     if not model.cfg.queries:
@@ -36,24 +46,37 @@ def _world_model():
 @register_method
 class Amortized(Method):
     """Options: checkpoint (a policy checkpoint, read with the surrogate it names; default the
-    shipped pair), horizon (the budget T the policy plans for; it sees steps taken and left),
-    greedy (take the most probable action instead of sampling)."""
+    shipped pair), horizon (the budget T the policy plans for; it sees steps taken and left; with
+    a budget in cost units the policy plans for what that buys instead, see :meth:`_campaign`),
+    greedy (take the most probable action instead of sampling), batch (how a batch's later
+    members are chosen: ``believer``, each decided anew with the pending ones believed, or
+    ``distinct``, all drawn from the first member's decision, apart; :meth:`propose_batch`),
+    cost_rule (how costs are read, :data:`COST_RULES`)."""
 
     name = "amortized"
     believes_pending = True
+    reads_costs = True
 
-    def __init__(self, problem: Problem, checkpoint: str | None = None, horizon: int = 20, greedy: bool = False):
+    def __init__(self, problem: Problem, checkpoint: str | None = None, horizon: int = 20, greedy: bool = False,
+                 batch: str = "believer", cost_rule: str = "policy"):
         super().__init__(problem)
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        if batch not in BATCH_MODES:
+            raise ValueError(f"batch must be one of {BATCH_MODES}, got {batch!r}")
+        if cost_rule not in COST_RULES:
+            raise ValueError(f"cost_rule must be one of {COST_RULES}, got {cost_rule!r}")
+        self.cost_rule = cost_rule
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.horizon, self.greedy = horizon, bool(greedy)
+        self.horizon, self.greedy, self.batch = horizon, bool(greedy), batch
+        self._first = None  # (rows, policy input, distribution) of the last decision on measured rows only
         self.policy, self.surrogate = shared_policy(self.checkpoint)
         self._cache = EncodingCache(self.surrogate)
         self._memo = ContextMemo()  # the world model's context rows, encoded once over the campaign
 
     def options(self) -> dict:
-        return {"checkpoint": self.checkpoint, "horizon": self.horizon, "greedy": self.greedy}
+        return {"checkpoint": self.checkpoint, "horizon": self.horizon, "greedy": self.greedy, "batch": self.batch,
+                "cost_rule": self.cost_rule}
 
     def state_dict(self) -> dict:
         """The incremental encoding (see :class:`acbo.surrogate.EncodingCache`): a reloaded campaign
@@ -64,8 +87,9 @@ class Amortized(Method):
         self._cache.load_state_dict(state, "amortized")
 
     def _campaign(self, buffer: Buffer) -> CampaignBatch:
-        """The campaign the policy reads; with a budget in cost units its horizon is the experiments
-        run plus those the rest of the budget pays for at the settable variables' mean cost."""
+        """The campaign the policy reads; with a budget in cost units (and costs read) its horizon is
+        the experiments run plus those the rest of the budget pays for at the settable variables'
+        mean cost, in place of the ``horizon`` option."""
         p = self.problem
         horizon = self.horizon
         if p.costs is not None and math.isfinite(self.allowance):
@@ -84,7 +108,7 @@ class Amortized(Method):
         _, D, K = dist.logits.shape
         centres = (torch.arange(K, dtype=torch.float64) + 0.5) / K
         x = dist.low[0, :, None].double() + (dist.high - dist.low)[0, :, None].double() * centres        # D x K
-        return self.problem.costs.of_settings(torch.arange(D), x, previous_settings(buffer))[None]
+        return self.problem.costs.of_settings(torch.arange(D), x, self.previous(buffer))[None]
 
     def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
         """The learned predictive: the world model the policy reads (:attr:`PolicyConfig.world`),
@@ -140,21 +164,54 @@ class Amortized(Method):
         """The policy's action on the data. Where the buffer ends in believed rows (pending
         experiments of a batch, :meth:`Method.believed`), the policy reads them as measured and
         its draw avoids their (variable, grid cell) pairs: a batch never puts two experiments in
-        one cell of the policy's grid. With costs (``problem.costs``) the variable is the one with
-        the most expected improvement per unit cost (:func:`acbo.policy.decide.per_unit_cost`, each
-        cell at its centre's cost, within the allowance) and the policy chooses its value."""
+        one cell of the policy's grid. With costs (``problem.costs``; each cell at its centre's cost,
+        within the allowance) the policy's probabilities are divided by the costs
+        (``cost_rule="policy"``), or the variable is the one with the most expected improvement per
+        unit cost (:func:`acbo.policy.decide.per_unit_cost`) and the policy chooses its value
+        (``cost_rule="ei"``)."""
         c = self._campaign(buffer)
         x, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
-        if buffer.believed and isinstance(dist, GridActionDist):
-            p = self.problem
-            rows, mask = buffer.values[-buffer.believed:], buffer.intervened[-buffer.believed:]      # P x d each
-            var = mask.to(torch.int64).argmax(1)                                                    # P
-            lo, hi = p.low[var], p.high[var]
-            u = (rows.gather(1, var[:, None])[:, 0] - lo) / (hi - lo).clamp_min(1e-12)
+        if not buffer.believed and self.batch == "distinct":
+            self._first = (buffer.n, x, dist)
+        rows, mask = buffer.values[buffer.n - buffer.believed:], buffer.intervened[buffer.n - buffer.believed:]
+        return self._choose(x, dist, buffer, [{int(mask[r].nonzero()[0]): float(rows[r, mask[r]][0])}
+                                              for r in range(buffer.believed)], generator)
+
+    def propose_batch(self, buffer: Buffer, generator: torch.Generator, pending: list[dict[int, float]]
+                      ) -> dict[int, float]:
+        """With ``batch="believer"`` (the default) :meth:`Method.propose_batch`: each member decided
+        anew on the data with the pending ones believed. With ``batch="distinct"`` the first
+        member's decision serves the whole batch: each later member is drawn from it with the
+        pending experiments' (variable, cell) pairs excluded (one decision per batch)."""
+        if not pending or self.batch == "believer":
+            return super().propose_batch(buffer, generator, pending)
+        with torch.inference_mode():
+            if self._first is None or self._first[0] != buffer.n:  # e.g. resumed with a batch pending
+                c = self._campaign(buffer)
+                self._first = (buffer.n, *decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo))
+            _, x, dist = self._first
+            j, v = self._choose(x, dist, buffer, pending, generator)
+        return {j: min(max(v, float(self.problem.low[j])), float(self.problem.high[j]))}
+
+    def _choose(self, x, dist, buffer: Buffer, pending: list[dict[int, float]], generator: torch.Generator
+                ) -> tuple[int, float]:
+        """The action drawn from ``dist`` (the policy's, on input ``x``): away from the ``pending``
+        experiments' cells and, with costs, on the variable of most expected improvement per unit
+        cost (see :meth:`ask`)."""
+        p = self.problem
+        if pending and isinstance(dist, GridActionDist):
+            var = torch.tensor([next(iter(q)) for q in pending])                                    # P
+            val = torch.tensor([next(iter(q.values())) for q in pending], dtype=torch.float64)      # P
+            u = (val - p.low[var].double()) / (p.high[var] - p.low[var]).double().clamp_min(1e-12)
             dist = dist.excluding(var[None], u[None])
-        if self.problem.costs is not None and isinstance(dist, GridActionDist):
-            dist = dist.restricted(per_unit_cost(x, self._cell_costs(dist, buffer), self.allowance))
+        if p.costs is not None and isinstance(dist, GridActionDist):
+            cost = self._cell_costs(dist, buffer)
+            if self.cost_rule == "ei":
+                dist = dist.restricted(per_unit_cost(x, cost, self.allowance))
+            else:  # the policy's own probabilities per unit cost
+                dist = dist.reweighted(torch.where(cost <= self.allowance, -torch.log(cost.clamp_min(1e-300)),
+                                                   float("-inf")))  # cost 0: a variable that cannot be set
         var, u = dist.mode() if self.greedy else (t[:, 0] for t in dist.sample(generator, 1))
         j = int(var[0])
-        lo, hi = float(self.problem.low[j]), float(self.problem.high[j])
+        lo, hi = float(p.low[j]), float(p.high[j])
         return j, lo + float(u[0]) * (hi - lo)

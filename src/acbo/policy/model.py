@@ -227,10 +227,14 @@ class GridActionDist:
         return self.restricted(keep.reshape(B, D, K))
 
     def restricted(self, keep: torch.Tensor) -> "GridActionDist":
-        """The distribution conditioned on the (variable, cell) pairs ``keep`` (B x D x K bool): the
-        others' logits set to -inf, the rest renormalised; a decision that would keep no valid
-        cell is left as it was."""
-        out = torch.where(keep, self.logits, torch.full_like(self.logits, float("-inf")))
+        """The distribution conditioned on the (variable, cell) pairs ``keep`` (B x D x K bool); see
+        :meth:`reweighted`."""
+        return self.reweighted(torch.where(keep, 0.0, float("-inf")).to(self.logits.dtype))
+
+    def reweighted(self, log_weight: torch.Tensor) -> "GridActionDist":
+        """Each (variable, cell) probability times exp(``log_weight``) (B x D x K; -inf drops a
+        cell), renormalised; a decision left with no valid cell is left as it was."""
+        out = self.logits + log_weight.to(self.logits.dtype)
         left = torch.isfinite(out).flatten(1).any(1)[:, None, None]                              # B x 1 x 1
         return GridActionDist(torch.where(left, out, self.logits), self.alpha, self.beta, self.low, self.high)
 
