@@ -3,6 +3,7 @@ exploration sets, random search over sets, and the benchmark harness with y* ove
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -203,3 +204,72 @@ def test_acbo_bench_max_set_on_the_command_line(tmp_path):
     assert json.loads((tmp_path / "b" / "config.json").read_text())["max_set"] == 2
     cli_fails(cli("bench", "--methods", "amortized", "--families", "lin-er-10", "--seeds", "1", "--max-set", "2",
                   "--out", tmp_path / "c"), "set one variable per experiment")
+
+
+def test_the_set_residual_gp_by_hand():
+    """One row at the query point: whatever the length scale, each discrepancy beta gives the
+    scalar Bayes update with v = amp^2 + beta^2 (mean v r / (v + n), variance v n / (v + n)),
+    weighted by the row's marginal likelihood N(r; 0, v + n) times beta's prior weight; far away,
+    the prior (amp^2 + beta^2, averaged by those weights)."""
+    from acbo.surrogate.conditioning import DISCREPANCIES, DISCREPANCY_PRIOR, set_residual
+
+    u = torch.tensor([[0.3, 0.6]], dtype=torch.float64)
+    at = torch.tensor([[0.3, 0.6], [50.0, 50.0]], dtype=torch.float64)
+    amp2, n, r = 4.0, 1.0, 2.0
+    mean, var = set_residual(u, torch.tensor([r], dtype=torch.float64), torch.tensor([amp2 ** 0.5], dtype=torch.float64),
+                             n, at, torch.tensor([amp2 ** 0.5, amp2 ** 0.5], dtype=torch.float64))
+    vs = np.array([amp2 + b ** 2 for b in DISCREPANCIES])
+    w = np.array(DISCREPANCY_PRIOR) * np.exp(-0.5 * r ** 2 / (vs + n)) / np.sqrt(vs + n)
+    w /= w.sum()
+    m_b, v_b = vs * r / (vs + n), vs * n / (vs + n)
+    want_mean = (w * m_b).sum()
+    assert mean[0].item() == pytest.approx(want_mean) and var[0].item() == pytest.approx((w * (v_b + m_b ** 2)).sum() - want_mean ** 2)
+    assert mean[1].item() == pytest.approx(0.0, abs=1e-12) and var[1].item() == pytest.approx((w * vs).sum())
+
+
+def _set_problem(seed: int = 3):
+    pr = make_problem("test-broad", seed)
+    opt = CausalOptimizer(pr.frame, target="Y", method="amortized", seed=0, domains=pr.domains, intervenable=pr.settable)
+    return pr, opt, pr.settable[:2]
+
+
+def test_a_set_prediction_without_set_rows_adds_the_single_effects():
+    """Before any experiment that sets both, E[Y | do(A = a, B = b)] is the single predictions'
+    effects added: E[Y | do(A = a)] + E[Y | do(B = b)] - Y's observational mean."""
+    pr, opt, (a, b) = _set_problem()
+    (la, ha), (lb, hb) = opt.domains[a], opt.domains[b]
+    pts = np.array([[la, lb], [ha, hb], [(la + ha) / 2, (lb + hb) / 3]])
+    both = opt.predict([a, b], pts, quantity="expectation")
+    y0 = float(opt.buffer.observational_stats()[0][opt.problem.target])
+    added = (opt.predict(a, pts[:, 0], quantity="expectation")["mean"].to_numpy()
+             + opt.predict(b, pts[:, 1], quantity="expectation")["mean"].to_numpy() - y0)
+    assert np.allclose(both["mean"].to_numpy(), added, rtol=1e-9, atol=1e-9 * abs(y0))
+    assert list(both.columns[:2]) == [a, b]
+    with pytest.raises(ValueError, match="settings of 2 numbers each"):
+        opt.predict([a, b], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="no model of experiments that set several"):
+        CausalOptimizer(pr.frame, target="Y", method="exact-ts", domains=pr.domains, intervenable=pr.settable).predict([a, b], pts)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_measurements_of_a_set_pull_its_prediction(seed):
+    """As for one variable (tests/test_learning_world.py): n = 1 … 16 measurements of do(A = a0,
+    B = b0), 2.5 spreads above Y's observational mean (noise sd known to the test: 0.3 of Y's
+    spread): from n = 4 the predicted E[Y | do] there lies within 3 sd / sqrt(n) of their average,
+    and its std shrinks from n = 4 on and ends below where it started."""
+    pr, opt, (a, b) = _set_problem(seed)
+    (la, ha), (lb, hb) = opt.domains[a], opt.domains[b]
+    x0 = {a: la + 0.3 * (ha - la), b: lb + 0.7 * (hb - lb)}
+    y = pr.frame["Y"].to_numpy()
+    sd = 0.3 * y.std()
+    draws = y.mean() + 2.5 * y.std() + sd * np.random.default_rng(0).standard_normal(16)
+    stds = [float(opt.predict([a, b], [[x0[a], x0[b]]], quantity="expectation").iloc[0]["std"])]
+    for n in range(1, 17):
+        row = pr.scm.run_experiment(x0, generator("test", "set-pull", n))
+        opt.tell(x0, {**row, "Y": float(draws[n - 1])}, chosen=True, accept_outlier=True)
+        if n in (1, 2, 4, 8, 16):
+            pred = opt.predict([a, b], [[x0[a], x0[b]]], quantity="expectation").iloc[0]
+            stds.append(float(pred["std"]))
+            if n >= 4:
+                assert abs(float(pred["mean"]) - draws[:n].mean()) <= 3 * sd / np.sqrt(n), (n, float(pred["mean"]))
+    assert stds[3] > stds[4] > stds[5] and stds[5] < stds[0], stds

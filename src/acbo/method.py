@@ -296,6 +296,14 @@ class Method:
         has = sorted(n for n, cls in METHODS.items() if cls.predict is not Method.predict)
         raise ValueError(f"method {self.name!r} has no model of the response; methods with one: {has}")
 
+    def predict_set(self, buffer: Buffer, variables: list[int], x: torch.Tensor, draw: bool = True):
+        """The predictive of Y (observed units, over the Q rows of x, Q x k) under do(X_variables =
+        x) for k variables set together; methods without a model of such experiments raise a
+        ValueError that names those with one."""
+        has = sorted(n for n, cls in METHODS.items() if cls.predict_set is not Method.predict_set)
+        raise ValueError(f"method {self.name!r} has no model of experiments that set several variables; "
+                         f"methods with one: {has}")
+
     def exact_posterior(self, buffer: Buffer, cfg: ExactPosteriorConfig) -> ParentPosterior:
         """The exact posterior of everything in ``buffer`` (recomputed on every call, so that a
         decision's wall time includes its inference)."""

@@ -766,39 +766,55 @@ class CausalOptimizer:
         with intra_op_threads(self.threads):
             return self.method.posterior(self.buffer)
 
-    def predict(self, variable: str, values, quantity: str = "measurement") -> pd.DataFrame:
+    def predict(self, variable: str | list[str], values, quantity: str = "measurement") -> pd.DataFrame:
         """What the method believes an experiment do(variable = value) would give, for each value:
         a frame with columns value, mean, std, q05, q50, q95 (observed units of the target).
         ``quantity``: ``measurement`` (a fresh measurement of Y, noise included) or ``expectation``
-        (E[Y | do], the quantity optimised). Values outside the variable's domain are predicted
-        with a warning (the models were not asked to be right there). Methods without a model of
-        the response (random, oracle) raise a ValueError that says so."""
+        (E[Y | do], the quantity optimised). ``variable`` may be a list of k names set together,
+        ``values`` then Q x k (one setting per row; the frame holds a column per name instead of
+        value), for a method with a model of such experiments (``amortized``). Values outside a
+        domain are predicted with a warning (the models were not asked to be right there). Methods
+        without a model of the response (random, oracle) raise a ValueError that says so."""
         p = self.problem
-        if variable not in p.names:
-            raise ValueError(f"unknown variable {variable!r}; variables: {list(p.names)}")
-        j = p.names.index(variable)
-        if not bool(p.intervenable[j]):
-            raise ValueError(f"variable {variable!r} is not intervenable")
+        names = [variable] if isinstance(variable, str) else list(variable) if isinstance(variable, (list, tuple)) else None
+        if not names:
+            raise ValueError(f"variable must be a name or a list of names, got {variable!r}")
+        for name in names:
+            if name not in p.names:
+                raise ValueError(f"unknown variable {name!r}; variables: {list(p.names)}")
+            if not bool(p.intervenable[p.names.index(name)]):
+                raise ValueError(f"variable {name!r} is not intervenable")
+        if len(set(names)) != len(names):
+            raise ValueError(f"variables must differ, got {names}")
         if quantity not in ("measurement", "expectation"):
             raise ValueError(f"quantity must be 'measurement' or 'expectation', got {quantity!r}")
         try:
-            x = np.asarray(values, dtype=np.float64).reshape(-1)
+            x = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
             raise ValueError(f"values must be numbers, got {values!r}") from None
+        x = x.reshape(-1, 1) if isinstance(variable, str) else x.reshape(-1, len(names)) if x.size % len(names) == 0 else None
+        if x is None or (not isinstance(variable, str) and np.asarray(values).ndim not in (1, 2)):
+            raise ValueError(f"values for {names} must be settings of {len(names)} numbers each, got {values!r}")
         if x.size == 0:
             raise ValueError("values is empty")
         if not np.isfinite(x).all():
             raise ValueError(f"values must be finite, got {x[~np.isfinite(x)][:5].tolist()}")
-        lo, hi = self.domains[variable]
-        outside = x[(x < lo) | (x > hi)]
-        if outside.size:
-            warnings.warn(f"predicting {variable} at {outside.size} value(s) outside its domain [{lo:.6g}, {hi:.6g}] "
-                          f"(e.g. {outside[0]:.6g}): an extrapolation", UserWarning, stacklevel=2)
+        for c, name in enumerate(names):
+            lo, hi = self.domains[name]
+            outside = x[(x[:, c] < lo) | (x[:, c] > hi), c]
+            if outside.size:
+                warnings.warn(f"predicting {name} at {outside.size} value(s) outside its domain [{lo:.6g}, {hi:.6g}] "
+                              f"(e.g. {outside[0]:.6g}): an extrapolation", UserWarning, stacklevel=2)
+        idx = [p.names.index(n) for n in names]
         with intra_op_threads(self.threads):
-            pred = self.method.predict(self.buffer, j, torch.from_numpy(x), draw=quantity == "measurement")
-        cols = {"value": x, "mean": pred.mean, "std": pred.std, "q05": pred.quantile(0.05), "q50": pred.quantile(0.5),
+            if len(names) == 1:
+                pred = self.method.predict(self.buffer, idx[0], torch.from_numpy(x[:, 0]), draw=quantity == "measurement")
+            else:
+                pred = self.method.predict_set(self.buffer, idx, torch.from_numpy(x), draw=quantity == "measurement")
+        where = {"value": x[:, 0]} if isinstance(variable, str) else {n: x[:, c] for c, n in enumerate(names)}
+        cols = {"mean": pred.mean, "std": pred.std, "q05": pred.quantile(0.05), "q50": pred.quantile(0.5),
                 "q95": pred.quantile(0.95)}
-        return pd.DataFrame({k: np.asarray(torch.as_tensor(v).detach().double().cpu()) for k, v in cols.items()})
+        return pd.DataFrame({**where, **{k: np.asarray(torch.as_tensor(v).detach().double().cpu()) for k, v in cols.items()}})
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:

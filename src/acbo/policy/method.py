@@ -123,6 +123,19 @@ class Amortized(Method):
                                           float(p.high[variable]), draw)
         return world_predictive(model, buffer, self.problem.target, variable, x, draw)
 
+    def predict_set(self, buffer: Buffer, variables: list[int], x: torch.Tensor, draw: bool = True):
+        """The conditioned world model for several variables set together
+        (:func:`acbo.surrogate.inference.conditioned_set`); a policy reading the network world
+        model has none."""
+        from acbo.surrogate.inference import conditioned_set
+
+        if self.policy.cfg.world != "conditioned":
+            raise ValueError("this policy reads the network world model, which answers one variable at a time")
+        model = self.surrogate if self.surrogate.cfg.queries else _world_model()
+        var = torch.tensor(variables)
+        return conditioned_set(model, buffer, self.problem.target, list(variables), x, self.problem.low[var],
+                               self.problem.high[var], draw)
+
     @torch.inference_mode()
     def believed_means(self, told: Buffer, var: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """E[Y | do(X_var[p] = val[p])] (observed units, P) for a batch's believed rows: the world

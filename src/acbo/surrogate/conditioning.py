@@ -327,3 +327,38 @@ def no_effect_update(p: torch.Tensor, log_effect: torch.Tensor, log_null: torch.
     log_bf = (log_effect - log_null).clamp_max(0.0)
     p = p.clamp(1e-6, 1 - 1e-6).to(log_bf.dtype)
     return torch.sigmoid(torch.logit(p) + log_bf)
+
+
+def set_residual(u: torch.Tensor, r: torch.Tensor, amp: torch.Tensor, noise: float, u_star: torch.Tensor,
+                 amp_star: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A GP over the positions of several variables set together, on what the rows where exactly
+    that set was set say beyond a prior: the posterior mean residual and variance of f at u_star
+    (Q each), averaged over a grid of :data:`LENGTHSCALES` (one isotropic length scale in
+    fractions of each domain) and :data:`DISCREPANCIES` (how far the prior may be wrong, beyond
+    its own std; prior weights :data:`DISCREPANCY_PRIOR`) by the rows' marginal likelihood,
+    moment-matched, as the single-variable world model does.
+
+    u: M x k positions, r: M residuals (value - prior mean), amp: M prior stds there, noise: the
+    variance of a measurement about f; u_star: Q x k, amp_star: Q. The covariance is
+    A(a) A(b) exp(-|a - b|^2 / (2 l^2)) with A = sqrt(amp^2 + beta^2)."""
+    M, Q = u.shape[0], u_star.shape[0]
+    if M == 0:
+        return torch.zeros(Q, dtype=u_star.dtype), amp_star ** 2
+    dt = u.dtype
+    ls = torch.tensor(LENGTHSCALES, dtype=dt)[:, None, None, None]                                  # l x 1 x 1 x 1
+    beta2 = torch.tensor(DISCREPANCIES, dtype=dt)[None, :, None] ** 2                                # 1 x b x 1
+    A, A_s = (amp[None, None] ** 2 + beta2).sqrt(), (amp_star[None, None] ** 2 + beta2).sqrt()      # 1 x b x M, 1 x b x Q
+    d_mm = ((u[:, None] - u[None]) ** 2).sum(-1)                                                     # M x M
+    d_ms = ((u[:, None] - u_star[None]) ** 2).sum(-1)                                                # M x Q
+    K = A[..., :, None] * A[..., None, :] * torch.exp(-0.5 * d_mm / ls ** 2) + noise * torch.eye(M, dtype=dt)  # l x b x M x M
+    K_s = A[..., :, None] * A_s[..., None, :] * torch.exp(-0.5 * d_ms / ls ** 2)                     # l x b x M x Q
+    L = _cholesky(K)
+    a = torch.cholesky_solve(r[:, None].expand(*K.shape[:2], M, 1), L)                              # l x b x M x 1
+    v = torch.linalg.solve_triangular(L, K_s, upper=False)                                          # l x b x M x Q
+    mean_c = (K_s * a).sum(-2)                                                                       # l x b x Q
+    var_c = (A_s[0] ** 2 - (v * v).sum(-2)).clamp_min(1e-12)                                        # l x b x Q
+    logml = -0.5 * (r[:, None] * a).sum((-2, -1)) - torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)  # l x b
+    logw = torch.log(torch.tensor(DISCREPANCY_PRIOR, dtype=dt))[None]                                # 1 x b
+    w = torch.softmax((logml + logw).flatten(), 0).reshape(logml.shape)[..., None]                   # l x b x 1
+    mean = (w * mean_c).sum((0, 1))
+    return mean, ((w * (var_c + mean_c ** 2)).sum((0, 1)) - mean ** 2).clamp_min(1e-12)

@@ -79,3 +79,43 @@ def conditioned_predictive(model: Surrogate, buffer: Buffer, target: int, variab
     (``draw``) or for E[Y | do]. low, high: the variable's domain (observed units)."""
     return conditioned_grid(model, buffer, target, [variable], x.reshape(1, -1),
                             torch.tensor([low], dtype=torch.float64), torch.tensor([high], dtype=torch.float64), draw)[0]
+
+
+@torch.no_grad()
+def conditioned_set(model: Surrogate, buffer: Buffer, target: int, variables: list[int], xs: torch.Tensor,
+                    low: torch.Tensor, high: torch.Tensor, draw: bool = False):
+    """The conditioned world model (:mod:`acbo.surrogate.world`) for experiments that set the k
+    ``variables`` together at xs (Q x k, observed units; low/high: their domains, k): a Gaussian
+    over the Q settings (observed units) of E[Y | do(X_S = x)] or, with ``draw``, of a measurement.
+
+    The prior adds the single-variable world models' effects (means and variances, each about Y's
+    observational mean: right where the members act on Y separately, not where one acts through
+    another); the rows where exactly this set was set correct it, through a GP over the members'
+    positions on the residuals (:func:`acbo.surrogate.conditioning.set_residual`), with a
+    measurement's noise the members' average, updated by any replicates of one setting."""
+    from acbo.predictive import GaussianMixture
+    from acbo.surrogate.conditioning import replicate_noise, set_residual
+    from acbo.surrogate.world import conditioned_world
+
+    batch, logits, tokens, mean, std = _encoded(model, buffer, target)
+    var = torch.tensor(variables, dtype=torch.long)
+    k = len(variables)
+    low, high = low.to(torch.float64), high.to(torch.float64)
+    width = (high - low).clamp_min(1e-12)
+    exact = (buffer.intervened[:, var].all(1) & (buffer.intervened.sum(1) == k))                     # N: rows that set S
+    rows = buffer.values[exact][:, var].to(torch.float64)                                            # M x k
+    ys = (buffer.values[exact, target].to(torch.float64) - mean[target]) / std[target]               # M
+    at = torch.cat([xs.to(torch.float64), rows]) if len(rows) else xs.to(torch.float64)              # (Q + M) x k
+    u = (at - low) / width                                                                           # (Q + M) x k
+    w = conditioned_world(model, batch, tokens, torch.sigmoid(logits.double()), var[None], ((low - mean[var]) / std[var])[None],
+                          ((high - mean[var]) / std[var])[None], u.T[None])                          # 1 x k x (Q + M)
+    prior_mean, prior_var = w.mean[0].sum(0), w.var_f[0].sum(0)                                      # Q + M each
+    noise = float((w.var_y - w.var_f)[0].mean())
+    if len(rows):  # replicates of one setting show the noise directly
+        code = torch.unique(rows, dim=0, return_inverse=True)[1].to(torch.float64)                  # M
+        noise = float(replicate_noise(code[None], ys[None], torch.ones(1, len(rows), dtype=torch.bool),
+                                      torch.tensor([noise], dtype=torch.float64))[0])
+    Q = xs.shape[0]
+    res, var_f = set_residual(u[Q:], ys - prior_mean[Q:], prior_var[Q:].sqrt(), noise, u[:Q], prior_var[:Q].sqrt())
+    var_out = var_f + (noise if draw else 0.0)
+    return GaussianMixture.normal(prior_mean[:Q] + res, var_out.sqrt()).affine(mean[target].expand(Q), std[target].expand(Q))
