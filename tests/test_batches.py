@@ -225,6 +225,11 @@ def test_the_bench_numbers_rounds_and_random_batches_are_its_sequential_draws():
     assert [r["round"] for r in rows] == [0, 1, 1, 1, 1, 2, 2]
     seq, _ = run_method(pr, "random", 6)
     assert [r["e_y"] for r in seq] == [r["e_y"] for r in rows] and [r["round"] for r in seq] == list(range(7))
+    from acbo.bench.report import summary_table
+
+    table = summary_table(pd.DataFrame(rows))
+    assert "regret after round 2" in table and "regret after round 3" not in table
+    assert "after round" not in summary_table(pd.DataFrame(seq))
 
 
 @pytest.fixture

@@ -215,8 +215,8 @@ def test_costs_through_the_campaign_commands(tmp_path):
     iv = json.loads(cli_ok(cli("campaign", "ask", "--state", state, "--format", "json")))
     pd.DataFrame([{**_outcome(iv, 0), **iv}]).to_csv(tmp_path / "r.csv", index=False)
     cli_ok(cli("campaign", "tell", "--state", state, "--result", tmp_path / "r.csv"))
-    out = cli_ok(cli("campaign", "status", "--state", state))
-    assert "spent" in out and "of the budget of 6" in out
+    out = cli_ok(cli("campaign", "status", "--state", state, "--plot", tmp_path / "status.png"))
+    assert "spent" in out and "of the budget of 6" in out and (tmp_path / "status.png").stat().st_size > 0
     cli_ok(cli("campaign", "export", "--state", state, "--out", tmp_path / "h.csv"))
     assert pd.read_csv(tmp_path / "h.csv")["spent"].iloc[0] in (1.0, 4.0)
     cli_fails(cli("campaign", "init", "--data", data, "--target", "Y", "--state", tmp_path / "x", "--cost", "X1=1"),

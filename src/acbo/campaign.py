@@ -491,7 +491,7 @@ def beliefs(campaign: Campaign, points: int = 101) -> pd.DataFrame | None:
 
 
 def status_figure(campaign: Campaign, path: str | os.PathLike, panels: int = 4, points: int = 80) -> None:
-    """Best-so-far by step, the parent marginals by step, and per intervenable variable (the
+    """Best-so-far by step (by spend, with costs), the parent marginals by step, and per intervenable variable (the
     ``panels`` most probable parents) the predicted E[Y | do] with its 90 % band and the
     measurements made there."""
     import matplotlib
@@ -513,13 +513,19 @@ def status_figure(campaign: Campaign, path: str | os.PathLike, panels: int = 4, 
     gs = fig.add_gridspec(2 if has_model else 1, ncol)
     top = fig.add_subplot(gs[0, : ncol // 2])
     y = opt.target
+    paid = opt.costs is not None  # with costs: against the spend
+    x = hist["spent"] if paid else hist["step"]
     if len(hist):
-        top.plot(hist["step"], hist[y], "o", color="0.6", label=f"measured {y}")
-        top.plot(hist["step"], hist["best_so_far"], "-", color="C0", lw=2, label="best so far")
+        top.plot(x, hist[y], "o", color="0.6", label=f"measured {y}")
+        top.plot(x, hist["best_so_far"], "-", color="C0", lw=2, drawstyle="steps-post" if paid else "default",
+                 label="best so far")
     top.axhline(float(opt.buffer.values[opt.buffer.observational_rows, p.target].mean()), ls=":", color="k",
                 label=f"observational mean of {y}")
-    top.set_xlabel("experiment")
-    top.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if paid and opt.budget_cost:
+        top.axvline(opt.budget_cost, ls="--", color="C3", label="budget")
+    top.set_xlabel("spend (cost units)" if paid else "experiment")
+    if not paid:
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
     top.set_ylabel(f"{y} (its units)")
     top.set_title(f"{y}: {'lowest' if p.minimize else 'highest'} so far")
     top.legend(fontsize=8)

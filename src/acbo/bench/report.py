@@ -45,7 +45,22 @@ def summary_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str
             cells.append(_fmt(*mean_ci(last["mass_true"])))
             cells.append(f"{1000 * dm['time_s'].dropna().median():.2f}")
             lines.append("| " + " | ".join(cells) + " |")
+        lines += _by_round(dff)
     return "\n".join(lines) + "\n"
+
+
+def _by_round(df: pd.DataFrame) -> list[str]:
+    """Markdown lines: regret after each round (mean ± 95 % CI) where experiments ran in batches
+    (rows with a ``round`` that runs behind ``step``); none otherwise."""
+    if "round" not in df or df["round"].isna().all() or (df["round"] == df["step"]).all():
+        return []
+    R = int(df["round"].max())
+    lines = ["", "| method | " + " | ".join(f"regret after round {r}" for r in range(1, R + 1)) + " |",
+             "|" + "---|" * (R + 1)]
+    for method, dm in df.groupby("method", sort=False):
+        after = dm[dm["round"] > 0].groupby(["seed", "round"])["regret"].last()
+        lines.append(f"| {method} | " + " | ".join(_fmt(*mean_ci(after.xs(r, level="round"))) for r in range(1, R + 1)) + " |")
+    return lines
 
 
 def posterior_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str:
