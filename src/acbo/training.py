@@ -197,6 +197,16 @@ def process_group(device: str) -> tuple[int, int]:
     return 0, 1
 
 
+def leave_process_group() -> None:
+    """At the end of a run under ``torchrun``: wait for every process (process 0 validates and
+    writes the checkpoint last), then close the process group, so that no process exits with the
+    group's threads still running (which aborts it: "terminate called without an active
+    exception"). Alone, nothing."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard_share(shards: int, device: str) -> tuple[int, int]:
     """(rank, world size) of this process (:func:`process_group`), after checking that the ``shards``
     of a step split evenly over the processes (ValueError if not)."""

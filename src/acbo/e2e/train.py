@@ -44,7 +44,7 @@ from acbo.surrogate import load_pretrained, load_surrogate
 from acbo.surrogate.data import QuerySettings, sample_buffers
 from acbo.surrogate.model import Surrogate
 from acbo.surrogate.train import SurrogateLoss, surrogate_step, validation_auprc
-from acbo.training import Loop, OptimConfig, RunConfig, run_loop, world_size
+from acbo.training import Loop, OptimConfig, RunConfig, leave_process_group, run_loop, world_size
 
 KIND = "acbo e2e checkpoint"
 FORMAT_VERSION = 1
@@ -332,6 +332,7 @@ def train(cfg: E2EConfig, log=print_line) -> tuple[Policy, Surrogate]:
 
 def main(argv: list[str] | None = None) -> None:
     train(config_from_argv(E2EConfig, argv, __doc__.splitlines()[0], prog="python -m acbo.e2e.train"))
+    leave_process_group()  # a failed run exits with its error instead: a barrier there could wait forever
 
 
 if __name__ == "__main__":

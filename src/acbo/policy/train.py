@@ -58,7 +58,7 @@ from acbo.policy.update import UpdateSettings, bc_step, grpo_update
 from acbo.scm import Draws, Family, resolve_family
 from acbo.seeding import generator
 from acbo.surrogate import Surrogate, load_pretrained, load_surrogate
-from acbo.training import Loop, OptimConfig, RunConfig, restore_into, run_loop, shard_share
+from acbo.training import Loop, OptimConfig, RunConfig, leave_process_group, restore_into, run_loop, shard_share
 
 
 @dataclass(frozen=True)
@@ -324,6 +324,7 @@ def _quiet(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     train(config_from_argv(PolicyTrainConfig, argv, __doc__.splitlines()[0], prog="python -m acbo.policy.train"))
+    leave_process_group()  # a failed run exits with its error instead: a barrier there could wait forever
 
 
 if __name__ == "__main__":

@@ -43,8 +43,8 @@ from acbo.seeding import generator
 from acbo.surrogate.checkpoint import PRETRAINED, read_checkpoint, save_checkpoint
 from acbo.surrogate.data import Queries, QuerySettings, load_demo_buffers, sample_buffers, sample_queries
 from acbo.surrogate.model import QUERY_MODULES, Surrogate, SurrogateConfig
-from acbo.training import (Loop, OptimConfig, RunConfig, Throughput, Window, all_reduce_grads, restore_into, run_loop,
-                           shard_share, world_size)
+from acbo.training import (Loop, OptimConfig, RunConfig, Throughput, Window, all_reduce_grads, leave_process_group,
+                           restore_into, run_loop, shard_share, world_size)
 
 
 @dataclass(frozen=True)
@@ -368,6 +368,7 @@ def train(cfg: SurrogateTrainConfig, log=print_line) -> Surrogate:
 
 def main(argv: list[str] | None = None) -> None:
     train(config_from_argv(SurrogateTrainConfig, argv, __doc__.splitlines()[0], prog="python -m acbo.surrogate.train"))
+    leave_process_group()  # a failed run exits with its error instead: a barrier there could wait forever
 
 
 if __name__ == "__main__":
