@@ -221,3 +221,22 @@ def test_costs_through_the_campaign_commands(tmp_path):
     assert pd.read_csv(tmp_path / "h.csv")["spent"].iloc[0] in (1.0, 4.0)
     cli_fails(cli("campaign", "init", "--data", data, "--target", "Y", "--state", tmp_path / "x", "--cost", "X1=1"),
               "gives no cost for ['X2']")
+
+
+def test_the_bench_with_costs_reports_regret_against_spend(tmp_path):
+    """acbo bench --costs 1,10 --budget-cost 3: each problem's variables get costs, campaigns stop
+    at the budget, and the summary gives regret at each spend up to it; bad settings are refused."""
+    from acbo.bench.report import summary_table
+    from acbo.bench.runner import BenchConfig
+
+    out = cli_ok(cli("bench", "--methods", "random,exact-ts", "--families", "lin-er-10", "--seeds", "2", "--steps", "8",
+                     "--workers", "1", "--costs", "1,10", "--budget-cost", "3", "--out", tmp_path / "b"))
+    assert "regret at a spend of 2 mean costs" in out and "regret at a spend of 5 mean costs" not in out
+    df = pd.read_json(tmp_path / "b" / "results.jsonl", lines=True)
+    assert (df["cost"] <= 3 * df["cost_unit"] + 1e-9).all() and df["cost_unit"].notna().all()
+    assert "spend" not in summary_table(df.drop(columns=["cost_unit"]))
+    with pytest.raises(ValueError, match="costs must be"):
+        BenchConfig(costs=(5.0, 1.0))
+    with pytest.raises(ValueError, match="budget_cost needs costs"):
+        BenchConfig(budget_cost=3.0)
+    cli_fails(cli("bench", "--families", "lin-er-10", "--costs", "1", "--out", tmp_path / "c"), "--costs is LOW,HIGH")

@@ -179,6 +179,9 @@ def bench(
                                                 "e.g. parent_scale.dr_regressor=mlp."),
     max_set: int = typer.Option(1, min=1, help="Variables one experiment may set at once (y* over such sets)."),
     batch: int = typer.Option(1, min=1, help="Experiments per round, asked at once and told before the next round."),
+    costs: str = typer.Option(None, help="Unequal costs per settable variable, log-uniform in LOW,HIGH (e.g. 1,10), "
+                                         "told to the methods; the summary adds regret against spend."),
+    budget_cost: float = typer.Option(None, help="With --costs, a budget of this many mean costs per campaign."),
 ):
     """Benchmark methods x families x seeds; writes JSONL, a summary table and a plot."""
     from acbo.bench.report import summary_table
@@ -187,10 +190,22 @@ def bench(
 
     cfg = BenchConfig(methods=_split(methods), families=_split(families), n_seeds=seeds, first_seed=first_seed,
                       steps=steps, n_obs=n_obs or None, placement=Placement(workers, backend, address),
-                      method_options=_options(option, with_method=True), max_set=max_set, batch=batch)
+                      method_options=_options(option, with_method=True), max_set=max_set, batch=batch,
+                      costs=_cost_range(costs), budget_cost=budget_cost)
     df = run_bench(cfg, out=out)
     console.print(summary_table(df))
     console.print(f"results in {out}/")
+
+
+def _cost_range(text: str | None) -> tuple[float, float] | None:
+    """``--costs LOW,HIGH`` as numbers (ValueError naming the text otherwise)."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--costs is LOW,HIGH (two numbers), got {text!r}") from None
+    return low, high
 
 
 @app.command(short_help="Sample SCMs and observational data from a family into one .npz file.")

@@ -45,8 +45,31 @@ def summary_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str
             cells.append(_fmt(*mean_ci(last["mass_true"])))
             cells.append(f"{1000 * dm['time_s'].dropna().median():.2f}")
             lines.append("| " + " | ".join(cells) + " |")
-        lines += _by_round(dff)
+        lines += _by_round(dff) + _by_spend(dff)
     return "\n".join(lines) + "\n"
+
+
+SPENDS = (1, 2, 5, 10, 20)
+"""Spends, in mean costs of a problem's settable variables, at which the summary gives regret."""
+
+
+def _by_spend(df: pd.DataFrame) -> list[str]:
+    """Markdown lines: regret once the spend reaches each of :data:`SPENDS` mean costs (the best
+    found by the experiments paid within it; mean ± 95 % CI) where the rows carry costs; none
+    otherwise."""
+    if "cost_unit" not in df or df["cost_unit"].isna().all():
+        return []
+    spend = df["cost"] / df["cost_unit"]                                                          # in mean costs
+    levels = [s for s in SPENDS if s <= spend.max() + 1e-9]
+    lines = ["", "| method | " + " | ".join(f"regret at a spend of {s} mean costs" for s in levels) + " |",
+             "|" + "---|" * (len(levels) + 1)]
+    for method, dm in df.assign(spend=spend).groupby("method", sort=False):
+        cells = []
+        for s in levels:
+            within = dm[dm["spend"] <= s + 1e-9].groupby("seed")["regret"].last()                   # step 0 always within
+            cells.append(_fmt(*mean_ci(within)))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _by_round(df: pd.DataFrame) -> list[str]:

@@ -56,6 +56,13 @@ class BenchConfig:
     batch: int = 1
     """Experiments per round, asked at once (``CausalOptimizer.ask(n=batch)``) and told before the
     next round; ``steps`` stays the number of experiments."""
+    costs: tuple[float, float] | None = None
+    """Unequal costs for each problem's settable variables, log-uniform in [low, high]
+    (:func:`draw_costs`), told to the methods; rows then carry the spend (``cost``) and the mean
+    cost (``cost_unit``), and the summary gives regret against spend. None: no costs."""
+    budget_cost: float | None = None
+    """With ``costs``, a budget of this many mean costs: a campaign stops when it cannot pay for
+    another experiment (``steps`` is then the most it may run)."""
 
     def __post_init__(self):
         for m in self.methods:
@@ -70,6 +77,10 @@ class BenchConfig:
             raise ValueError(f"max_set must be >= 1, got {self.max_set}")
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
             raise ValueError(f"batch must be a positive integer (experiments per round), got {self.batch!r}")
+        if self.costs is not None and not (len(self.costs) == 2 and 0 < self.costs[0] <= self.costs[1] < math.inf):
+            raise ValueError(f"costs must be (low, high) with 0 < low <= high, got {self.costs!r}")
+        if self.budget_cost is not None and (self.costs is None or not 0 < self.budget_cost < math.inf):
+            raise ValueError(f"budget_cost needs costs and must be > 0 (mean costs), got {self.budget_cost!r}")
         if self.max_set > 1:
             single = [m for m in self.methods if not get_method(m).chooses_sets]
             if single:
@@ -221,14 +232,19 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
 
 def run_problem(task: _Task) -> list[dict]:
     """Every method of the config on one (family, seed) problem."""
-    problem = make_problem(task.family, task.seed, task.cfg.n_obs, task.cfg.max_set)
+    cfg = task.cfg
+    problem = make_problem(task.family, task.seed, cfg.n_obs, cfg.max_set)
+    costs = draw_costs(problem, *cfg.costs) if cfg.costs else None
+    unit = sum(costs.values()) / len(costs) if costs else None
+    budget = cfg.budget_cost * unit if cfg.budget_cost else None
     rows = []
-    for method in task.cfg.methods:
-        rows += run_method(problem, method, task.cfg.steps, task.cfg.method_options.get(method), batch=task.cfg.batch)[0]
+    for method in cfg.methods:
+        rows += [{**r, "cost_unit": unit} for r in run_method(problem, method, cfg.steps, cfg.method_options.get(method),
+                                                                batch=cfg.batch, costs=costs, budget_cost=budget)[0]]
     return rows
 
 
-_ADDED_LATER = {"max_set": 1, "batch": 1}
+_ADDED_LATER = {"max_set": 1, "batch": 1, "costs": None, "budget_cost": None}
 """Settings a run written before them had at these values (its config.json lacks them)."""
 _EXTENDABLE = ("n_seeds", "first_seed", "placement", "workers", "backend", "address")
 """Settings that only add, pick or place tasks (keyed by (family, seed)): a run may change them and resume
