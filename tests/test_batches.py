@@ -264,3 +264,12 @@ def test_a_batch_through_the_campaign_commands(tmp_path, data):
     spec = ", ".join(f"{k}={v!r}" for k, v in asked[0].items())
     assert "0 still pending" in cli_ok(cli("campaign", "withdraw", "--state", state, "--intervention", spec))
     cli_fails(cli("campaign", "withdraw", "--state", state), "nothing to withdraw")
+
+
+def test_a_round_the_budget_cannot_pay_for_is_asked_smaller():
+    """Costs 1 each and a budget of 6: rounds of 4 run 4, then 2 (a round of 4 no longer fits),
+    and the campaign ends with the budget spent."""
+    pr = make_problem("lin-er-10", 1)
+    costs = {n: 1.0 for n in pr.settable}
+    rows, opt = run_method(pr, "random", 12, batch=4, costs=costs, budget_cost=6.0)
+    assert [r["round"] for r in rows[1:]] == [1, 1, 1, 1, 2, 2] and opt.spent == 6.0

@@ -395,17 +395,22 @@ def simulate_campaign(ask: Callable[..., Mapping[str, float] | list], experiment
     next round's q at once (fewer in the last round if ``steps`` is not a multiple of q; the time
     of the round shared equally among them); ``experiment(iv, t)`` measures experiment t = 1 ..
     ``steps`` (one sample {name: value}), ``tell(iv, sample)`` records it (a round's in the order
-    asked), and ``on_step(t, iv, sample, seconds)`` sees it. The campaign ends early when the ask
-    says the budget in cost units is spent (:class:`acbo.costs.BudgetSpent`). The benchmark, the
-    showcase and the expert demonstrations all run their campaigns through it."""
+    asked), and ``on_step(t, iv, sample, seconds)`` sees it. Where the budget in cost units cannot
+    pay for a round (:class:`acbo.costs.BudgetSpent`), a smaller one is asked; the campaign ends
+    when it cannot pay for one experiment. The benchmark, the showcase and the expert
+    demonstrations all run their campaigns through it."""
     t = 0
     while t < steps:
         q = min(batch, steps - t)
         t0 = time.perf_counter()
-        try:
-            ivs = [ask()] if batch == 1 else ask(q)
-        except BudgetSpent:
-            return
+        while True:
+            try:
+                ivs = [ask()] if batch == 1 else ask(q)
+                break
+            except BudgetSpent:
+                if q == 1:
+                    return
+                q -= 1
         seconds = (time.perf_counter() - t0) / q
         for iv in ivs:
             t += 1

@@ -61,13 +61,15 @@ def _by_spend(df: pd.DataFrame) -> list[str]:
         return []
     spend = df["cost"] / df["cost_unit"]                                                          # in mean costs
     levels = [s for s in SPENDS if s <= spend.max() + 1e-9]
-    lines = ["", "| method | " + " | ".join(f"regret at a spend of {s} mean costs" for s in levels) + " |",
-             "|" + "---|" * (len(levels) + 1)]
+    lines = ["", "| method | " + " | ".join(f"regret at a spend of {s} mean costs" for s in levels)
+             + " | at the end | spend at the end (mean costs) |", "|" + "---|" * (len(levels) + 3)]
     for method, dm in df.assign(spend=spend).groupby("method", sort=False):
         cells = []
         for s in levels:
             within = dm[dm["spend"] <= s + 1e-9].groupby("seed")["regret"].last()                   # step 0 always within
             cells.append(_fmt(*mean_ci(within)))
+        end = dm.groupby("seed")[["regret", "spend"]].last()
+        cells += [_fmt(*mean_ci(end["regret"])), f"{end['spend'].mean():.2f}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
