@@ -273,3 +273,16 @@ def test_a_round_the_budget_cannot_pay_for_is_asked_smaller():
     costs = {n: 1.0 for n in pr.settable}
     rows, opt = run_method(pr, "random", 12, batch=4, costs=costs, budget_cost=6.0)
     assert [r["round"] for r in rows[1:]] == [1, 1, 1, 1, 2, 2] and opt.spent == 6.0
+
+
+def test_the_round_summary_carries_a_stopped_campaign_forward():
+    """Two methods whose campaigns end after different numbers of rounds (a budget spent): the
+    summary's regret by round keeps each stopped campaign's last regret, instead of failing."""
+    from acbo.bench.report import summary_table
+
+    rows = [{"family": "f", "seed": s, "method": m, "d": 3, "step": t, "round": (t + 1) // 2, "regret": 1.0 / (t + 1),
+             "auprc": 0.5, "mass_true": 0.5, "time_s": 0.001}
+            for s in range(3) for m, T in (("a", 8), ("b", 4)) for t in range(T + 1)]
+    table = summary_table(pd.DataFrame(rows))
+    b = next(line for line in table.splitlines() if line.startswith("| b |") and "±" in line and line.count("|") == 6)
+    assert b.split("|")[4].strip().startswith("0.200")  # round 3 and 4: b ended at step 4, regret 1/5

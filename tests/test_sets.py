@@ -273,3 +273,14 @@ def test_measurements_of_a_set_pull_its_prediction(seed):
             if n >= 4:
                 assert abs(float(pred["mean"]) - draws[:n].mean()) <= 3 * sd / np.sqrt(n), (n, float(pred["mean"]))
     assert stds[3] > stds[4] > stds[5] and stds[5] < stds[0], stds
+
+
+def test_set_values_must_be_one_setting_per_row():
+    """Q x k, one setting per row: k x Q (transposed) or Q x 2k is refused, not reshaped."""
+    pr, opt, (a, b) = _set_problem()
+    (la, ha), (lb, hb) = opt.domains[a], opt.domains[b]
+    good = np.array([[la, lb], [ha, hb], [la, hb]])
+    assert len(opt.predict([a, b], good)) == 3 and len(opt.predict([a, b], [la, lb])) == 1
+    for bad in (good.T, np.hstack([good, good])):
+        with pytest.raises(ValueError, match="settings of 2 numbers each"):
+            opt.predict([a, b], bad)

@@ -389,7 +389,8 @@ def build_method(name: str, problem: Problem, options: dict) -> Method:
 
 def simulate_campaign(ask: Callable[..., Mapping[str, float] | list], experiment: Callable[[Mapping[str, float], int], dict],
                       tell: Callable[[Mapping[str, float], dict], None], steps: int,
-                      on_step: Callable[[int, Mapping[str, float], dict, float], None], batch: int = 1) -> None:
+                      on_step: Callable[[int, Mapping[str, float], dict, float], None], batch: int = 1,
+                      on_round: Callable[[int], None] | None = None) -> None:
     """The simulated ask/tell campaign loop over ``steps`` experiments: ``ask()`` the next
     intervention ({name: value}; its wall time measured) or, with ``batch = q > 1``, ``ask(q)`` the
     next round's q at once (fewer in the last round if ``steps`` is not a multiple of q; the time
@@ -397,13 +398,14 @@ def simulate_campaign(ask: Callable[..., Mapping[str, float] | list], experiment
     ``steps`` (one sample {name: value}), ``tell(iv, sample)`` records it (a round's in the order
     asked), and ``on_step(t, iv, sample, seconds)`` sees it. Where the budget in cost units cannot
     pay for a round (:class:`acbo.costs.BudgetSpent`), a smaller one is asked; the campaign ends
-    when it cannot pay for one experiment. The benchmark, the showcase and the expert
-    demonstrations all run their campaigns through it."""
-    t = 0
+    when it cannot pay for one experiment. ``on_round(r)`` (optional) hears that round r = 1, 2, …
+    starts. The benchmark, the showcase and the expert demonstrations all run their campaigns
+    through it."""
+    t, r = 0, 0
     while t < steps:
         q = min(batch, steps - t)
-        t0 = time.perf_counter()
         while True:
+            t0 = time.perf_counter()
             try:
                 ivs = [ask()] if batch == 1 else ask(q)
                 break
@@ -412,6 +414,9 @@ def simulate_campaign(ask: Callable[..., Mapping[str, float] | list], experiment
                     return
                 q -= 1
         seconds = (time.perf_counter() - t0) / q
+        r += 1
+        if on_round is not None:
+            on_round(r)
         for iv in ivs:
             t += 1
             sample = experiment(iv, t)

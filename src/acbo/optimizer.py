@@ -792,9 +792,14 @@ class CausalOptimizer:
             x = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
             raise ValueError(f"values must be numbers, got {values!r}") from None
-        x = x.reshape(-1, 1) if isinstance(variable, str) else x.reshape(-1, len(names)) if x.size % len(names) == 0 else None
-        if x is None or (not isinstance(variable, str) and np.asarray(values).ndim not in (1, 2)):
-            raise ValueError(f"values for {names} must be settings of {len(names)} numbers each, got {values!r}")
+        k = len(names)
+        if isinstance(variable, str):
+            x = x.reshape(-1, 1)
+        elif (x.ndim == 2 and x.shape[1] == k) or (x.ndim == 1 and x.size == k):
+            x = x.reshape(-1, k)
+        else:
+            raise ValueError(f"values for {names} must be settings of {k} numbers each (Q x {k}, one row per "
+                             f"setting), got shape {x.shape}")
         if x.size == 0:
             raise ValueError("values is empty")
         if not np.isfinite(x).all():

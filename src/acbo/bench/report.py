@@ -38,9 +38,9 @@ def summary_table(df: pd.DataFrame, steps: tuple[int, ...] | None = None) -> str
         lines.append("|" + "---|" * len(head))
         for method, dm in dff.groupby("method", sort=False):
             cells = [method]
-            for s in steps:
-                cells.append(_fmt(*mean_ci(dm.loc[dm["step"] == s, "regret"])))
-            last = dm[dm["step"] == T]
+            for s in steps:  # a campaign that stopped earlier (its budget spent) keeps its last regret
+                cells.append(_fmt(*mean_ci(dm[dm["step"] <= s].groupby("seed")["regret"].last())))
+            last = dm.groupby("seed").last()
             cells.append(_fmt(*mean_ci(last["auprc"])))
             cells.append(_fmt(*mean_ci(last["mass_true"])))
             cells.append(f"{1000 * dm['time_s'].dropna().median():.2f}")
@@ -54,9 +54,9 @@ SPENDS = (1, 2, 5, 10, 20)
 
 
 def _by_spend(df: pd.DataFrame) -> list[str]:
-    """Markdown lines: regret once the spend reaches each of :data:`SPENDS` mean costs (the best
-    found by the experiments paid within it; mean ± 95 % CI) where the rows carry costs; none
-    otherwise."""
+    """Markdown lines: regret at each of :data:`SPENDS` mean costs of spend (the best found by the
+    experiments paid within it; a campaign that ended below that spend counts with what it found;
+    mean ± 95 % CI), and at the end, where the rows carry costs; none otherwise."""
     if "cost_unit" not in df or df["cost_unit"].isna().all():
         return []
     spend = df["cost"] / df["cost_unit"]                                                          # in mean costs
@@ -83,8 +83,9 @@ def _by_round(df: pd.DataFrame) -> list[str]:
     lines = ["", "| method | " + " | ".join(f"regret after round {r}" for r in range(1, R + 1)) + " |",
              "|" + "---|" * (R + 1)]
     for method, dm in df.groupby("method", sort=False):
-        after = dm[dm["round"] > 0].groupby(["seed", "round"])["regret"].last()
-        lines.append(f"| {method} | " + " | ".join(_fmt(*mean_ci(after.xs(r, level="round"))) for r in range(1, R + 1)) + " |")
+        after = (dm[dm["round"] > 0].groupby(["seed", "round"])["regret"].last().unstack("round")
+                 .reindex(columns=range(1, R + 1)).ffill(axis=1))                                   # a stopped campaign: its last
+        lines.append(f"| {method} | " + " | ".join(_fmt(*mean_ci(after[r].dropna())) for r in range(1, R + 1)) + " |")
     return lines
 
 

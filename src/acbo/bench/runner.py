@@ -219,14 +219,19 @@ def run_method(problem: BenchProblem, method: str, steps: int, options: dict | N
             name, value = "+".join(iv), [float(v) for v in iv.values()]
         e_y = scm.expected_outcome(iv)
         best = min(best, e_y)
-        rows.append({**base, "step": t, "round": (t - 1) // batch + 1, "cost": opt.spent, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
+        rows.append({**base, "step": t, "round": current_round, "cost": opt.spent, "variable": name, "value": value, "y": sample["Y"], "e_y": e_y,
                      "best_e": best, "regret": normalised_regret(best, problem.y_star, problem.e_obs),
                      "time_s": dt, "setup_s": None, **posterior_metrics(opt.posterior(), problem.truth)})
         if on_step is not None:
             on_step(rows[-1])
 
     outcome = lambda iv, t: scm.run_experiment(iv, generator("test", "bench-outcome", problem.family, problem.seed, t))
-    simulate_campaign(opt.ask, outcome, partial(opt.tell, accept_outlier=True), steps, record, batch)
+    def start(r: int) -> None:
+        nonlocal current_round
+        current_round = r
+
+    current_round = 0
+    simulate_campaign(opt.ask, outcome, partial(opt.tell, accept_outlier=True), steps, record, batch, start)
     return rows, opt
 
 

@@ -342,8 +342,9 @@ def set_residual(u: torch.Tensor, r: torch.Tensor, amp: torch.Tensor, noise: flo
     variance of a measurement about f; u_star: Q x k, amp_star: Q. The covariance is
     A(a) A(b) exp(-|a - b|^2 / (2 l^2)) with A = sqrt(amp^2 + beta^2)."""
     M, Q = u.shape[0], u_star.shape[0]
-    if M == 0:
-        return torch.zeros(Q, dtype=u_star.dtype), amp_star ** 2
+    if M == 0:  # the prior: its own std and the discrepancy it may have, by their prior weights
+        beta2 = (torch.tensor(DISCREPANCY_PRIOR, dtype=u_star.dtype) * torch.tensor(DISCREPANCIES, dtype=u_star.dtype) ** 2).sum()
+        return torch.zeros(Q, dtype=u_star.dtype), amp_star ** 2 + beta2
     dt = u.dtype
     ls = torch.tensor(LENGTHSCALES, dtype=dt)[:, None, None, None]                                  # l x 1 x 1 x 1
     beta2 = torch.tensor(DISCREPANCIES, dtype=dt)[None, :, None] ** 2                                # 1 x b x 1

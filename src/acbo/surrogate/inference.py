@@ -94,9 +94,11 @@ def conditioned_set(model: Surrogate, buffer: Buffer, target: int, variables: li
     positions on the residuals (:func:`acbo.surrogate.conditioning.set_residual`), with a
     measurement's noise the members' average, updated by any replicates of one setting."""
     from acbo.predictive import GaussianMixture
-    from acbo.surrogate.conditioning import replicate_noise, set_residual
+    from acbo.surrogate.conditioning import NOISE_FLOOR, replicate_noise, set_residual
     from acbo.surrogate.world import conditioned_world
 
+    if len(variables) < 2 or len(set(variables)) != len(variables):
+        raise ValueError(f"a set query names at least two different variables, got {variables}")
     batch, logits, tokens, mean, std = _encoded(model, buffer, target)
     var = torch.tensor(variables, dtype=torch.long)
     k = len(variables)
@@ -114,7 +116,7 @@ def conditioned_set(model: Surrogate, buffer: Buffer, target: int, variables: li
     if len(rows):  # replicates of one setting show the noise directly
         code = torch.unique(rows, dim=0, return_inverse=True)[1].to(torch.float64)                  # M
         noise = float(replicate_noise(code[None], ys[None], torch.ones(1, len(rows), dtype=torch.bool),
-                                      torch.tensor([noise], dtype=torch.float64))[0])
+                                      torch.tensor([noise], dtype=torch.float64)).clamp_min(NOISE_FLOOR)[0])
     Q = xs.shape[0]
     res, var_f = set_residual(u[Q:], ys - prior_mean[Q:], prior_var[Q:].sqrt(), noise, u[:Q], prior_var[:Q].sqrt())
     var_out = var_f + (noise if draw else 0.0)
