@@ -355,7 +355,10 @@ class Campaign:
         to a batch of ``n`` (:meth:`CausalOptimizer.ask`); refused where the experiments done and
         pending would pass the budget."""
         before = len(self.optimizer.pending_experiments)
-        more = (0 if before else 1) if n is None else (n - before if isinstance(n, int) and not isinstance(n, bool) else 0)
+        if n is None:
+            more = 0 if before else 1
+        else:  # a bad n is refused by the optimizer below
+            more = n - before if isinstance(n, int) and not isinstance(n, bool) else 0
         if self.budget is not None and more > 0 and self.done + before + more > self.budget:
             left = self.budget - self.done - before
             raise CampaignError(f"the budget of {self.budget} experiments is spent ({self.done} done, {before} pending)"

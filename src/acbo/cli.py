@@ -44,21 +44,10 @@ def _split(s: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in s.split(",") if x.strip())
 
 
-def _value(text: str):
-    """An option value from the command line: int, float, true/false, or the string itself."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _options(items: list[str], with_method: bool) -> dict:
     """Parse repeated ``--option [method.]key=value`` into {method: {key: value}} or {key: value}."""
+    from acbo.configs import parse_value
+
     out: dict = {}
     for item in items or []:
         key, sep, val = item.partition("=")
@@ -68,9 +57,9 @@ def _options(items: list[str], with_method: bool) -> dict:
             method, dot, opt = key.partition(".")
             if not dot or not opt:
                 raise ValueError(f"--option takes method.key=value, got {item!r}")
-            out.setdefault(method, {})[opt] = _value(val)
+            out.setdefault(method, {})[opt] = parse_value(val)
         else:
-            out[key] = _value(val)
+            out[key] = parse_value(val)
     return out
 
 

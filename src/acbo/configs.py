@@ -102,6 +102,19 @@ def configure(config, changes: dict[str, object] | None = None, **names):
     return with_settings(base, out)
 
 
+def parse_value(text: str):
+    """An option value as typed: int, float, true/false, or the text itself."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _is_config(v) -> bool:
     return is_dataclass(v) and not isinstance(v, type)
 

@@ -27,6 +27,7 @@ from acbo.method import get_method, simulate_campaign
 from acbo.optimizer import CausalOptimizer
 from acbo.parallel import Placement, map_tasks
 from acbo.scm import SCM, get_family
+from acbo.configs import parse_value
 from acbo.seeding import generator
 
 
@@ -156,19 +157,15 @@ def make_problem(family: str, seed: int, n_obs: int | None = None, max_set: int 
 
 def method_spec(spec: str) -> tuple[str, dict]:
     """A method with options as the benchmark scripts take it, ``name:key=value[:key=value]`` ->
-    (name, options); values read as int, float or text (``amortized:batch=distinct``)."""
+    (name, options); values read as the command line reads them (:func:`acbo.configs.parse_value`;
+    ``amortized:batch=distinct``)."""
     name, *pairs = spec.split(":")
     opts = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"a method option is key=value, got {pair!r} in {spec!r}")
-        for cast in (int, float, str):
-            try:
-                opts[key] = cast(value)
-                break
-            except ValueError:
-                continue
+        opts[key] = parse_value(value)
     return name, opts
 
 

@@ -16,7 +16,7 @@ from acbo.buffer import Buffer, CampaignBatch
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
 from acbo.policy.decide import after_experiments, decide, per_unit_cost
-from acbo.policy.features import settable_variables
+from acbo.policy.features import grid_positions, settable_variables
 from acbo.policy.model import GridActionDist
 from acbo.posterior import ParentPosterior
 from acbo.surrogate import Belief, EncodingCache
@@ -106,8 +106,7 @@ class Amortized(Method):
     def _cell_costs(self, dist: GridActionDist, buffer: Buffer) -> torch.Tensor:
         """1 x D x K: the cost of setting each variable at each grid cell's centre (:mod:`acbo.costs`)."""
         _, D, K = dist.logits.shape
-        centres = (torch.arange(K, dtype=torch.float64) + 0.5) / K
-        x = dist.low[0, :, None].double() + (dist.high - dist.low)[0, :, None].double() * centres        # D x K
+        x = dist.low[0, :, None].double() + (dist.high - dist.low)[0, :, None].double() * grid_positions(K, torch.float64)  # D x K
         return self.problem.costs.of_settings(torch.arange(D), x, self.previous(buffer))[None]
 
     def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
@@ -174,9 +173,9 @@ class Amortized(Method):
 
     @torch.inference_mode()
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
-        """The policy's action on the data. Where the buffer ends in believed rows (pending
-        experiments of a batch, :meth:`Method.believed`), the policy reads them as measured and
-        its draw avoids their (variable, grid cell) pairs: a batch never puts two experiments in
+        """The policy's action on the data. In a batch (:meth:`Method.propose_batch`: the buffer
+        ends in the pending experiments' believed rows), the policy reads them as measured and
+        its draw avoids their (variable, grid cell) pairs (:attr:`Method.pending`): a batch never puts two experiments in
         one cell of the policy's grid. With costs (``problem.costs``; each cell at its centre's cost,
         within the allowance) the policy's probabilities are divided by the costs
         (``cost_rule="policy"``), or the variable is the one with the most expected improvement per
@@ -186,9 +185,7 @@ class Amortized(Method):
         x, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
         if not buffer.believed and self.batch == "distinct":
             self._first = (buffer.n, x, dist)
-        rows, mask = buffer.values[buffer.n - buffer.believed:], buffer.intervened[buffer.n - buffer.believed:]
-        return self._choose(x, dist, buffer, [{int(mask[r].nonzero()[0]): float(rows[r, mask[r]][0])}
-                                              for r in range(buffer.believed)], generator)
+        return self._choose(x, dist, buffer, self.pending, generator)
 
     def propose_batch(self, buffer: Buffer, generator: torch.Generator, pending: list[dict[int, float]]
                       ) -> dict[int, float]:
