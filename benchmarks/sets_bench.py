@@ -1,7 +1,7 @@
 """Does setting several variables at once help? Methods that choose sets, at max_set = 1 and K.
 
     python benchmarks/sets_bench.py --out runs/sets-bench [--families lin-er-10,lin-er-20] [--seeds 30]
-        [--steps 10] [--methods random,exact-ts] [--max-set 2] [--workers 2]
+        [--steps 10] [--methods random,exact-ts] [--max-set 2] [--sets-only parent_scale] [--workers 2]
 
 For each (family, seed) of the test stream: the problem of ``acbo bench`` with y* over sets of at
 most K variables (:meth:`acbo.scm.SCM.set_optimum`); every method runs twice on the same data and
@@ -9,7 +9,9 @@ outcome noise, once allowed one variable per experiment and once up to K. Both a
 the same y* (over sets), so a one-variable method is capped at the best single intervention's
 regret, which the table reports as "best single" (what a perfect one-variable campaign reaches).
 Printed per family: regret after ``steps`` experiments (mean ± 95 % CI) per method and max_set,
-and the paired difference K − 1 per method (negative: sets help).
+and the paired difference K − 1 per method (negative: sets help); then, at max_set = K, the
+paired difference of every method against each ``--sets-only`` method (run at K alone, to spare
+a slow method's one-variable campaigns).
 """
 
 from __future__ import annotations
@@ -30,15 +32,15 @@ from acbo.parallel import map_tasks
 
 def evaluate(task: tuple) -> list[dict]:
     """Every method at max_set 1 and K on one problem."""
-    family, seed, steps, methods, K = task
+    family, seed, steps, methods, K, sets_only = task
     torch.set_num_threads(1)
     p = make_problem(family, seed, max_set=K)
     single = make_problem(family, seed)                                                  # the same SCM and data
     base = {"family": family, "seed": seed, "d": p.scm.d, "settable": len(p.settable),
             "best_single": normalised_regret(single.y_star, p.y_star, p.e_obs), "best_set": json.dumps(p.y_star_set)}
     rows = []
-    for method in methods:
-        for k in (1, K):
+    for method in methods + sets_only:
+        for k in ((K,) if method in sets_only else (1, K)):
             steps_rows, _ = run_method(dataclasses.replace(p, max_set=k), method, steps)
             last = steps_rows[-1]
             rows.append({**base, "method": method, "max_set": k, "regret": last["regret"],
@@ -46,11 +48,15 @@ def evaluate(task: tuple) -> list[dict]:
     return rows
 
 
-def summary(df: pd.DataFrame, K: int, steps: int) -> str:
+def summary(df: pd.DataFrame, K: int, steps: int, sets_only: tuple[str, ...] = ()) -> str:
     lines = [f"| family | method | regret@{steps}, max_set = 1 | regret@{steps}, max_set = {K} | "
              f"max_set {K} − 1, paired | experiments that set a set (of {steps}) |", "|---|---|---|---|---|---|"]
     for fam, g in df.groupby("family", sort=False):
         for method, gm in g.groupby("method", sort=False):
+            if method in sets_only:
+                many = gm.set_index("seed")["regret"]
+                lines.append(f"| {fam} | {method} | – | {_fmt(*mean_ci(many))} | – | {gm['sets_used'].mean():.1f} |")
+                continue
             one = gm[gm.max_set == 1].set_index("seed")["regret"]
             many = gm[gm.max_set == K].set_index("seed")["regret"]
             used = gm[gm.max_set == K]["sets_used"].mean()
@@ -58,6 +64,12 @@ def summary(df: pd.DataFrame, K: int, steps: int) -> str:
                          f"{_fmt(*mean_ci(many - one.reindex(many.index)))} | {used:.1f} |")
         best = g.drop_duplicates("seed")["best_single"]
         lines.append(f"| {fam} | best single intervention | {_fmt(*mean_ci(best))} | – | – | – |")
+    at_k = df[df.max_set == K].pivot_table(index=["family", "seed"], columns="method", values="regret")
+    for ref in sets_only:
+        lines += ["", f"| family | method − {ref}, max_set = {K}, paired |", "|---|---|"]
+        for fam, g in at_k.groupby(level="family", sort=False):
+            for method in (m for m in g.columns if m != ref):
+                lines.append(f"| {fam} | {method} | {_fmt(*mean_ci(g[method] - g[ref]))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -68,6 +80,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--methods", default="random,exact-ts")
     ap.add_argument("--max-set", type=int, default=2)
+    ap.add_argument("--sets-only", default="", help="methods run at --max-set only (compared with the others there)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -76,11 +89,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     methods = tuple(args.methods.split(","))
-    tasks = [(f, s, args.steps, methods, args.max_set) for f in args.families.split(",") for s in range(args.seeds)]
+    sets_only = tuple(m for m in args.sets_only.split(",") if m)
+    tasks = [(f, s, args.steps, methods, args.max_set, sets_only) for f in args.families.split(",") for s in range(args.seeds)]
     results = map_tasks(evaluate, tasks, workers=args.workers, description="sets bench")
     df = pd.DataFrame([r for rows in results for r in rows])
     df.to_csv(out / "results.csv", index=False)
-    text = summary(df, args.max_set, args.steps)
+    text = summary(df, args.max_set, args.steps, sets_only)
     (out / "summary.md").write_text(text)
     (out / "config.json").write_text(json.dumps(vars(args), indent=1))
     print(text)

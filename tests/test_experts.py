@@ -108,13 +108,28 @@ def test_do_calculus_average_matches_the_closed_form_not_the_conditional():
 
 def test_causal_gp_ei_prefers_the_better_end():
     prior = torch.linspace(1.0, -1.0, 101, dtype=torch.float64)  # the prior believes x = 1 is best
-    x01, ei = maximise_ei(prior, torch.full((101,), 0.01, dtype=torch.float64), torch.zeros(0, dtype=torch.float64),
+    x01, ei = maximise_ei(prior, torch.full((101,), 0.01, dtype=torch.float64), torch.zeros(0, 1, dtype=torch.float64),
                           torch.zeros(0, dtype=torch.float64), best=0.0, seed=0)
-    assert x01 == pytest.approx(1.0) and ei > 0
-    xs = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    assert x01.tolist() == pytest.approx([1.0]) and ei > 0
+    xs = torch.tensor([[0.0], [0.5], [1.0]], dtype=torch.float64)
     x01, ei = maximise_ei(prior, torch.full((101,), 0.01, dtype=torch.float64), xs, torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64),
                           best=-1.0, seed=0)
-    assert x01 > 0.8
+    assert float(x01[0]) > 0.8
+
+
+def test_causal_gp_ei_over_a_pair_finds_the_corner_the_prior_believes_best():
+    """A prior over [0, 1]^2 (21 x 21 grid) falling towards (1, 0): with no data EI's argmax is
+    that corner; with three measurements that agree with the prior it stays near it."""
+    from acbo.experts.causal_gp import grid_points
+
+    pts = grid_points(2, 21)
+    prior = pts[:, 1] - pts[:, 0]                                                               # best at (1, 0)
+    var = torch.full((441,), 0.01, dtype=torch.float64)
+    x01, ei = maximise_ei(prior, var, torch.zeros(0, 2, dtype=torch.float64), torch.zeros(0, dtype=torch.float64), 0.0, 0)
+    assert x01.tolist() == pytest.approx([1.0, 0.0]) and ei > 0
+    xs = torch.tensor([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]], dtype=torch.float64)
+    x01, _ = maximise_ei(prior, var, xs, xs[:, 1] - xs[:, 0], -1.0, 0)
+    assert float(x01[0]) > 0.8 and float(x01[1]) < 0.2, x01
 
 
 def test_t_test_and_by_correction_match_scipy():

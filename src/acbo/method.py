@@ -233,26 +233,32 @@ class Method:
     def believed(self, buffer: Buffer, pending: list[dict[int, float]]) -> Buffer:
         """``buffer`` and one row per pending experiment as the method believes it would come out
         (the kriging believer): the variables set at their values, the target at the method's
-        predicted E[Y | do] given the data measured (:meth:`believed_means`, each computed once),
+        predicted E[Y | do] given the data measured (:meth:`believed_means`, or :meth:`predict_set`
+        for an experiment that sets several; each computed once),
         every other variable at its observational mean. The rows are marked
         :attr:`Buffer.believed`: what a method learns of the structure it learns from the
         measured rows alone (:attr:`Buffer.told`); the believed ones tell it where it has asked."""
-        assert all(len(q) == 1 for q in pending), "believed rows are single-variable experiments"
         told = buffer.told
         P, d, t = len(pending), buffer.d, self.problem.target
         rows = told.observational_stats()[0].to(buffer.values.dtype).repeat(P, 1)                   # P x d
         mask = torch.zeros(P, d, dtype=torch.bool)
-        var = torch.tensor([next(iter(q)) for q in pending])                                       # P
-        val = torch.tensor([next(iter(q.values())) for q in pending], dtype=torch.float64)         # P
-        rows[torch.arange(P), var] = val.to(rows.dtype)
-        mask[torch.arange(P), var] = True
+        for r, q in enumerate(pending):
+            for j, v in q.items():
+                rows[r, j] = v
+                mask[r, j] = True
         if self._believed[0] != told.n:  # the measured rows changed: predict afresh
             self._believed = (told.n, {})
         memo = self._believed[1]
-        keys = [(int(j), float(v)) for j, v in zip(var, val)]
+        keys = [tuple(sorted((int(j), float(v)) for j, v in q.items())) for q in pending]
         for k in dict.fromkeys(keys):  # one at a time, in the order asked: a resumed batch computes the same
-            if k not in memo:
-                memo[k] = float(self.believed_means(told, torch.tensor([k[0]]), torch.tensor([k[1]], dtype=torch.float64))[0])
+            if k in memo:
+                continue
+            var = torch.tensor([j for j, _ in k])
+            val = torch.tensor([v for _, v in k], dtype=torch.float64)
+            if len(k) == 1:
+                memo[k] = float(self.believed_means(told, var, val)[0])
+            else:
+                memo[k] = float(self.predict_set(told, var.tolist(), val[None], draw=False).mean[0])
         rows[:, t] = torch.tensor([memo[k] for k in keys], dtype=rows.dtype)
         out = told.copy()
         out.add(rows, mask)

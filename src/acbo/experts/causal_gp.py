@@ -11,8 +11,11 @@
   s = sqrt(causal variance);
 - expected improvement (minimisation), maximised over the variable's domain with BoTorch.
 
-The causal prior mean and variance are computed on a grid over each domain (``grid`` points)
+The causal prior mean and variance are computed on a grid over each domain (``GRID`` points)
 and linearly interpolated; the GPs see the intervened value rescaled to [0, 1] over its domain.
+An exploration set of k variables set together (do(X_E = x_E)) is handled the same way over
+[0, 1]^k: the do-calculus average with every member of E that is in S set, a grid of
+``SET_GRID[k]`` points per axis interpolated multilinearly, an ARD kernel and EI over the box.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from gpytorch.constraints import Interval
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 GRID = 101
+SET_GRID = {1: GRID, 2: 21, 3: 9}
+"""Grid points per axis of the causal prior of a set of k variables (k -> points): the grid has
+``SET_GRID[k] ** k`` points, each a do-calculus average over the observational rows."""
 
 
 # ----------------------------------------------------------------------------- pure maths
@@ -58,6 +64,32 @@ def interpolate(x: torch.Tensor, grid_values: torch.Tensor) -> torch.Tensor:
     lo = pos.floor().clamp(max=G - 2).long()
     frac = pos - lo.to(pos.dtype)
     return grid_values[lo] * (1 - frac) + grid_values[lo + 1] * frac
+
+
+def grid_points(k: int, G: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The G^k points of a uniform grid over [0, 1]^k (G^k x k; the first axis slowest)."""
+    g = torch.linspace(0, 1, G, dtype=dtype)
+    return torch.cartesian_prod(*[g] * k).reshape(-1, k)
+
+
+def interpolate_grid(x: torch.Tensor, grid_values: torch.Tensor) -> torch.Tensor:
+    """Multilinear interpolation of values on a uniform grid over [0, 1]^k (G^k of them, in the
+    order of :func:`grid_points`) at x (... x k, in [0, 1]); k = 1 is :func:`interpolate`."""
+    k = x.shape[-1]
+    if k == 1:
+        return interpolate(x[..., 0], grid_values)
+    G = round(grid_values.shape[0] ** (1.0 / k))
+    assert G ** k == grid_values.shape[0], (G, k, grid_values.shape)
+    pos = x.clamp(0, 1) * (G - 1)                                                           # ... x k
+    lo = pos.floor().clamp(max=G - 2).long()
+    frac = pos - lo.to(pos.dtype)
+    strides = torch.tensor([G ** (k - 1 - a) for a in range(k)])
+    out = torch.zeros(x.shape[:-1], dtype=grid_values.dtype)
+    for corner in range(2 ** k):  # each corner of the cell around x, weighted by the opposite volume
+        bits = torch.tensor([(corner >> (k - 1 - a)) & 1 for a in range(k)])
+        weight = torch.where(bits.bool(), frac, 1 - frac).prod(-1)
+        out = out + weight * grid_values[((lo + bits) * strides).sum(-1)]
+    return out
 
 
 # ----------------------------------------------------------------------------- per-set GPs
@@ -117,21 +149,24 @@ def train_cholesky(gp: SingleTaskGP) -> torch.Tensor:
         return torch.linalg.cholesky(K)
 
 
-def do_effect(gp: SingleTaskGP, X_obs: torch.Tensor, member: int, grid: torch.Tensor,
+def do_effect(gp: SingleTaskGP, X_obs: torch.Tensor, member: int | list[int], grid: torch.Tensor,
               chol: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """E[y | do(X_member = g)] and its variance for every grid value g (standardised units):
     the GP mean/variance averaged over the observed rows of the other members.
-    X_obs: n x p, grid: G. Returns (G, G). Grid values are processed in chunks, so memory stays
-    bounded whatever n is; ``chol``: :func:`train_cholesky` of the GP, when already known."""
+    X_obs: n x p, grid: G (one member) or G x m (``member`` a list of m columns set together).
+    Returns (G, G). Grid values are processed in chunks, so memory stays bounded whatever n is;
+    ``chol``: :func:`train_cholesky` of the GP, when already known."""
     n, p = X_obs.shape
     G = grid.shape[0]
+    cols = [member] if isinstance(member, int) else list(member)
+    points = grid[:, None] if grid.dim() == 1 else grid                                        # G x m
     L = train_cholesky(gp) if chol is None else chol
     step = max(1, DO_CHUNK // max(1, n * L.shape[0]))
     means, variances = [], []
     for s in range(0, G, step):
-        g = grid[s:s + step]
+        g = points[s:s + step]                                                                # g x m
         X = X_obs[None].expand(len(g), n, p).clone()                                          # g x n x p
-        X[:, :, member] = g[:, None]
+        X[:, :, cols] = g[:, None, :]
         m, v = marginal_posterior(gp, X.reshape(len(g) * n, p), L)
         means.append(m.reshape(len(g), n).mean(1))
         variances.append(v.reshape(len(g), n).mean(1))
@@ -140,59 +175,65 @@ def do_effect(gp: SingleTaskGP, X_obs: torch.Tensor, member: int, grid: torch.Te
 
 # ----------------------------------------------------------------------------- causal GP
 class GridMean(gpytorch.means.Mean):
-    """A prior mean given on a uniform grid over [0, 1] (inputs: ... x 1)."""
+    """A prior mean given on a uniform grid over [0, 1]^k (inputs: ... x k; :func:`grid_points` order)."""
 
     def __init__(self, values: torch.Tensor):
         super().__init__()
         self.register_buffer("values", values)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return interpolate(x[..., 0], self.values)
+        return interpolate_grid(x, self.values)
 
 
 class CausalKernel(gpytorch.kernels.Kernel):
-    """k(x, x') = s(x) s(x') with s on a uniform grid over [0, 1]."""
+    """k(x, x') = s(x) s(x') with s on a uniform grid over [0, 1]^k."""
 
     def __init__(self, std_values: torch.Tensor):
         super().__init__()
         self.register_buffer("std_values", std_values)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params) -> torch.Tensor:
-        s1 = interpolate(x1[..., 0], self.std_values)
-        s2 = interpolate(x2[..., 0], self.std_values)
+        s1 = interpolate_grid(x1, self.std_values)
+        s2 = interpolate_grid(x2, self.std_values)
         if diag:
             return s1 * s2
         return s1[..., :, None] * s2[..., None, :]
 
 
 def causal_gp(x: torch.Tensor, y: torch.Tensor, prior_mean: torch.Tensor, prior_var: torch.Tensor) -> SingleTaskGP:
-    """The GP of one exploration variable: data x (k, in [0, 1]) and y (k, standardised), prior
-    mean and variance on the grid. Fitted (sigma_f, lengthscale, noise) when k >= 1."""
-    covar = (gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(lengthscale_constraint=Interval(0.01, 5.0)))
+    """The GP of one exploration set: data x (n, one variable, or n x k, in [0, 1]) and y (n,
+    standardised), prior mean and variance on the grid (G^k). Fitted (sigma_f, length scales,
+    noise) when n >= 1."""
+    X = x[:, None] if x.dim() == 1 else x                                                    # n x k
+    ard = None if X.shape[1] == 1 else X.shape[1]
+    covar = (gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=ard,
+                                                                     lengthscale_constraint=Interval(0.01, 5.0)))
              + CausalKernel(prior_var.sqrt()))
     lik = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=Interval(1e-5, 2.0))
-    gp = SingleTaskGP(x[:, None], y[:, None], covar_module=covar, mean_module=GridMean(prior_mean),
+    gp = SingleTaskGP(X, y[:, None], covar_module=covar, mean_module=GridMean(prior_mean),
                       likelihood=lik, outcome_transform=None)
     _fit(gp)
     return gp
 
 
 def maximise_ei(prior_mean: torch.Tensor, prior_var: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                best: float, seed: int) -> tuple[float, float]:
-    """Maximise EI for one variable over [0, 1]. With no data yet, EI of the causal prior
-    (prior std sqrt(1 + v)) on the grid; else BoTorch's optimize_acqf on the causal GP.
-    Returns (argmax in [0, 1], EI there). BoTorch maximises log EI (same argmax, stable
-    numerics where EI underflows)."""
-    if len(x) == 0:
-        grid = torch.linspace(0, 1, prior_mean.shape[0], dtype=prior_mean.dtype)
+                best: float, seed: int) -> tuple[torch.Tensor, float]:
+    """Maximise EI for one exploration set of k variables over [0, 1]^k; x: n x k (n may be 0),
+    y: n, the prior on the grid (G^k). With no data yet, EI of the causal prior (prior std
+    sqrt(1 + v)) on the grid; else BoTorch's optimize_acqf on the causal GP. Returns (argmax in
+    [0, 1]^k, k; EI there). BoTorch maximises log EI (same argmax, stable numerics where EI
+    underflows)."""
+    n, k = x.shape
+    if n == 0:
+        grid = grid_points(k, round(prior_mean.shape[0] ** (1.0 / k)), prior_mean.dtype)          # G^k x k
         ei = expected_improvement(prior_mean, (1.0 + prior_var).sqrt(), best)
         i = int(ei.argmax())
-        return float(grid[i]), float(ei[i])
+        return grid[i], float(ei[i])
     gp = causal_gp(x, y, prior_mean, prior_var)
     acq = LogExpectedImprovement(gp, best_f=best, maximize=False)
-    bounds = torch.tensor([[0.0], [1.0]], dtype=prior_mean.dtype)
+    bounds = torch.tensor([[0.0] * k, [1.0] * k], dtype=prior_mean.dtype)
     with warnings.catch_warnings(), torch.random.fork_rng():
         torch.manual_seed(seed)
         warnings.simplefilter("ignore")
         cand, val = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=4, raw_samples=64, options={"seed": seed})
-    return float(cand.flatten()[0]), math.exp(float(val))
+    return cand.reshape(k), math.exp(float(val))

@@ -25,7 +25,8 @@ import time
 import torch
 
 from acbo.buffer import Buffer, clamped_stats
-from acbo.experts.causal_gp import GRID, average_models, do_effect, fit_set_gp, maximise_ei, train_cholesky
+from acbo.experts.causal_gp import (SET_GRID, average_models, do_effect, fit_set_gp, grid_points, interpolate_grid,
+                                    maximise_ei, train_cholesky)
 from acbo.experts.drcfs import DRConfig, DRPrior, fit_dr_prior
 from acbo.experts.set_posterior import CandidateSetPosterior, SetPosteriorConfig
 from acbo.method import Method, Problem, register_method
@@ -43,6 +44,7 @@ class CausalGPMethod(Method):
 
     believes_pending = True
     reads_costs = True
+    chooses_sets = True
 
     def __init__(self, problem: Problem, n_init: int = 0, max_rows: int = 300):
         super().__init__(problem)
@@ -85,9 +87,11 @@ class CausalGPMethod(Method):
                 self._rows = torch.randperm(n, generator=g)[: self.max_rows].sort().values
         return self._rows
 
-    def _effect(self, buffer: Buffer, members: tuple[int, ...], var: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal effect of do(X_var = grid) on standardised Y under the set ``members``."""
-        key = (members, var)
+    def _effect(self, buffer: Buffer, members: tuple[int, ...], inside: tuple[int, ...], G: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal effect on standardised Y (G^m each) of do(X_inside = grid) under the set
+        ``members`` (``inside``: m of its members, set together on a grid of G points per axis)."""
+        key = (members, inside, G)
         if key not in self._effects:
             x, mean, std = self.observational(buffer)
             x = x[self.gp_rows(buffer)]
@@ -97,50 +101,79 @@ class CausalGPMethod(Method):
                 t = self.problem.target
                 gp = fit_set_gp(Z, (x[:, t] - mean[t]) / std[t])
                 self._set_gps[members] = (gp, train_cholesky(gp))
-            p = self.problem
-            raw = p.low[var] + (p.high[var] - p.low[var]) * torch.linspace(0, 1, GRID, dtype=torch.float64)
+            p, at = self.problem, list(inside)
+            raw = p.low[at] + (p.high[at] - p.low[at]) * grid_points(len(at), G)                    # G^m x m
             gp, chol = self._set_gps[members]
-            self._effects[key] = do_effect(gp, Z, idx.index(var), (raw - mean[var]) / std[var], chol)
+            cols = idx.index(at[0]) if len(at) == 1 else [idx.index(v) for v in at]
+            points = (raw - mean[at]) / std[at]
+            self._effects[key] = do_effect(gp, Z, cols, points[:, 0] if len(at) == 1 else points, chol)
         return self._effects[key]
 
-    def causal_prior(self, buffer: Buffer, sets: torch.Tensor, weights: torch.Tensor, var: int):
-        """Model-averaged prior mean and variance (GRID each) of standardised Y under do(X_var)."""
+    def causal_prior(self, buffer: Buffer, sets: torch.Tensor, weights: torch.Tensor, explore: tuple[int, ...]):
+        """Model-averaged prior mean and variance of standardised Y under do(X_explore) on the
+        grid over its box (G^k each, G = ``SET_GRID[k]``, :func:`grid_points` order): under each
+        candidate set S, the do-calculus average with the members of ``explore`` in S set; no
+        effect when none is (Y's observational mean, 0 in standardised units, no variance)."""
+        k = len(explore)
+        G = SET_GRID[k]
         means, variances = [], []
         for s in sets:
             members = tuple(torch.nonzero(s).flatten().tolist())
-            if var in members:
-                m, v = self._effect(buffer, members, var)
-            else:  # no causal effect in "S -> Y": Y's observational mean (0 in standardised units)
-                m = v = torch.zeros(GRID, dtype=torch.float64)
+            inside = tuple(v for v in explore if v in members)
+            if inside:
+                m, v = self._effect(buffer, members, inside, G)
+                shape = [G if e in inside else 1 for e in explore]  # constant along the members not in S
+                m, v = (t.reshape(shape).expand([G] * k).reshape(-1) for t in (m, v))
+            else:
+                m = v = torch.zeros(G ** k, dtype=torch.float64)
             means.append(m)
             variances.append(v)
         return average_models(weights.to(torch.float64), torch.stack(means), torch.stack(variances))
 
+    def _unit(self, explore: tuple[int, ...], values: torch.Tensor) -> torch.Tensor:
+        """Settings of ``explore`` (... x k, observed units) rescaled to [0, 1]^k over their domains."""
+        p, at = self.problem, list(explore)
+        width = (p.high[at] - p.low[at]).to(torch.float64)
+        width = torch.where(width > 0, width, torch.ones_like(width))
+        return (values.to(torch.float64) - p.low[at]) / width
+
+    @staticmethod
+    def _exactly(buffer: Buffer, explore: tuple[int, ...]) -> torch.Tensor:
+        """n (bool): the rows that set exactly the variables of ``explore``."""
+        want = torch.zeros(buffer.d, dtype=torch.bool)
+        want[list(explore)] = True
+        return (buffer.intervened == want).all(1)
+
     def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
-        """The causal-GP predictive of Y under do(X_variable = x): the model-averaged causal prior,
-        updated by the causal GP on the interventions made on the variable (the model EI is
-        maximised on); a Gaussian over x in observed units. ``draw`` adds the GP's noise (before
-        any intervention on the variable: the per-set GPs' mean noise)."""
-        from acbo.experts.causal_gp import causal_gp, interpolate
+        """The causal-GP predictive of Y under do(X_variable = x) (:meth:`predict_set` of one)."""
+        return self.predict_set(buffer, [variable], x[:, None], draw)
+
+    def predict_set(self, buffer: Buffer, variables: list[int], x: torch.Tensor, draw: bool = True):
+        """The causal-GP predictive of Y under do(X_variables = x) (x: Q x k): the model-averaged
+        causal prior of the set, updated by the causal GP on the experiments that set exactly
+        these variables (the model EI is maximised on); a Gaussian over the Q settings in observed
+        units. ``draw`` adds the GP's noise (before any such experiment: the per-set GPs' mean noise)."""
+        from acbo.experts.causal_gp import causal_gp
         from acbo.predictive import GaussianMixture
 
         p = self.problem
+        order = sorted(range(len(variables)), key=lambda c: variables[c])
+        explore = tuple(variables[c] for c in order)
         sets, weights = self.sets_and_weights(buffer)
         _, mean, std = self.observational(buffer)
         t = p.target
-        width = float(p.high[variable] - p.low[variable]) or 1.0
-        u = ((x.to(torch.float64) - p.low[variable]) / width)
-        m_grid, v_grid = self.causal_prior(buffer, sets, weights, variable)
-        rows = (buffer.intervened.sum(1) == 1) & buffer.intervened[:, variable]
+        u = self._unit(explore, x[:, order]).clamp(0, 1)                                            # Q x k
+        m_grid, v_grid = self.causal_prior(buffer, sets, weights, explore)
+        rows = self._exactly(buffer, explore)
         if rows.any():
             ys = (buffer.values[rows, t] - mean[t]) / std[t]
-            gp = causal_gp((buffer.values[rows, variable] - p.low[variable]) / width, ys, m_grid, v_grid)
+            gp = causal_gp(self._unit(explore, buffer.values[rows][:, list(explore)]), ys, m_grid, v_grid)
             with torch.no_grad():
-                post = gp.posterior(u.clamp(0, 1)[:, None, None])
+                post = gp.posterior(u[:, None, :])
             f_mean, f_var = post.mean.flatten(), post.variance.flatten()
             noise = float(gp.likelihood.noise.detach())
-        else:  # the causal prior (as EI scores it before any data on the variable)
-            f_mean, f_var = interpolate(u, m_grid), 1.0 + interpolate(u, v_grid)
+        else:  # the causal prior (as EI scores it before any data on the set)
+            f_mean, f_var = interpolate_grid(u, m_grid), 1.0 + interpolate_grid(u, v_grid)
             gps = [self._set_gps[k][0] for k in self._set_gps]
             noise = float(sum(float(g.likelihood.noise.detach()) for g in gps) / len(gps)) if gps else 1.0
         var = f_var + (noise if draw else 0.0)
@@ -148,20 +181,42 @@ class CausalGPMethod(Method):
         return GaussianMixture.normal(f_mean, var.clamp_min(1e-12).sqrt()).affine(mean[t].expand(Q), std[t].expand(Q))
 
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
-        t0 = time.perf_counter()
-        p = self.problem
-        sets, weights = self.sets_and_weights(buffer)
-        explore = torch.nonzero(sets.any(0) & p.intervenable).flatten().tolist()
+        """The variable and value of largest EI (per unit cost, with costs) among the variables of
+        the candidate sets; a random one when they hold none that may be set."""
+        sets, _ = self.sets_and_weights(buffer)
+        explore = torch.nonzero(sets.any(0) & self.problem.intervenable).flatten().tolist()
         if not explore:
             self.last_decision = {"phase": "random", "ei": {}}
             return self.random_proposal(generator)
-        single = buffer.intervened.sum(1) == 1
-        counts = {v: int((single & buffer.intervened[:, v]).sum()) for v in explore}
-        for v in explore:  # the initial design: n_init random interventions per exploration variable
-            if counts[v] < self.n_init:
-                u = float(torch.rand(1, generator=generator, dtype=torch.float64))
+        (v, *_), (x, *_) = self._decide(buffer, generator, [(v,) for v in explore])
+        return v, x
+
+    def ask_set(self, buffer: Buffer, generator: torch.Generator) -> dict[int, float]:
+        """PARENT_SCALE over sets: the exploration sets are the allowed sets whose members all lie
+        in the candidate parent sets (subsets of the believed parents, sizes 1 … ``max_set``); the
+        set and values of largest EI (per unit cost, with costs) under each one's causal GP; a
+        random allowed set when no allowed set lies in the candidates."""
+        sets, _ = self.sets_and_weights(buffer)
+        believed = sets.any(0) & self.problem.intervenable
+        explore = [e for e in self.problem.allowed_sets if bool(believed[list(e)].all())]
+        if not explore:
+            self.last_decision = {"phase": "random", "ei": {}}
+            return self.random_set(generator)
+        chosen, values = self._decide(buffer, generator, explore)
+        return dict(zip(chosen, values))
+
+    def _decide(self, buffer: Buffer, generator: torch.Generator, explore: list[tuple[int, ...]]
+                ) -> tuple[tuple[int, ...], list[float]]:
+        """The exploration set (of ``explore``) and its values (observed units) with the largest EI,
+        after ``n_init`` random settings of each."""
+        t0 = time.perf_counter()
+        p = self.problem
+        for e in explore:  # the initial design: n_init random settings per exploration set
+            if int(self._exactly(buffer, e).sum()) < self.n_init:
+                u = torch.rand(len(e), generator=generator, dtype=torch.float64)
                 self.last_decision = {"phase": "init", "ei": {}, "seconds": time.perf_counter() - t0}
-                return v, float(p.low[v] + u * (p.high[v] - p.low[v]))
+                return e, [float(p.low[v] + u[c] * (p.high[v] - p.low[v])) for c, v in enumerate(e)]
+        sets, weights = self.sets_and_weights(buffer)
         _, mean, std = self.observational(buffer)
         t = p.target
         sign = 1.0 if p.minimize else -1.0
@@ -169,24 +224,23 @@ class CausalGPMethod(Method):
         interventional = ~buffer.observational_rows & ~buffer.intervened[:, t]
         best = float(ys[interventional].min()) if interventional.any() else float(ys.min())
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-        results = {}
-        for v in explore:
-            m, var = self.causal_prior(buffer, sets, weights, v)
-            rows = single & buffer.intervened[:, v]
-            width = float(p.high[v] - p.low[v]) or 1.0
-            xv = (buffer.values[rows, v] - p.low[v]) / width
-            results[v] = maximise_ei(sign * m, var, xv, ys[rows], best, seed)
-        score = {v: results[v][1] for v in results}
-        if p.costs is not None:  # EI per unit cost at each variable's EI maximiser, among what the allowance pays for
+        results, settings = {}, {}
+        for e in explore:
+            m, var = self.causal_prior(buffer, sets, weights, e)
+            rows = self._exactly(buffer, e)
+            x01, ei = maximise_ei(sign * m, var, self._unit(e, buffer.values[rows][:, list(e)]), ys[rows], best, seed)
+            results[e] = ei
+            settings[e] = [float(p.low[v] + x01[c] * (p.high[v] - p.low[v])) for c, v in enumerate(e)]
+        score = dict(results)
+        if p.costs is not None:  # EI per unit cost at each set's EI maximiser, among what the allowance pays for
             prev = self.previous(buffer)
-            for v, (x01, ei) in results.items():
-                c = p.costs.of({v: float(p.low[v] + x01 * (p.high[v] - p.low[v]))}, prev)
-                score[v] = ei / c if c <= self.allowance else -math.inf
-        v_best = max(score, key=score.get)
-        x01 = results[v_best][0]
-        self.last_decision = {"phase": "ei", "ei": {p.names[v]: results[v][1] for v in results},
+            for e in results:
+                c = p.costs.of(dict(zip(e, settings[e])), prev)
+                score[e] = results[e] / c if c <= self.allowance else -math.inf
+        e_best = max(score, key=score.get)
+        self.last_decision = {"phase": "ei", "ei": {"+".join(p.names[v] for v in e): results[e] for e in results},
                               "seconds": time.perf_counter() - t0}
-        return v_best, float(p.low[v_best] + x01 * (p.high[v_best] - p.low[v_best]))
+        return e_best, settings[e_best]
 
 
 @register_method

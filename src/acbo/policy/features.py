@@ -90,6 +90,8 @@ GRID_QUANTILES = (0.1, 0.9)
 """Quantiles of a measurement's predictive, per grid point."""
 LOG_EI = 6
 """Index of log(EI + EI_FLOOR) among the grid features."""
+GRID_MEAN, GRID_STD, GRID_BEST = 1, 2, 7
+"""Indices of the mean and std of E[Y | do] and of (incumbent - mean) among the grid features."""
 
 
 def grid_positions(K: int, dtype=torch.float32, device=None) -> torch.Tensor:

@@ -16,8 +16,9 @@ from acbo.buffer import Buffer, CampaignBatch
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
 from acbo.policy.decide import after_experiments, decide, per_unit_cost
-from acbo.policy.features import grid_positions, settable_variables
+from acbo.policy.features import GRID_BEST, GRID_MEAN, GRID_STD, grid_positions, settable_variables
 from acbo.policy.model import GridActionDist
+from acbo.policy.sets import SetActionDist, additive_pairs, allowed_pairs, pair_logits
 from acbo.posterior import ParentPosterior
 from acbo.surrogate import Belief, EncodingCache
 from acbo.surrogate.checkpoint import shared_surrogate
@@ -56,6 +57,7 @@ class Amortized(Method):
     name = "amortized"
     believes_pending = True
     reads_costs = True
+    chooses_sets = True
 
     def __init__(self, problem: Problem, checkpoint: str | None = None, horizon: int = 20, greedy: bool = False,
                  batch: str = "believer", cost_rule: str = "policy"):
@@ -71,6 +73,14 @@ class Amortized(Method):
         self.horizon, self.greedy, self.batch = horizon, bool(greedy), batch
         self._first = None  # (rows, policy input, distribution) of the last decision on measured rows only
         self.policy, self.surrogate = shared_policy(self.checkpoint)
+        if problem.max_set > 1 or problem.sets is not None:
+            big = [s for s in problem.allowed_sets if len(s) > 2]
+            if big:
+                raise ValueError(f"amortized sets at most two variables per experiment; the problem allows sets of "
+                                 f"{max(map(len, big))} (max_set={problem.max_set})")
+            if not self.policy.cfg.grid or self.policy.cfg.world != "conditioned":
+                raise ValueError("amortized chooses sets with the conditioned world model; this policy does not read it "
+                                 f"(grid={self.policy.cfg.grid}, world={self.policy.cfg.world!r})")
         self._cache = EncodingCache(self.surrogate)
         self._memo = ContextMemo()  # the world model's context rows, encoded once over the campaign
 
@@ -205,13 +215,21 @@ class Amortized(Method):
 
     def _choose(self, x, dist, buffer: Buffer, pending: list[dict[int, float]], generator: torch.Generator
                 ) -> tuple[int, float]:
-        """The action drawn from ``dist`` (the policy's, on input ``x``): away from the ``pending``
-        experiments' cells and, with costs, on the variable of most expected improvement per unit
-        cost (see :meth:`ask`)."""
+        """The action drawn from ``dist`` (the policy's, on input ``x``), as :meth:`_restricted` leaves it."""
+        dist = self._restricted(x, dist, buffer, pending)
+        var, u = dist.mode() if self.greedy else (t[:, 0] for t in dist.sample(generator, 1))
+        j = int(var[0])
+        lo, hi = float(self.problem.low[j]), float(self.problem.high[j])
+        return j, lo + float(u[0]) * (hi - lo)
+
+    def _restricted(self, x, dist, buffer: Buffer, pending: list[dict[int, float]]):
+        """``dist`` away from the cells of the ``pending`` experiments' members and, with costs, on
+        the variable of most expected improvement per unit cost or reweighted by cost (see :meth:`ask`)."""
         p = self.problem
         if pending and isinstance(dist, GridActionDist):
-            var = torch.tensor([next(iter(q)) for q in pending])                                    # P
-            val = torch.tensor([next(iter(q.values())) for q in pending], dtype=torch.float64)      # P
+            members = [(j, v) for q in pending for j, v in q.items()]
+            var = torch.tensor([j for j, _ in members])                                             # P
+            val = torch.tensor([v for _, v in members], dtype=torch.float64)                        # P
             u = (val - p.low[var].double()) / (p.high[var] - p.low[var]).double().clamp_min(1e-12)
             dist = dist.excluding(var[None], u[None])
         if p.costs is not None and isinstance(dist, GridActionDist):
@@ -221,7 +239,64 @@ class Amortized(Method):
             else:  # the policy's own probabilities per unit cost
                 dist = dist.reweighted(torch.where(cost <= self.allowance, -torch.log(cost.clamp_min(1e-300)),
                                                    float("-inf")))  # cost 0: a variable that cannot be set
-        var, u = dist.mode() if self.greedy else (t[:, 0] for t in dist.sample(generator, 1))
-        j = int(var[0])
-        lo, hi = float(p.low[j]), float(p.high[j])
-        return j, lo + float(u[0]) * (hi - lo)
+        return dist
+
+    @torch.inference_mode()
+    def ask_set(self, buffer: Buffer, generator: torch.Generator) -> dict[int, float]:
+        """An experiment of one or two variables (:mod:`acbo.policy.sets`): the policy's action as
+        the first member (as :meth:`ask` draws it, among the variables of some allowed set), then
+        stop or a partner by the world model's expected improvement of the pair, per unit cost with
+        costs; pairs already measured are scored by the world model conditioned on them
+        (:meth:`predict_set`)."""
+        p = self.problem
+        c = self._campaign(buffer)
+        x, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
+        dist = self._restricted(x, dist, buffer, self.pending)
+        pair_ok, single_ok = allowed_pairs(p.allowed_sets, p.d)
+        dist = dist.restricted(((pair_ok.any(1) | single_ok) & p.intervenable)[None, :, None].expand_as(dist.logits))
+        cost = self._cell_costs(dist, buffer) if p.costs is not None else None
+        mean, std = x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double()                  # 1 x D x K each
+        best = (x.grid[..., GRID_BEST] + x.grid[..., GRID_MEAN]).double().amin((1, 2))                # 1: the incumbent
+        pair_mean, pair_var = additive_pairs(mean, std)
+        best = self._measured_pairs(buffer, pair_mean, pair_var, best)
+        logits = pair_logits(mean, std, pair_mean, pair_var, best, pair_ok[None], single_ok[None], cost=cost)
+        if cost is not None:  # a pair beyond the allowance is not drawn
+            too_dear = (cost.reshape(1, -1, 1) + cost.reshape(1, 1, -1)) > self.allowance               # 1 x DK x DK
+            logits[..., :-1] = logits[..., :-1].masked_fill(too_dear, float("-inf"))
+        act = SetActionDist(dist, logits)
+        var, u, n = act.mode() if self.greedy else act.sample(generator)
+        out = {}
+        for j, uj in zip(var[0, :int(n[0])].tolist(), u[0, :int(n[0])].tolist()):
+            lo, hi = float(p.low[j]), float(p.high[j])
+            out[j] = lo + uj * (hi - lo)
+        return out
+
+    def _measured_pairs(self, buffer: Buffer, pair_mean: torch.Tensor, pair_var: torch.Tensor, best: torch.Tensor
+                        ) -> torch.Tensor:
+        """For each pair of variables some rows set exactly, its blocks of ``pair_mean`` and
+        ``pair_var`` (1 x DK x DK, Y's standard units, minimised; changed in place) from the world
+        model conditioned on those rows (:meth:`predict_set` at the grid's cell centres); returns
+        ``best`` (1) lowered to the lowest predicted E[Y | do] at the pairs' measured settings."""
+        p = self.problem
+        K = pair_mean.shape[1] // p.d
+        told = buffer.told
+        two = told.intervened.sum(1) == 2
+        if not bool(two.any()):
+            return best
+        mean_y, std_y = (t[p.target].double() for t in told.observational_stats())
+        sign = 1.0 if p.minimize else -1.0  # the policy's campaign minimises -Y when maximising
+        at = grid_positions(K, torch.float64)
+        for i, j in sorted({tuple(torch.nonzero(r).flatten().tolist()) for r in told.intervened[two]}):
+            lo, hi = p.low[[i, j]].double(), p.high[[i, j]].double()
+            cells = torch.cartesian_prod(at, at)                                                    # K^2 x 2
+            rows = told.values[(told.intervened.sum(1) == 2) & told.intervened[:, i] & told.intervened[:, j]][:, [i, j]]
+            pts = torch.cat([lo + (hi - lo) * cells, rows.double()])
+            pred = self.predict_set(told, [i, j], pts, draw=False)
+            z, s = sign * (pred.mean - mean_y) / std_y, pred.std / std_y
+            block = z[:K * K].reshape(K, K).to(pair_mean.dtype), (s[:K * K] ** 2).reshape(K, K).to(pair_var.dtype)
+            for a, b, t in ((i, j, False), (j, i, True)):
+                rows_, cols_ = slice(a * K, (a + 1) * K), slice(b * K, (b + 1) * K)
+                pair_mean[0, rows_, cols_] = block[0].T if t else block[0]
+                pair_var[0, rows_, cols_] = block[1].T if t else block[1]
+            best = torch.minimum(best, z[K * K:].min().to(best.dtype).reshape(1))
+        return best

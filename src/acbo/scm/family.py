@@ -275,7 +275,10 @@ interactions, Student-t noise, domains wider than 3 observed spreads, d > 30, hi
 
 TRAIN_SHAPES = ("bump", "wave", "step")
 """The response shapes the training world draws; ``test-shapes`` also holds out ``vshape`` and
-``bump2d`` (:data:`acbo.scm.mechanisms.SHAPES`)."""
+``bump2d`` (:data:`acbo.scm.mechanisms.SHAPES`). ``train-joint`` and ``test-joint`` give Y a dip
+on each of two parents (``dips2``: the best experiment sets both, a joint optimum), the first for
+training a policy that chooses sets, the second (every Y of that kind, a sink with more parents)
+to measure one."""
 
 for _f in (
     Family("train-broad", **BROAD),
@@ -290,6 +293,11 @@ for _f in (
                               "target_mechanism": TRAIN_SHAPES, "p_target_mechanism": 0.5}),
     Family("test-shapes", **{**BROAD, "d_range": (3, 20), "mechanism": BROAD["mechanism"] + SHAPES,
                              "target_mechanism": SHAPES}),
+    Family("train-joint", **{**BROAD, "mechanism": BROAD["mechanism"] + TRAIN_SHAPES,
+                             "target_mechanism": TRAIN_SHAPES + ("dips2",) * 3, "p_target_mechanism": 0.7}),
+    Family("test-joint", **{**BROAD, "d_range": (3, 20), "target": "sink2", "graph": ("er", "sf", "collider", "dense"),
+                            "expected_degree": (1.5, 3.0),
+                            "mechanism": BROAD["mechanism"] + TRAIN_SHAPES, "target_mechanism": ("dips2",)}),
 ):
     register_family(_f)
 

@@ -103,14 +103,16 @@ def sample_graph(kind: str, generator: torch.Generator, B: int, d: int, expected
     return GRAPH_PRIORS[kind](generator, B, d, expected_degree)
 
 
-TARGET_RULES = ("any", "sink")
+TARGET_RULES = ("any", "sink", "sink2")
 
 
 def pick_target(generator: torch.Generator, A: torch.Tensor, rule: str = "any") -> tuple[torch.Tensor, torch.Tensor]:
     """Choose Y uniformly among the nodes that have at least one parent (``rule="any"``: so Y is
     not always a sink) or among those that also have no child (``rule="sink"``: the outcome is a
-    sink, the usual CBO setting, where Y's Markov blanket is its parents). Graphs with no edge
-    get one edge ``j -> k`` (j < k, uniform) and Y = k. Both rules draw the same random numbers.
+    sink, the usual CBO setting, where Y's Markov blanket is its parents), or ``rule="sink2"``:
+    among the sinks with two or more parents where the graph has one, else among the nodes with
+    two or more parents, else as ``sink`` (problems whose optimum may need two variables set). Graphs with no edge get one edge
+    ``j -> k`` (j < k, uniform) and Y = k. Every rule draws the same random numbers.
 
     A: B x d x d canonical DAGs. Returns (A with any added edges, target canonical index: B).
     """
@@ -127,7 +129,11 @@ def pick_target(generator: torch.Generator, A: torch.Tensor, rule: str = "any") 
         A = A.clone()
         A[rows, j[rows], k[rows]] = True
         has_parent = A.any(dim=1)
-    eligible = has_parent & ~A.any(dim=2) if rule == "sink" else has_parent    # a DAG with an edge has a sink with a parent
+    eligible = has_parent & ~A.any(dim=2) if rule in ("sink", "sink2") else has_parent  # a DAG with an edge has a sink with a parent
+    if rule == "sink2":
+        two = A.sum(dim=1) >= 2                                                 # B x d
+        for wider in (two, two & eligible):  # the narrowest rule some node meets wins
+            eligible = torch.where(wider.any(dim=1, keepdim=True), wider, eligible)
     score = torch.rand(B, d, generator=generator, device=device).masked_fill(~eligible, -1.0)
     return A, score.argmax(dim=1)
 

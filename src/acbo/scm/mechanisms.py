@@ -21,8 +21,9 @@ W[k, h, j] (masked to the parents j of k), c[k, h], a[k, h]:
 | 12   | step        | tanh(z1) - b tanh(z2) + v . u, z_h = g (w^ . u - t_h) | sharp threshold (gain g ~ U(4, 15)), or a plateau between t1 < t2 (b = 1, prob. 1/2) |
 | 13   | vshape      | abs(w^ . u - t) + v . u                           | a V with its tip at t ~ U(-2, 2)           |
 | 14   | bump2d      | a exp(-(z_i^2 + z_j^2)/2) + v . u, z = (u - m) / s  | a peak over two distinct parents i, j (one parent: a bump), interior optimum |
+| 15   | dips2       | -a1 exp(-z_i^2/2) - a2 exp(-z_j^2/2) + v . u, z = (u - m) / s | a dip on each of two distinct parents i, j (one parent: one dip), a_h ~ U(1, 2), centre m ~ U(-1.5, 1.5), width s ~ logU(0.3, 1): the lowest Y sets both at their dips (a joint optimum) |
 
-The shape kinds (10-14) add a small linear part v . u (|v| ~ U(0.1, 0.4)), so their signal's
+The shape kinds (10-15) add a small linear part v . u (|v| ~ U(0.1, 0.4)), so their signal's
 spread never rests on a feature the observations rarely reach. w^: random-sign weights
 normalised to unit length over the parents. The signal is then
 standardised on a pilot sample (see :mod:`acbo.scm.scm`), so every kind enters with unit
@@ -39,16 +40,16 @@ import torch
 from acbo.seeding import standard_gamma
 
 MECHANISMS = ("linear", "mlp", "gp", "poly", "saturating", "prob", "periodic", "exp", "log", "interaction",
-              "bump", "wave", "step", "vshape", "bump2d")
+              "bump", "wave", "step", "vshape", "bump2d", "dips2")
 """Mechanism kinds; a node's kind is its index here."""
 CLASSIC = ("linear", "mlp", "gp")
 """The kinds of the classic families (one kind per graph)."""
-LINEAR, MLP, GP, POLY, SATURATING, PROB, PERIODIC, EXP, LOG, INTERACTION, BUMP, WAVE, STEP, VSHAPE, BUMP2D = \
+LINEAR, MLP, GP, POLY, SATURATING, PROB, PERIODIC, EXP, LOG, INTERACTION, BUMP, WAVE, STEP, VSHAPE, BUMP2D, DIPS2 = \
     range(len(MECHANISMS))
 SHAPES = ("bump", "wave", "step", "vshape", "bump2d")
 """The response shapes: localised features a smooth global fit misses."""
 HIDDEN = {"linear": 1, "mlp": 16, "gp": 32, "poly": 3, "saturating": 1, "prob": 1, "periodic": 1, "exp": 1, "log": 1,
-          "interaction": 3, "bump": 3, "wave": 2, "step": 3, "vshape": 2, "bump2d": 3}
+          "interaction": 3, "bump": 3, "wave": 2, "step": 3, "vshape": 2, "bump2d": 3, "dips2": 3}
 """Hidden units each kind uses in W, c, a (poly: its three coefficients in a)."""
 EXP_MAX = 8.0
 """exp mechanisms clamp their argument here (no overflow under far interventions)."""
@@ -112,7 +113,7 @@ def evaluate(kind: int, W_k: torch.Tensor, c_k: torch.Tensor, a_k: torch.Tensor,
         return a[..., 0] * torch.sign(z0) * torch.log1p(z0.abs())
     if kind == INTERACTION:
         return a[..., 0] * z0 * z[..., 1] + z[..., 2]
-    if kind == BUMP:
+    if kind in (BUMP, DIPS2):
         return a[..., 0] * torch.exp(-0.5 * z0 ** 2) + a[..., 1] * torch.exp(-0.5 * z[..., 1] ** 2) + z[..., 2]
     if kind == WAVE:
         return torch.sin(z0) + z[..., 1]
@@ -240,7 +241,7 @@ def sample_node_parameters(generator: torch.Generator, A: torch.Tensor, kind: to
             Wk[:, :, :2] *= mask[:, :, None, :]
             Wk[:, :, 2] = _unit_weights(generator, mask) * _uniform(generator, (B, d, 1), 0.2, 0.8)
             ak[:, :, 0] = _sign(generator, (B, d)) * _uniform(generator, (B, d), 0.7, 1.5)
-        elif code in (BUMP, WAVE, STEP, VSHAPE, BUMP2D):
+        elif code in (BUMP, WAVE, STEP, VSHAPE, BUMP2D, DIPS2):
             Wk, ck, ak = _shape_parameters(code, generator, mask, n_pa, h)
         here = (kind == code)                                                                    # B x d
         W[:, :, :h] = torch.where(here[:, :, None, None], Wk, W[:, :, :h])
@@ -285,20 +286,25 @@ def _shape_parameters(code: int, generator: torch.Generator, mask: torch.Tensor,
     elif code == VSHAPE:
         Wk[:, :, 0] = _unit_weights(generator, mask)
         ck[:, :, 0] = -_uniform(generator, (B, d), -2.0, 2.0)
-    elif code == BUMP2D:  # two distinct parents by random scores (one parent: a bump on it)
+    elif code in (BUMP2D, DIPS2):  # two distinct parents by random scores (one parent: that one alone)
         score = torch.rand(B, d, d, generator=generator, device=dev).masked_fill(mask == 0, -1.0)
         top = score.topk(min(2, d), dim=2).indices                                               # B x d x 2
         second = torch.where(n_pa >= 2, top[..., -1], top[..., 0])
+        reach = 2.0 if code == BUMP2D else 1.5
         for k, idx in enumerate((top[..., 0], second)):
             width = torch.exp(_uniform(generator, (B, d), math.log(0.3), math.log(1.0)))
-            centre = _uniform(generator, (B, d), -2.0, 2.0)
+            centre = _uniform(generator, (B, d), -reach, reach)
             Wk[:, :, k].scatter_(2, idx[..., None], 1.0)
             Wk[:, :, k] *= mask / width[..., None]
             ck[:, :, k] = -centre / width
         single = n_pa < 2
         Wk[:, :, 1] = torch.where(single[..., None], torch.zeros_like(Wk[:, :, 1]), Wk[:, :, 1])
         ck[:, :, 1] = torch.where(single, torch.zeros_like(ck[:, :, 1]), ck[:, :, 1])
-        ak[:, :, 0] = _sign(generator, (B, d)) * _uniform(generator, (B, d), 1.0, 2.0)
+        if code == BUMP2D:
+            ak[:, :, 0] = _sign(generator, (B, d)) * _uniform(generator, (B, d), 1.0, 2.0)
+        else:  # one dip per parent (none on the second when there is one parent)
+            ak[:, :, :2] = -_uniform(generator, (B, d, 2), 1.0, 2.0)
+            ak[:, :, 1] = torch.where(single, torch.zeros_like(ak[:, :, 1]), ak[:, :, 1])
     return Wk, ck, ak
 
 
