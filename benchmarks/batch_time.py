@@ -1,12 +1,13 @@
 """What a batch costs to choose: the wall time of one ask of q experiments, one thread, against one
-ask of a single experiment in the same run.
+ask of a single experiment in the same run; and what an experiment that may set two variables costs.
 
     python benchmarks/batch_time.py [--family test-broad] [--problems 20] [--q 8] [--repeats 3]
 
 For each problem of the family's test stream, a campaign of --told experiments (the pair's own,
 measured on the simulator), then for each repeat, in turn, on copies of it (``copy.deepcopy``: its
 caches as a running campaign has them): ``ask()`` of one experiment, ``ask(n=q)`` with
-``batch="believer"`` (the default) and with ``batch="distinct"``. Prints the median milliseconds of each, and each batch's median over the single ask's (a
+``batch="believer"`` (the default) and with ``batch="distinct"``, and ``ask()`` in a campaign
+with ``max_set=2`` (its own --told experiments, pairs among them; :mod:`acbo.policy.sets`). Prints the median milliseconds of each, and each batch's median over the single ask's (a
 ratio from one run, which a busy machine moves less than the times).
 """
 
@@ -33,22 +34,22 @@ def main() -> None:
     ap.add_argument("--told", type=int, default=4, help="Experiments told before the asks are timed.")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    times: dict[str, list[float]] = {"single": [], "believer": [], "distinct": []}
+    times: dict[str, list[float]] = {"single": [], "believer": [], "distinct": [], "pair": []}
     ds = []
     for seed in range(args.problems):
         p = make_problem(args.family, seed)
         ds.append(len(p.settable))
         kw = dict(target="Y", method="amortized", seed=seed, domains=p.domains, intervenable=p.settable)
         campaigns = {}
-        for mode in ("believer", "distinct"):
-            opt = CausalOptimizer(p.frame, batch=mode, **kw)
+        for mode in ("believer", "distinct", "pair"):
+            opt = CausalOptimizer(p.frame, **(dict(max_set=2) if mode == "pair" else dict(batch=mode)), **kw)
             for t in range(args.told):
                 iv = opt.ask()
                 opt.tell(iv, p.scm.run_experiment(dict(iv), generator("test", "batch-time", seed, t)), accept_outlier=True)
             campaigns[mode] = opt
         for _ in range(args.repeats):
             for name, n, mode in (("single", None, "believer"), ("believer", args.q, "believer"),
-                                  ("distinct", args.q, "distinct")):
+                                  ("distinct", args.q, "distinct"), ("pair", None, "pair")):
                 opt = copy.deepcopy(campaigns[mode])
                 t0 = time.perf_counter()
                 opt.ask(n)
@@ -59,6 +60,7 @@ def main() -> None:
     print(f"  one experiment: {med['single']:.1f} ms")
     for k in ("believer", "distinct"):
         print(f"  a batch of {args.q}, {k}: {med[k]:.1f} ms ({med[k] / med['single']:.1f}x one)")
+    print(f"  one experiment of up to two variables (max_set=2): {med['pair']:.1f} ms ({med['pair'] / med['single']:.1f}x one)")
 
 
 if __name__ == "__main__":
