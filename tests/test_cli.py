@@ -14,8 +14,11 @@ def test_run_shows_the_demo_by_default(tmp_path):
     res = runner.invoke(app, ["run", "--steps", "2", "--plot", str(tmp_path / "new" / "r.png")])
     assert res.exit_code == 0, res.output
     out = res.output.replace("\n", " ")
-    assert "optimum: temperature" in out and "parent_scale" in out and "acbo campaign init" in out
+    assert "best single setting: temperature" in out and "parent_scale" in out and "acbo campaign init" in out
+    assert "best of at most two set together: temperature" in out and ", pH = 7.3" in out
     assert (tmp_path / "new" / "r.png").stat().st_size > 0  # a missing folder is made, before any work
+    res = runner.invoke(app, ["run", "--steps", "1", "--max-set", "1", "--method", "random", "--plot", str(tmp_path / "r1.png")])
+    assert res.exit_code == 0 and "best of at most two" not in res.output, res.output
 
 
 def test_run_on_a_family_streams_its_steps(tmp_path):

@@ -320,3 +320,18 @@ def test_exploration_sets_with_a_variable_that_is_not_an_ancestor_of_y():
     child = scm.set_optimum(lo, hi, 1, can, sets=[(3,)])
     assert child.value.item() == pytest.approx(3.0, abs=1e-5)             # Y's observational mean
     assert scm.set_optimum(lo, hi, 2, can, sets=[(3,), (0, 1)]).value.item() == pytest.approx(-8.0, abs=1e-5)
+
+
+def test_the_bioreactor_needs_temperature_and_ph_together_for_its_best():
+    """The built-in bioreactor: the best single setting is temperature near 32 (E[titer] near 13.8);
+    the best pair sets temperature near 34 and pH near 7.4 together (near 17.8), far above any single
+    setting; pH alone at 7.4 or temperature alone at 34 gives no such titer."""
+    from acbo import bioreactor
+
+    var, value, single = bioreactor.optimum()
+    setting, best = bioreactor.set_optimum()
+    assert var == "temperature" and abs(value - 32) < 0.6 and abs(single - 13.8) < 0.2
+    assert set(setting) == {"temperature", "pH"} and abs(setting["temperature"] - 34.2) < 0.6
+    assert abs(setting["pH"] - 7.39) < 0.05 and best > single + 3.5
+    assert bioreactor.expected_titer({"pH": setting["pH"]}) < single
+    assert bioreactor.expected_titer({"temperature": setting["temperature"]}) < single

@@ -443,3 +443,34 @@ def test_test_joint_problems_need_two_variables_set():
         one, two = make_problem("test-joint", seed), make_problem("test-joint", seed, max_set=2)
         shares.append((one.y_star - two.y_star) / (one.e_obs - two.y_star))
     assert max(shares) > 0.2 and min(shares) >= -1e-6, shares
+
+
+def test_amortized_scores_measured_pairs_as_its_set_predictive_does():
+    """The pair decision's fast path (the campaign's own encoding, one world-model pass for every
+    measured pair) gives what ``predict_set`` gives on the same data, at the policy's grid cells."""
+    from acbo.policy.decide import decide
+    from acbo.policy.features import GRID_MEAN, GRID_STD, grid_positions
+    from acbo.policy.sets import additive_pairs
+
+    frame = _bowl()
+    opt = CausalOptimizer(frame, target="Y", method="amortized", seed=0, max_set=2)
+    for t, iv in enumerate([{"X1": 0.0, "X2": 0.0}, {"X1": 1.0, "X2": -1.0}, {"X1": 0.0, "X2": 0.0}, {"X2": 1.5}]):
+        opt.tell(iv, {"X1": iv.get("X1", 0.0), "X2": iv.get("X2", 0.0), "Z": 0.0,
+                      "Y": (iv.get("X1", 0.0) - 0.5) ** 2 + (iv.get("X2", 0.0) + 0.8) ** 2 + 0.1 * t}, chosen=True)
+    m = opt.method
+    with torch.inference_mode():
+        c = m._campaign(opt.buffer)
+        x, _ = decide(m.policy, c, m._belief(c, opt.buffer), m.surrogate, m._memo)
+        mean, std = x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double()
+        pm, pv = additive_pairs(mean, std)
+        m._measured_pairs(c, opt.buffer, pm, pv, torch.zeros(1, dtype=torch.float64))
+    K = mean.shape[2]
+    at = grid_positions(K, torch.float64)
+    (l1, h1), (l2, h2) = opt.domains["X1"], opt.domains["X2"]
+    pts = torch.cartesian_prod(l1 + (h1 - l1) * at, l2 + (h2 - l2) * at)
+    want = m.predict_set(opt.buffer, [0, 1], pts, draw=False)
+    y_mean, y_std = (float(t[3]) for t in opt.buffer.observational_stats())
+    got = pm[0, :K, K:2 * K].reshape(-1) * y_std + y_mean
+    assert torch.allclose(got, want.mean, atol=1e-3 * y_std), (got - want.mean).abs().max()
+    assert torch.allclose(pv[0, :K, K:2 * K].reshape(-1).sqrt() * y_std, want.std, atol=1e-3 * y_std)
+    assert torch.equal(pm[0, K:2 * K, :K], pm[0, :K, K:2 * K].T)

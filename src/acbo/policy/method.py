@@ -23,6 +23,7 @@ from acbo.posterior import ParentPosterior
 from acbo.surrogate import Belief, EncodingCache
 from acbo.surrogate.checkpoint import shared_surrogate
 from acbo.surrogate.model import ContextMemo
+from acbo.surrogate.conditioning import set_posterior
 from acbo.surrogate.world import conditioned_world
 
 
@@ -258,7 +259,7 @@ class Amortized(Method):
         mean, std = x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double()                  # 1 x D x K each
         best = (x.grid[..., GRID_BEST] + x.grid[..., GRID_MEAN]).double().amin((1, 2))                # 1: the incumbent
         pair_mean, pair_var = additive_pairs(mean, std)
-        best = self._measured_pairs(buffer, pair_mean, pair_var, best)
+        best = self._measured_pairs(c, buffer, pair_mean, pair_var, best)
         logits = pair_logits(mean, std, pair_mean, pair_var, best, pair_ok[None], single_ok[None], cost=cost)
         if cost is not None:  # a pair beyond the allowance is not drawn
             too_dear = (cost.reshape(1, -1, 1) + cost.reshape(1, 1, -1)) > self.allowance               # 1 x DK x DK
@@ -271,32 +272,48 @@ class Amortized(Method):
             out[j] = lo + uj * (hi - lo)
         return out
 
-    def _measured_pairs(self, buffer: Buffer, pair_mean: torch.Tensor, pair_var: torch.Tensor, best: torch.Tensor
-                        ) -> torch.Tensor:
-        """For each pair of variables some rows set exactly, its blocks of ``pair_mean`` and
-        ``pair_var`` (1 x DK x DK, Y's standard units, minimised; changed in place) from the world
-        model conditioned on those rows (:meth:`predict_set` at the grid's cell centres); returns
-        ``best`` (1) lowered to the lowest predicted E[Y | do] at the pairs' measured settings."""
+    def _measured_pairs(self, c: CampaignBatch, buffer: Buffer, pair_mean: torch.Tensor, pair_var: torch.Tensor,
+                        best: torch.Tensor) -> torch.Tensor:
+        """For each pair of variables some measured rows set exactly, its blocks of ``pair_mean``
+        and ``pair_var`` (1 x DK x DK, Y's standard units, minimised; changed in place) corrected
+        by those rows (:func:`acbo.surrogate.conditioning.set_posterior`: the additive prior the
+        blocks hold, the members' world models read at the measured settings on the campaign's
+        own encoding); returns ``best`` (1) lowered to the lowest posterior E[Y | do] at a pair's
+        measured settings. As :meth:`predict_set`, without re-encoding the rows."""
         p = self.problem
         K = pair_mean.shape[1] // p.d
         told = buffer.told
         two = told.intervened.sum(1) == 2
         if not bool(two.any()):
             return best
-        mean_y, std_y = (t[p.target].double() for t in told.observational_stats())
-        sign = 1.0 if p.minimize else -1.0  # the policy's campaign minimises -Y when maximising
+        pairs = sorted({tuple(torch.nonzero(r).flatten().tolist()) for r in told.intervened[two]})
+        members = sorted({v for pair in pairs for v in pair})
+        low, high = p.low.double(), p.high.double()
+        u_all = ((told.values.double() - low) / (high - low).clamp_min(1e-12))[two]               # M2 x D, rows that set two
+        mean, std = (t[0] for t in c.observational_stats())                                       # D each
+        var = torch.tensor(members)
+        belief = self._belief(c, buffer)
+        w = conditioned_world(self.surrogate, c.standardised(), belief.tokens, belief.marginals, var[None],
+                              ((low[var] - mean[var]) / std[var])[None], ((high[var] - mean[var]) / std[var])[None],
+                              u_all[:, var].T[None], self._memo)                                  # 1 x |members| x M2: one pass
+        ys = (c.values[0, :told.n][two, p.target].double() - mean[p.target]) / std[p.target]     # M2, as the policy reads Y
         at = grid_positions(K, torch.float64)
-        for i, j in sorted({tuple(torch.nonzero(r).flatten().tolist()) for r in told.intervened[two]}):
-            lo, hi = p.low[[i, j]].double(), p.high[[i, j]].double()
-            cells = torch.cartesian_prod(at, at)                                                    # K^2 x 2
-            rows = told.values[(told.intervened.sum(1) == 2) & told.intervened[:, i] & told.intervened[:, j]][:, [i, j]]
-            pts = torch.cat([lo + (hi - lo) * cells, rows.double()])
-            pred = self.predict_set(told, [i, j], pts, draw=False)
-            z, s = sign * (pred.mean - mean_y) / std_y, pred.std / std_y
-            block = z[:K * K].reshape(K, K).to(pair_mean.dtype), (s[:K * K] ** 2).reshape(K, K).to(pair_var.dtype)
-            for a, b, t in ((i, j, False), (j, i, True)):
-                rows_, cols_ = slice(a * K, (a + 1) * K), slice(b * K, (b + 1) * K)
-                pair_mean[0, rows_, cols_] = block[0].T if t else block[0]
-                pair_var[0, rows_, cols_] = block[1].T if t else block[1]
-            best = torch.minimum(best, z[K * K:].min().to(best.dtype).reshape(1))
+        cells = torch.cartesian_prod(at, at)                                                      # K^2 x 2
+        for i, j in pairs:
+            rows = told.intervened[two][:, i] & told.intervened[two][:, j]                       # M2 (bool): this pair's
+            a, b = members.index(i), members.index(j)
+            rows_mean = (w.mean[0, a] + w.mean[0, b])[rows].double()                              # M each
+            rows_var = (w.var_f[0, a] + w.var_f[0, b])[rows].double()
+            noise = float(((w.var_y - w.var_f)[0, [a, b]][:, rows]).mean())
+            u_rows = u_all[rows][:, [i, j]]
+            block = (slice(i * K, (i + 1) * K), slice(j * K, (j + 1) * K))
+            prior_mean = torch.cat([pair_mean[0][block].reshape(-1).double(), rows_mean, rows_mean])  # queries: cells, settings
+            prior_var = torch.cat([pair_var[0][block].reshape(-1).double(), rows_var, rows_var])
+            post, post_var, _ = set_posterior(prior_mean, prior_var, torch.cat([cells, u_rows, u_rows]), ys[rows],
+                                              told.values[two][rows][:, [i, j]].double(), noise)
+            m, v = post[:K * K].reshape(K, K), post_var[:K * K].reshape(K, K)
+            pair_mean[0][block], pair_var[0][block] = m.to(pair_mean.dtype), v.to(pair_var.dtype)
+            flip = (block[1], block[0])
+            pair_mean[0][flip], pair_var[0][flip] = m.T.to(pair_mean.dtype), v.T.to(pair_var.dtype)
+            best = torch.minimum(best, post[K * K:].min().to(best.dtype).reshape(1))
         return best

@@ -363,3 +363,22 @@ def set_residual(u: torch.Tensor, r: torch.Tensor, amp: torch.Tensor, noise: flo
     w = torch.softmax((logml + logw).flatten(), 0).reshape(logml.shape)[..., None]                   # l x b x 1
     mean = (w * mean_c).sum((0, 1))
     return mean, ((w * (var_c + mean_c ** 2)).sum((0, 1)) - mean ** 2).clamp_min(1e-12)
+
+
+def set_posterior(prior_mean: torch.Tensor, prior_var: torch.Tensor, u: torch.Tensor, ys: torch.Tensor,
+                  settings: torch.Tensor, noise: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """E[Y | do(X_S = x)] for a set S of variables set together, given the M rows that set exactly
+    S: the prior (the members' effects added) corrected by :func:`set_residual` on those rows.
+
+    prior_mean, prior_var: Q + M (the Q queries first, then the M measured settings), u: (Q + M) x k
+    positions in [0, 1] of the domains, ys: M measured values, settings: M x k the values set (to
+    find replicates), noise: a measurement's variance by the world model (replicates of one setting
+    replace it, with a floor). Standardised units of Y throughout. Returns the Q posterior means and
+    variances of E[Y | do], and the measurement noise used."""
+    Q = prior_mean.shape[0] - ys.shape[0]
+    if len(ys):  # replicates of one setting show the noise directly
+        code = torch.unique(settings, dim=0, return_inverse=True)[1].to(torch.float64)               # M
+        noise = float(replicate_noise(code[None], ys[None], torch.ones(1, len(ys), dtype=torch.bool),
+                                      torch.tensor([noise], dtype=torch.float64)).clamp_min(NOISE_FLOOR)[0])
+    res, var_f = set_residual(u[Q:], ys - prior_mean[Q:], prior_var[Q:].sqrt(), noise, u[:Q], prior_var[:Q].sqrt())
+    return prior_mean[:Q] + res, var_f, noise

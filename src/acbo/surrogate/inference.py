@@ -94,7 +94,7 @@ def conditioned_set(model: Surrogate, buffer: Buffer, target: int, variables: li
     positions on the residuals (:func:`acbo.surrogate.conditioning.set_residual`), with a
     measurement's noise the members' average, updated by any replicates of one setting."""
     from acbo.predictive import GaussianMixture
-    from acbo.surrogate.conditioning import NOISE_FLOOR, replicate_noise, set_residual
+    from acbo.surrogate.conditioning import set_posterior
     from acbo.surrogate.world import conditioned_world
 
     if len(variables) < 2 or len(set(variables)) != len(variables):
@@ -113,11 +113,7 @@ def conditioned_set(model: Surrogate, buffer: Buffer, target: int, variables: li
                           ((high - mean[var]) / std[var])[None], u.T[None])                          # 1 x k x (Q + M)
     prior_mean, prior_var = w.mean[0].sum(0), w.var_f[0].sum(0)                                      # Q + M each
     noise = float((w.var_y - w.var_f)[0].mean())
-    if len(rows):  # replicates of one setting show the noise directly
-        code = torch.unique(rows, dim=0, return_inverse=True)[1].to(torch.float64)                  # M
-        noise = float(replicate_noise(code[None], ys[None], torch.ones(1, len(rows), dtype=torch.bool),
-                                      torch.tensor([noise], dtype=torch.float64)).clamp_min(NOISE_FLOOR)[0])
+    mean_f, var_f, noise = set_posterior(prior_mean, prior_var, u, ys, rows, noise)
     Q = xs.shape[0]
-    res, var_f = set_residual(u[Q:], ys - prior_mean[Q:], prior_var[Q:].sqrt(), noise, u[:Q], prior_var[:Q].sqrt())
     var_out = var_f + (noise if draw else 0.0)
-    return GaussianMixture.normal(prior_mean[:Q] + res, var_out.sqrt()).affine(mean[target].expand(Q), std[target].expand(Q))
+    return GaussianMixture.normal(mean_f, var_out.sqrt()).affine(mean[target].expand(Q), std[target].expand(Q))
