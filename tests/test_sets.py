@@ -474,3 +474,20 @@ def test_amortized_scores_measured_pairs_as_its_set_predictive_does():
     assert torch.allclose(got, want.mean, atol=1e-3 * y_std), (got - want.mean).abs().max()
     assert torch.allclose(pv[0, :K, K:2 * K].reshape(-1).sqrt() * y_std, want.std, atol=1e-3 * y_std)
     assert torch.equal(pm[0, K:2 * K, :K], pm[0, :K, K:2 * K].T)
+
+
+def test_amortized_with_pairs_only_and_costs_keeps_to_what_it_may_set():
+    """Exploration sets of pairs only (no single variable alone) and a budget that pays for one
+    pair at a time: every ask is an allowed pair, and the campaign stops when the budget is spent."""
+    from acbo.costs import BudgetSpent
+
+    opt = CausalOptimizer(_bowl(), target="Y", method="amortized", seed=0,
+                          exploration_sets=[["X1", "X2"], ["X1", "Z"]], costs={"X1": 1.0, "X2": 2.0, "Z": 1.0},
+                          budget_cost=6.0)
+    asked = []
+    with pytest.raises(BudgetSpent):
+        for _ in range(5):
+            iv = opt.ask()
+            asked.append(set(iv))
+            opt.tell(iv, {"X1": iv.get("X1", 0.0), "X2": iv.get("X2", 0.0), "Z": iv.get("Z", 0.0), "Y": 1.0})
+    assert asked and all(s in ({"X1", "X2"}, {"X1", "Z"}) for s in asked) and opt.spent <= 6.0

@@ -264,7 +264,10 @@ class Amortized(Method):
         if cost is not None:  # a pair beyond the allowance is not drawn
             too_dear = (cost.reshape(1, -1, 1) + cost.reshape(1, 1, -1)) > self.allowance               # 1 x DK x DK
             logits[..., :-1] = logits[..., :-1].masked_fill(too_dear, float("-inf"))
-        act = SetActionDist(dist, logits)
+        options = torch.isfinite(logits).any(2).reshape(dist.logits.shape)                        # 1 x D x K
+        if not bool((options & torch.isfinite(dist.logits)).any()):  # no first member with a partner or stop left
+            return self.random_set(generator)
+        act = SetActionDist(dist.restricted(options), logits)
         var, u, n = act.mode() if self.greedy else act.sample(generator)
         out = {}
         for j, uj in zip(var[0, :int(n[0])].tolist(), u[0, :int(n[0])].tolist()):
