@@ -90,6 +90,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     methods = tuple(args.methods.split(","))
     sets_only = tuple(m for m in args.sets_only.split(",") if m)
+    if set(methods) & set(sets_only):
+        raise SystemExit(f"a method is in both --methods and --sets-only: {sorted(set(methods) & set(sets_only))}")
     tasks = [(f, s, args.steps, methods, args.max_set, sets_only) for f in args.families.split(",") for s in range(args.seeds)]
     results = map_tasks(evaluate, tasks, workers=args.workers, description="sets bench")
     df = pd.DataFrame([r for rows in results for r in rows])

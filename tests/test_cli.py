@@ -19,6 +19,10 @@ def test_run_shows_the_demo_by_default(tmp_path):
     assert (tmp_path / "new" / "r.png").stat().st_size > 0  # a missing folder is made, before any work
     res = runner.invoke(app, ["run", "--steps", "1", "--max-set", "1", "--method", "random", "--plot", str(tmp_path / "r1.png")])
     assert res.exit_code == 0 and "best of at most two" not in res.output, res.output
+    res = runner.invoke(app, ["run", "--steps", "1", "--method", "surrogate-ei", "--plot", str(tmp_path / "r2.png")])
+    assert res.exit_code == 0 and "best of at most two" not in res.output, res.output  # a one-variable method: one
+    res = runner.invoke(app, ["run", "--family", "lin-er-10", "--max-set", "2", "--plot", str(tmp_path / "r3.png")])
+    assert res.exit_code == 2 and "--max-set is for the bioreactor demo" in res.output, res.output
 
 
 def test_run_on_a_family_streams_its_steps(tmp_path):

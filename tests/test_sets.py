@@ -445,35 +445,45 @@ def test_test_joint_problems_need_two_variables_set():
     assert max(shares) > 0.2 and min(shares) >= -1e-6, shares
 
 
-def test_amortized_scores_measured_pairs_as_its_set_predictive_does():
+@pytest.mark.parametrize("minimize", [True, False])
+def test_amortized_scores_measured_pairs_as_its_set_predictive_does(minimize):
     """The pair decision's fast path (the campaign's own encoding, one world-model pass for every
-    measured pair) gives what ``predict_set`` gives on the same data, at the policy's grid cells."""
+    measured pair) gives what ``predict_set`` gives at the policy's grid cells, on the data as the
+    policy reads them (maximising, -Y: the set predictive of a campaign minimising -Y), and lowers
+    the incumbent to the best posterior at a measured pair."""
     from acbo.policy.decide import decide
     from acbo.policy.features import GRID_MEAN, GRID_STD, grid_positions
     from acbo.policy.sets import additive_pairs
 
+    sign = 1.0 if minimize else -1.0
     frame = _bowl()
-    opt = CausalOptimizer(frame, target="Y", method="amortized", seed=0, max_set=2)
+    runs = [CausalOptimizer(frame, target="Y", method="amortized", seed=0, max_set=2, minimize=minimize),
+            CausalOptimizer(frame.assign(Y=sign * frame["Y"]), target="Y", method="amortized", seed=0, max_set=2)]
     for t, iv in enumerate([{"X1": 0.0, "X2": 0.0}, {"X1": 1.0, "X2": -1.0}, {"X1": 0.0, "X2": 0.0}, {"X2": 1.5}]):
-        opt.tell(iv, {"X1": iv.get("X1", 0.0), "X2": iv.get("X2", 0.0), "Z": 0.0,
-                      "Y": (iv.get("X1", 0.0) - 0.5) ** 2 + (iv.get("X2", 0.0) + 0.8) ** 2 + 0.1 * t}, chosen=True)
+        y = (iv.get("X1", 0.0) - 0.5) ** 2 + (iv.get("X2", 0.0) + 0.8) ** 2 + 0.1 * t
+        for opt, s in zip(runs, (1.0, sign)):
+            opt.tell(iv, {"X1": iv.get("X1", 0.0), "X2": iv.get("X2", 0.0), "Z": 0.0, "Y": s * y}, chosen=True)
+    opt, reference = runs
     m = opt.method
     with torch.inference_mode():
         c = m._campaign(opt.buffer)
         x, _ = decide(m.policy, c, m._belief(c, opt.buffer), m.surrogate, m._memo)
         mean, std = x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double()
         pm, pv = additive_pairs(mean, std)
-        m._measured_pairs(c, opt.buffer, pm, pv, torch.zeros(1, dtype=torch.float64))
+        best = m._measured_pairs(c, opt.buffer, pm, pv, torch.zeros(1, dtype=torch.float64))
     K = mean.shape[2]
     at = grid_positions(K, torch.float64)
     (l1, h1), (l2, h2) = opt.domains["X1"], opt.domains["X2"]
     pts = torch.cartesian_prod(l1 + (h1 - l1) * at, l2 + (h2 - l2) * at)
-    want = m.predict_set(opt.buffer, [0, 1], pts, draw=False)
-    y_mean, y_std = (float(t[3]) for t in opt.buffer.observational_stats())
+    want = reference.method.predict_set(reference.buffer, [0, 1], pts, draw=False)        # minimising sign * Y
+    y_mean, y_std = (float(t[3]) for t in reference.buffer.observational_stats())
     got = pm[0, :K, K:2 * K].reshape(-1) * y_std + y_mean
     assert torch.allclose(got, want.mean, atol=1e-3 * y_std), (got - want.mean).abs().max()
     assert torch.allclose(pv[0, :K, K:2 * K].reshape(-1).sqrt() * y_std, want.std, atol=1e-3 * y_std)
     assert torch.equal(pm[0, K:2 * K, :K], pm[0, :K, K:2 * K].T)
+    settings = torch.tensor([[0.0, 0.0], [1.0, -1.0]], dtype=torch.float64)
+    at_rows = (reference.method.predict_set(reference.buffer, [0, 1], settings, draw=False).mean - y_mean) / y_std
+    assert float(best[0]) == pytest.approx(min(0.0, float(at_rows.min())), abs=1e-3)
 
 
 def test_amortized_with_pairs_only_and_costs_keeps_to_what_it_may_set():
@@ -491,3 +501,52 @@ def test_amortized_with_pairs_only_and_costs_keeps_to_what_it_may_set():
             asked.append(set(iv))
             opt.tell(iv, {"X1": iv.get("X1", 0.0), "X2": iv.get("X2", 0.0), "Z": iv.get("Z", 0.0), "Y": 1.0})
     assert asked and all(s in ({"X1", "X2"}, {"X1", "Z"}) for s in asked) and opt.spent <= 6.0
+
+
+def test_the_set_action_log_probability_with_cells_and_a_partner_the_policy_excludes():
+    """D = 2, K = 2 cells, Beta(2, 1) positions, domains [0, 2] and [0, 1]; the first member may
+    not be X1's second cell (a pending experiment's cell), but the partner categorical may pick
+    it. By hand: a pair {(X0, cell 0, u = 0.2), (X1, cell 1, u = 0.75)} can only be drawn X0 first;
+    its density is pi(X0 cell 0) Beta(2, 1)(0.4) K / 2 x q(X1 cell 1 | X0 cell 0) Beta(2, 1)(0.5) K / 1."""
+    from acbo.policy.model import GridActionDist
+    from acbo.policy.sets import SetActionDist
+
+    logits = torch.tensor([[[0.0, 1.0], [0.5, float("-inf")]]], dtype=torch.float64)               # 1 x 2 x 2
+    alpha = torch.full((1, 2, 2), 2.0, dtype=torch.float64)
+    beta = torch.ones(1, 2, 2, dtype=torch.float64)
+    first = GridActionDist(logits, alpha, beta, torch.zeros(1, 2, dtype=torch.float64),
+                           torch.tensor([[2.0, 1.0]], dtype=torch.float64))
+    inf = float("-inf")
+    partner = torch.tensor([[[inf, inf, 0.0, 2.0, 1.0],      # X0 cell 0: X1 cell 0, X1 cell 1, stop
+                             [inf, inf, 1.0, inf, 0.0],      # X0 cell 1: X1 cell 0 or stop
+                             [0.0, 0.0, inf, inf, inf],      # X1 cell 0: X0 either cell
+                             [0.0, 0.0, inf, inf, inf]]], dtype=torch.float64)
+    act = SetActionDist(first, partner)
+    e = np.exp
+    pi = np.array([1.0, e(1.0), e(0.5)]) / (1 + e(1.0) + e(0.5))                                   # X0c0, X0c1, X1c0
+    q = e(2.0) / (1 + e(2.0) + e(1.0))
+    beta21 = lambda r: 2 * r                                                                        # Beta(2, 1) density
+    want = pi[0] * beta21(0.4) * 2 / 2 * q * beta21(0.5) * 2 / 1
+    got = act.log_prob(torch.tensor([[0, 1]]), torch.tensor([[0.2, 0.75]], dtype=torch.float64), torch.tensor([2]))
+    assert torch.isfinite(got).all() and float(got[0].exp()) == pytest.approx(want, rel=1e-9)
+
+
+def test_amortized_batches_of_pairs_and_its_fallback():
+    """With max_set = 2, ``batch="distinct"`` decides every member as the believer does (each an
+    allowed set: never one variable alone where the exploration sets hold only pairs); when no
+    allowed pair is affordable the decision is a random allowed set, not a failure."""
+    sets = [["X1", "X2"], ["X1", "Z"]]
+    opt = CausalOptimizer(_bowl(), target="Y", method="amortized", seed=0, exploration_sets=sets, batch="distinct")
+    assert all(set(iv) in ({"X1", "X2"}, {"X1", "Z"}) for iv in opt.ask(n=3))
+    costs = CausalOptimizer(_bowl(), target="Y", method="amortized", seed=0, exploration_sets=sets,
+                            costs={"X1": 1.0, "X2": 2.0, "Z": 1.0})
+    m = costs.method
+    m.allowance = 0.5  # pays for no pair
+    choice = m.ask_set(costs.buffer, torch.Generator().manual_seed(0))
+    assert tuple(sorted(choice)) in costs.problem.allowed_sets
+
+
+def test_the_expert_refuses_sets_beyond_its_grids():
+    frame = _bowl().assign(W=np.arange(300.0) % 7, V=np.arange(300.0) % 5)
+    with pytest.raises(ValueError, match="at most 3 variables per experiment"):
+        CausalOptimizer(frame, target="Y", method="parent_scale", max_set=4)

@@ -6,13 +6,15 @@ feed; ``titer`` (g/L, the product: to maximise) peaks at 32 degrees C and pH 7.2
 feed and suffers when oxygen runs low; on top, a production peak near 35 degrees C *and* pH 7.4
 together (6 g/L at its centre; either alone, with the other where the process keeps it, gives
 almost nothing): the best single setting is temperature 32 (E[titer] about 13.8), the best pair
-temperature about 34 with pH 7.4 (about 17.7; :func:`set_optimum`). The operator may set
+temperature about 34 with pH 7.4 (about 17.8; :func:`set_optimum`). The operator may set
 temperature, pH and feed rate, over domains wider than what the passive observations cover. The optimizer does not see any of this:
 only the observations and the measurements it asks for. ``acbo run`` and
 ``examples/bioreactor/lab.py`` use it.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -72,6 +74,7 @@ def optimum(points: int = 121) -> tuple[str, float, float]:
     return best
 
 
+@functools.lru_cache(maxsize=4)
 def set_optimum(points: int = 25) -> tuple[dict[str, float], float]:
     """The best setting of at most two settable variables within the domains: ({name: value},
     E[titer | do]), by a grid over each pair's box, refined once on a grid a tenth as wide around

@@ -73,7 +73,8 @@ def run(
     seed: int = typer.Option(0, min=0, help="Problem and method seed."),
     plot: Path = typer.Option(Path("acbo_run.png"), help="Where to write the figure (.png)."),
     option: list[str] = typer.Option(None, help="Method option key=value (repeatable), e.g. set_model=rff."),
-    max_set: int = typer.Option(2, min=1, max=2, help="The demo: variables one experiment may set at once (1 or 2)."),
+    max_set: int = typer.Option(None, min=1, max=2, help="The demo: variables one experiment may set at once (1 or 2; "
+                                                           "default 2 for the methods that choose sets, else 1)."),
 ):
     """Optimise a problem and show what happened: by default the shipped system on a built-in
     bioreactor whose best settings lie inside the domains (the best of all needs two set
@@ -84,13 +85,15 @@ def run(
     opts = _options(option, with_method=False)
     if opts and family is None and method is None:
         raise ValueError(f"--option {', '.join(option)} is for one method: give --method too (the demo compares three)")
+    if family is not None and max_set is not None:
+        raise ValueError("--max-set is for the bioreactor demo; a family's problems are run one variable at a time")
     if family is None:
         _run_demo([method] if method else ["amortized", "random", "parent_scale"], steps or 12, seed, plot, opts, max_set)
     else:
         _run_family(family, method or "amortized", steps or 20, seed, plot, opts)
 
 
-def _run_demo(methods: list[str], steps: int, seed: int, plot: Path, opts: dict, max_set: int = 2) -> None:
+def _run_demo(methods: list[str], steps: int, seed: int, plot: Path, opts: dict, max_set: int | None = None) -> None:
     from acbo import bioreactor
     from acbo.bench.showcase import run_showcase, showcase_figure
     from acbo.method import get_method
@@ -99,7 +102,8 @@ def _run_demo(methods: list[str], steps: int, seed: int, plot: Path, opts: dict,
         get_method(m)
     console.print(f"the bioreactor: {len(bioreactor.NAMES)} variables ({', '.join(bioreactor.NAMES)}), maximise {bioreactor.TARGET}; "
                   f"settable: {', '.join(bioreactor.SETTABLE)} over domains wider than the 60 observations; "
-                  f"{steps} experiments per method, each setting up to {max_set} variable{'s' if max_set > 1 else ''}")
+                  f"{steps} experiments per method, each setting "
+                  + ("one variable" if max_set == 1 else "up to two variables (one with a method that does not choose sets)"))
     last = [None]
 
     def show(method: str, r: dict) -> None:

@@ -772,7 +772,8 @@ class CausalOptimizer:
         ``quantity``: ``measurement`` (a fresh measurement of Y, noise included) or ``expectation``
         (E[Y | do], the quantity optimised). ``variable`` may be a list of k names set together,
         ``values`` then Q x k (one setting per row; the frame holds a column per name instead of
-        value), for a method with a model of such experiments (``amortized``). Values outside a
+        value), for a method with a model of such experiments (``amortized``, ``parent_scale``,
+        ``cbo-parents``). Values outside a
         domain are predicted with a warning (the models were not asked to be right there). Methods
         without a model of the response (random, oracle) raise a ValueError that says so."""
         p = self.problem

@@ -36,10 +36,14 @@ class Trace:
 
 
 def run_showcase(methods: list[str], steps: int, seed: int = 0, on_step=None, options: dict | None = None,
-                 max_set: int = 2) -> tuple[list[Trace], dict]:
-    """Run every method for ``steps`` experiments of up to ``max_set`` variables;
-    ``on_step(method, row)`` sees each as it happens. Returns the traces and the optima:
-    {"single": (variable, value, E[titer | do]), "set": ({name: value}, E[titer | do]) or None}."""
+                 max_set: int | None = None) -> tuple[list[Trace], dict]:
+    """Run every method for ``steps`` experiments of up to ``max_set`` variables (None: two for a
+    method that chooses sets, one for the others); ``on_step(method, row)`` sees each as it
+    happens. Returns the traces and the optima: {"single": (variable, value, E[titer | do]),
+    "set": ({name: value}, E[titer | do]) where some method may set two, else None}."""
+    from acbo.method import get_method
+
+    sizes = {m: max_set or (2 if get_method(m).chooses_sets else 1) for m in methods}
     obs = pd.DataFrame(bioreactor.observe(N_OBS, seed), columns=bioreactor.NAMES)
     traces = []
     for m in methods:
@@ -47,7 +51,7 @@ def run_showcase(methods: list[str], steps: int, seed: int = 0, on_step=None, op
         if m == "amortized":
             opts.setdefault("horizon", steps)
         opt = CausalOptimizer(obs, target=bioreactor.TARGET, minimize=False, seed=seed, domains=bioreactor.DOMAINS,
-                              intervenable=list(bioreactor.SETTABLE), method=m, max_set=max_set, **opts)
+                              intervenable=list(bioreactor.SETTABLE), method=m, max_set=sizes[m], **opts)
         tr = Trace(m, optimizer=opt)
         tr.marginals.append(opt.posterior().marginals.double().tolist())
         best = -np.inf
@@ -66,7 +70,7 @@ def run_showcase(methods: list[str], steps: int, seed: int = 0, on_step=None, op
         simulate_campaign(opt.ask, lambda iv, t: bioreactor.experiment(dict(iv), seed=1000 * seed + t),
                           partial(opt.tell, accept_outlier=True), steps, record)
         traces.append(tr)
-    return traces, {"single": bioreactor.optimum(), "set": bioreactor.set_optimum() if max_set > 1 else None}
+    return traces, {"single": bioreactor.optimum(), "set": bioreactor.set_optimum() if max(sizes.values()) > 1 else None}
 
 
 def showcase_figure(traces: list[Trace], optima: dict, path, believer: str = "amortized") -> None:

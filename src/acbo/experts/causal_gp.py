@@ -154,7 +154,7 @@ def do_effect(gp: SingleTaskGP, X_obs: torch.Tensor, member: int | list[int], gr
     """E[y | do(X_member = g)] and its variance for every grid value g (standardised units):
     the GP mean/variance averaged over the observed rows of the other members.
     X_obs: n x p, grid: G (one member) or G x m (``member`` a list of m columns set together).
-    Returns (G, G). Grid values are processed in chunks, so memory stays bounded whatever n is;
+    Returns (mean G, variance G). Grid values are processed in chunks, so memory stays bounded whatever n is;
     ``chol``: :func:`train_cholesky` of the GP, when already known."""
     n, p = X_obs.shape
     G = grid.shape[0]

@@ -52,12 +52,17 @@ class CausalGPMethod(Method):
             raise ValueError(f"n_init must be a non-negative integer, got {n_init!r}")
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 10:
             raise ValueError(f"max_rows must be an integer >= 10, got {max_rows!r}")
+        big = [e for e in problem.allowed_sets if len(e) > max(SET_GRID)]
+        if big:
+            raise ValueError(f"{self.name} sets at most {max(SET_GRID)} variables per experiment; the problem allows "
+                             f"sets of {max(map(len, big))} (max_set={problem.max_set})")
         self.n_init = n_init
         self.max_rows = max_rows
         self._stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None   # D_O, mean, std
         self._rows: torch.Tensor | None = None                                         # the GP rows of D_O
         self._set_gps: dict[tuple[int, ...], tuple[object, torch.Tensor]] = {}          # GP, Cholesky factor
-        self._effects: dict[tuple[tuple[int, ...], int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._effects: dict[tuple[tuple[int, ...], tuple[int, ...], int], tuple[torch.Tensor, torch.Tensor]] = {}
+        # (candidate set, its members set, grid points per axis) -> causal effect (:meth:`_effect`)
         self.last_decision: dict = {}
 
     # -- what subclasses provide
@@ -157,6 +162,8 @@ class CausalGPMethod(Method):
         from acbo.predictive import GaussianMixture
 
         p = self.problem
+        if len(variables) > max(SET_GRID):
+            raise ValueError(f"{self.name} predicts sets of at most {max(SET_GRID)} variables, got {len(variables)}")
         order = sorted(range(len(variables)), key=lambda c: variables[c])
         explore = tuple(variables[c] for c in order)
         sets, weights = self.sets_and_weights(buffer)
@@ -183,12 +190,13 @@ class CausalGPMethod(Method):
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
         """The variable and value of largest EI (per unit cost, with costs) among the variables of
         the candidate sets; a random one when they hold none that may be set."""
+        t0 = time.perf_counter()
         sets, _ = self.sets_and_weights(buffer)
         explore = torch.nonzero(sets.any(0) & self.problem.intervenable).flatten().tolist()
         if not explore:
             self.last_decision = {"phase": "random", "ei": {}}
             return self.random_proposal(generator)
-        (v, *_), (x, *_) = self._decide(buffer, generator, [(v,) for v in explore])
+        (v, *_), (x, *_) = self._decide(buffer, generator, [(v,) for v in explore], t0)
         return v, x
 
     def ask_set(self, buffer: Buffer, generator: torch.Generator) -> dict[int, float]:
@@ -196,20 +204,20 @@ class CausalGPMethod(Method):
         in the candidate parent sets (subsets of the believed parents, sizes 1 … ``max_set``); the
         set and values of largest EI (per unit cost, with costs) under each one's causal GP; a
         random allowed set when no allowed set lies in the candidates."""
+        t0 = time.perf_counter()
         sets, _ = self.sets_and_weights(buffer)
         believed = sets.any(0) & self.problem.intervenable
         explore = [e for e in self.problem.allowed_sets if bool(believed[list(e)].all())]
         if not explore:
             self.last_decision = {"phase": "random", "ei": {}}
             return self.random_set(generator)
-        chosen, values = self._decide(buffer, generator, explore)
+        chosen, values = self._decide(buffer, generator, explore, t0)
         return dict(zip(chosen, values))
 
-    def _decide(self, buffer: Buffer, generator: torch.Generator, explore: list[tuple[int, ...]]
+    def _decide(self, buffer: Buffer, generator: torch.Generator, explore: list[tuple[int, ...]], t0: float
                 ) -> tuple[tuple[int, ...], list[float]]:
         """The exploration set (of ``explore``) and its values (observed units) with the largest EI,
-        after ``n_init`` random settings of each."""
-        t0 = time.perf_counter()
+        after ``n_init`` random settings of each; ``t0``: when the decision began."""
         p = self.problem
         for e in explore:  # the initial design: n_init random settings per exploration set
             if int(self._exactly(buffer, e).sum()) < self.n_init:

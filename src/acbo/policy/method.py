@@ -8,6 +8,7 @@ readout and the policy, whatever the number of samples.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -203,8 +204,10 @@ class Amortized(Method):
         """With ``batch="believer"`` (the default) :meth:`Method.propose_batch`: each member decided
         anew on the data with the pending ones believed. With ``batch="distinct"`` the first
         member's decision serves the whole batch: each later member is drawn from it with the
-        pending experiments' (variable, cell) pairs excluded (one decision per batch)."""
-        if not pending or self.batch == "believer":
+        pending experiments' (variable, cell) pairs excluded (one decision per batch); where an
+        experiment may set several variables, every member is decided as with the believer."""
+        p = self.problem
+        if not pending or self.batch == "believer" or p.max_set > 1 or p.sets is not None:
             return super().propose_batch(buffer, generator, pending)
         with torch.inference_mode():
             if self._first is None or self._first[0] != buffer.n:  # e.g. resumed with a batch pending
@@ -223,10 +226,15 @@ class Amortized(Method):
         lo, hi = float(self.problem.low[j]), float(self.problem.high[j])
         return j, lo + float(u[0]) * (hi - lo)
 
-    def _restricted(self, x, dist, buffer: Buffer, pending: list[dict[int, float]]):
-        """``dist`` away from the cells of the ``pending`` experiments' members and, with costs, on
-        the variable of most expected improvement per unit cost or reweighted by cost (see :meth:`ask`)."""
+    def _restricted(self, x, dist, buffer: Buffer, pending: list[dict[int, float]], first: torch.Tensor | None = None):
+        """``dist`` away from the cells of the ``pending`` experiments' members, on the variables
+        ``first`` (D bool, optional: those that may lead an experiment) and, with costs, on the
+        variable of most expected improvement per unit cost among them or reweighted by cost (see
+        :meth:`ask`)."""
         p = self.problem
+        if first is not None:
+            dist = dist.restricted(first[None, :, None].expand_as(dist.logits))
+            x = dataclasses.replace(x, valid=x.valid & first[None])
         if pending and isinstance(dist, GridActionDist):
             members = [(j, v) for q in pending for j, v in q.items()]
             var = torch.tensor([j for j, _ in members])                                             # P
@@ -252,12 +260,12 @@ class Amortized(Method):
         p = self.problem
         c = self._campaign(buffer)
         x, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
-        dist = self._restricted(x, dist, buffer, self.pending)
         pair_ok, single_ok = allowed_pairs(p.allowed_sets, p.d)
-        dist = dist.restricted(((pair_ok.any(1) | single_ok) & p.intervenable)[None, :, None].expand_as(dist.logits))
+        dist = self._restricted(x, dist, buffer, self.pending, (pair_ok.any(1) | single_ok) & p.intervenable)
         cost = self._cell_costs(dist, buffer) if p.costs is not None else None
         mean, std = x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double()                  # 1 x D x K each
-        best = (x.grid[..., GRID_BEST] + x.grid[..., GRID_MEAN]).double().amin((1, 2))                # 1: the incumbent
+        incumbent = (x.grid[..., GRID_BEST] + x.grid[..., GRID_MEAN]).double()                        # 1 x D x K: the same everywhere
+        best = torch.where(x.valid[..., None], incumbent, torch.inf).amin((1, 2))                     # 1, read off a settable cell
         pair_mean, pair_var = additive_pairs(mean, std)
         best = self._measured_pairs(c, buffer, pair_mean, pair_var, best)
         logits = pair_logits(mean, std, pair_mean, pair_var, best, pair_ok[None], single_ok[None], cost=cost)
@@ -282,10 +290,12 @@ class Amortized(Method):
         by those rows (:func:`acbo.surrogate.conditioning.set_posterior`: the additive prior the
         blocks hold, the members' world models read at the measured settings on the campaign's
         own encoding); returns ``best`` (1) lowered to the lowest posterior E[Y | do] at a pair's
-        measured settings. As :meth:`predict_set`, without re-encoding the rows."""
+        measured settings. As :meth:`predict_set`, without re-encoding the rows. In a batch the
+        pending pairs' believed rows (the last of ``buffer``) count as measured, as the policy's
+        own input reads them."""
         p = self.problem
         K = pair_mean.shape[1] // p.d
-        told = buffer.told
+        told = buffer  # with any believed rows: ``c`` holds them too
         two = told.intervened.sum(1) == 2
         if not bool(two.any()):
             return best

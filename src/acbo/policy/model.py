@@ -242,12 +242,20 @@ class GridActionDist:
         """Exact log-density of (variable, value) for B x k actions (value = low + u (high - low)):
         u lies in cell k = floor(u K) at relative position r = u K - k."""
         K = self.logits.shape[2]
+        idx = var * K + torch.floor(u.double() * K).long().clamp(0, K - 1)
+        return self._flat().gather(1, idx) + self.within(var, u)
+
+    def within(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """log-density of positions u (B x k, in [0, 1] of the domains of variables var) inside
+        their grid cells: the cell's Beta, per unit of the domain (finite whatever the cell's
+        probability)."""
+        K = self.logits.shape[2]
         cell = torch.floor(u.double() * K).long().clamp(0, K - 1)
         r = (u.double() * K - cell).clamp(U_EPS, 1 - U_EPS)
         idx = var * K + cell
         a, b = self._at(self.alpha, idx), self._at(self.beta, idx)
         width = (self.high.gather(1, var) - self.low.gather(1, var)).to(a.dtype)
-        return self._flat().gather(1, idx) + _log_beta(r.to(a.dtype), a, b) + math.log(K) - torch.log(width)
+        return _log_beta(r.to(a.dtype), a, b) + math.log(K) - torch.log(width)
 
     def entropy(self) -> torch.Tensor:
         """Entropy of the (variable, cell) categorical plus the expected entropy of the position

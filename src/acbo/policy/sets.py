@@ -82,10 +82,6 @@ class SetActionDist:
     first: GridActionDist
     partner: torch.Tensor
 
-    def _within(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """log density of a member's position inside its cell (Beta, per unit of the domain), B x k."""
-        return self.first.log_prob(var, u) - self.first._flat().gather(1, self._cell(var, u))
-
     def _cell(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Flat (variable, cell) index j K + floor(u K), B x k."""
         K = self.first.logits.shape[2]
@@ -135,7 +131,7 @@ class SetActionDist:
         of the domains, as :meth:`sample` returns them), summed over both orders for a pair."""
         B, D, K = self.first.logits.shape
         first = self.first.log_prob(var, u)                                                         # B x 2
-        within = self._within(var, u)                                                               # B x 2
+        within = self.first.within(var, u)                                                               # B x 2
         cell = self._cell(var, u)                                                                   # B x 2
         stop = self._partner_logp(cell[:, 0])[:, D * K]
         ab = first[:, 0] + self._partner_logp(cell[:, 0]).gather(1, cell[:, 1:])[:, 0] + within[:, 1]
