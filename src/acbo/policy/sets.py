@@ -131,7 +131,7 @@ class SetActionDist:
         of the domains, as :meth:`sample` returns them), summed over both orders for a pair."""
         B, D, K = self.first.logits.shape
         first = self.first.log_prob(var, u)                                                         # B x 2
-        within = self.first.within(var, u)                                                               # B x 2
+        within = self.first.within(var, u)                                                          # B x 2
         cell = self._cell(var, u)                                                                   # B x 2
         stop = self._partner_logp(cell[:, 0])[:, D * K]
         ab = first[:, 0] + self._partner_logp(cell[:, 0]).gather(1, cell[:, 1:])[:, 0] + within[:, 1]
