@@ -53,8 +53,11 @@ class Amortized(Method):
     a budget in cost units the policy plans for what that buys instead, see :meth:`_campaign`),
     greedy (take the most probable action instead of sampling), batch (how a batch's later
     members are chosen: ``believer``, each decided anew with the pending ones believed, or
-    ``distinct``, all drawn from the first member's decision, apart; :meth:`propose_batch`),
-    cost_rule (how costs are read, :data:`COST_RULES`)."""
+    ``distinct``, all drawn from the first member's decision, apart, for experiments of one
+    variable; :meth:`propose_batch`), cost_rule (how costs are read, :data:`COST_RULES`). Where an
+    experiment may set two variables (``max_set=2`` or exploration sets of at most two), the
+    policy's action is the first member and the world model picks a partner or none
+    (:meth:`ask_set`, :mod:`acbo.policy.sets`); sets of three or more are refused."""
 
     name = "amortized"
     believes_pending = True
