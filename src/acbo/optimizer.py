@@ -17,6 +17,7 @@ predictions run with one torch thread (``threads``) unless the user says otherwi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import warnings
@@ -487,6 +488,12 @@ class CausalOptimizer:
         """What the experiments told cost in all (dropped ones included: they were run); None without costs."""
         return None if self.costs is None else float(sum(r.cost for r in self.history))
 
+    @functools.cached_property
+    def _cheapest(self) -> float:
+        """The fixed cost of the cheapest allowed experiment (costs and allowed sets never change
+        over a campaign: computed once)."""
+        return min(float(self.costs.fixed[list(s)].sum()) for s in self.problem.allowed_sets)
+
     def _allowance(self, member: int = 0, batch: int = 1) -> float:
         """The most the next experiment may cost: the budget less what was spent and the prices
         of the pending experiments (inf without a budget). BudgetSpent when that cannot pay for
@@ -496,7 +503,7 @@ class CausalOptimizer:
             return math.inf
         committed = sum(q.cost for q in self._pending)
         left = self.budget_cost - self.spent - committed
-        cheapest = min(float(self.costs.fixed[list(s)].sum()) for s in self.problem.allowed_sets)
+        cheapest = self._cheapest
         if left < cheapest * (1 - 1e-9):
             what = f"only {member} of the {batch} asked fit" if member else "it is spent"
             raise BudgetSpent(f"the budget of {self.budget_cost:.6g} cannot pay for another experiment ({what}): "

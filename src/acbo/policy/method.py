@@ -9,6 +9,7 @@ readout and the policy, whatever the number of samples.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import torch
@@ -263,7 +264,7 @@ class Amortized(Method):
         p = self.problem
         c = self._campaign(buffer)
         x, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
-        pair_ok, single_ok = allowed_pairs(p.allowed_sets, p.d)
+        pair_ok, single_ok = self._allowed_pairs
         dist = self._restricted(x, dist, buffer, self.pending, (pair_ok.any(1) | single_ok) & p.intervenable)
         cost = self._cell_costs(dist, buffer) if p.costs is not None else None
         mean, std = x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double()                  # 1 x D x K each
@@ -286,6 +287,11 @@ class Amortized(Method):
             out[j] = lo + uj * (hi - lo)
         return out
 
+    @functools.cached_property
+    def _allowed_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pair_ok D x D, single_ok D) of the problem's allowed sets (fixed over a campaign: built once)."""
+        return allowed_pairs(self.problem.allowed_sets, self.problem.d)
+
     def _measured_pairs(self, c: CampaignBatch, buffer: Buffer, pair_mean: torch.Tensor, pair_var: torch.Tensor,
                         best: torch.Tensor) -> torch.Tensor:
         """For each pair of variables some measured rows set exactly, its blocks of ``pair_mean``
@@ -298,25 +304,25 @@ class Amortized(Method):
         own input reads them."""
         p = self.problem
         K = pair_mean.shape[1] // p.d
-        told = buffer  # with any believed rows: ``c`` holds them too
-        two = told.intervened.sum(1) == 2
+        two = buffer.intervened.sum(1) == 2
         if not bool(two.any()):
             return best
-        pairs = sorted({tuple(torch.nonzero(r).flatten().tolist()) for r in told.intervened[two]})
+        set2, values2 = buffer.intervened[two], buffer.values[two]                                    # M2 x D each
+        pairs = sorted({tuple(torch.nonzero(r).flatten().tolist()) for r in set2})
         members = sorted({v for pair in pairs for v in pair})
         low, high = p.low.double(), p.high.double()
-        u_all = ((told.values.double() - low) / (high - low).clamp_min(1e-12))[two]               # M2 x D, rows that set two
+        u_all = (values2.double() - low) / (high - low).clamp_min(1e-12)                          # M2 x D, rows that set two
         mean, std = (t[0] for t in c.observational_stats())                                       # D each
         var = torch.tensor(members)
         belief = self._belief(c, buffer)
         w = conditioned_world(self.surrogate, c.standardised(), belief.tokens, belief.marginals, var[None],
                               ((low[var] - mean[var]) / std[var])[None], ((high[var] - mean[var]) / std[var])[None],
                               u_all[:, var].T[None], self._memo)                                  # 1 x |members| x M2: one pass
-        ys = (c.values[0, :told.n][two, p.target].double() - mean[p.target]) / std[p.target]     # M2, as the policy reads Y
+        ys = (c.values[0, :buffer.n][two, p.target].double() - mean[p.target]) / std[p.target]     # M2, as the policy reads Y
         at = grid_positions(K, torch.float64)
         cells = torch.cartesian_prod(at, at)                                                      # K^2 x 2
         for i, j in pairs:
-            rows = told.intervened[two][:, i] & told.intervened[two][:, j]                       # M2 (bool): this pair's
+            rows = set2[:, i] & set2[:, j]                                                        # M2 (bool): this pair's
             a, b = members.index(i), members.index(j)
             rows_mean = (w.mean[0, a] + w.mean[0, b])[rows].double()                              # M each
             rows_var = (w.var_f[0, a] + w.var_f[0, b])[rows].double()
@@ -326,7 +332,7 @@ class Amortized(Method):
             prior_mean = torch.cat([pair_mean[0][block].reshape(-1).double(), rows_mean, rows_mean])  # queries: cells, settings
             prior_var = torch.cat([pair_var[0][block].reshape(-1).double(), rows_var, rows_var])
             post, post_var, _ = set_posterior(prior_mean, prior_var, torch.cat([cells, u_rows, u_rows]), ys[rows],
-                                              told.values[two][rows][:, [i, j]].double(), noise)
+                                              values2[rows][:, [i, j]].double(), noise)
             m, v = post[:K * K].reshape(K, K), post_var[:K * K].reshape(K, K)
             pair_mean[0][block], pair_var[0][block] = m.to(pair_mean.dtype), v.to(pair_var.dtype)
             flip = (block[1], block[0])
