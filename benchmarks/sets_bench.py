@@ -3,6 +3,9 @@
     python benchmarks/sets_bench.py --out runs/sets-bench [--families lin-er-10,lin-er-20] [--seeds 30]
         [--steps 10] [--methods random,exact-ts] [--max-set 2] [--sets-only parent_scale] [--workers 2]
 
+A method may carry options, ``name:key=value`` (``amortized:checkpoint=runs/policy-sets/policy.pt``:
+another policy pair).
+
 For each (family, seed) of the test stream: the problem of ``acbo bench`` with y* over sets of at
 most K variables (:meth:`acbo.scm.SCM.set_optimum`); every method runs twice on the same data and
 outcome noise, once allowed one variable per experiment and once up to K. Both are scored against
@@ -25,7 +28,7 @@ import pandas as pd
 import torch
 
 from acbo.bench.report import _fmt
-from acbo.bench.runner import make_problem, run_method
+from acbo.bench.runner import make_problem, method_spec, run_method
 from acbo.metrics import mean_ci, normalised_regret
 from acbo.parallel import map_tasks
 
@@ -40,8 +43,9 @@ def evaluate(task: tuple) -> list[dict]:
             "best_single": normalised_regret(single.y_star, p.y_star, p.e_obs), "best_set": json.dumps(p.y_star_set)}
     rows = []
     for method in methods + sets_only:
+        name, options = method_spec(method)
         for k in ((K,) if method in sets_only else (1, K)):
-            steps_rows, _ = run_method(dataclasses.replace(p, max_set=k), method, steps)
+            steps_rows, _ = run_method(dataclasses.replace(p, max_set=k), name, steps, options)
             last = steps_rows[-1]
             rows.append({**base, "method": method, "max_set": k, "regret": last["regret"],
                          "sets_used": sum(isinstance(r["value"], list) for r in steps_rows[1:])})

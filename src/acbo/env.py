@@ -5,8 +5,8 @@ problem posed in each (domains and which variables may be set, by the family's r
 each variable's observed [min, max] and every non-target variable, as ``CausalOptimizer`` uses),
 the observational E[Y] and the best E[Y | do] reached so far. ``expected`` evaluates candidate
 interventions without running them (exact for linear SCMs, common-random-number Monte Carlo
-otherwise); ``step`` runs one intervention per campaign and appends its outcome row. The only
-Python loop is over the SCM's topological order inside the simulator.
+otherwise); ``step`` runs one intervention per campaign (on one variable or a set) and appends
+its outcome row. The only Python loop is over the SCM's topological order inside the simulator.
 """
 
 from __future__ import annotations
@@ -84,28 +84,34 @@ class Env:
         return self.campaign().training_batch(self.scm.parents(), self.scm.linear, self.scm)
 
     def _do(self, var: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """B x k variables/values -> (do_mask, do_value) B x k x d."""
-        B, k = var.shape
+        """k candidates per campaign -> (do_mask, do_value) B x k x d. var/value: B x k (one
+        variable each), or B x k x m (up to m variables each; a member repeated with the same
+        value, as an experiment of fewer variables is written, sets it once)."""
+        if var.dim() == 2:
+            var, value = var[..., None], value[..., None]
+        B, k, m = var.shape
         mask = torch.zeros(B, k, self.d, dtype=torch.bool, device=var.device)
-        mask.scatter_(2, var[..., None], True)
+        mask.scatter_(2, var, True)
         vals = torch.zeros(B, k, self.d, dtype=self.values.dtype, device=var.device)
-        vals.scatter_(2, var[..., None], value[..., None].to(vals.dtype))
+        vals.scatter_(2, var, value.to(vals.dtype))
         return mask, vals
 
     def expected(self, var: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """E[Y | do(X_var = value)] for k candidates per campaign (B x k in, B x k out)."""
+        """E[Y | do(X_var = value)] for k candidates per campaign (var, value: B x k, or B x k x m
+        for experiments on sets, as :meth:`_do`; B x k out)."""
         mask, vals = self._do(var, value)
         return self.scm.expected_target(mask, vals, self.n_mc)
 
     def outcomes(self, var: torch.Tensor, value: torch.Tensor, generator: torch.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One measured row per candidate, without appending: (rows B x k x d, do_mask B x k x d)."""
+        """One measured row per candidate (var, value as :meth:`expected`), without appending:
+        (rows B x k x d, do_mask B x k x d)."""
         mask, vals = self._do(var, value)
         return self.scm.sample(var.shape[1], generator, do_mask=mask, do_value=vals), mask
 
     def step(self, var: torch.Tensor, value: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Run do(X_var = value) in every campaign (var, value: B), append the measured row, update
-        the best. Returns E[Y | do] of the interventions (B)."""
+        """Run do(X_var = value) in every campaign (var, value: B, or B x m for a set), append the
+        measured row, update the best. Returns E[Y | do] of the interventions (B)."""
         rows, mask = self.outcomes(var[:, None], value[:, None], generator)
         e_y = self.expected(var[:, None], value[:, None])[:, 0]
         self.append(rows, mask, e_y)

@@ -133,6 +133,9 @@ class E2EConfig:
     def __post_init__(self):
         if self.run.steps < 1:
             raise ValueError(f"rounds must be a positive integer, got {self.run.steps!r}")
+        if self.design.max_set != 1:
+            raise ValueError(f"stage 3 trains experiments of one variable; set actions (design.max_set = "
+                             f"{self.design.max_set}) are trained in stage 2 (python -m acbo.policy.train)")
         if self.surrogate and not self.policy.grid:
             raise ValueError(f"surrogate {self.surrogate!r} is only read by a new grid policy (grid > 0); "
                              "a policy checkpoint (init) brings its own")
@@ -155,7 +158,8 @@ ADDED_LATER = {"policy.grid": 0, "policy.world": "network", "surrogate": "", "po
                "val.chunks": 1, "run.log_every": 1, **{f"update.{k}": v for k, v in asdict(UpdateSettings()).items()},
                **{f"loss.{k}": v for k, v in asdict(SurrogateLoss()).items()}, "policy.heads": 4, "policy.ff_mult": 2,
                "policy.token_dim": 64, "design.mode": "candidates", "design.scale_by_std": False,
-               "policy_optim.weight_decay": 1e-4, "surrogate_optim.weight_decay": 1e-4}
+               "policy_optim.weight_decay": 1e-4, "surrogate_optim.weight_decay": 1e-4,
+               "design.max_set": 1, "rewards.cost": 0.0, "policy.stop_head": False}
 """Settings added after the first stage-3 runs, or fixed by the code of old, with the value those runs had."""
 
 

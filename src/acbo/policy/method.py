@@ -18,9 +18,9 @@ from acbo.buffer import Buffer, CampaignBatch
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
 from acbo.policy.decide import after_experiments, decide, per_unit_cost
-from acbo.policy.features import GRID_BEST, GRID_MEAN, GRID_STD, grid_positions, settable_variables
+from acbo.policy.features import grid_positions, settable_variables
 from acbo.policy.model import GridActionDist
-from acbo.policy.sets import SetActionDist, additive_pairs, allowed_pairs, pair_logits
+from acbo.policy.sets import SetActionDist, allowed_pairs, pair_logits, world_pairs
 from acbo.posterior import ParentPosterior
 from acbo.surrogate import Belief, EncodingCache
 from acbo.surrogate.checkpoint import shared_surrogate
@@ -267,10 +267,7 @@ class Amortized(Method):
         pair_ok, single_ok = self._allowed_pairs
         dist = self._restricted(x, dist, buffer, self.pending, (pair_ok.any(1) | single_ok) & p.intervenable)
         cost = self._cell_costs(dist, buffer) if p.costs is not None else None
-        mean, std = x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double()                  # 1 x D x K each
-        incumbent = (x.grid[..., GRID_BEST] + x.grid[..., GRID_MEAN]).double()                        # 1 x D x K: the same everywhere
-        best = torch.where(x.valid[..., None], incumbent, torch.inf).amin((1, 2))                     # 1, read off a settable cell
-        pair_mean, pair_var = additive_pairs(mean, std)
+        mean, std, pair_mean, pair_var, best = world_pairs(x)
         best = self._measured_pairs(c, buffer, pair_mean, pair_var, best)
         logits = pair_logits(mean, std, pair_mean, pair_var, best, pair_ok[None], single_ok[None], cost=cost)
         if cost is not None:  # a pair beyond the allowance is not drawn

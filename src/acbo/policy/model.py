@@ -27,6 +27,7 @@ cannot), starts from it, and keeps the log-probability exact: log pi(j, v) = log
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -63,6 +64,11 @@ class PolicyConfig:
     """The world model the grid features read (:data:`acbo.surrogate.world.WORLDS`): ``network``,
     the network's own answer, or ``conditioned``, that answer conditioned on the data of the
     problem (measurements, observations read nonparametrically, experiments that showed no effect)."""
+    stop_head: bool = False
+    """A head that reads each grid cell's token and adds a learned bias to the *stop* logit of an
+    experiment that may set two variables (:class:`acbo.policy.sets.SetActionDist`): the
+    policy's say in whether a first member in that cell is set alone. It starts at zero (the
+    world model's rule); trained with set actions (``design.max_set = 2``). Needs ``grid``."""
 
     def __post_init__(self):
         from acbo.surrogate.world import WORLDS
@@ -73,6 +79,8 @@ class PolicyConfig:
             raise ValueError("world 'conditioned' is read through the grid features: it needs grid >= 2, got grid 0")
         if isinstance(self.grid, bool) or not isinstance(self.grid, int) or self.grid < 0 or self.grid == 1:
             raise ValueError(f"grid must be 0 (no world-model features) or an integer >= 2, got {self.grid!r}")
+        if self.stop_head and not self.grid:
+            raise ValueError("stop_head reads the grid cells' tokens: it needs grid >= 2, got grid 0")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if min(self.token_dim, self.dim, self.heads, self.ff_mult) < 1 or self.layers < 0:
@@ -183,6 +191,9 @@ class GridActionDist:
     beta: torch.Tensor
     low: torch.Tensor
     high: torch.Tensor
+    stop: torch.Tensor | None = None
+    """B x D x K: the policy's bias of the *stop* logit for a first member in each cell
+    (:attr:`PolicyConfig.stop_head`); None without the head (a bias of 0)."""
 
     @property
     def var_logits(self) -> torch.Tensor:
@@ -236,7 +247,7 @@ class GridActionDist:
         cell), renormalised; a decision left with no valid cell is left as it was."""
         out = self.logits + log_weight.to(self.logits.dtype)
         left = torch.isfinite(out).flatten(1).any(1)[:, None, None]                              # B x 1 x 1
-        return GridActionDist(torch.where(left, out, self.logits), self.alpha, self.beta, self.low, self.high)
+        return dataclasses.replace(self, logits=torch.where(left, out, self.logits))
 
     def log_prob(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Exact log-density of (variable, value) for B x k actions (value = low + u (high - low)):
@@ -289,6 +300,10 @@ class Policy(nn.Module):
             nn.init.zeros_(self.cell_head[-1].weight)
             nn.init.zeros_(self.cell_head[-1].bias)
             self.ei_scale = nn.Parameter(torch.ones(()))
+            if cfg.stop_head:  # starts at zero: the untrained head leaves the partner rule as it is
+                self.stop_head = nn.Linear(C, 1)
+                nn.init.zeros_(self.stop_head.weight)
+                nn.init.zeros_(self.stop_head.bias)
         else:
             self.var_head = nn.Sequential(nn.Linear(C, C), nn.GELU(), nn.Linear(C, 1))
             self.value_head = nn.Sequential(nn.Linear(C, C), nn.GELU(), nn.Linear(C, 2))
@@ -310,7 +325,20 @@ class Policy(nn.Module):
             logits = self.var_head(h).squeeze(-1).masked_fill(~x.valid, float("-inf"))           # B x D
             ab = 1.0 + F.softplus(self.value_head(h))                                            # B x D x 2
             return ActionDist(logits, ab[..., 0], ab[..., 1], x.low, x.high)
-        out = self.cell_head(h[:, :, None] + e)                                                  # B x D x K x 3
+        cell = h[:, :, None] + e                                                                 # B x D x K x C
+        out = self.cell_head(cell)                                                               # B x D x K x 3
         logits = (self.ei_scale * x.grid[..., LOG_EI] + out[..., 0]).masked_fill(~x.valid[..., None], float("-inf"))
         ab = 1.0 + F.softplus(out[..., 1:] - 3.0)                                                # B x D x K x 2, ~1 at the start
-        return GridActionDist(logits, ab[..., 0], ab[..., 1], x.low, x.high)
+        stop = self.stop_head(cell)[..., 0] if self.cfg.stop_head else None                      # B x D x K
+        return GridActionDist(logits, ab[..., 0], ab[..., 1], x.low, x.high, stop)
+
+    def with_stop_head(self) -> "Policy":
+        """This policy with a :attr:`PolicyConfig.stop_head` (at zero: the same actions) added, if
+        it has none: the start of training set actions from a policy trained one variable at a
+        time."""
+        if self.cfg.stop_head:
+            return self
+        out = Policy(dataclasses.replace(self.cfg, stop_head=True)).to(next(self.parameters()).device)
+        missing, unexpected = out.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("stop_head.") for k in missing), (missing, unexpected)
+        return out.train(self.training)

@@ -24,7 +24,11 @@ class RewardSettings:
     info_gain: float = 0.1
     """Information gain of the surrogate's parent posterior (nats)."""
     parent: float = 0.1
-    """Intervening on a true parent (training only)."""
+    """Intervening on a true parent (training only; for a set, the share of its members that are)."""
+    cost: float = 0.0
+    """What an experiment costs (:func:`experiment_cost`): each variable it sets one unit (the
+    simulated campaigns have no costs of their own), so with set actions (``design.max_set = 2``)
+    a second variable must earn its unit; a constant, so without effect, one variable at a time."""
     mc: int = 256
     """Monte Carlo samples for E[Y | do] of nonlinear SCMs (exact for linear ones)."""
 
@@ -35,7 +39,7 @@ class RewardSettings:
     def weights(self) -> dict[str, float]:
         """The weights by component name, in the order :func:`combine` sums them."""
         return {"improvement": self.improvement, "outcome": self.outcome, "info_gain": self.info_gain,
-                "parent": self.parent}
+                "parent": self.parent, "cost": self.cost}
 
 
 def posterior_entropy(marginals: torch.Tensor, var_mask: torch.Tensor) -> torch.Tensor:
@@ -66,8 +70,19 @@ def outcome_gain(reference: torch.Tensor, outcome: torch.Tensor, scale: torch.Te
 
 def parent_hit(variables: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
     """Parent intervention (training only): 1 where the chosen variable is a true parent of Y.
-    variables: B x k indices, parents: B x D bool. Returns B x k float."""
+    variables: B x k indices, or B x k x m for experiments on sets (the share of the members that
+    are parents; a member repeated, as an experiment of fewer variables is written, counts as
+    often as it is written, so a single counts as itself); parents: B x D bool. Returns B x k float."""
+    if variables.dim() == 3:
+        B, k, m = variables.shape
+        return parents.gather(1, variables.reshape(B, k * m)).reshape(B, k, m).float().mean(2)
     return parents.gather(1, variables).float()
+
+
+def experiment_cost(members: torch.Tensor) -> torch.Tensor:
+    """The cost term: minus what each experiment costs, one unit per variable it sets.
+    members: B x k counts. Returns B x k float (<= -1)."""
+    return -members.float()
 
 
 def combine(components: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Acting in simulated campaigns: one step, GRPO rollouts, validation (the decision itself:
 :mod:`acbo.policy.decide`).
 
-- :func:`policy_step` — one step of B simulated campaigns: decide, sample k candidate actions,
+- :func:`policy_step` — one step of B simulated campaigns: decide, sample k candidate actions
+  (of one variable, or of one or two with ``max_set = 2``: :func:`acbo.policy.sets.set_action`),
   evaluate each (E[Y | do] and one simulated outcome), carry out the first, update the belief.
   The one loop body every rollout uses.
 - :func:`collect` — a GRPO rollout: T policy steps, rewards per candidate or per trajectory,
@@ -19,7 +20,8 @@ from acbo.env import Env
 from acbo.policy.decide import decide
 from acbo.policy.grpo import group_advantages
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
-from acbo.policy.rewards import combine, improvement, information_gain, outcome_gain, parent_hit
+from acbo.policy.rewards import combine, experiment_cost, improvement, information_gain, outcome_gain, parent_hit
+from acbo.policy.sets import SetActionDist, set_action
 from acbo.surrogate import Belief, Surrogate
 
 MODES = ("candidates", "trajectory")
@@ -33,12 +35,13 @@ class Step:
     """One decision in B campaigns: what the policy saw and did, and what came of it.
 
     x: the policy's input; dist: its action distribution; var/u/value: B x k sampled actions
-    (variable, position in the domain, value; the first was carried out); e_y: B x k E[Y | do]
-    of each; rows/mask: B x k x d one simulated outcome of each; best: B, the best E[Y | do]
-    before this step; belief: the surrogate's belief before this step."""
+    (variable, position in the domain, value; the first was carried out), B x k x 2 for set
+    actions; members: B x k variables each sets (set actions; None otherwise); e_y: B x k
+    E[Y | do] of each; rows/mask: B x k x d one simulated outcome of each; best: B, the best
+    E[Y | do] before this step; belief: the surrogate's belief before this step."""
 
     x: PolicyInput
-    dist: ActionDist | GridActionDist
+    dist: ActionDist | GridActionDist | SetActionDist
     var: torch.Tensor
     u: torch.Tensor
     value: torch.Tensor
@@ -47,19 +50,32 @@ class Step:
     mask: torch.Tensor
     best: torch.Tensor
     belief: Belief
+    members: torch.Tensor | None = None
+
+    def log_prob(self) -> torch.Tensor:
+        """The log-probabilities of the sampled actions under the distribution they came from, B x k."""
+        if self.members is None:
+            return self.dist.log_prob(self.var, self.u)
+        return self.dist.log_prob(self.var, self.u, self.members)
 
 
 @torch.no_grad()
 def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, generator: torch.Generator,
-                k: int = 1) -> tuple[Step, Belief]:
-    """Decide in every campaign of ``env``, sample k actions, evaluate and simulate each, carry out
-    the first (appended to ``env``). Returns the step and the belief after it."""
+                k: int = 1, max_set: int = 1) -> tuple[Step, Belief]:
+    """Decide in every campaign of ``env``, sample k actions (experiments of up to ``max_set``
+    variables: 1, or 2 with the set action), evaluate and simulate each, carry out the first
+    (appended to ``env``). Returns the step and the belief after it."""
     x, dist = decide(policy, env.campaign(), belief, surrogate)
-    var, u = dist.sample(generator, k)                                                       # B x k
+    members = None
+    if max_set == 2:
+        dist = set_action(dist, x)
+        var, u, members = dist.sample(generator, k)                                          # B x k x 2, B x k x 2, B x k
+    else:
+        var, u = dist.sample(generator, k)                                                   # B x k
     value = dist.value(var, u)
     e_y = env.expected(var, value)                                                           # B x k
     rows, mask = env.outcomes(var, value, generator)                                         # B x k x d
-    step = Step(x, dist, var, u, value, e_y, rows, mask, env.best, belief)
+    step = Step(x, dist, var, u, value, e_y, rows, mask, env.best, belief, members)
     env.append(rows[:, :1], mask[:, :1], e_y[:, 0])
     return step, belief.add(surrogate, rows[:, :1], mask[:, :1])
 
@@ -78,6 +94,10 @@ class GroupDesign:
     """Divide advantages by the group std (GRPO) or not (Dr. GRPO)."""
     horizon: tuple[int, int] = (10, 20)
     """Steps per campaign T, uniform per step of training (the policy sees steps taken and left)."""
+    max_set: int = 1
+    """Variables one experiment may set: 1, or 2 for the set action (:mod:`acbo.policy.sets`:
+    the policy's first member, then the world model's partner or *stop*, the policy's stop head
+    biasing *stop*); needs a policy that reads the world model (``grid``)."""
 
     def __post_init__(self):
         if len(self.horizon) != 2 or not 1 <= self.horizon[0] <= self.horizon[1]:
@@ -86,6 +106,8 @@ class GroupDesign:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.size < 2:
             raise ValueError(f"group_size must be >= 2, got {self.size}")
+        if self.max_set not in (1, 2):
+            raise ValueError(f"design.max_set must be 1 or 2 (experiments of one or two variables), got {self.max_set!r}")
 
 
 @dataclass(frozen=True)
@@ -106,8 +128,11 @@ class PlayValidation:
 
 @dataclass(frozen=True)
 class Rollout:
-    """Decisions collected in one iteration: inputs (M states), actions var/u M x K, their
-    logp under the rollout policy M x K, advantages M x K, informative M (non-degenerate group)."""
+    """Decisions collected in one iteration: inputs (M states), actions var/u M x K (M x K x 2 for
+    set actions), their logp under the rollout policy M x K, advantages M x K, informative M
+    (non-degenerate group); for set actions the members M x K and the partner logits each
+    decision drew from, M x DK x (DK + 1) (the world model's, fixed: only the policy's part
+    changes in an update)."""
 
     x: PolicyInput
     var: torch.Tensor
@@ -115,13 +140,23 @@ class Rollout:
     logp: torch.Tensor
     adv: torch.Tensor
     informative: torch.Tensor
+    members: torch.Tensor | None = None
+    partner: torch.Tensor | None = None
+
+    def log_prob(self, dist: GridActionDist | ActionDist, idx: torch.Tensor) -> torch.Tensor:
+        """The log-probabilities (|idx| x K) of decisions ``idx``'s actions under ``dist``, the
+        distribution a policy gives their inputs (for set actions, with their partner logits)."""
+        if self.partner is None:
+            return dist.log_prob(self.var[idx], self.u[idx])
+        return SetActionDist(dist, self.partner[idx]).log_prob(self.var[idx], self.u[idx], self.members[idx])
 
 
 def step_rewards(step: Step, env: Env, parents: torch.Tensor) -> dict[str, torch.Tensor]:
     """The reward components of a step's candidates (each B x k; information gain apart)."""
+    members = torch.ones_like(step.e_y, dtype=torch.long) if step.members is None else step.members
     return {"improvement": improvement(step.best, step.e_y, env.y_scale),
             "outcome": outcome_gain(env.y_obs, step.e_y, env.y_scale),
-            "parent": parent_hit(step.var, parents)}
+            "parent": parent_hit(step.var, parents), "cost": experiment_cost(members)}
 
 
 @torch.no_grad()
@@ -135,7 +170,7 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
     belief = Belief.of(surrogate, env.campaign())
     steps, rewards, comps_log = [], [], {}
     for _ in range(T):
-        step, after = policy_step(policy, surrogate, env, belief, generator, K)
+        step, after = policy_step(policy, surrogate, env, belief, generator, K, design.max_set)
         comps = step_rewards(step, env, parents)
         var_mask = step.x.var_mask
         if design.mode == "candidates":
@@ -158,32 +193,39 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
         adv, informative = group_advantages(ret, design.scale_by_std)
         adv = adv.reshape(1, -1, 1).expand(T, -1, 1)                                           # T x BG x 1
         informative = informative.repeat_interleave(G).expand(T, -1)                           # T x BG
+    sets = design.max_set > 1
     out = Rollout(PolicyInput.cat([s.x for s in steps]), torch.cat([s.var for s in steps]),
-                  torch.cat([s.u for s in steps]), torch.cat([s.dist.log_prob(s.var, s.u) for s in steps]),
-                  adv.reshape(-1, adv.shape[-1]), informative.reshape(-1))
+                  torch.cat([s.u for s in steps]), torch.cat([s.log_prob() for s in steps]),
+                  adv.reshape(-1, adv.shape[-1]), informative.reshape(-1),
+                  torch.cat([s.members for s in steps]) if sets else None,
+                  torch.cat([s.dist.partner for s in steps]) if sets else None)
     return out, {key: torch.stack(v) for key, v in comps_log.items()}
 
 
 @torch.no_grad()
-def play(policy: Policy, surrogate: Surrogate, env: Env, y_star: torch.Tensor, generator: torch.Generator
-         ) -> dict[str, float]:
-    """Run copies of the campaigns for their T steps as deployed (sampled actions): mean
+def play(policy: Policy, surrogate: Surrogate, env: Env, y_star: torch.Tensor, generator: torch.Generator,
+         max_set: int = 1) -> dict[str, float]:
+    """Run copies of the campaigns for their T steps as deployed (sampled actions; experiments of
+    up to ``max_set`` variables, y* over such experiments): mean
     normalised regret (best - y*) / (E[Y]_obs - y*) at T and averaged over steps, over the
     campaigns where intervening can help (E[Y]_obs - y* above a thousandth of Y's observational
     std: elsewhere the ratio is Monte Carlo noise over nothing; NaN if there is none), and the
-    fraction of steps on true parents. ``env`` itself is left as it was."""
+    fraction of steps on true parents (for sets, of the members; and the share of experiments
+    that set two, ``val_pair_frac``). ``env`` itself is left as it was."""
     env = copy.copy(env)
     parents = env.scm.parents()
     gap = env.y_obs - y_star                                                                   # B
     ok = gap > REGRET_GAP * env.y_scale
     belief = Belief.of(surrogate, env.campaign())
-    regrets, hits = [], []
+    regrets, hits, pairs = [], [], []
     for _ in range(env.horizon - env.step_count):
-        step, belief = policy_step(policy, surrogate, env, belief, generator, 1)
+        step, belief = policy_step(policy, surrogate, env, belief, generator, 1, max_set)
         regrets.append((env.best - y_star) / gap.clamp_min(1e-12))
         hits.append(parent_hit(step.var, parents)[:, 0])
+        pairs.append(torch.zeros_like(hits[-1]) if step.members is None else (step.members[:, 0] == 2).float())
     r = torch.stack(regrets)[:, ok]                                                            # T x (campaigns that count)
     counted = int(ok.sum())
     return {"val_regret_T": float(r[-1].mean()) if counted else float("nan"),
             "val_regret_mean": float(r.mean()) if counted else float("nan"),
-            "val_parent_frac": float(torch.stack(hits).mean()), "val_counted": counted}
+            "val_parent_frac": float(torch.stack(hits).mean()), "val_counted": counted,
+            **({"val_pair_frac": float(torch.stack(pairs).mean())} if max_set > 1 else {})}

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from acbo.policy.features import EI_FLOOR
-from acbo.policy.model import U_EPS, GridActionDist, _beta_mode
+from acbo.policy.features import EI_FLOOR, GRID_BEST, GRID_MEAN, GRID_STD
+from acbo.policy.model import U_EPS, GridActionDist, PolicyInput, _beta_mode
 from acbo.predictive import GaussianMixture
 from acbo.seeding import sample_beta
 
@@ -77,66 +77,118 @@ def pair_logits(mean: torch.Tensor, std: torch.Tensor, pair_mean: torch.Tensor, 
 class SetActionDist:
     """The distribution of experiments of one or two variables for B decisions (see the module
     docstring). first: the policy's distribution of the first member (B x D x K); partner: B x DK x
-    (DK + 1) logits of the partner (variable, cell) given the first's, last column *stop*."""
+    (DK + 1) logits of the partner (variable, cell) given the first's, last column *stop*. A
+    policy with a stop head (``first.stop``) adds its bias for the first member's cell to the
+    *stop* logit."""
 
     first: GridActionDist
     partner: torch.Tensor
 
     def _cell(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Flat (variable, cell) index j K + floor(u K), B x k."""
+        """Flat (variable, cell) index j K + floor(u K), the shape of var."""
         K = self.first.logits.shape[2]
         return var * K + torch.floor(u.double() * K).long().clamp(0, K - 1)
 
     def _partner_logp(self, row: torch.Tensor) -> torch.Tensor:
-        """log_softmax of the partner logits at the flat first-member cells ``row`` (B), B x (DK + 1)."""
+        """log_softmax of the partner logits (the stop head's bias added) at the flat first-member
+        cells ``row`` (B x k), B x k x (DK + 1)."""
         B, R, C = self.partner.shape
-        return torch.log_softmax(self.partner.gather(1, row[:, None, None].expand(B, 1, C))[:, 0], dim=1)
+        k = row.shape[1]
+        logits = self.partner.gather(1, row[..., None].expand(B, k, C))                             # B x k x C
+        if self.first.stop is not None:
+            bias = self.first.stop.reshape(B, R).gather(1, row).to(logits.dtype)                    # B x k
+            logits = torch.cat([logits[..., :-1], logits[..., -1:] + bias[..., None]], 2)
+        return torch.log_softmax(logits, dim=2)
 
     def _position(self, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """A position u in [0, 1] inside flat cells idx (B): a Beta draw, or its mode without a generator."""
+        """Positions u in [0, 1] inside flat cells idx (B x k): Beta draws, or their modes without a generator."""
         K = self.first.logits.shape[2]
-        a, b = self.first._at(self.first.alpha, idx[:, None])[:, 0], self.first._at(self.first.beta, idx[:, None])[:, 0]
+        a, b = self.first._at(self.first.alpha, idx), self.first._at(self.first.beta, idx)
         r = _beta_mode(a, b) if generator is None else sample_beta(a.double(), b.double(), generator).to(a.dtype)
         return ((idx % K + r.clamp(U_EPS, 1 - U_EPS)) / K).clamp(U_EPS, 1 - U_EPS)
 
-    def _draw(self, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _draw(self, generator: torch.Generator | None, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """k experiments per decision (the mode, k = 1, without a generator): B x k x 2, B x k x 2, B x k."""
         B, D, K = self.first.logits.shape
         if generator is None:
-            v1, u1 = self.first.mode()
+            v1, u1 = (t[:, None] for t in self.first.mode())                                        # B x 1 each
         else:
-            v1, u1 = (t[:, 0] for t in self.first.sample(generator, 1))
-        logp = self._partner_logp(self._cell(v1[:, None], u1[:, None])[:, 0])                     # B x (DK + 1)
+            v1, u1 = self.first.sample(generator, k)                                                # B x k each
+        logp = self._partner_logp(self._cell(v1, u1))                                               # B x k x (DK + 1)
         if generator is None:
-            pick = logp.argmax(1)
+            pick = logp.argmax(2)
         else:
-            pick = torch.multinomial(logp.double().exp(), 1, generator=generator)[:, 0]
+            pick = torch.multinomial(logp.double().exp().reshape(B * k, -1), 1, generator=generator).reshape(B, k)
         two = pick < D * K
         idx = torch.where(two, pick, torch.zeros_like(pick))
         u2 = self._position(idx, generator)
-        var = torch.stack([v1, torch.where(two, idx // K, v1)], 1)                                  # B x 2
-        u = torch.stack([u1, torch.where(two, u2.to(u1.dtype), u1)], 1)
+        var = torch.stack([v1, torch.where(two, idx // K, v1)], 2)                                  # B x k x 2
+        u = torch.stack([u1, torch.where(two, u2.to(u1.dtype), u1)], 2)
         return var, u, 1 + two.long()
 
-    def sample(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(self, generator: torch.Generator, k: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One experiment per decision: (variables B x 2, positions u B x 2, members n B); where
-        n = 1 the second column repeats the first."""
-        return self._draw(generator)
+        n = 1 the second column repeats the first. With ``k``, k i.i.d. experiments per decision
+        (B x k x 2, B x k x 2, B x k)."""
+        var, u, n = self._draw(generator, k or 1)
+        return (var, u, n) if k is not None else (var[:, 0], u[:, 0], n[:, 0])
 
     def mode(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first member's mode, then the most probable partner (or stop) at its Beta's mode."""
-        return self._draw(None)
+        var, u, n = self._draw(None, 1)
+        return var[:, 0], u[:, 0], n[:, 0]
+
+    def value(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Positions -> values on the data's scale (B x k x 2 or B x 2, as var)."""
+        B = var.shape[0]
+        return self.first.value(var.reshape(B, -1), u.reshape(B, -1)).reshape(var.shape)
 
     def log_prob(self, var: torch.Tensor, u: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        """Exact log-density (B) of experiments (var, u: B x 2, n: B members; positions in [0, 1]
-        of the domains, as :meth:`sample` returns them), summed over both orders for a pair."""
-        B, D, K = self.first.logits.shape
-        first = self.first.log_prob(var, u)                                                         # B x 2
-        within = self.first.within(var, u)                                                          # B x 2
-        cell = self._cell(var, u)                                                                   # B x 2
-        stop = self._partner_logp(cell[:, 0])[:, D * K]
-        ab = first[:, 0] + self._partner_logp(cell[:, 0]).gather(1, cell[:, 1:])[:, 0] + within[:, 1]
-        ba = first[:, 1] + self._partner_logp(cell[:, 1]).gather(1, cell[:, :1])[:, 0] + within[:, 0]
-        return torch.where(n == 1, first[:, 0] + stop, torch.logaddexp(ab, ba))
+        """Exact log-density (B, or B x k) of experiments (var, u: B x 2 or B x k x 2, n: B or B x k
+        members; positions in [0, 1] of the domains, as :meth:`sample` returns them), summed over
+        both orders for a pair."""
+        one = var.dim() == 2
+        if one:
+            var, u, n = var[:, None], u[:, None], n[:, None]
+        B, k, _ = var.shape
+        D, K = self.first.logits.shape[1:]
+        first = self.first.log_prob(var.reshape(B, 2 * k), u.reshape(B, 2 * k)).reshape(B, k, 2)
+        within = self.first.within(var.reshape(B, 2 * k), u.reshape(B, 2 * k)).reshape(B, k, 2)
+        cell = self._cell(var, u)                                                                   # B x k x 2
+        from_a, from_b = self._partner_logp(cell[..., 0]), self._partner_logp(cell[..., 1])          # B x k x (DK + 1)
+        ab = first[..., 0] + from_a.gather(2, cell[..., 1:])[..., 0] + within[..., 1]
+        ba = first[..., 1] + from_b.gather(2, cell[..., :1])[..., 0] + within[..., 0]
+        single = n == 1  # a single's orders are -inf: kept out of logaddexp, whose gradient there is NaN
+        pair = torch.logaddexp(ab.masked_fill(single, 0.0), ba.masked_fill(single, 0.0))
+        out = torch.where(single, first[..., 0] + from_a[..., D * K], pair)
+        return out[:, 0] if one else out
+
+    def entropy(self) -> torch.Tensor:
+        """The first member's entropy (B): the policy's part of the action (the partner's
+        categorical is the world model's, apart from the stop head's bias)."""
+        return self.first.entropy()
+
+
+def world_pairs(x: PolicyInput) -> tuple[torch.Tensor, ...]:
+    """What the world model's grid features (the policy's input ``x``) say of single settings and
+    of pairs before any experiment on the pair: (mean, std B x D x K, pair_mean, pair_var B x DK x
+    DK (:func:`additive_pairs`), best B, the incumbent); Y's standard units, minimised."""
+    mean, std = x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double()                  # B x D x K each
+    incumbent = (x.grid[..., GRID_BEST] + x.grid[..., GRID_MEAN]).double()                        # B x D x K: the same everywhere
+    best = torch.where(x.valid[..., None], incumbent, torch.inf).flatten(1).amin(1)               # B, read off a settable cell
+    return (mean, std, *additive_pairs(mean, std), best)
+
+
+def set_action(first: GridActionDist, x: PolicyInput) -> SetActionDist:
+    """The set action of simulated campaigns (training): any two valid variables may be set
+    together, any one alone; the partner logits of the world model's additive pair prior
+    (:func:`world_pairs`; unlike :meth:`acbo.policy.method.Amortized.ask_set`, pairs already
+    measured are not corrected)."""
+    B, D = x.valid.shape
+    mean, std, pair_mean, pair_var, best = world_pairs(x)
+    pair_ok = x.valid[:, :, None] & x.valid[:, None, :] & ~torch.eye(D, dtype=torch.bool, device=x.valid.device)
+    return SetActionDist(first, pair_logits(mean, std, pair_mean, pair_var, best, pair_ok, x.valid).to(first.logits.dtype))
 
 
 def allowed_pairs(sets: list[tuple[int, ...]], D: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -56,6 +56,7 @@ from acbo.policy.rewards import RewardSettings, combine
 from acbo.policy.rollout import GroupDesign, PlayValidation, collect, play
 from acbo.policy.update import UpdateSettings, bc_step, grpo_update
 from acbo.scm import Draws, Family, resolve_family
+from acbo.scm.optimum import set_optimum
 from acbo.seeding import generator
 from acbo.surrogate import Surrogate, load_pretrained, load_surrogate
 from acbo.training import Loop, OptimConfig, RunConfig, leave_process_group, restore_into, run_loop, shard_share
@@ -147,26 +148,37 @@ class PolicyTrainConfig:
 
 
 ADDED_LATER = {"data.shards": 1, "policy.grid": 0, "policy.world": "network", "run.log_every": 1, "policy.ff_mult": 2,
-               "policy.token_dim": 64, "update.max_grad_norm": 1.0, "optim.weight_decay": 1e-4}
+               "policy.token_dim": 64, "update.max_grad_norm": 1.0, "optim.weight_decay": 1e-4, "design.max_set": 1,
+               "rewards.cost": 0.0, "policy.stop_head": False}
 """Settings that runs written before them lack, with the value those runs mean: such a run resumes."""
 PLACEMENT = ("parallel.workers", "parallel.backend", "parallel.address")
 """Settings of where a run's rollouts run: a resumed run may change them (the same rollouts)."""
 
 
+VAL_SET_MC = 2000
+"""Monte Carlo samples of y* over sets in the validation campaigns (the search evaluates every pair
+of variables on a grid: at the default 10,000, 32 campaigns of d = 29 took 7.5 minutes on the CPU box)."""
+
+
 def make_validation(cfg: PolicyTrainConfig) -> tuple[Env, torch.Tensor]:
-    """The validation campaigns (the validation family's test stream, its own data budget) and y*."""
+    """The validation campaigns (the validation family's test stream, its own data budget, drawn
+    once where it is a range) and y* (over experiments of up to ``design.max_set`` variables)."""
     fam = resolve_family(cfg.val.family)
     g = generator("test", "policy-val", fam.name, device=cfg.run.device)
-    env = Env.from_family(fam, cfg.val.campaigns, fam.n_obs, cfg.val.horizon, g, cfg.rewards.mc)
+    env = Env.from_family(fam, cfg.val.campaigns, fam.draw_n_obs(g), cfg.val.horizon, g, cfg.rewards.mc)
+    if cfg.design.max_set > 1:
+        return env, set_optimum(env.scm, env.low, env.high, env.intervenable, cfg.design.max_set, n_mc=VAL_SET_MC).value
     return env, env.scm.optimum(env.low, env.high).value
 
 
-def validate(policy: Policy, surrogate: Surrogate, val: tuple[Env, torch.Tensor], seed: int) -> dict[str, float]:
-    """Validation campaigns played as deployed (sampled actions): regret at T, mean over steps,
-    fraction of steps on true parents."""
+def validate(policy: Policy, surrogate: Surrogate, val: tuple[Env, torch.Tensor], seed: int, max_set: int = 1
+             ) -> dict[str, float]:
+    """Validation campaigns played as deployed (sampled actions; experiments of up to ``max_set``
+    variables): regret at T, mean over steps, fraction of steps on true parents."""
     was_training = policy.training
     policy.eval()
-    out = play(policy, surrogate, val[0], val[1], generator("test", "policy-val", seed, device=val[0].values.device))
+    out = play(policy, surrogate, val[0], val[1], generator("test", "policy-val", seed, device=val[0].values.device),
+               max_set)
     policy.train(was_training)
     return out
 
@@ -210,12 +222,13 @@ def worker_surrogate(path: str) -> Surrogate:
     return frozen_surrogate(path, "cpu")
 
 
-def rollout_task(task: tuple[PolicyTrainConfig, int, int, dict]) -> tuple:
-    """A rollout worker's task (cfg, iteration, shard, policy weights): :func:`rollout_shard`
-    with the generator's state in place of the generator (a generator does not travel)."""
-    cfg, it, k, weights = task
+def rollout_task(task: tuple[PolicyTrainConfig, int, int, PolicyConfig, dict]) -> tuple:
+    """A rollout worker's task (cfg, iteration, shard, the policy's architecture and weights):
+    :func:`rollout_shard` with the generator's state in place of the generator (a generator does
+    not travel)."""
+    cfg, it, k, arch, weights = task
     surrogate = worker_surrogate(cfg.surrogate)
-    policy = Policy(replace(cfg.policy, token_dim=surrogate.cfg.dim))
+    policy = Policy(arch)
     policy.load_state_dict(weights)
     *head, g = rollout_shard(policy.eval(), surrogate, cfg, it, k)
     return (*head, g.get_state())
@@ -226,7 +239,7 @@ def rollouts(policy: Policy, surrogate: Surrogate, cfg: PolicyTrainConfig, it: i
     if cfg.parallel.here:
         return [rollout_shard(policy, surrogate, cfg, it, k) for k in mine]
     weights = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
-    done = map_tasks(rollout_task, [(cfg, it, k, weights) for k in mine], workers=cfg.parallel.workers,
+    done = map_tasks(rollout_task, [(cfg, it, k, policy.cfg, weights) for k in mine], workers=cfg.parallel.workers,
                      progress=False, backend=cfg.parallel.backend, address=cfg.parallel.address or None)
     out = []
     for *head, state in done:
@@ -265,11 +278,19 @@ def iteration_record(cfg: PolicyTrainConfig, shards: list[tuple], stats: dict, o
 
 
 def starting_policy(cfg: PolicyTrainConfig, surrogate: Surrogate) -> Policy:
-    """The policy ``cfg.init_policy`` (reading ``surrogate``), or a new one seeded by the run's seed."""
+    """The policy ``cfg.init_policy`` (reading ``surrogate``), or a new one seeded by the run's
+    seed; with set actions (``design.max_set = 2``) with a stop head (:meth:`Policy.with_stop_head`)."""
     torch.manual_seed(cfg.run.seed)
     if cfg.init_policy:
-        return load_policy_checkpoint(cfg.init_policy, cfg.run.device, surrogate)[0].train()
-    return Policy(replace(cfg.policy, token_dim=surrogate.cfg.dim)).to(cfg.run.device)
+        policy = load_policy_checkpoint(cfg.init_policy, cfg.run.device, surrogate)[0].train()
+    else:
+        policy = Policy(replace(cfg.policy, token_dim=surrogate.cfg.dim)).to(cfg.run.device)
+    if cfg.design.max_set == 1:
+        return policy
+    if not policy.cfg.grid:
+        raise ValueError("design.max_set = 2 needs a policy that reads the world model (policy.grid >= 2): the set "
+                         "action's partner comes from the world model's grid")
+    return policy.with_stop_head()
 
 
 def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
@@ -309,7 +330,8 @@ def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
             ref.load_state_dict(state["optimizer"]["ref"])
         return restore_into(policy, opt)(state)
 
-    run_loop(cfg.run, cfg, Loop(step=step, validate=lambda: validate(policy, surrogate, val[0], cfg.run.seed),
+    run_loop(cfg.run, cfg, Loop(step=step, validate=lambda: validate(policy, surrogate, val[0], cfg.run.seed,
+                                                                     cfg.design.max_set),
                                 save=save,
                                 read=read_policy_checkpoint, restore=restore, checkpoint="policy.pt",
                                 optimizers=[(opt, cfg.optim.lr)], models=[policy] + ([ref] if ref is not None else []),
