@@ -55,28 +55,74 @@ def test_the_stop_head_biases_stop_exactly_by_hand():
     assert float(no_bias.log_prob(var, u, n).exp()) == pytest.approx(pi[0] * 1 / (e(0.5) + 1), rel=1e-9)
 
 
-def test_k_experiments_per_decision_have_the_log_probabilities_of_one_at_a_time():
-    """sample(generator, k) draws B x k experiments; log_prob of the B x k x 2 block equals log_prob
-    of each column alone; the shapes say which members were set."""
-    g = torch.Generator().manual_seed(3)
-    B, D, K = 3, 4, 5
-    logits = torch.randn(B, D, K, generator=g, dtype=torch.float64)
-    alpha, beta = 1 + torch.rand(B, D, K, generator=g, dtype=torch.float64), 1 + torch.rand(B, D, K, generator=g, dtype=torch.float64)
+def _random_action(B=2, D=3, K=2, seed=3) -> SetActionDist:
+    """Random first-member logits, a random stop head, uniform positions in each cell (Beta(1, 1)),
+    domains [0, 1], random partner logits (another variable, or stop)."""
+    g = torch.Generator().manual_seed(seed)
+    ones = torch.ones(B, D, K, dtype=torch.float64)
     low = torch.zeros(B, D, dtype=torch.float64)
-    first = GridActionDist(logits, alpha, beta, low, low + 2, torch.randn(B, D, K, generator=g, dtype=torch.float64))
+    first = GridActionDist(torch.randn(B, D, K, generator=g, dtype=torch.float64), ones, ones, low, low + 1,
+                           torch.randn(B, D, K, generator=g, dtype=torch.float64))
     partner = torch.randn(B, D * K, D * K + 1, generator=g, dtype=torch.float64)
     same = torch.arange(D).repeat_interleave(K)
     partner[:, :, :-1] = partner[:, :, :-1].masked_fill(same[:, None] == same[None, :], float("-inf"))  # a partner is another variable
-    act = SetActionDist(first, partner)
-    var, u, n = act.sample(torch.Generator().manual_seed(0), 6)
-    assert var.shape == (B, 6, 2) and u.shape == (B, 6, 2) and n.shape == (B, 6)
+    return SetActionDist(first, partner)
+
+
+def test_the_set_action_with_a_stop_head_is_a_distribution():
+    """D = 3, K = 2, uniform positions: the density is constant in each cell, so an experiment's
+    probability is exp(log_prob) times the cells' widths (1/K per member). Summed over every single
+    cell and every unordered pair of cells of two variables — scored as B x k blocks — it is 1."""
+    act = _random_action()
+    B, D, K = act.first.logits.shape
+    centre = lambda c: (c % K + 0.5) / K
+    cells = range(D * K)
+    exps = [(a, a) for a in cells] + [(a, b) for a in cells for b in cells if a // K < b // K]
+    var = torch.tensor([[a // K, b // K] for a, b in exps]).expand(B, -1, -1)                   # B x k x 2
+    u = torch.tensor([[centre(a), centre(b)] for a, b in exps], dtype=torch.float64).expand(B, -1, -1)
+    n = torch.tensor([1 if a == b else 2 for a, b in exps]).expand(B, -1)
+    mass = act.log_prob(var, u, n).exp() * (1.0 / K) ** n                                      # B x k
+    assert torch.allclose(mass.sum(1), torch.ones(B, dtype=torch.float64), atol=1e-12)
+    for j in (0, 7, 17):  # a block scores each experiment as a decision of one does
+        assert torch.allclose(act.log_prob(var[:, j], u[:, j], n[:, j]), act.log_prob(var, u, n)[:, j])
+
+
+def test_k_sampled_experiments_per_decision_follow_the_action():
+    """sample(generator, k): B x k experiments, a single written as its variable twice; the
+    sampled share of singles matches the action's probability of a single."""
+    act = _random_action(B=1)
+    var, u, n = act.sample(torch.Generator().manual_seed(0), 20000)
+    assert var.shape == (1, 20000, 2) and u.shape == (1, 20000, 2) and n.shape == (1, 20000)
     assert bool(((n == 1) == (var[..., 0] == var[..., 1])).all())
-    block = act.log_prob(var, u, n)
-    for j in range(6):
-        assert torch.allclose(block[:, j], act.log_prob(var[:, j], u[:, j], n[:, j]))
-    assert torch.isfinite(block).all()
-    value = act.value(var, u)
-    assert torch.allclose(value, 2 * u.double())
+    K = act.first.logits.shape[2]
+    p_first = act.first._flat().exp()[0]                                                        # DK
+    p_stop = torch.stack([act._partner_logp(torch.tensor([[c]]))[0, 0, -1].exp() for c in range(p_first.numel())])
+    want = float((p_first * p_stop).sum())
+    got = float((n == 1).double().mean())
+    assert abs(got - want) < 4 * (want * (1 - want) / 20000) ** 0.5
+    assert torch.allclose(act.value(var, u), u.double())
+
+
+def test_a_rollout_of_set_actions_scores_its_actions_as_the_update_will():
+    """The update recomputes each set action's log-probability from the rollout's stored partner
+    rows: under the policy that acted, it equals the rollout's own (ratio 1), and its gradient
+    is finite for singles and pairs alike (the stop head's parameters get one)."""
+    from acbo.policy.checkpoint import load_pretrained_policy
+    from acbo.policy.rollout import collect
+
+    shipped, surrogate = load_pretrained_policy()
+    policy = shipped.with_stop_head()
+    env = Env.from_family("train-joint", 3, 40, 3, generator("test", "set-rollout"), 32)
+    weights = {"improvement": 1.0, "outcome": 0.1, "info_gain": 0.0, "parent": 0.1, "cost": 0.1}
+    batch, comps = collect(policy, surrogate, env, GroupDesign(size=4, max_set=2), weights, generator("test", "set-rollout", 1))
+    assert batch.var.shape == (9, 4, 2) and batch.partner_rows.shape[:3] == (9, 4, 2)
+    assert torch.equal(comps["cost"][..., :].flatten(), -batch.members.reshape(3, 3, 4).float().flatten())
+    idx = torch.arange(9)
+    logp = batch.log_prob(policy(batch.x.index(idx)), idx)
+    assert torch.allclose(logp, batch.logp, atol=1e-5)
+    logp.sum().backward()
+    grads = [p.grad for p in policy.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads) and policy.stop_head.weight.grad is not None
 
 
 def test_the_env_runs_experiments_on_sets_by_hand(chain3):
@@ -180,11 +226,23 @@ def test_a_costly_second_variable_teaches_the_policy_to_set_one(tmp_path):
     assert hist[-1]["val_pair_frac"] < hist[0]["val_pair_frac"] - 0.3
 
 
+def test_set_training_rolls_out_in_workers_as_in_one_process(tmp_path):
+    """Rollout workers build the policy's own architecture (its grid and stop head) and roll out
+    the same campaigns: one iteration with two workers trains the weights one process trains."""
+    one = train(_tiny(tmp_path / "one"), log=lambda s: None)
+    two = train(_tiny(tmp_path / "two", rollout_workers=2), log=lambda s: None)
+    assert one.cfg.stop_head and two.cfg == one.cfg
+    for (name, a), b in zip(one.state_dict().items(), two.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_set_training_is_configured_or_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="max_set must be 1 or 2"):
         GroupDesign(max_set=3)
     with pytest.raises(ValueError, match="world model"):
-        train(_tiny(tmp_path, grid=0, world="network"), log=lambda s: None)
+        _tiny(tmp_path, grid=0, world="network")
+    with pytest.raises(ValueError, match="stop_head"):
+        configure(PolicyTrainConfig, {"policy.grid": 4, "policy.stop_head": True})
     from acbo.e2e.train import E2EConfig
 
     with pytest.raises(ValueError, match="stage 2"):

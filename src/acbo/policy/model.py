@@ -68,7 +68,9 @@ class PolicyConfig:
     """A head that reads each grid cell's token and adds a learned bias to the *stop* logit of an
     experiment that may set two variables (:class:`acbo.policy.sets.SetActionDist`): the
     policy's say in whether a first member in that cell is set alone. It starts at zero (the
-    world model's rule); trained with set actions (``design.max_set = 2``). Needs ``grid``."""
+    world model's rule); trained with set actions (``design.max_set = 2``), where each variable set
+    costs a unit of reward (``rewards.cost``): deployed with costs of the user's, the partner's
+    expected improvement is per unit of those besides. Needs ``grid``."""
 
     def __post_init__(self):
         from acbo.surrogate.world import WORLDS

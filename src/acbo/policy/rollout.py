@@ -21,7 +21,7 @@ from acbo.policy.decide import decide
 from acbo.policy.grpo import group_advantages
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.policy.rewards import combine, experiment_cost, improvement, information_gain, outcome_gain, parent_hit
-from acbo.policy.sets import SetActionDist, set_action
+from acbo.policy.sets import SetActionDist, set_action, set_log_prob
 from acbo.surrogate import Belief, Surrogate
 
 MODES = ("candidates", "trajectory")
@@ -131,8 +131,8 @@ class Rollout:
     """Decisions collected in one iteration: inputs (M states), actions var/u M x K (M x K x 2 for
     set actions), their logp under the rollout policy M x K, advantages M x K, informative M
     (non-degenerate group); for set actions the members M x K and the partner logits each
-    decision drew from, M x DK x (DK + 1) (the world model's, fixed: only the policy's part
-    changes in an update)."""
+    action's members drew from, M x K x 2 x (DK + 1) (the world model's, fixed: only the
+    policy's part, the first member and the stop bias, changes in an update)."""
 
     x: PolicyInput
     var: torch.Tensor
@@ -141,14 +141,14 @@ class Rollout:
     adv: torch.Tensor
     informative: torch.Tensor
     members: torch.Tensor | None = None
-    partner: torch.Tensor | None = None
+    partner_rows: torch.Tensor | None = None
 
     def log_prob(self, dist: GridActionDist | ActionDist, idx: torch.Tensor) -> torch.Tensor:
         """The log-probabilities (|idx| x K) of decisions ``idx``'s actions under ``dist``, the
         distribution a policy gives their inputs (for set actions, with their partner logits)."""
-        if self.partner is None:
+        if self.partner_rows is None:
             return dist.log_prob(self.var[idx], self.u[idx])
-        return SetActionDist(dist, self.partner[idx]).log_prob(self.var[idx], self.u[idx], self.members[idx])
+        return set_log_prob(dist, self.partner_rows[idx], self.var[idx], self.u[idx], self.members[idx])
 
 
 def step_rewards(step: Step, env: Env, parents: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -198,7 +198,7 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
                   torch.cat([s.u for s in steps]), torch.cat([s.log_prob() for s in steps]),
                   adv.reshape(-1, adv.shape[-1]), informative.reshape(-1),
                   torch.cat([s.members for s in steps]) if sets else None,
-                  torch.cat([s.dist.partner for s in steps]) if sets else None)
+                  torch.cat([s.dist.rows(s.var, s.u) for s in steps]) if sets else None)
     return out, {key: torch.stack(v) for key, v in comps_log.items()}
 
 
@@ -206,7 +206,8 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
 def play(policy: Policy, surrogate: Surrogate, env: Env, y_star: torch.Tensor, generator: torch.Generator,
          max_set: int = 1) -> dict[str, float]:
     """Run copies of the campaigns for their T steps as deployed (sampled actions; experiments of
-    up to ``max_set`` variables, y* over such experiments): mean
+    up to ``max_set`` variables, y* over such experiments, the pairs scored as in training, by
+    :func:`acbo.policy.sets.set_action`, without deployment's correction of measured pairs): mean
     normalised regret (best - y*) / (E[Y]_obs - y*) at T and averaged over steps, over the
     campaigns where intervening can help (E[Y]_obs - y* above a thousandth of Y's observational
     std: elsewhere the ratio is Monte Carlo noise over nothing; NaN if there is none), and the

@@ -93,12 +93,8 @@ class SetActionDist:
         """log_softmax of the partner logits (the stop head's bias added) at the flat first-member
         cells ``row`` (B x k), B x k x (DK + 1)."""
         B, R, C = self.partner.shape
-        k = row.shape[1]
-        logits = self.partner.gather(1, row[..., None].expand(B, k, C))                             # B x k x C
-        if self.first.stop is not None:
-            bias = self.first.stop.reshape(B, R).gather(1, row).to(logits.dtype)                    # B x k
-            logits = torch.cat([logits[..., :-1], logits[..., -1:] + bias[..., None]], 2)
-        return torch.log_softmax(logits, dim=2)
+        rows = self.partner.gather(1, row[..., None].expand(B, row.shape[1], C))                    # B x k x C
+        return _with_stop_bias(rows, self.first, row).log_softmax(2)
 
     def _position(self, idx: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Positions u in [0, 1] inside flat cells idx (B x k): Beta draws, or their modes without a generator."""
@@ -144,30 +140,60 @@ class SetActionDist:
         B = var.shape[0]
         return self.first.value(var.reshape(B, -1), u.reshape(B, -1)).reshape(var.shape)
 
+    def rows(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The partner logits at both members' cells (var, u: B x k x 2), B x k x 2 x (DK + 1),
+        without the stop head's bias: all :func:`set_log_prob` needs of the partner table (what a
+        rollout keeps of it)."""
+        B, R, C = self.partner.shape
+        k = var.shape[1]
+        cell = self._cell(var, u).reshape(B, 2 * k)
+        return self.partner.gather(1, cell[..., None].expand(B, 2 * k, C)).reshape(B, k, 2, C)
+
     def log_prob(self, var: torch.Tensor, u: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         """Exact log-density (B, or B x k) of experiments (var, u: B x 2 or B x k x 2, n: B or B x k
         members; positions in [0, 1] of the domains, as :meth:`sample` returns them), summed over
-        both orders for a pair."""
+        both orders for a pair (:func:`set_log_prob`)."""
         one = var.dim() == 2
         if one:
             var, u, n = var[:, None], u[:, None], n[:, None]
-        B, k, _ = var.shape
-        D, K = self.first.logits.shape[1:]
-        first = self.first.log_prob(var.reshape(B, 2 * k), u.reshape(B, 2 * k)).reshape(B, k, 2)
-        within = self.first.within(var.reshape(B, 2 * k), u.reshape(B, 2 * k)).reshape(B, k, 2)
-        cell = self._cell(var, u)                                                                   # B x k x 2
-        from_a, from_b = self._partner_logp(cell[..., 0]), self._partner_logp(cell[..., 1])          # B x k x (DK + 1)
-        ab = first[..., 0] + from_a.gather(2, cell[..., 1:])[..., 0] + within[..., 1]
-        ba = first[..., 1] + from_b.gather(2, cell[..., :1])[..., 0] + within[..., 0]
-        single = n == 1  # a single's orders are -inf: kept out of logaddexp, whose gradient there is NaN
-        pair = torch.logaddexp(ab.masked_fill(single, 0.0), ba.masked_fill(single, 0.0))
-        out = torch.where(single, first[..., 0] + from_a[..., D * K], pair)
+        out = set_log_prob(self.first, self.rows(var, u), var, u, n)
         return out[:, 0] if one else out
 
     def entropy(self) -> torch.Tensor:
         """The first member's entropy (B): the policy's part of the action (the partner's
         categorical is the world model's, apart from the stop head's bias)."""
         return self.first.entropy()
+
+
+def _with_stop_bias(rows: torch.Tensor, first: GridActionDist, cell: torch.Tensor) -> torch.Tensor:
+    """Partner logits ``rows`` (B x ... x (DK + 1)) at flat first-member cells ``cell`` (B x ...)
+    with the policy's stop bias for those cells added to the last column (as they are without a
+    stop head)."""
+    if first.stop is None:
+        return rows
+    B = rows.shape[0]
+    bias = first.stop.reshape(B, -1).gather(1, cell.reshape(B, -1)).reshape(cell.shape).to(rows.dtype)
+    return torch.cat([rows[..., :-1], rows[..., -1:] + bias[..., None]], -1)
+
+
+def set_log_prob(first: GridActionDist, rows: torch.Tensor, var: torch.Tensor, u: torch.Tensor, n: torch.Tensor
+                 ) -> torch.Tensor:
+    """Exact log-density (B x k) of experiments (var, u: B x k x 2, n: B x k members) under the
+    first member's distribution ``first`` and the partner logits at the members' cells, ``rows``
+    (B x k x 2 x (DK + 1), :meth:`SetActionDist.rows`); the two orders of a pair summed:
+    log(pi(a) q(b | a) w(b) + pi(b) q(a | b) w(a)), a single log(pi(a) q(stop | a))."""
+    B, k, _ = var.shape
+    D, K = first.logits.shape[1:]
+    flat = lambda t: t.reshape(B, 2 * k)
+    lp_first = first.log_prob(flat(var), flat(u)).reshape(B, k, 2)
+    within = first.within(flat(var), flat(u)).reshape(B, k, 2)
+    cell = var * K + torch.floor(u.double() * K).long().clamp(0, K - 1)                               # B x k x 2
+    logq = _with_stop_bias(rows, first, cell).log_softmax(3)                                          # B x k x 2 x (DK + 1)
+    ab = lp_first[..., 0] + logq[..., 0, :].gather(2, cell[..., 1:])[..., 0] + within[..., 1]
+    ba = lp_first[..., 1] + logq[..., 1, :].gather(2, cell[..., :1])[..., 0] + within[..., 0]
+    single = n == 1  # a single's orders are -inf: kept out of logaddexp, whose gradient there is NaN
+    pair = torch.logaddexp(ab.masked_fill(single, 0.0), ba.masked_fill(single, 0.0))
+    return torch.where(single, lp_first[..., 0] + logq[..., 0, D * K], pair)
 
 
 def world_pairs(x: PolicyInput) -> tuple[torch.Tensor, ...]:

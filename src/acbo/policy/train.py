@@ -114,7 +114,6 @@ class PolicyTrainConfig:
     reference. '' = a new policy (``policy``)."""
     surrogate: str = ""
     """Surrogate checkpoint ('' = the shipped one); frozen, and written beside the policy (the pair)."""
-
     DERIVED: ClassVar[tuple[str, ...]] = ("policy.token_dim",)
     """Settings the trainer sets (the surrogate's width): not on the command line."""
     LEGACY: ClassVar[dict] = {
@@ -142,6 +141,11 @@ class PolicyTrainConfig:
             raise ValueError("bc_steps / bc_coef need bc_demos")
         if self.policy.token_dim != PolicyConfig().token_dim:
             raise ValueError("policy.token_dim is the surrogate's dim, which the trainer sets; leave it")
+        if self.policy.stop_head and self.design.max_set == 1:
+            raise ValueError("policy.stop_head is trained with set actions (design.max_set = 2), which add it themselves")
+        if self.design.max_set == 2 and not self.init_policy and not self.policy.grid:
+            raise ValueError("design.max_set = 2 needs a policy that reads the world model: give policy.grid >= 2 "
+                             "(and policy.world), or an init_policy that has a grid")
         if self.init_policy and self.policy != PolicyConfig():
             raise ValueError(f"init_policy {self.init_policy!r} brings its own architecture; policy.* describe a new "
                              f"policy: give one or the other")
@@ -168,7 +172,7 @@ def make_validation(cfg: PolicyTrainConfig) -> tuple[Env, torch.Tensor]:
     env = Env.from_family(fam, cfg.val.campaigns, fam.draw_n_obs(g), cfg.val.horizon, g, cfg.rewards.mc)
     if cfg.design.max_set > 1:
         return env, set_optimum(env.scm, env.low, env.high, env.intervenable, cfg.design.max_set, n_mc=VAL_SET_MC).value
-    return env, env.scm.optimum(env.low, env.high).value
+    return env, env.scm.optimum(env.low, env.high, intervenable=env.intervenable).value
 
 
 def validate(policy: Policy, surrogate: Surrogate, val: tuple[Env, torch.Tensor], seed: int, max_set: int = 1

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set actions (issue 29, item 4): the shipped pair fine-tuned with GRPO on experiments of one or two
+# variables (stage 2 with --design.max-set 2: the policy's first member, the world model's partner or
+# stop, the policy's new stop head; a cost of 0.02 per variable set) on train-joint, validated on
+# train-joint's test stream (test-joint, the held-out family, is only benchmarked afterwards).
+#
+#   bash benchmarks/train_sets.sh OUT [MINUTES] [DEVICE] [more acbo.policy.train flags]
+#
+# CPU (2 cores): bash benchmarks/train_sets.sh runs/policy-sets 60 cpu
+#   resumable: run the same command again after an interruption and it continues from the last
+#   checkpoint (every 20 iterations) until MINUTES of training in all.
+# One GPU, 10 minutes: bash benchmarks/train_sets.sh OUT 9 cuda   (more campaigns per iteration)
+# A tiny run to try the script (CPU, about a minute): SIZE=tiny bash benchmarks/train_sets.sh /tmp/sets 1 cpu
+# Then benchmark it against the shipped pair on test-joint (benchmarks/sets_bench.py with
+#   --methods amortized,amortized:checkpoint=OUT/policy.pt).
+set -euo pipefail
+OUT=${1:?output folder}
+MINUTES=${2:-60}
+DEVICE=${3:-cpu}
+shift $(( $# < 3 ? $# : 3 ))
+SIZE=${SIZE:-full}
+PY=${PY:-python}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+ARGS=(--init-policy "$HERE/src/acbo/checkpoints/policy.pt" --data.families train-joint --run.steps 100000
+      --design.max-set 2 --rewards.cost 0.02 --optim.lr 1e-4 --update.entropy-coef 0.003
+      --val.family train-joint --val.horizon 10 --run.eval-every 20)
+if [ "$SIZE" = tiny ]; then
+  ARGS+=(--run.batch-size 4 --design.size 4 --design.horizon 3,3 --val.campaigns 4 --val.horizon 3 --run.eval-every 2
+         --rewards.mc 32)
+elif [ "$DEVICE" = cpu ]; then
+  ARGS+=(--run.batch-size 16 --design.size 8 --design.horizon 10,12 --val.campaigns 32)
+else
+  ARGS+=(--run.batch-size 64 --design.size 8 --design.horizon 10,12 --update.minibatch 1024 --val.campaigns 64)
+fi
+export PYTHONUNBUFFERED=1
+"$PY" -m acbo.policy.train --run.out "$OUT" --run.max-minutes "$MINUTES" --run.device "$DEVICE" "${ARGS[@]}" "$@"
