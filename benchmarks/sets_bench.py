@@ -3,7 +3,9 @@
     python benchmarks/sets_bench.py --out runs/sets-bench [--families lin-er-10,lin-er-20] [--seeds 30]
         [--steps 10] [--methods random,exact-ts] [--max-set 2] [--sets-only parent_scale] [--workers 2]
 
-A method may carry options, ``name:key=value`` (``amortized:checkpoint=runs/policy-sets/policy.pt``:
+``--against M`` adds each method's paired difference from M (both at K, and at K against M at 1);
+``--summarise`` prints the summary of a finished run's results again (with ``--against``). A method
+may carry options, ``name:key=value`` (``amortized:checkpoint=runs/policy-sets/policy.pt``:
 another policy pair).
 
 For each (family, seed) of the test stream: the problem of ``acbo bench`` with y* over sets of at
@@ -52,7 +54,7 @@ def evaluate(task: tuple) -> list[dict]:
     return rows
 
 
-def summary(df: pd.DataFrame, K: int, steps: int, sets_only: tuple[str, ...] = ()) -> str:
+def summary(df: pd.DataFrame, K: int, steps: int, sets_only: tuple[str, ...] = (), against: str = "") -> str:
     lines = [f"| family | method | regret@{steps}, max_set = 1 | regret@{steps}, max_set = {K} | "
              f"max_set {K} − 1, paired | experiments that set a set (of {steps}) |", "|---|---|---|---|---|---|"]
     for fam, g in df.groupby("family", sort=False):
@@ -69,6 +71,14 @@ def summary(df: pd.DataFrame, K: int, steps: int, sets_only: tuple[str, ...] = (
         best = g.drop_duplicates("seed")["best_single"]
         lines.append(f"| {fam} | best single intervention | {_fmt(*mean_ci(best))} | – | – | – |")
     at_k = df[df.max_set == K].pivot_table(index=["family", "seed"], columns="method", values="regret")
+    if against:
+        one = df[df.max_set == 1].pivot_table(index=["family", "seed"], columns="method", values="regret")
+        lines += ["", f"| family | method | − {against}, both at max_set = {K}, paired | at {K} − {against} at 1, paired |",
+                  "|---|---|---|---|"]
+        for fam, g in at_k.groupby(level="family", sort=False):
+            for method in (m for m in g.columns if m != against and m not in sets_only):
+                lines.append(f"| {fam} | {method} | {_fmt(*mean_ci(g[method] - g[against]))} | "
+                             f"{_fmt(*mean_ci(g[method] - one.loc[fam, against].reindex(g.index.get_level_values('seed')).values))} |")
     for ref in sets_only:
         lines += ["", f"| family | method − {ref}, max_set = {K}, paired |", "|---|---|"]
         for fam, g in at_k.groupby(level="family", sort=False):
@@ -86,8 +96,17 @@ def main() -> None:
     ap.add_argument("--max-set", type=int, default=2)
     ap.add_argument("--sets-only", default="", help="methods run at --max-set only (compared with the others there)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--against", default="", help="a method of --methods every other is paired with (at K; and at K "
+                                                 "against it at 1)")
+    ap.add_argument("--summarise", action="store_true", help="print the summary of the results already in --out")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if args.summarise:
+        config = json.loads((Path(args.out) / "config.json").read_text())
+        df = pd.read_csv(Path(args.out) / "results.csv")
+        sets_only = tuple(m for m in config["sets_only"].split(",") if m)
+        print(summary(df, config["max_set"], config["steps"], sets_only, args.against))
+        return
     if args.max_set < 2:
         raise SystemExit(f"--max-set must be at least 2 (it is compared with 1), got {args.max_set}")
     out = Path(args.out)
@@ -100,7 +119,7 @@ def main() -> None:
     results = map_tasks(evaluate, tasks, workers=args.workers, description="sets bench")
     df = pd.DataFrame([r for rows in results for r in rows])
     df.to_csv(out / "results.csv", index=False)
-    text = summary(df, args.max_set, args.steps, sets_only)
+    text = summary(df, args.max_set, args.steps, sets_only, args.against)
     (out / "summary.md").write_text(text)
     (out / "config.json").write_text(json.dumps(vars(args), indent=1))
     print(text)
