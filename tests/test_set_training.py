@@ -1,9 +1,6 @@
 """Training the set action (issue 29, item 4): simulated campaigns that set pairs, the policy's
 stop head, the cost term, GRPO on set actions, and its learning smoke test."""
 
-import dataclasses
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -94,7 +91,6 @@ def test_k_sampled_experiments_per_decision_follow_the_action():
     var, u, n = act.sample(torch.Generator().manual_seed(0), 20000)
     assert var.shape == (1, 20000, 2) and u.shape == (1, 20000, 2) and n.shape == (1, 20000)
     assert bool(((n == 1) == (var[..., 0] == var[..., 1])).all())
-    K = act.first.logits.shape[2]
     p_first = act.first._flat().exp()[0]                                                        # DK
     p_stop = torch.stack([act._partner_logp(torch.tensor([[c]]))[0, 0, -1].exp() for c in range(p_first.numel())])
     want = float((p_first * p_stop).sum())
