@@ -251,12 +251,15 @@ class GridActionDist:
         left = torch.isfinite(out).flatten(1).any(1)[:, None, None]                              # B x 1 x 1
         return dataclasses.replace(self, logits=torch.where(left, out, self.logits))
 
+    def flat_cell(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The flat (variable, cell) index j K + floor(u K) of actions (var, u: any shape, the same)."""
+        K = self.logits.shape[2]
+        return var * K + torch.floor(u.double() * K).long().clamp(0, K - 1)
+
     def log_prob(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Exact log-density of (variable, value) for B x k actions (value = low + u (high - low)):
         u lies in cell k = floor(u K) at relative position r = u K - k."""
-        K = self.logits.shape[2]
-        idx = var * K + torch.floor(u.double() * K).long().clamp(0, K - 1)
-        return self._flat().gather(1, idx) + self.within(var, u)
+        return self._flat().gather(1, self.flat_cell(var, u)) + self.within(var, u)
 
     def within(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """log-density of positions u (B x k, in [0, 1] of the domains of variables var) inside

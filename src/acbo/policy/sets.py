@@ -84,11 +84,6 @@ class SetActionDist:
     first: GridActionDist
     partner: torch.Tensor
 
-    def _cell(self, var: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Flat (variable, cell) index j K + floor(u K), the shape of var."""
-        K = self.first.logits.shape[2]
-        return var * K + torch.floor(u.double() * K).long().clamp(0, K - 1)
-
     def _partner_logp(self, row: torch.Tensor) -> torch.Tensor:
         """log_softmax of the partner logits (the stop head's bias added) at the flat first-member
         cells ``row`` (B x k), B x k x (DK + 1)."""
@@ -110,7 +105,7 @@ class SetActionDist:
             v1, u1 = (t[:, None] for t in self.first.mode())                                        # B x 1 each
         else:
             v1, u1 = self.first.sample(generator, k)                                                # B x k each
-        logp = self._partner_logp(self._cell(v1, u1))                                               # B x k x (DK + 1)
+        logp = self._partner_logp(self.first.flat_cell(v1, u1))                                     # B x k x (DK + 1)
         if generator is None:
             pick = logp.argmax(2)
         else:
@@ -146,7 +141,7 @@ class SetActionDist:
         rollout keeps of it)."""
         B, R, C = self.partner.shape
         k = var.shape[1]
-        cell = self._cell(var, u).reshape(B, 2 * k)
+        cell = self.first.flat_cell(var, u).reshape(B, 2 * k)
         return self.partner.gather(1, cell[..., None].expand(B, 2 * k, C)).reshape(B, k, 2, C)
 
     def log_prob(self, var: torch.Tensor, u: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -187,7 +182,7 @@ def set_log_prob(first: GridActionDist, rows: torch.Tensor, var: torch.Tensor, u
     flat = lambda t: t.reshape(B, 2 * k)
     lp_first = first.log_prob(flat(var), flat(u)).reshape(B, k, 2)
     within = first.within(flat(var), flat(u)).reshape(B, k, 2)
-    cell = var * K + torch.floor(u.double() * K).long().clamp(0, K - 1)                               # B x k x 2
+    cell = first.flat_cell(var, u)                                                                    # B x k x 2
     logq = _with_stop_bias(rows, first, cell).log_softmax(3)                                          # B x k x 2 x (DK + 1)
     ab = lp_first[..., 0] + logq[..., 0, :].gather(2, cell[..., 1:])[..., 0] + within[..., 1]
     ba = lp_first[..., 1] + logq[..., 1, :].gather(2, cell[..., :1])[..., 0] + within[..., 0]
