@@ -205,6 +205,65 @@ def test_amortized_batch_members_are_in_distinct_cells_of_the_policy_grid(mode):
     assert one == [single] and single == batch[0]
 
 
+def _amortized_told(seed=5, n=3):
+    """An amortized campaign on a test-broad problem with n of its own experiments told."""
+    pr = make_problem("test-broad", seed)
+    opt = CausalOptimizer(pr.frame, target="Y", method="amortized", seed=seed, domains=pr.domains,
+                          intervenable=pr.settable)
+    for t in range(n):
+        iv = opt.ask()
+        opt.tell(iv, pr.scm.run_experiment(dict(iv), generator("test", "batch-believer", t)), accept_outlier=True)
+    return opt
+
+
+def test_amortized_believed_means_are_the_world_model_of_the_measured_rows():
+    """A believed row's Y is the conditioned world model's E[Y | do(X_j = v)] on the measured rows,
+    as a decision queries it (every settable variable at once, the campaign's memo); read from
+    the first decision's fit, without solving the rows again."""
+    from acbo.policy.features import settable_variables, world_domains
+    from acbo.surrogate.world import conditioned_world
+
+    opt = _amortized_told()
+    m, buf, p = opt.method, opt.buffer, opt.problem
+    opt.ask()  # the decision that keeps the measured rows' world
+    var, _ = settable_variables(m._campaign(buf))
+    js = var[0, :3]
+    vals = p.low[js].double() + torch.tensor([0.1, 0.55, 0.93], dtype=torch.float64) * (p.high[js] - p.low[js]).double()
+    got = m.believed_means(buf, js, vals)
+    c = m._campaign(buf)
+    belief = m._belief(c, buf)
+    every, _, lo, hi = world_domains(c)
+    u = ((vals - p.low[js].double()) / (p.high[js] - p.low[js]).double())
+    with torch.inference_mode():
+        w = conditioned_world(m.surrogate, c.standardised(), belief.tokens, belief.marginals, every, lo, hi,
+                              u[None, None, :].expand(1, every.shape[1], 3))
+    mean, std = (t[0, p.target] for t in c.observational_stats())
+    z = torch.stack([w.mean[0, (every[0] == j).nonzero()[0, 0], k] for k, j in enumerate(js.tolist())])
+    sign = 1.0 if p.minimize else -1.0
+    assert torch.allclose(got, sign * (mean + std * z.double()), rtol=1e-9, atol=1e-12)
+
+
+def test_a_believed_row_is_evidence_only_about_the_variable_it_sets():
+    """The batch believer's later members read the measured rows' world model, with the pending
+    experiments' variables conditioned on their believed rows: every other variable's world is
+    the first member's, bit for bit, and the pending variable's is no less certain anywhere and
+    more certain at the pending value (its outcome is believed, as a kriging believer does)."""
+    opt = _amortized_told()
+    m, buf, p = opt.method, opt.buffer, opt.problem
+    with torch.inference_mode():
+        c = m._campaign(buf)
+        kept = m._measured_world(buf, c)
+        j = int(kept.var[0])
+        K = m.policy.cfg.grid
+        v = float(p.low[j]) + (3.5 / K) * float(p.high[j] - p.low[j])  # the centre of grid cell 3
+        believed = m.believed(buf, [{j: v}])
+        after = m._grid_world(m._campaign(believed), believed, m._measured_world(believed.told))
+    before = kept.grid
+    assert torch.equal(after.mean[:, 1:], before.mean[:, 1:]) and torch.equal(after.var_f[:, 1:], before.var_f[:, 1:])
+    assert bool((after.var_f[0, 0] <= before.var_f[0, 0] * (1 + 1e-9)).all())
+    assert float(after.var_f[0, 0, 3]) < 0.9 * float(before.var_f[0, 0, 3])
+
+
 def test_simulate_campaign_runs_rounds_of_the_batch_and_a_shorter_last_one():
     asked, told = [], []
 

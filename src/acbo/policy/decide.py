@@ -16,31 +16,34 @@ from acbo.policy.features import LOG_EI, N_GRID_FEATURES, campaign_features, gri
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.surrogate import Belief, Surrogate
 from acbo.surrogate.model import ContextMemo
-from acbo.surrogate.world import conditioned_world
+from acbo.surrogate.world import WorldBelief, conditioned_world
 
 
 def policy_input(c: CampaignBatch, belief: Belief, surrogate: Surrogate | None = None, grid: int = 0,
-                 memo: ContextMemo | None = None, world: str = "network") -> PolicyInput:
+                 memo: ContextMemo | None = None, world: str = "network", known: WorldBelief | None = None
+                 ) -> PolicyInput:
     """Assemble what the policy reads for B campaigns; with ``grid = K > 0`` also the world model's
     features on K points per variable (the surrogate's world-model head; ``memo`` kept over one
     campaign's decisions spares it re-encoding the rows it has seen, see :meth:`Surrogate.query`;
-    ``world``: which world model, :attr:`PolicyConfig.world`)."""
+    ``world``: which world model, :attr:`PolicyConfig.world`; ``known``: the conditioned world
+    model on the grid, already computed, see :func:`grid_features`)."""
     var, glob = campaign_features(c, belief.marginals)
     valid = c.intervenable & c.var_mask & ~c.target
     B, _, D = c.values.shape
     if grid:
         if surrogate is None:
             raise ValueError("world-model features need the surrogate")
-        g = grid_features(surrogate, c, belief.tokens, grid, memo, world, belief.marginals)
+        g = grid_features(surrogate, c, belief.tokens, grid, memo, world, belief.marginals, known)
     else:
         g = torch.zeros(B, D, 0, N_GRID_FEATURES, device=c.values.device)
     return PolicyInput(belief.tokens.float(), var, glob, valid, c.var_mask, c.low.float(), c.high.float(), g)
 
 
-def decide(policy: Policy, c: CampaignBatch, belief: Belief, surrogate: Surrogate, memo: ContextMemo | None = None
-           ) -> tuple[PolicyInput, ActionDist | GridActionDist]:
-    """The policy's input and its distribution over (variable, value) for B campaigns."""
-    x = policy_input(c, belief, surrogate, policy.cfg.grid, memo, policy.cfg.world)
+def decide(policy: Policy, c: CampaignBatch, belief: Belief, surrogate: Surrogate, memo: ContextMemo | None = None,
+           known: WorldBelief | None = None) -> tuple[PolicyInput, ActionDist | GridActionDist]:
+    """The policy's input and its distribution over (variable, value) for B campaigns (``known``:
+    see :func:`policy_input`)."""
+    x = policy_input(c, belief, surrogate, policy.cfg.grid, memo, policy.cfg.world, known)
     return x, policy(x)
 
 

@@ -12,7 +12,7 @@ import torch
 from acbo.buffer import CampaignBatch
 from acbo.posterior.types import bernoulli_entropy
 from acbo.predictive import GaussianMixture
-from acbo.surrogate.world import WORLDS, conditioned_world
+from acbo.surrogate.world import WORLDS, WorldBelief, conditioned_world
 
 N_VAR_FEATURES = 17
 """Per-variable features (see :func:`campaign_features`)."""
@@ -139,9 +139,19 @@ def settable_variables(c: CampaignBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(real, var, torch.zeros_like(var)), real
 
 
+def world_domains(c: CampaignBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(var, real, lo, hi): the settable variables (B x Q each, :func:`settable_variables`) and
+    their domains in their observational standard units (B x Q each), as the world model reads them."""
+    var, real = settable_variables(c)                                                            # B x Q each
+    mean, std = c.observational_stats()                                                          # B x D
+    m_j, s_j = mean.gather(1, var), std.gather(1, var)
+    return var, real, (c.low.gather(1, var) - m_j) / s_j, (c.high.gather(1, var) - m_j) / s_j
+
+
 @torch.no_grad()
 def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, memo=None,
-                  world: str = "network", marginals: torch.Tensor | None = None) -> torch.Tensor:
+                  world: str = "network", marginals: torch.Tensor | None = None,
+                  known: WorldBelief | None = None) -> torch.Tensor:
     """What the world model says about a K-point grid over every settable variable's domain:
     B x D x K x 8.
 
@@ -155,7 +165,8 @@ def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, mem
     :class:`acbo.surrogate.model.ContextMemo` kept over one campaign's decisions (see
     :meth:`Surrogate.query`). ``world``: ``network`` reads the network's bar distributions;
     ``conditioned`` the world model conditioned on the data (:mod:`acbo.surrogate.world`, which
-    needs the surrogate's ``marginals``, B x D), whose predictives are Gaussian.
+    needs the surrogate's ``marginals``, B x D), whose predictives are Gaussian; ``known``: that
+    world model on the grid already computed (B x Q x K over :func:`world_domains`' variables).
     """
     B, N, D = c.values.shape
     dev = c.values.device
@@ -167,11 +178,13 @@ def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, mem
     lo, hi = c.low.gather(1, var), c.high.gather(1, var)                                         # B x Q
     x = lo[..., None] + (hi - lo)[..., None] * u                                                 # B x Q x K
     if world == "conditioned":
-        if marginals is None:
+        if known is not None:
+            w = known
+        elif marginals is None:
             raise ValueError("the conditioned world model needs the surrogate's marginals")
-        m_j, s_j = mean.gather(1, var), std.gather(1, var)
-        w = conditioned_world(surrogate, batch, tokens, marginals, var, (lo - m_j) / s_j, (hi - m_j) / s_j,
-                              u.expand(B, Q, K), memo)
+        else:
+            _, _, lo_z, hi_z = world_domains(c)
+            w = conditioned_world(surrogate, batch, tokens, marginals, var, lo_z, hi_z, u.expand(B, Q, K), memo)
         f = GaussianMixture.normal(w.mean.float(), w.var_f.sqrt().float())
         m = GaussianMixture.normal(w.mean.float(), w.var_y.sqrt().float())
     elif world == "network":

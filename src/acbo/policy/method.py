@@ -18,7 +18,7 @@ from acbo.buffer import Buffer, CampaignBatch
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
 from acbo.policy.decide import after_experiments, decide, per_unit_cost
-from acbo.policy.features import grid_positions, settable_variables
+from acbo.policy.features import grid_positions, settable_variables, world_domains
 from acbo.policy.model import GridActionDist
 from acbo.policy.sets import SetActionDist, allowed_pairs, pair_logits, world_pairs
 from acbo.posterior import ParentPosterior
@@ -26,7 +26,8 @@ from acbo.surrogate import Belief, EncodingCache
 from acbo.surrogate.checkpoint import shared_surrogate
 from acbo.surrogate.model import ContextMemo
 from acbo.surrogate.conditioning import set_posterior
-from acbo.surrogate.world import conditioned_world
+from acbo.surrogate.world import (WorldBelief, WorldFit, WorldPrior, conditioned_world, measurements, world_given,
+                                 world_mean_at, world_prior)
 
 
 BATCH_MODES = ("believer", "distinct")
@@ -38,6 +39,25 @@ COST_RULES = ("policy", "ei")
 divided by each action's cost, renormalised; ``ei``, the variable of most expected improvement per
 unit cost on the world model and the policy's value on it. Neither is learned: the policy was
 trained without costs (BENCHMARKS.md, costs, compares them)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredWorld:
+    """The conditioned world model of a campaign's measured rows, kept over a batch's members
+    (:meth:`Amortized._measured_world`): the rows it read (values, which were set: N x d each), the
+    surrogate's belief about them, the settable variables (Q), their prior
+    (:class:`acbo.surrogate.world.WorldPrior`) and its fit to their measurements (Q), the world
+    model on the policy's grid (1 x Q x K), and Y's observational mean and std (the
+    campaign's Y: -Y when maximising)."""
+
+    rows: torch.Tensor
+    set: torch.Tensor
+    belief: Belief
+    var: torch.Tensor
+    prior: WorldPrior
+    fit: WorldFit
+    grid: WorldBelief
+    y_scale: tuple[float, float]
 
 
 def _world_model():
@@ -78,6 +98,7 @@ class Amortized(Method):
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.horizon, self.greedy, self.batch = horizon, bool(greedy), batch
         self._first = None  # (rows, policy input, distribution) of the last decision on measured rows only
+        self._world: MeasuredWorld | None = None  # the world model of the measured rows (:meth:`_measured_world`)
         self.policy, self.surrogate = shared_policy(self.checkpoint)
         if problem.max_set > 1 or problem.sets is not None:
             big = [s for s in problem.allowed_sets if len(s) > 2]
@@ -154,26 +175,20 @@ class Amortized(Method):
     @torch.inference_mode()
     def believed_means(self, told: Buffer, var: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """E[Y | do(X_var[p] = val[p])] (observed units, P) for a batch's believed rows: the world
-        model the policy reads, on the campaign's own encoding and memo, queried for the same
-        variables as a decision (so the observations' reading is the memo's); the network world
-        model (a policy without the conditioned one) through :meth:`predict`. For a maximisation
-        the policy's world model reads -Y, so this may differ a little from :meth:`predict`."""
-        if self.policy.cfg.world != "conditioned" or not self.surrogate.cfg.queries:
+        model the policy reads, of the measured rows (:meth:`_measured_world`, which the batch's
+        first decision computed), at each value; the network world model (a policy without the
+        conditioned one) through :meth:`predict`. For a maximisation the policy's world model
+        reads -Y, so this may differ a little from :meth:`predict`."""
+        if not self._reads_world():
             return super().believed_means(told, var, val)
         p = self.problem
-        c = self._campaign(told)
-        belief = self._belief(c, told)
-        mean, std = (t[0] for t in c.observational_stats())                                     # D each
-        every, _ = settable_variables(c)                                                         # 1 x Q
-        low, high = p.low.double(), p.high.double()
-        lo, hi = (low[every] - mean[every]) / std[every], (high[every] - mean[every]) / std[every]   # 1 x Q each
-        u = (val[None, None, :] - low[every][..., None]) / (high - low)[every][..., None].clamp_min(1e-12)  # 1 x Q x P
-        w = conditioned_world(self.surrogate, c.standardised(), belief.tokens, belief.marginals, every, lo, hi,
-                              u, self._memo)                                                     # 1 x Q x P
-        slot = (every[0][:, None] == var[None, :]).to(torch.int64).argmax(0)                     # P: var's row
-        z = w.mean[0].gather(0, slot[None, :])[0].double()                                       # P
+        kept = self._measured_world(told)
+        slot = (kept.var[:, None] == var[None, :]).to(torch.int64).argmax(0)                      # P: var's row in Q
+        u = (val - p.low[var].double()) / (p.high[var] - p.low[var]).double().clamp_min(1e-12)  # P
+        z = world_mean_at(kept.prior, kept.fit, slot, u[:, None])[:, 0]                           # P
+        mean, std = kept.y_scale
         sign = 1.0 if p.minimize else -1.0  # the campaign hands the world model -Y when maximising
-        return sign * (mean[p.target] + std[p.target] * z)
+        return sign * (mean + std * z)
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         """The surrogate's marginals; with the conditioned world model, those of the settable
@@ -198,10 +213,70 @@ class Amortized(Method):
         unit cost (:func:`acbo.policy.decide.per_unit_cost`) and the policy chooses its value
         (``cost_rule="ei"``)."""
         c = self._campaign(buffer)
-        x, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
+        x, dist = self._decide(c, buffer)
         if not buffer.believed and self.batch == "distinct":
             self._first = (buffer.n, x, dist)
         return self._choose(x, dist, buffer, self.pending, generator)
+
+    def _decide(self, c: CampaignBatch, buffer: Buffer):
+        """The policy's input and distribution on ``buffer`` (``c``: its campaign): the belief of
+        its measured rows and, for a policy that reads it, the world model of :meth:`_grid_world`."""
+        if not self._reads_world():
+            return decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
+        kept = self._measured_world(buffer.told, None if buffer.believed else c)
+        return decide(self.policy, c, kept.belief, self.surrogate, self._memo, self._grid_world(c, buffer, kept))
+
+    def _reads_world(self) -> bool:
+        """Whether the policy reads the conditioned world model of its own surrogate (what
+        :meth:`_grid_world` and :meth:`believed_means` keep between a batch's members)."""
+        return self.policy.cfg.world == "conditioned" and bool(self.policy.cfg.grid) and self.surrogate.cfg.queries
+
+    def _measured_world(self, told: Buffer, c: CampaignBatch | None = None) -> MeasuredWorld:
+        """The surrogate's belief and the world model of the measured rows ``told`` (``c``: their
+        campaign, or None to build it), kept while they are the same."""
+        kept = self._world
+        if kept is not None and kept.rows.shape == told.values.shape and torch.equal(kept.rows, told.values) \
+                and torch.equal(kept.set, told.intervened):
+            return kept
+        c = self._campaign(told) if c is None else c
+        belief = self._belief(c, told)
+        var, _, lo, hi = world_domains(c)                                                          # 1 x Q each
+        batch = c.standardised()
+        prior = world_prior(self.surrogate, batch, belief.tokens, belief.marginals, var, lo, hi, self._memo)
+        xm, ym, mm = measurements(batch, var)                                                     # Q x M each
+        K = self.policy.cfg.grid
+        Q = var.shape[1]
+        u = grid_positions(K, torch.float64).expand(Q, K)
+        grid, fit = world_given(prior, torch.arange(Q), xm, ym, mm, u)                          # 1 x Q x K
+        y_mean, y_std = (float(t[0, self.problem.target]) for t in c.observational_stats())
+        self._world = MeasuredWorld(told.values.clone(), told.intervened.clone(), belief, var[0], prior, fit, grid,
+                                    (y_mean, y_std))
+        return self._world
+
+    def _grid_world(self, c: CampaignBatch, buffer: Buffer, kept: MeasuredWorld) -> WorldBelief:
+        """The conditioned world model on the policy's grid for a decision on ``buffer`` (``c``
+        its campaign; ``kept``, the world model of its measured rows, :meth:`_measured_world`):
+        that world, and with a batch's believed rows (:meth:`Method.believed`) the variables
+        that pending experiments set alone conditioned anew on their rows, believed ones
+        included. The network's prior and the observations' reading stay those of the measured
+        rows, so a believed row, which the world model itself predicted, is evidence only about
+        the variable it sets (a kriging believer per variable; a pending pair's believed row
+        enters through :meth:`_measured_pairs`), and a later member costs a small solve, not a
+        network pass."""
+        if not buffer.believed:
+            return kept.grid
+        rows = buffer.intervened[buffer.n - buffer.believed:]                                       # P x d
+        pending = (rows & (rows.sum(1, keepdim=True) == 1)).any(0)                                  # d: set alone by one
+        slots = pending[kept.var].nonzero().flatten()                                               # R: their rows in Q
+        if not len(slots):
+            return kept.grid
+        K = self.policy.cfg.grid
+        xm, ym, mm = measurements(c.standardised(), kept.var[slots][None])                         # R x M each
+        u = grid_positions(K, torch.float64).expand(len(slots), K)
+        w, _ = world_given(kept.prior, slots, xm, ym, mm, u)                                      # 1 x R x K
+        g = kept.grid
+        put = lambda t, new: t.index_copy(1, slots, new.to(t.dtype))
+        return WorldBelief(put(g.mean, w.mean), put(g.var_f, w.var_f), put(g.var_y, w.var_y), put(g.parent, w.parent))
 
     def propose_batch(self, buffer: Buffer, generator: torch.Generator, pending: list[dict[int, float]]
                       ) -> dict[int, float]:
@@ -216,7 +291,7 @@ class Amortized(Method):
         with torch.inference_mode():
             if self._first is None or self._first[0] != buffer.n:  # e.g. resumed with a batch pending
                 c = self._campaign(buffer)
-                self._first = (buffer.n, *decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo))
+                self._first = (buffer.n, *self._decide(c, buffer))
             _, x, dist = self._first
             j, v = self._choose(x, dist, buffer, pending, generator)
         return {j: min(max(v, float(self.problem.low[j])), float(self.problem.high[j]))}
@@ -263,7 +338,7 @@ class Amortized(Method):
         (:meth:`predict_set`)."""
         p = self.problem
         c = self._campaign(buffer)
-        x, dist = decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
+        x, dist = self._decide(c, buffer)
         pair_ok, single_ok = self._allowed_pairs
         dist = self._restricted(x, dist, buffer, self.pending, (pair_ok.any(1) | single_ok) & p.intervenable)
         cost = self._cell_costs(dist, buffer) if p.costs is not None else None

@@ -43,7 +43,9 @@ Everything is batched over V variable instances (campaigns x variables) in float
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -207,59 +209,121 @@ def overlap(at: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return torch.exp(-d * d / (4 * h[:, None, None] ** 2)).sum(2)
 
 
+@functools.lru_cache(maxsize=None)
 def components(dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The hyperparameter grid, C settings with the length scale slowest, then beta, then tau:
-    (length scale, beta, tau, log prior weight), each C."""
-    ls, beta, tau = torch.meshgrid(torch.tensor(LENGTHSCALES, dtype=dtype), torch.tensor(DISCREPANCIES, dtype=dtype),
-                                   torch.tensor(BIAS_SDS, dtype=dtype), indexing="ij")
-    w = torch.tensor(DISCREPANCY_PRIOR, dtype=dtype)[:, None] * torch.tensor(BIAS_PRIOR, dtype=dtype)[None, :]
-    logw = torch.log(w / len(LENGTHSCALES))[None].expand(len(LENGTHSCALES), -1, -1)
-    return ls.reshape(-1), beta.reshape(-1), tau.reshape(-1), logw.reshape(-1)
+    (length scale, beta, tau, log prior weight), each C (made once per dtype: do not write to them)."""
+    with torch.inference_mode(False), torch.no_grad():  # plain tensors, whichever mode first asks
+        ls, beta, tau = torch.meshgrid(torch.tensor(LENGTHSCALES, dtype=dtype), torch.tensor(DISCREPANCIES, dtype=dtype),
+                                       torch.tensor(BIAS_SDS, dtype=dtype), indexing="ij")
+        w = torch.tensor(DISCREPANCY_PRIOR, dtype=dtype)[:, None] * torch.tensor(BIAS_PRIOR, dtype=dtype)[None, :]
+        logw = torch.log(w / len(LENGTHSCALES))[None].expand(len(LENGTHSCALES), -1, -1)
+        return ls.reshape(-1), beta.reshape(-1), tau.reshape(-1), logw.reshape(-1)
 
 
-def gp_components(u: torch.Tensor, r: torch.Tensor, noise: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor,
-                  amp: torch.Tensor, u_star: torch.Tensor, amp_star: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Exact GP conditioning for every hyperparameter setting of :func:`components`.
+@dataclass(frozen=True)
+class GPFit:
+    """The rows of V variable instances conditioned on, for every hyperparameter setting of
+    :func:`components` (:func:`gp_components`): their positions u (V x M), amplitudes A (V x b x M,
+    0 for padding), Cholesky factors L of their covariance (V x C x M x M), L^-1 r (a: V x C x M x 1),
+    the log marginal likelihood of the rows (logml: V x C) and, after :func:`gp_average`, each
+    setting's posterior weight (weights: V x C; None before)."""
 
-    u, r, noise, observed, mask, amp: V x M — the rows' positions, residuals (value - prior mean),
-    noise variances, which are observational estimates (they share the offset of amplitude tau),
-    which are real, and the network's prior std s0 there; u_star, amp_star: V x K. Returns the
-    posterior mean residual and variance of f at u_star (V x C x K each) and the log marginal
-    likelihood of the rows (V x C). Padding rows are decoupled unit-variance rows with residual 0:
-    they change nothing."""
+    u: torch.Tensor
+    A: torch.Tensor
+    L: torch.Tensor
+    a: torch.Tensor
+    logml: torch.Tensor
+    weights: torch.Tensor | None = None
+
+    def select(self, i: torch.Tensor) -> "GPFit":
+        """The instances ``i`` (indices into V)."""
+        return GPFit(self.u[i], self.A[i], self.L[i], self.a[i], self.logml[i],
+                     None if self.weights is None else self.weights[i])
+
+
+@functools.lru_cache(maxsize=None)
+def _grid(dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(length scales 1 x l x 1 x 1, discrepancies squared 1 x b x 1, bias variances t), shaped as
+    the covariances of :func:`gp_components` broadcast them (made once per dtype and device)."""
+    with torch.inference_mode(False), torch.no_grad():  # plain tensors, whichever mode first asks
+        ls = torch.tensor(LENGTHSCALES, dtype=dtype, device=device)[None, :, None, None]
+        beta2 = torch.tensor(DISCREPANCIES, dtype=dtype, device=device)[None, :, None] ** 2
+        tau2 = torch.tensor(BIAS_SDS, dtype=dtype, device=device) ** 2
+    return ls, beta2, tau2
+
+
+def _row_covariance(u: torch.Tensor, noise: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor, amp: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, K): the rows' amplitudes (V x b x M, 0 for padding) and covariance for every
+    hyperparameter setting (V x C x M x M); see :func:`gp_components`."""
     V, M = u.shape
-    K = u_star.shape[1]
-    n_l, n_b, n_t = len(LENGTHSCALES), len(DISCREPANCIES), len(BIAS_SDS)
-    C = n_l * n_b * n_t
-    ls = torch.tensor(LENGTHSCALES, dtype=u.dtype, device=u.device)[None, :, None, None]
-    beta2 = torch.tensor(DISCREPANCIES, dtype=u.dtype, device=u.device)[None, :, None] ** 2
-    tau2 = torch.tensor(BIAS_SDS, dtype=u.dtype, device=u.device) ** 2
+    C = len(LENGTHSCALES) * len(DISCREPANCIES) * len(BIAS_SDS)
+    ls, beta2, tau2 = _grid(u.dtype, u.device)
     m = mask.to(u.dtype)
     d = u[:, :, None] - u[:, None, :]                                                   # V x M x M
     rho_mm = torch.exp(-0.5 * (d[:, None] / ls) ** 2)                                   # V x l x M x M
-    rho_ms = torch.exp(-0.5 * ((u[:, None, :, None] - u_star[:, None, None, :]) / ls) ** 2)    # V x l x M x K
     A = (amp[:, None, :] ** 2 + beta2).sqrt() * m[:, None, :]                           # V x b x M (padding: 0)
-    A_s = (amp_star[:, None, :] ** 2 + beta2).sqrt()                                    # V x b x K
     cov_mm = A[:, None, :, :, None] * A[:, None, :, None, :] * rho_mm[:, :, None]       # V x l x b x M x M
-    cov_ms = A[:, None, :, :, None] * A_s[:, None, :, None, :] * rho_ms[:, :, None]     # V x l x b x M x K
     o = (observed & mask).to(u.dtype)
     bias = torch.exp(-0.5 * (d / BIAS_LENGTHSCALE) ** 2) * o[:, :, None] * o[:, None, :]  # V x M x M
     sig = torch.where(mask, noise, torch.ones_like(noise))                              # V x M
     Kmm = (cov_mm[:, :, :, None] + tau2[:, None, None] * bias[:, None, None, None]
            + torch.diag_embed(sig)[:, None, None, None])                               # V x l x b x t x M x M
-    L = _cholesky(Kmm.reshape(V, C, M, M))                                              # V x C x M x M
-    rhs = torch.cat([(r * m)[:, None, None, None, :, None].expand(V, n_l, n_b, n_t, M, 1),
-                     cov_ms[:, :, :, None].expand(V, n_l, n_b, n_t, M, K)], -1).reshape(V, C, M, 1 + K)
+    return A, Kmm.reshape(V, C, M, M)
+
+
+def _cross_covariance(u: torch.Tensor, A: torch.Tensor, u_star: torch.Tensor, amp_star: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K_ms, prior): the covariance of the rows (u, amplitudes A: V x b x M) with f at u_star
+    (V x C x M x K) and f's prior variance there (V x C x K), for every hyperparameter setting."""
+    V, M = u.shape
+    K = u_star.shape[1]
+    n_l, n_b, n_t = len(LENGTHSCALES), len(DISCREPANCIES), len(BIAS_SDS)
+    ls, beta2, _ = _grid(u.dtype, u.device)
+    rho_ms = torch.exp(-0.5 * ((u[:, None, :, None] - u_star[:, None, None, :]) / ls) ** 2)    # V x l x M x K
+    A_s = (amp_star[:, None, :] ** 2 + beta2).sqrt()                                    # V x b x K
+    cov_ms = A[:, None, :, :, None] * A_s[:, None, :, None, :] * rho_ms[:, :, None]     # V x l x b x M x K
+    prior = (A_s ** 2)[:, None, :, None, :].expand(V, n_l, n_b, n_t, K).reshape(V, n_l * n_b * n_t, K)
+    return cov_ms[:, :, :, None].expand(V, n_l, n_b, n_t, M, K).reshape(V, n_l * n_b * n_t, M, K), prior
+
+
+def gp_components(u: torch.Tensor, r: torch.Tensor, noise: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor,
+                  amp: torch.Tensor, u_star: torch.Tensor, amp_star: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, GPFit]:
+    """Exact GP conditioning for every hyperparameter setting of :func:`components`.
+
+    u, r, noise, observed, mask, amp: V x M — the rows' positions, residuals (value - prior mean),
+    noise variances, which are observational estimates (they share the offset of amplitude tau),
+    which are real, and the network's prior std s0 there; u_star, amp_star: V x K. Returns the
+    posterior mean residual and variance of f at u_star (V x C x K each) and the fit (its
+    ``logml``: the log marginal likelihood of the rows, V x C; :func:`gp_predict` reads it at
+    other points). Padding rows are decoupled unit-variance rows with residual 0: they change
+    nothing."""
+    V, M = u.shape
+    m = mask.to(u.dtype)
+    A, Kmm = _row_covariance(u, noise, observed, mask, amp)
+    L = _cholesky(Kmm)                                                                  # V x C x M x M
+    C = L.shape[1]
+    cov_ms, prior = _cross_covariance(u, A, u_star, amp_star)                           # V x C x M x K, V x C x K
+    rhs = torch.cat([(r * m)[:, None, :, None].expand(V, C, M, 1), cov_ms], -1)         # V x C x M x (1 + K)
     w = torch.linalg.solve_triangular(L, rhs, upper=False)
     a, v = w[..., :1], w[..., 1:]                                                       # L^-1 r, L^-1 K_ms
     mean = (v * a).sum(-2)                                                              # V x C x K
-    prior = (A_s ** 2)[:, None, :, None, :].expand(V, n_l, n_b, n_t, K).reshape(V, C, K)
     var = (prior - (v * v).sum(-2)).clamp_min(1e-12)
     logdet = 2 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)                        # V x C
     n = m.sum(1)[:, None]
     logml = -0.5 * (a * a).sum((-2, -1)) - 0.5 * logdet - 0.5 * n * math.log(2 * math.pi)
-    return mean, var, logml
+    return mean, var, GPFit(u, A, L, a, logml)
+
+
+def gp_predict(fit: GPFit, u_star: torch.Tensor, amp_star: torch.Tensor) -> torch.Tensor:
+    """The posterior mean residual of f at u_star (V x K; amp_star: the network's prior std
+    there) averaged over the hyperparameter settings by the fit's weights (:func:`gp_average`):
+    V x K, what :func:`gp_average` gives at those points, without solving the rows again."""
+    cov_ms, _ = _cross_covariance(fit.u, fit.A, u_star, amp_star)                      # V x C x M x K
+    mean_c = (torch.linalg.solve_triangular(fit.L, cov_ms, upper=False) * fit.a).sum(-2)  # V x C x K
+    return (fit.weights[..., None] * mean_c).sum(1)
 
 
 def _cholesky(K: torch.Tensor) -> torch.Tensor:
@@ -283,20 +347,21 @@ def _cholesky(K: torch.Tensor) -> torch.Tensor:
 
 
 def gp_average(u, r, noise, observed, mask, amp, u_star, amp_star, noise_star: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, GPFit]:
     """The Bayesian average of :func:`gp_components` over the hyperparameter grid, moment-matched:
     (mean residual, variance of f, variance of a measurement, log marginal likelihood of the rows
-    averaged over the grid); V x K, V x K, V x K, V. ``noise_star``: V, the variance of a
-    measurement around f."""
-    mean_c, var_c, logml = gp_components(u, r, noise, observed, mask, amp, u_star, amp_star)
+    averaged over the grid; V x K, V x K, V x K, V) and the fit with each setting's posterior
+    weight (:func:`gp_predict` reads the mean at other points). ``noise_star``: V, the variance of
+    a measurement around f."""
+    mean_c, var_c, fit = gp_components(u, r, noise, observed, mask, amp, u_star, amp_star)
     logw = components(u.dtype)[3]
-    post = logml + logw[None]                                                           # V x C
+    post = fit.logml + logw[None]                                                       # V x C
     lml = torch.logsumexp(post, dim=1)                                                  # V
     w = torch.softmax(post, dim=1)[..., None]                                           # V x C x 1
     mean = (w * mean_c).sum(1)
     second = (w * (var_c + mean_c ** 2)).sum(1)
     var_f = (second - mean ** 2).clamp_min(1e-12)
-    return mean, var_f, var_f + noise_star[:, None], lml
+    return mean, var_f, var_f + noise_star[:, None], lml, replace(fit, weights=w[..., 0])
 
 
 def replicate_noise(u: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:

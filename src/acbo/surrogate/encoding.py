@@ -134,6 +134,7 @@ class EncodingCache:
         self.surrogate = surrogate
         self.encoding: Encoding | None = None
         self.key = (-1, -1)  # (rows encoded, observational rows then)
+        self._read: Belief | None = None  # the last readout, of self.encoding
 
     def belief(self, c: CampaignBatch, n_rows: int, n_obs: int) -> Belief:
         """The belief about campaign ``c`` (B = 1) holding ``n_rows`` rows, ``n_obs`` observational."""
@@ -143,7 +144,9 @@ class EncodingCache:
         elif n_rows > n_done:
             self.encoding = self.encoding.add(self.surrogate, c.values[:, n_done:], c.intervened[:, n_done:])
         self.key = (n_rows, n_obs)
-        return Belief.read(self.surrogate, self.encoding)
+        if self._read is None or self._read.encoding is not self.encoding:  # read once per encoding
+            self._read = Belief.read(self.surrogate, self.encoding)
+        return self._read
 
     def state_dict(self) -> dict:
         if self.encoding is None:

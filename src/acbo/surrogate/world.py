@@ -14,8 +14,9 @@ import torch
 
 from acbo.buffer import PaddedBatch, rows_in_order
 from acbo.surrogate.conditioning import (ADJUST_BELIEF, MIN_PARENT, FAR, NOISE_FLOOR, OBS_BANDWIDTHS, OBS_FLOOR,
-                                         OBS_POINTS, adjusted, bandwidth, cv_bandwidth, gp_average, interpolate,
-                                         local_linear, no_effect_update, null_log_likelihood, overlap, replicate_noise)
+                                         OBS_POINTS, GPFit, adjusted, bandwidth, cv_bandwidth, gp_average, gp_predict,
+                                         interpolate, local_linear, no_effect_update, null_log_likelihood, overlap,
+                                         replicate_noise)
 from acbo.surrogate.model import INPUT_CLAMP, ContextMemo, Surrogate
 
 PRIOR_POINTS = 9
@@ -149,22 +150,43 @@ def network_prior(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Tensor
     return f.mean, f.std, noise
 
 
+@dataclass(frozen=True)
+class WorldPrior:
+    """What the conditioned world model holds about V = B x Q variable instances before their own
+    measurements (:func:`world_prior`), flat over V: the network's prior on its
+    :data:`PRIOR_POINTS` (m0, s0: V x G), the variance of a measurement around E[Y | do] (noise:
+    V; the observations' spread where they show it), P(j in pa(Y)) (p: V), the observations'
+    pseudo-measurements at the points uo (est, var_o, uo: V x L; found: V x L, where they reach),
+    and each domain (lo, width: V, X_j's standardised units). Conditioning on the rows where X_j
+    was set is :func:`world_given`: an instance's prior is kept while the rows it reads (the
+    observational ones and the network's context) are the same, and conditioned anew on other
+    measurements (a batch's believed rows) without the network."""
+
+    m0: torch.Tensor
+    s0: torch.Tensor
+    noise: torch.Tensor
+    p: torch.Tensor
+    est: torch.Tensor
+    var_o: torch.Tensor
+    found: torch.Tensor
+    uo: torch.Tensor
+    lo: torch.Tensor
+    width: torch.Tensor
+
+
 @torch.no_grad()
-def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Tensor, marginals: torch.Tensor,
-                      var: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, u_star: torch.Tensor,
-                      memo: ContextMemo | None = None) -> WorldBelief:
-    """The world model for do(X_var = x) at positions u_star (B x Q x K, fractions of each domain;
-    beyond [0, 1] the network's prior is held flat at its end value), given the batch
-    (standardised), the surrogate's tokens (B x D x C) and marginals (B x D), var (B x Q) and the
-    domains lo, hi (B x Q, in X_var's standardised units)."""
-    B, Q, K = u_star.shape
+def world_prior(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Tensor, marginals: torch.Tensor,
+                var: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, memo: ContextMemo | None = None) -> WorldPrior:
+    """The world model's prior for do(X_var = x) (see :func:`conditioned_world` for the arguments):
+    the network's answer and the observations' reading, the two readings of the observations
+    (adjusted or not) weighed by how well each agrees with the network."""
+    B, Q = var.shape
     lo, hi = lo.double(), hi.double()
     width = (hi - lo).clamp_min(1e-9)
     m0, s0, noise = network_prior(surrogate, batch, tokens, var, lo, hi, memo)           # B x Q x G, ..., B x Q
     V = B * Q
     flat = lambda t: t.reshape(V, *t.shape[2:])
     m0, s0, noise = flat(m0), flat(s0), flat(noise)
-    us = flat(u_star.double())
     p = flat(marginals.gather(1, var).double())                                           # V: P(j in pa(Y))
     # the observations, read by local-linear regression at L points (pseudo-measurements)
     ua = (torch.arange(OBS_POINTS, dtype=torch.float64, device=var.device) + 0.5) / OBS_POINTS
@@ -181,35 +203,56 @@ def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Te
     # the noise of a measurement: Y's spread about E[Y | X_j = x] in the observations (what the
     # other causes add when X_j is set, if j is an unconfounded cause), else the network's
     noise = torch.where(spread.isnan(), noise, spread).clamp_min(NOISE_FLOOR)
+    return WorldPrior(m0, s0, noise, p, est, var_o, found, uo, flat(lo), flat(width))
 
-    def average(rows: torch.Tensor, u, y, measured, prior_mean, weight, at_u):
-        """The GP average for the variable instances ``rows`` over their measurements (u, y where
-        ``measured``: |rows| x M) and their pseudo-measurements, tempered by ``weight`` (|rows|)."""
-        keep = found[rows] & (weight[:, None] >= MIN_PARENT)
-        pseudo = torch.where(keep, var_o[rows] / weight[:, None].clamp_min(MIN_PARENT), torch.ones_like(var_o[rows]))
-        u_all = torch.cat([u, uo[rows]], 1)
-        noise_all = torch.cat([noise[rows, None].expand_as(u), pseudo], 1)
+
+@dataclass(frozen=True)
+class WorldFit:
+    """:func:`world_given`'s conditioning of R instances, kept to read E[Y | do] at other
+    positions (:func:`world_mean_at`): their rows in the prior (R), the GP average's fit (R) and
+    how far the experiments lowered P(j in pa(Y)) (act: R, the weight of "X_j acts")."""
+
+    rows: torch.Tensor
+    gp: GPFit
+    act: torch.Tensor
+
+
+def world_given(prior: WorldPrior, rows: torch.Tensor, xm: torch.Tensor, ym: torch.Tensor, mm: torch.Tensor,
+                us: torch.Tensor) -> tuple[WorldBelief, WorldFit]:
+    """The world model of the instances ``rows`` (R indices into the prior's V) conditioned on the
+    rows where X_j alone was set (xm, ym, mm: R x M, standardised values, padding masked; in
+    arrival order), at positions us (R x K, fractions of each domain): a :class:`WorldBelief`
+    with B = 1, Q = R, and the fit, which reads the mean at other positions."""
+    m0, s0, p, found, uo = prior.m0[rows], prior.s0[rows], prior.p[rows], prior.found[rows], prior.uo[rows]
+    est, var_o = prior.est[rows], prior.var_o[rows]
+    us = us.double()
+
+    def average(sel: torch.Tensor, u, y, measured, weight, at_u):
+        """The GP average for the instances ``sel`` (indices into ``rows``) over their measurements
+        (u, y where ``measured``: |sel| x M) and their pseudo-measurements, tempered by ``weight``."""
+        keep = found[sel] & (weight[:, None] >= MIN_PARENT)
+        pseudo = torch.where(keep, var_o[sel] / weight[:, None].clamp_min(MIN_PARENT), torch.ones_like(var_o[sel]))
+        u_all = torch.cat([u, uo[sel]], 1)
+        noise_all = torch.cat([noise[sel, None].expand_as(u), pseudo], 1)
         observed = torch.cat([torch.zeros_like(measured), torch.ones_like(keep)], 1)
-        res = torch.cat([y, est[rows]], 1) - interpolate(prior_mean, u_all)
-        return gp_average(u_all, res, noise_all, observed, torch.cat([measured, keep], 1), interpolate(s0[rows], u_all),
-                          at_u, interpolate(s0[rows], at_u), noise[rows])
+        res = torch.cat([y, est[sel]], 1) - interpolate(m0[sel], u_all)
+        return gp_average(u_all, res, noise_all, observed, torch.cat([measured, keep], 1), interpolate(s0[sel], u_all),
+                          at_u, interpolate(s0[sel], at_u), noise[sel])
 
-    # the measurements: the rows where X_j alone was set
-    xm, ym, mm = (flat(t) for t in _measurements(batch, var))                             # V x M each
     M = max(1, int(mm.sum(1).max()))
     order = torch.sort(mm.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :M]
-    um = ((xm - flat(lo)[:, None]) / flat(width)[:, None]).gather(1, order)               # V x M: measured first
+    um = ((xm - prior.lo[rows][:, None]) / prior.width[rows][:, None]).gather(1, order)   # R x M: measured first
     ym, mm = ym.gather(1, order), mm.gather(1, order)
-    noise = replicate_noise(um, ym, mm, noise).clamp_min(NOISE_FLOOR)                     # V: replicates show it
-    # in one batched solve: the world model for every variable, and for those with measurements
+    noise = replicate_noise(um, ym, mm, prior.noise[rows]).clamp_min(NOISE_FLOOR)         # R: replicates show it
+    # in one batched solve: the world model for every instance, and for those with measurements
     # the marginal likelihood with and without them (the Bayes factor below)
-    every = torch.arange(V, device=var.device)
+    every = torch.arange(len(rows), device=rows.device)
     hit = mm.any(1).nonzero().flatten()
     H = len(hit)
-    rows = torch.cat([hit, hit, every])
+    sel = torch.cat([hit, hit, every])
     measured = torch.cat([mm[hit], torch.zeros_like(mm[hit]), mm])
-    res, var_effect, _, lml = average(rows, um[rows], ym[rows], measured, m0[rows], p[rows], us[rows])
-    res, var_effect = res[2 * H:], var_effect[2 * H:]
+    res, var_effect, _, lml, gp = average(sel, um[sel], ym[sel], measured, p[sel], us[sel])
+    res, var_effect, gp = res[2 * H:], var_effect[2 * H:], gp.select(every + 2 * H)
     parent, lowered = p.clone(), torch.ones_like(p)
     if H:  # did Y follow X_j as the observations and the network say, or not at all?
         parent[hit] = no_effect_update(p[hit], lml[:H] - lml[H:2 * H], null_log_likelihood(ym[hit], mm[hit]))
@@ -218,10 +261,41 @@ def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Te
     # on everything) and "X_j does nothing" (E[Y | do] = Y's observational mean, 0, a measurement
     # a draw of Y: variance 1), weighted by how far the experiments lowered P(j in pa(Y)),
     # moment-matched
-    act = lowered[:, None]                                                                # V x 1
+    act = lowered[:, None]                                                                # R x 1
     effect = interpolate(m0, us) + res
     mean = act * effect
     var_f = (act * (var_effect + effect ** 2) - mean ** 2).clamp_min(1e-12)
     var_y = var_f + act * noise[:, None] + (1 - act)
+    return WorldBelief(mean[None], var_f[None], var_y[None], parent[None]), WorldFit(rows, gp, lowered)
+
+
+def world_mean_at(prior: WorldPrior, fit: WorldFit, pick: torch.Tensor, us: torch.Tensor) -> torch.Tensor:
+    """E[Y | do(X_j = x)] (Y's standard units, P x K) of the fitted instances ``pick`` (P indices
+    into the fit's R) at positions us (P x K): :func:`world_given`'s mean there, from its fit."""
+    rows = fit.rows[pick]
+    us = us.double()
+    res = gp_predict(fit.gp.select(pick), us, interpolate(prior.s0[rows], us))
+    return fit.act[pick][:, None] * (interpolate(prior.m0[rows], us) + res)
+
+
+def measurements(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows where exactly X_var was set, flat over V = B x Q: (x, y, mask), V x M each
+    (standardised values, rows in arrival order, padding masked): what :func:`world_given` reads."""
+    return tuple(t.reshape(-1, t.shape[2]) for t in _measurements(batch, var))
+
+
+@torch.no_grad()
+def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Tensor, marginals: torch.Tensor,
+                      var: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, u_star: torch.Tensor,
+                      memo: ContextMemo | None = None) -> WorldBelief:
+    """The world model for do(X_var = x) at positions u_star (B x Q x K, fractions of each domain;
+    beyond [0, 1] the network's prior is held flat at its end value), given the batch
+    (standardised), the surrogate's tokens (B x D x C) and marginals (B x D), var (B x Q) and the
+    domains lo, hi (B x Q, in X_var's standardised units): :func:`world_prior` conditioned on the
+    measurements (:func:`world_given`)."""
+    B, Q, K = u_star.shape
+    prior = world_prior(surrogate, batch, tokens, marginals, var, lo, hi, memo)
+    every = torch.arange(B * Q, device=var.device)
+    w, _ = world_given(prior, every, *measurements(batch, var), u_star.reshape(B * Q, K))
     shape = (B, Q, K)
-    return WorldBelief(mean.reshape(shape), var_f.reshape(shape), var_y.reshape(shape), parent.reshape(B, Q))
+    return WorldBelief(w.mean.reshape(shape), w.var_f.reshape(shape), w.var_y.reshape(shape), w.parent.reshape(B, Q))
