@@ -3,6 +3,7 @@ the same total number of experiments.
 
     python benchmarks/batch_bench.py --out runs/batch-bench [--families test-broad,test-shapes]
         [--seeds 50] [--experiments 16] [--batches 1,4,8] [--methods amortized,random] [--workers 2]
+        [--baseline runs/earlier/results.csv]
 
 A method may carry options, ``name:key=value[:key=value]`` (e.g. ``amortized:batch=distinct``); it
 is then reported under that label.
@@ -79,6 +80,25 @@ def summary(df: pd.DataFrame, batches: list[int], steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def against_baseline(df: pd.DataFrame, base: pd.DataFrame, batches: list[int], steps: int) -> str:
+    """Each method's regret after all the experiments minus its own in ``base`` (an earlier run's
+    results.csv, e.g. of an earlier commit), paired by family, seed and q, with how many problems
+    ended the same to 1e-12 (methods the baseline lacks: –)."""
+    key = ["family", "method", "q", "seed"]
+    both = df[df.step == steps][key + ["regret"]].merge(base[base.step == steps][key + ["regret"]], on=key,
+                                                          suffixes=("", "_base"))
+    lines = ["| family | method | " + " | ".join(f"now − baseline, q = {q} (same)" for q in batches) + " |",
+             "|" + "---|" * (len(batches) + 2)]
+    for (fam, method), _ in df.groupby(["family", "method"], sort=False):
+        cells = []
+        for q in batches:
+            g = both[(both.family == fam) & (both.method == method) & (both.q == q)]
+            d = g.regret - g.regret_base
+            cells.append(f"{_fmt(*mean_ci(d))} ({int((d.abs() < 1e-12).sum())} of {len(d)})" if len(d) else "–")
+        lines.append(f"| {fam} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(df: pd.DataFrame, path: Path) -> None:
     """Mean regret against experiments and against rounds, per family, method and q."""
     import matplotlib
@@ -110,7 +130,10 @@ def main() -> None:
     ap.add_argument("--methods", default="amortized,random")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--baseline", help="An earlier run's results.csv: also print each method's paired difference "
+                                       "from its rows there (e.g. the same command at an earlier commit).")
     args = ap.parse_args()
+    base = None if args.baseline is None else pd.read_csv(args.baseline)
     batches = [int(q) for q in args.batches.split(",")]
     if 1 not in batches or min(batches) < 1:
         raise SystemExit(f"--batches must hold 1 (the sequential reference) and positive sizes, got {args.batches}")
@@ -122,6 +145,8 @@ def main() -> None:
     df = pd.DataFrame([r for rows in results for r in rows])
     df.to_csv(out / "results.csv", index=False)
     text = summary(df, batches, args.experiments)
+    if base is not None:
+        text += "\n" + against_baseline(df, base, batches, args.experiments)
     (out / "summary.md").write_text(text)
     (out / "config.json").write_text(json.dumps(vars(args), indent=1))
     plot(df, out / "regret.png")

@@ -122,6 +122,7 @@ class Amortized(Method):
 
     def load_state_dict(self, state: dict) -> None:
         self._cache.load_state_dict(state, "amortized")
+        self._world = None  # read anew from the loaded encoding
 
     def _campaign(self, buffer: Buffer) -> CampaignBatch:
         """The campaign the policy reads; with a budget in cost units (and costs read) its horizon is
@@ -235,8 +236,7 @@ class Amortized(Method):
         """The surrogate's belief and the world model of the measured rows ``told`` (``c``: their
         campaign, or None to build it), kept while they are the same."""
         kept = self._world
-        if kept is not None and kept.rows.shape == told.values.shape and torch.equal(kept.rows, told.values) \
-                and torch.equal(kept.set, told.intervened):
+        if kept is not None and torch.equal(kept.rows, told.values) and torch.equal(kept.set, told.intervened):
             return kept
         c = self._campaign(told) if c is None else c
         belief = self._belief(c, told)
