@@ -142,7 +142,9 @@ class Method:
         if options:
             raise ValueError(f"method {self.name!r} takes no options {sorted(options)}")
         self.problem = problem
-        self._believed: tuple[int, dict] = (-1, {})  # measured rows, {(variable, value): E[Y | do]} (:meth:`believed`)
+        self._believed: tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor] | None = None
+        """For :meth:`believed`: the measured rows it read (values, which were set), {(variable,
+        value): E[Y | do]} on them, and their observational means."""
         self.pending: list[dict[int, float]] = []
         """The experiments of the batch being chosen that are already asked ({variable index:
         value} each), during :meth:`propose_batch`; empty otherwise."""
@@ -240,15 +242,17 @@ class Method:
         measured rows alone (:attr:`Buffer.told`); the believed ones tell it where it has asked."""
         told = buffer.told
         P, d, t = len(pending), buffer.d, self.problem.target
-        rows = told.observational_stats()[0].to(buffer.values.dtype).repeat(P, 1)                   # P x d
+        kept = self._believed
+        if kept is None or not (torch.equal(kept[0], told.values) and torch.equal(kept[1], told.intervened)):
+            kept = self._believed = (told.values.clone(), told.intervened.clone(), {},  # other rows: predict afresh
+                                     told.observational_stats()[0].to(buffer.values.dtype))
+        _, _, memo, obs_mean = kept
+        rows = obs_mean.repeat(P, 1)                                                                # P x d
         mask = torch.zeros(P, d, dtype=torch.bool)
         for r, q in enumerate(pending):
             for j, v in q.items():
                 rows[r, j] = v
                 mask[r, j] = True
-        if self._believed[0] != told.n:  # the measured rows changed: predict afresh
-            self._believed = (told.n, {})
-        memo = self._believed[1]
         keys = [tuple(sorted((int(j), float(v)) for j, v in q.items())) for q in pending]
         for k in dict.fromkeys(keys):  # one at a time, in the order asked: a resumed batch computes the same
             if k in memo:

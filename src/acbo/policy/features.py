@@ -172,24 +172,26 @@ def grid_features(surrogate, c: CampaignBatch, tokens: torch.Tensor, K: int, mem
     dev = c.values.device
     var, real = settable_variables(c)                                                            # B x Q each
     Q = var.shape[1]
-    batch = c.standardised()
-    mean, std = c.observational_stats()                                                          # B x D
     u = grid_positions(K, torch.float64, dev)                                                    # K
-    lo, hi = c.low.gather(1, var), c.high.gather(1, var)                                         # B x Q
-    x = lo[..., None] + (hi - lo)[..., None] * u                                                 # B x Q x K
     if world == "conditioned":
         if known is not None:
+            if known.mean.shape != (B, Q, K):
+                raise ValueError(f"the known world model holds {tuple(known.mean.shape)} points, the grid needs {(B, Q, K)}")
             w = known
         elif marginals is None:
             raise ValueError("the conditioned world model needs the surrogate's marginals")
         else:
             _, _, lo_z, hi_z = world_domains(c)
-            w = conditioned_world(surrogate, batch, tokens, marginals, var, lo_z, hi_z, u.expand(B, Q, K), memo)
+            w = conditioned_world(surrogate, c.standardised(), tokens, marginals, var, lo_z, hi_z, u.expand(B, Q, K),
+                                  memo)
         f = GaussianMixture.normal(w.mean.float(), w.var_f.sqrt().float())
         m = GaussianMixture.normal(w.mean.float(), w.var_y.sqrt().float())
     elif world == "network":
+        mean, std = c.observational_stats()                                                      # B x D
+        lo, hi = c.low.gather(1, var), c.high.gather(1, var)                                     # B x Q
+        x = lo[..., None] + (hi - lo)[..., None] * u                                             # B x Q x K
         z = ((x - mean.gather(1, var)[..., None]) / std.gather(1, var)[..., None]).float()
-        draw_logits, mean_logits = surrogate.query(batch, tokens, var, z, memo)                  # B x Q x K x M
+        draw_logits, mean_logits = surrogate.query(c.standardised(), tokens, var, z, memo)      # B x Q x K x M
         f, m = surrogate.predictive(mean_logits), surrogate.predictive(draw_logits)
     else:
         raise ValueError(f"unknown world model {world!r}; known: {WORLDS}")

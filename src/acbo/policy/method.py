@@ -18,7 +18,7 @@ from acbo.buffer import Buffer, CampaignBatch
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
 from acbo.policy.decide import after_experiments, decide, per_unit_cost
-from acbo.policy.features import grid_positions, settable_variables, world_domains
+from acbo.policy.features import grid_positions, world_domains
 from acbo.policy.model import GridActionDist
 from acbo.policy.sets import SetActionDist, allowed_pairs, pair_logits, world_pairs
 from acbo.posterior import ParentPosterior
@@ -51,7 +51,7 @@ class MeasuredWorld:
     campaign's Y: -Y when maximising)."""
 
     rows: torch.Tensor
-    set: torch.Tensor
+    intervened: torch.Tensor
     belief: Belief
     var: torch.Tensor
     prior: WorldPrior
@@ -236,7 +236,7 @@ class Amortized(Method):
         """The surrogate's belief and the world model of the measured rows ``told`` (``c``: their
         campaign, or None to build it), kept while they are the same."""
         kept = self._world
-        if kept is not None and torch.equal(kept.rows, told.values) and torch.equal(kept.set, told.intervened):
+        if kept is not None and torch.equal(kept.rows, told.values) and torch.equal(kept.intervened, told.intervened):
             return kept
         c = self._campaign(told) if c is None else c
         belief = self._belief(c, told)
@@ -244,14 +244,17 @@ class Amortized(Method):
         batch = c.standardised()
         prior = world_prior(self.surrogate, batch, belief.tokens, belief.marginals, var, lo, hi, self._memo)
         xm, ym, mm = measurements(batch, var)                                                     # Q x M each
-        K = self.policy.cfg.grid
         Q = var.shape[1]
-        u = grid_positions(K, torch.float64).expand(Q, K)
-        grid, fit = world_given(prior, torch.arange(Q), xm, ym, mm, u)                          # 1 x Q x K
+        grid, fit = world_given(prior, torch.arange(Q, device=var.device), xm, ym, mm, self._grid_at(Q, var.device))
         y_mean, y_std = (float(t[0, self.problem.target]) for t in c.observational_stats())
         self._world = MeasuredWorld(told.values.clone(), told.intervened.clone(), belief, var[0], prior, fit, grid,
                                     (y_mean, y_std))
         return self._world
+
+    def _grid_at(self, R: int, device) -> torch.Tensor:
+        """R x K: the policy's grid cell centres, once per variable instance."""
+        K = self.policy.cfg.grid
+        return grid_positions(K, torch.float64, device).expand(R, K)
 
     def _grid_world(self, c: CampaignBatch, buffer: Buffer, kept: MeasuredWorld) -> WorldBelief:
         """The conditioned world model on the policy's grid for a decision on ``buffer`` (``c``
@@ -261,8 +264,8 @@ class Amortized(Method):
         included. The network's prior and the observations' reading stay those of the measured
         rows, so a believed row, which the world model itself predicted, is evidence only about
         the variable it sets (a kriging believer per variable; a pending pair's believed row
-        enters through :meth:`_measured_pairs`), and a later member costs a small solve, not a
-        network pass."""
+        enters through :meth:`_measured_pairs`), and a later member of one variable costs a small
+        solve, not a network pass (a pair decision still reads the measured pairs with one)."""
         if not buffer.believed:
             return kept.grid
         rows = buffer.intervened[buffer.n - buffer.believed:]                                       # P x d
@@ -270,10 +273,8 @@ class Amortized(Method):
         slots = pending[kept.var].nonzero().flatten()                                               # R: their rows in Q
         if not len(slots):
             return kept.grid
-        K = self.policy.cfg.grid
         xm, ym, mm = measurements(c.standardised(), kept.var[slots][None])                         # R x M each
-        u = grid_positions(K, torch.float64).expand(len(slots), K)
-        w, _ = world_given(kept.prior, slots, xm, ym, mm, u)                                      # 1 x R x K
+        w, _ = world_given(kept.prior, slots, xm, ym, mm, self._grid_at(len(slots), slots.device))  # 1 x R x K
         g = kept.grid
         put = lambda t, new: t.index_copy(1, slots, new.to(t.dtype))
         return WorldBelief(put(g.mean, w.mean), put(g.var_f, w.var_f), put(g.var_y, w.var_y), put(g.parent, w.parent))

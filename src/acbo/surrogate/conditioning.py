@@ -210,13 +210,14 @@ def overlap(at: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def components(dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def components(dtype=torch.float64, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The hyperparameter grid, C settings with the length scale slowest, then beta, then tau:
-    (length scale, beta, tau, log prior weight), each C (made once per dtype: do not write to them)."""
+    (length scale, beta, tau, log prior weight), each C (made once per dtype and device: do not
+    write to them)."""
     with torch.inference_mode(False), torch.no_grad():  # plain tensors, whichever mode first asks
-        ls, beta, tau = torch.meshgrid(torch.tensor(LENGTHSCALES, dtype=dtype), torch.tensor(DISCREPANCIES, dtype=dtype),
-                                       torch.tensor(BIAS_SDS, dtype=dtype), indexing="ij")
-        w = torch.tensor(DISCREPANCY_PRIOR, dtype=dtype)[:, None] * torch.tensor(BIAS_PRIOR, dtype=dtype)[None, :]
+        t = lambda v: torch.tensor(v, dtype=dtype, device=device)
+        ls, beta, tau = torch.meshgrid(t(LENGTHSCALES), t(DISCREPANCIES), t(BIAS_SDS), indexing="ij")
+        w = t(DISCREPANCY_PRIOR)[:, None] * t(BIAS_PRIOR)[None, :]
         logw = torch.log(w / len(LENGTHSCALES))[None].expand(len(LENGTHSCALES), -1, -1)
         return ls.reshape(-1), beta.reshape(-1), tau.reshape(-1), logw.reshape(-1)
 
@@ -297,9 +298,9 @@ def gp_components(u: torch.Tensor, r: torch.Tensor, noise: torch.Tensor, observe
     noise variances, which are observational estimates (they share the offset of amplitude tau),
     which are real, and the network's prior std s0 there; u_star, amp_star: V x K. Returns the
     posterior mean residual and variance of f at u_star (V x C x K each) and the fit (its
-    ``logml``: the log marginal likelihood of the rows, V x C; :func:`gp_predict` reads it at
-    other points). Padding rows are decoupled unit-variance rows with residual 0: they change
-    nothing."""
+    ``logml``: the log marginal likelihood of the rows, V x C; :func:`gp_average` adds the
+    settings' weights, after which :func:`gp_predict` reads it at other points). Padding rows
+    are decoupled unit-variance rows with residual 0: they change nothing."""
     V, M = u.shape
     m = mask.to(u.dtype)
     A, Kmm = _row_covariance(u, noise, observed, mask, amp)
@@ -321,6 +322,8 @@ def gp_predict(fit: GPFit, u_star: torch.Tensor, amp_star: torch.Tensor) -> torc
     """The posterior mean residual of f at u_star (V x K; amp_star: the network's prior std
     there) averaged over the hyperparameter settings by the fit's weights (:func:`gp_average`):
     V x K, what :func:`gp_average` gives at those points, without solving the rows again."""
+    if fit.weights is None:
+        raise ValueError("gp_predict reads a fit with the settings' weights: the one gp_average returns")
     cov_ms, _ = _cross_covariance(fit.u, fit.A, u_star, amp_star)                      # V x C x M x K
     mean_c = (torch.linalg.solve_triangular(fit.L, cov_ms, upper=False) * fit.a).sum(-2)  # V x C x K
     return (fit.weights[..., None] * mean_c).sum(1)
@@ -354,7 +357,7 @@ def gp_average(u, r, noise, observed, mask, amp, u_star, amp_star, noise_star: t
     weight (:func:`gp_predict` reads the mean at other points). ``noise_star``: V, the variance of
     a measurement around f."""
     mean_c, var_c, fit = gp_components(u, r, noise, observed, mask, amp, u_star, amp_star)
-    logw = components(u.dtype)[3]
+    logw = components(u.dtype, u.device)[3]
     post = fit.logml + logw[None]                                                       # V x C
     lml = torch.logsumexp(post, dim=1)                                                  # V
     w = torch.softmax(post, dim=1)[..., None]                                           # V x C x 1

@@ -2,8 +2,10 @@
 E[Y | do(X_j = x)], conditioned in closed form on the measurements of this problem and on a
 nonparametric reading of its observations (:mod:`acbo.surrogate.conditioning` has the maths).
 
-Deployment (``amortized``'s features and ``predict``), the evaluation and training all read it
-through :func:`conditioned_world`, batched over B campaigns and Q variables each.
+The evaluation, training and ``predict`` read it through :func:`conditioned_world`, batched over B
+campaigns and Q variables each; ``amortized``'s decisions through its two steps, :func:`world_prior`
+and :func:`world_given`, so that a batch's later members reuse the first (see
+:meth:`acbo.policy.method.Amortized._grid_world`).
 """
 
 from __future__ import annotations
@@ -208,27 +210,33 @@ def world_prior(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Tensor, 
 
 @dataclass(frozen=True)
 class WorldFit:
-    """:func:`world_given`'s conditioning of R instances, kept to read E[Y | do] at other
-    positions (:func:`world_mean_at`): their rows in the prior (R), the GP average's fit (R) and
-    how far the experiments lowered P(j in pa(Y)) (act: R, the weight of "X_j acts")."""
+    """:func:`world_given`'s conditioning of R variable instances, kept to read E[Y | do] at other
+    positions (:func:`world_mean_at`): their indices into the prior's V (idx: R), the GP average's
+    fit (R) and how far the experiments lowered P(j in pa(Y)) (act: R, the weight of "X_j acts")."""
 
-    rows: torch.Tensor
+    idx: torch.Tensor
     gp: GPFit
     act: torch.Tensor
 
 
-def world_given(prior: WorldPrior, rows: torch.Tensor, xm: torch.Tensor, ym: torch.Tensor, mm: torch.Tensor,
+@torch.no_grad()
+def world_given(prior: WorldPrior, idx: torch.Tensor, xm: torch.Tensor, ym: torch.Tensor, mm: torch.Tensor,
                 us: torch.Tensor) -> tuple[WorldBelief, WorldFit]:
-    """The world model of the instances ``rows`` (R indices into the prior's V) conditioned on the
-    rows where X_j alone was set (xm, ym, mm: R x M, standardised values, padding masked; in
-    arrival order), at positions us (R x K, fractions of each domain): a :class:`WorldBelief`
-    with B = 1, Q = R, and the fit, which reads the mean at other positions."""
-    m0, s0, p, found, uo = prior.m0[rows], prior.s0[rows], prior.p[rows], prior.found[rows], prior.uo[rows]
-    est, var_o = prior.est[rows], prior.var_o[rows]
+    """The world model of the variable instances ``idx`` (R indices into the prior's V)
+    conditioned on the rows where X_j alone was set (xm, ym, mm: R x M, standardised values,
+    padding masked; in arrival order), at positions us (R x K, fractions of each domain): a
+    :class:`WorldBelief` with B = 1, Q = R, and the fit, which reads the mean at other positions."""
+    m0, s0, p, found, uo = prior.m0[idx], prior.s0[idx], prior.p[idx], prior.found[idx], prior.uo[idx]
+    est, var_o = prior.est[idx], prior.var_o[idx]
     us = us.double()
+    M = max(1, int(mm.sum(1).max()))
+    order = torch.sort(mm.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :M]
+    um = ((xm - prior.lo[idx][:, None]) / prior.width[idx][:, None]).gather(1, order)     # R x M: measured first
+    ym, mm = ym.gather(1, order), mm.gather(1, order)
+    noise = replicate_noise(um, ym, mm, prior.noise[idx]).clamp_min(NOISE_FLOOR)          # R: replicates show it
 
     def average(sel: torch.Tensor, u, y, measured, weight, at_u):
-        """The GP average for the instances ``sel`` (indices into ``rows``) over their measurements
+        """The GP average for the instances ``sel`` (indices into ``idx``) over their measurements
         (u, y where ``measured``: |sel| x M) and their pseudo-measurements, tempered by ``weight``."""
         keep = found[sel] & (weight[:, None] >= MIN_PARENT)
         pseudo = torch.where(keep, var_o[sel] / weight[:, None].clamp_min(MIN_PARENT), torch.ones_like(var_o[sel]))
@@ -239,14 +247,9 @@ def world_given(prior: WorldPrior, rows: torch.Tensor, xm: torch.Tensor, ym: tor
         return gp_average(u_all, res, noise_all, observed, torch.cat([measured, keep], 1), interpolate(s0[sel], u_all),
                           at_u, interpolate(s0[sel], at_u), noise[sel])
 
-    M = max(1, int(mm.sum(1).max()))
-    order = torch.sort(mm.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :M]
-    um = ((xm - prior.lo[rows][:, None]) / prior.width[rows][:, None]).gather(1, order)   # R x M: measured first
-    ym, mm = ym.gather(1, order), mm.gather(1, order)
-    noise = replicate_noise(um, ym, mm, prior.noise[rows]).clamp_min(NOISE_FLOOR)         # R: replicates show it
     # in one batched solve: the world model for every instance, and for those with measurements
     # the marginal likelihood with and without them (the Bayes factor below)
-    every = torch.arange(len(rows), device=rows.device)
+    every = torch.arange(len(idx), device=idx.device)
     hit = mm.any(1).nonzero().flatten()
     H = len(hit)
     sel = torch.cat([hit, hit, every])
@@ -266,16 +269,17 @@ def world_given(prior: WorldPrior, rows: torch.Tensor, xm: torch.Tensor, ym: tor
     mean = act * effect
     var_f = (act * (var_effect + effect ** 2) - mean ** 2).clamp_min(1e-12)
     var_y = var_f + act * noise[:, None] + (1 - act)
-    return WorldBelief(mean[None], var_f[None], var_y[None], parent[None]), WorldFit(rows, gp, lowered)
+    return WorldBelief(mean[None], var_f[None], var_y[None], parent[None]), WorldFit(idx, gp, lowered)
 
 
+@torch.no_grad()
 def world_mean_at(prior: WorldPrior, fit: WorldFit, pick: torch.Tensor, us: torch.Tensor) -> torch.Tensor:
     """E[Y | do(X_j = x)] (Y's standard units, P x K) of the fitted instances ``pick`` (P indices
     into the fit's R) at positions us (P x K): :func:`world_given`'s mean there, from its fit."""
-    rows = fit.rows[pick]
+    idx = fit.idx[pick]
     us = us.double()
-    res = gp_predict(fit.gp.select(pick), us, interpolate(prior.s0[rows], us))
-    return fit.act[pick][:, None] * (interpolate(prior.m0[rows], us) + res)
+    res = gp_predict(fit.gp.select(pick), us, interpolate(prior.s0[idx], us))
+    return fit.act[pick][:, None] * (interpolate(prior.m0[idx], us) + res)
 
 
 def measurements(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
