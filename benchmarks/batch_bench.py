@@ -3,7 +3,7 @@ the same total number of experiments.
 
     python benchmarks/batch_bench.py --out runs/batch-bench [--families test-broad,test-shapes]
         [--seeds 50] [--experiments 16] [--batches 1,4,8] [--methods amortized,random] [--workers 2]
-        [--baseline runs/earlier/results.csv]
+        [--max-set 1] [--baseline runs/earlier/results.csv]
 
 A method may carry options, ``name:key=value[:key=value]`` (e.g. ``amortized:batch=distinct``); it
 is then reported under that label.
@@ -36,9 +36,9 @@ from acbo.parallel import map_tasks
 
 def evaluate(task: tuple) -> list[dict]:
     """Every method at every batch size on one problem: one row per experiment."""
-    family, seed, steps, methods, batches = task
+    family, seed, steps, methods, batches, max_set = task
     torch.set_num_threads(1)
-    p = make_problem(family, seed)
+    p = make_problem(family, seed, max_set=max_set)
     rows = []
     for spec in methods:
         method, opts = method_spec(spec)
@@ -129,6 +129,9 @@ def main() -> None:
     ap.add_argument("--batches", default="1,4,8")
     ap.add_argument("--methods", default="amortized,random")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-set", type=int, default=1,
+                    help="Variables an experiment may set (y* over sets of that many; at most the problem's "
+                         "settable variables).")
     ap.add_argument("--out", required=True)
     ap.add_argument("--baseline", help="An earlier run's results.csv: also print each method's paired difference "
                                        "from its rows there (e.g. the same command at an earlier commit).")
@@ -140,7 +143,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     methods = tuple(args.methods.split(","))
-    tasks = [(f, s, args.experiments, methods, tuple(batches)) for f in args.families.split(",") for s in range(args.seeds)]
+    tasks = [(f, s, args.experiments, methods, tuple(batches), args.max_set)
+             for f in args.families.split(",") for s in range(args.seeds)]
     results = map_tasks(evaluate, tasks, workers=args.workers, description="batch bench")
     df = pd.DataFrame([r for rows in results for r in rows])
     df.to_csv(out / "results.csv", index=False)

@@ -282,6 +282,52 @@ def test_a_batch_reads_the_network_once(monkeypatch):
     assert len(batch) == 4 and len(calls) == 1
 
 
+def _amortized_pairs_told(seed=0, n=5):
+    """An amortized campaign of experiments of up to two variables on a test-joint problem, n told."""
+    pr = make_problem("test-joint", seed, max_set=2)
+    opt = CausalOptimizer(pr.frame, target="Y", method="amortized", seed=seed, domains=pr.domains,
+                          intervenable=pr.settable, max_set=2)
+    for t in range(n):
+        iv = opt.ask()
+        opt.tell(iv, pr.scm.run_experiment(dict(iv), generator("test", "batch-pairs", t)), accept_outlier=True)
+    return opt
+
+
+def test_a_believed_pair_is_predict_set_on_the_kept_world_model():
+    """A pending pair's believed Y is what predict_set says (the members' effects added,
+    corrected by the measured rows of that pair), read off the batch's kept world model: equal up
+    to the float32 rounding of encoding the rows incrementally or afresh."""
+    opt = _amortized_pairs_told()
+    m, buf, p = opt.method, opt.buffer, opt.problem
+    pair = buf.intervened.sum(1) == 2
+    assert bool(pair.any())  # a pair measured: its rows correct the additive prior
+    i, j = buf.intervened[pair][0].nonzero().flatten().tolist()
+    opt.ask()  # the decision that keeps the measured rows' world
+    for f in (0.2, 0.7):
+        vals = p.low[[i, j]].double() + f * (p.high[[i, j]] - p.low[[i, j]]).double()
+        want = float(m.predict_set(buf, [i, j], vals[None], draw=False).mean[0])
+        sd = float(buf.values[buf.observational_rows, p.target].std())
+        assert m.believed_set_mean(buf, [i, j], vals) == pytest.approx(want, abs=1e-5 * sd)
+
+
+def test_a_batch_of_pairs_reads_the_network_no_more_than_one_decision(monkeypatch):
+    """With experiments of two variables, a batch's later members (their partners and the
+    measured pairs' correction included) read the measured rows' world model the first member
+    read: the batch makes as many network passes as a single decision."""
+    import acbo.surrogate.world as world
+
+    calls = []
+    inner = world.network_prior
+    monkeypatch.setattr(world, "network_prior", lambda *a, **k: calls.append(1) or inner(*a, **k))
+    one = _amortized_pairs_told()
+    calls.clear()
+    one.ask()
+    single = len(calls)
+    batch = _amortized_pairs_told()
+    calls.clear()
+    assert len(batch.ask(n=4)) == 4 and len(calls) == single
+
+
 def test_simulate_campaign_runs_rounds_of_the_batch_and_a_shorter_last_one():
     asked, told = [], []
 

@@ -217,7 +217,8 @@ def test_cv_bandwidth_picks_narrow_for_a_sharp_dip_and_wide_for_a_noisy_line():
 
 def test_the_fit_predicts_what_the_solve_gives():
     """gp_predict at new points, from gp_average's fit (no rows solved again), is gp_average's mean
-    there: the batch believer reads believed means this way."""
+    and variance there: the batch believer reads believed means this way; a fit without the
+    settings' weights is refused."""
     g = torch.Generator().manual_seed(3)
     V, M, K = 4, 6, 5
     u = torch.rand(V, M, generator=g, dtype=torch.float64)
@@ -228,7 +229,11 @@ def test_the_fit_predicts_what_the_solve_gives():
     amp = 0.2 + torch.rand(V, M, generator=g, dtype=torch.float64)
     us = torch.rand(V, K, generator=g, dtype=torch.float64)
     amps = 0.2 + torch.rand(V, K, generator=g, dtype=torch.float64)
-    mean, _, _, _, fit = C.gp_average(u, r, noise, obs, mask, amp, us, amps, torch.ones(V, dtype=torch.float64))
-    assert torch.allclose(C.gp_predict(fit, us, amps), mean, rtol=1e-10, atol=1e-12)
+    mean, var_f, _, _, fit = C.gp_average(u, r, noise, obs, mask, amp, us, amps, torch.ones(V, dtype=torch.float64))
+    for got, want in zip(C.gp_predict(fit, us, amps), (mean, var_f)):
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
     pick = torch.tensor([2, 0])
-    assert torch.allclose(C.gp_predict(fit.select(pick), us[pick], amps[pick]), mean[pick], rtol=1e-10, atol=1e-12)
+    for got, want in zip(C.gp_predict(fit.select(pick), us[pick], amps[pick]), (mean[pick], var_f[pick])):
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="weights"):
+        C.gp_predict(C.gp_components(u, r, noise, obs, mask, amp, us, amps)[2], us, amps)

@@ -235,8 +235,8 @@ class Method:
     def believed(self, buffer: Buffer, pending: list[dict[int, float]]) -> Buffer:
         """``buffer`` and one row per pending experiment as the method believes it would come out
         (the kriging believer): the variables set at their values, the target at the method's
-        predicted E[Y | do] given the data measured (:meth:`believed_means`, or :meth:`predict_set`
-        for an experiment that sets several; each computed once),
+        predicted E[Y | do] given the data measured (:meth:`believed_means`, or
+        :meth:`believed_set_mean` for an experiment that sets several; each computed once),
         every other variable at its observational mean. The rows are marked
         :attr:`Buffer.believed`: what a method learns of the structure it learns from the
         measured rows alone (:attr:`Buffer.told`); the believed ones tell it where it has asked."""
@@ -262,12 +262,17 @@ class Method:
             if len(k) == 1:
                 memo[k] = float(self.believed_means(told, var, val)[0])
             else:
-                memo[k] = float(self.predict_set(told, var.tolist(), val[None], draw=False).mean[0])
+                memo[k] = self.believed_set_mean(told, var.tolist(), val)
         rows[:, t] = torch.tensor([memo[k] for k in keys], dtype=rows.dtype)
         out = told.copy()
         out.add(rows, mask)
         out.believed = P
         return out
+
+    def believed_set_mean(self, told: Buffer, variables: list[int], values: torch.Tensor) -> float:
+        """The predicted E[Y | do(X_variables = values)] (observed units; values: k) given the
+        measured rows ``told``: :meth:`predict_set`."""
+        return float(self.predict_set(told, variables, values[None], draw=False).mean[0])
 
     def believed_means(self, told: Buffer, var: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """The predicted E[Y | do(X_var[p] = val[p])] (observed units, P) given the measured rows

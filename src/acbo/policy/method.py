@@ -27,7 +27,7 @@ from acbo.surrogate.checkpoint import shared_surrogate
 from acbo.surrogate.model import ContextMemo
 from acbo.surrogate.conditioning import set_posterior
 from acbo.surrogate.world import (WorldBelief, WorldFit, WorldPrior, conditioned_world, measurements, world_given,
-                                 world_mean_at, world_prior)
+                                 world_at, world_prior)
 
 
 BATCH_MODES = ("believer", "distinct")
@@ -186,10 +186,35 @@ class Amortized(Method):
         kept = self._measured_world(told)
         slot = (kept.var[:, None] == var[None, :]).to(torch.int64).argmax(0)                      # P: var's row in Q
         u = (val - p.low[var].double()) / (p.high[var] - p.low[var]).double().clamp_min(1e-12)  # P
-        z = world_mean_at(kept.prior, kept.fit, slot, u[:, None])[:, 0]                           # P
+        z = world_at(kept.prior, kept.fit.select(slot), u[:, None]).mean[0, :, 0]                 # P
         mean, std = kept.y_scale
         sign = 1.0 if p.minimize else -1.0  # the campaign hands the world model -Y when maximising
         return sign * (mean + std * z)
+
+    @torch.inference_mode()
+    def believed_set_mean(self, told: Buffer, variables: list[int], values: torch.Tensor) -> float:
+        """E[Y | do(X_variables = values)] (observed units) for a batch's believed row of a pair:
+        as :meth:`predict_set` computes it (the members' effects added, corrected by the rows that
+        set exactly this pair), on the world model of the measured rows the batch's first decision
+        kept (:meth:`_measured_world`), not a new pass over the rows. As :meth:`believed_means`,
+        the policy's world model reads -Y when maximising."""
+        if not self._reads_world():
+            return super().believed_set_mean(told, variables, values)
+        p = self.problem
+        kept = self._measured_world(told)
+        var = torch.tensor(variables)
+        slots = (kept.var[:, None] == var[None, :]).to(torch.int64).argmax(0)                       # k: rows in Q
+        exact = told.intervened[:, var].all(1) & (told.intervened.sum(1) == len(variables))          # N: rows that set S
+        settings = told.values[exact][:, var].double()                                               # M x k
+        at = torch.cat([values.double()[None], settings])                                            # (1 + M) x k
+        u = (at - p.low[var].double()) / (p.high[var] - p.low[var]).double().clamp_min(1e-12)
+        w = world_at(kept.prior, kept.fit.select(slots), u.T)                                        # 1 x k x (1 + M)
+        y_mean, y_std = kept.y_scale
+        sign = 1.0 if p.minimize else -1.0  # the campaign hands the world model -Y when maximising
+        ys = (sign * told.values[exact, p.target].double() - y_mean) / y_std                         # M
+        noise = float((w.var_y - w.var_f)[0].mean())
+        z = set_posterior(w.mean[0].sum(0), w.var_f[0].sum(0), u, ys, settings, noise)[0][0]
+        return float(sign * (y_mean + y_std * z))
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:
         """The surrogate's marginals; with the conditioned world model, those of the settable
@@ -264,8 +289,8 @@ class Amortized(Method):
         included. The network's prior and the observations' reading stay those of the measured
         rows, so a believed row, which the world model itself predicted, is evidence only about
         the variable it sets (a kriging believer per variable; a pending pair's believed row
-        enters through :meth:`_measured_pairs`), and a later member of one variable costs a small
-        solve, not a network pass (a pair decision still reads the measured pairs with one)."""
+        enters through :meth:`_measured_pairs`), and a later member costs a small solve, not a
+        network pass."""
         if not buffer.believed:
             return kept.grid
         rows = buffer.intervened[buffer.n - buffer.believed:]                                       # P x d
@@ -374,7 +399,8 @@ class Amortized(Method):
         own encoding); returns ``best`` (1) lowered to the lowest posterior E[Y | do] at a pair's
         measured settings. As :meth:`predict_set`, without re-encoding the rows. In a batch the
         pending pairs' believed rows (the last of ``buffer``) count as measured, as the policy's
-        own input reads them."""
+        own input reads them, and a later member reads the members on the measured rows' prior
+        (as :meth:`_grid_world` does), without a network pass."""
         p = self.problem
         K = pair_mean.shape[1] // p.d
         two = buffer.intervened.sum(1) == 2
@@ -387,10 +413,17 @@ class Amortized(Method):
         u_all = (values2.double() - low) / (high - low).clamp_min(1e-12)                          # M2 x D, rows that set two
         mean, std = (t[0] for t in c.observational_stats())                                       # D each
         var = torch.tensor(members)
-        belief = self._belief(c, buffer)
-        w = conditioned_world(self.surrogate, c.standardised(), belief.tokens, belief.marginals, var[None],
-                              ((low[var] - mean[var]) / std[var])[None], ((high[var] - mean[var]) / std[var])[None],
-                              u_all[:, var].T[None], self._memo)                                  # 1 x |members| x M2: one pass
+        kept = self._measured_world(buffer.told) if buffer.believed and self._reads_world() else None
+        if kept is not None and bool(torch.isin(var, kept.var).all()):
+            # a batch's later member: the members' world conditioned on their rows, believed ones
+            # included, on the measured rows' prior (as :meth:`_grid_world`): no network pass
+            slots = (kept.var[:, None] == var[None, :]).to(torch.int64).argmax(0)                  # |members|: rows in Q
+            w, _ = world_given(kept.prior, slots, *measurements(c.standardised(), var[None]), u_all[:, var].T)
+        else:
+            belief = self._belief(c, buffer)
+            w = conditioned_world(self.surrogate, c.standardised(), belief.tokens, belief.marginals, var[None],
+                                  ((low[var] - mean[var]) / std[var])[None], ((high[var] - mean[var]) / std[var])[None],
+                                  u_all[:, var].T[None], self._memo)                              # 1 x |members| x M2: one pass
         ys = (c.values[0, :buffer.n][two, p.target].double() - mean[p.target]) / std[p.target]     # M2, as the policy reads Y
         at = grid_positions(K, torch.float64)
         cells = torch.cartesian_prod(at, at)                                                      # K^2 x 2

@@ -318,15 +318,20 @@ def gp_components(u: torch.Tensor, r: torch.Tensor, noise: torch.Tensor, observe
     return mean, var, GPFit(u, A, L, a, logml)
 
 
-def gp_predict(fit: GPFit, u_star: torch.Tensor, amp_star: torch.Tensor) -> torch.Tensor:
-    """The posterior mean residual of f at u_star (V x K; amp_star: the network's prior std
-    there) averaged over the hyperparameter settings by the fit's weights (:func:`gp_average`):
-    V x K, what :func:`gp_average` gives at those points, without solving the rows again."""
+def gp_predict(fit: GPFit, u_star: torch.Tensor, amp_star: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The posterior mean residual and variance of f at u_star (V x K each; amp_star: the
+    network's prior std there), moment-matched over the hyperparameter settings by the fit's
+    weights (:func:`gp_average`): what :func:`gp_average` gives at those points, without solving
+    the rows again."""
     if fit.weights is None:
         raise ValueError("gp_predict reads a fit with the settings' weights: the one gp_average returns")
-    cov_ms, _ = _cross_covariance(fit.u, fit.A, u_star, amp_star)                      # V x C x M x K
-    mean_c = (torch.linalg.solve_triangular(fit.L, cov_ms, upper=False) * fit.a).sum(-2)  # V x C x K
-    return (fit.weights[..., None] * mean_c).sum(1)
+    cov_ms, prior = _cross_covariance(fit.u, fit.A, u_star, amp_star)                  # V x C x M x K, V x C x K
+    v = torch.linalg.solve_triangular(fit.L, cov_ms, upper=False)                       # L^-1 K_ms
+    mean_c = (v * fit.a).sum(-2)                                                        # V x C x K
+    var_c = (prior - (v * v).sum(-2)).clamp_min(1e-12)
+    w = fit.weights[..., None]                                                          # V x C x 1
+    mean = (w * mean_c).sum(1)
+    return mean, ((w * (var_c + mean_c ** 2)).sum(1) - mean ** 2).clamp_min(1e-12)
 
 
 def _cholesky(K: torch.Tensor) -> torch.Tensor:

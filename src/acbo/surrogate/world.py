@@ -210,13 +210,19 @@ def world_prior(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Tensor, 
 
 @dataclass(frozen=True)
 class WorldFit:
-    """:func:`world_given`'s conditioning of R variable instances, kept to read E[Y | do] at other
-    positions (:func:`world_mean_at`): their indices into the prior's V (idx: R), the GP average's
-    fit (R) and how far the experiments lowered P(j in pa(Y)) (act: R, the weight of "X_j acts")."""
+    """:func:`world_given`'s conditioning of R variable instances, kept to read the world model at
+    other positions (:func:`world_at`): their indices into the prior's V (idx: R), the GP
+    average's fit (R), how far the experiments lowered P(j in pa(Y)) (act: R, the weight of "X_j
+    acts") and the variance of a measurement (noise: R, after the replicates)."""
 
     idx: torch.Tensor
     gp: GPFit
     act: torch.Tensor
+    noise: torch.Tensor
+
+    def select(self, pick: torch.Tensor) -> "WorldFit":
+        """The instances ``pick`` (indices into R)."""
+        return WorldFit(self.idx[pick], self.gp.select(pick), self.act[pick], self.noise[pick])
 
 
 @torch.no_grad()
@@ -260,26 +266,32 @@ def world_given(prior: WorldPrior, idx: torch.Tensor, xm: torch.Tensor, ym: torc
     if H:  # did Y follow X_j as the observations and the network say, or not at all?
         parent[hit] = no_effect_update(p[hit], lml[:H] - lml[H:2 * H], null_log_likelihood(ym[hit], mm[hit]))
         lowered[hit] = (parent[hit] / p[hit].clamp(1e-6, 1)).clamp_max(1.0)
-    # the world model: "X_j acts as the network and the observations say" (that GP, conditioned
-    # on everything) and "X_j does nothing" (E[Y | do] = Y's observational mean, 0, a measurement
-    # a draw of Y: variance 1), weighted by how far the experiments lowered P(j in pa(Y)),
-    # moment-matched
-    act = lowered[:, None]                                                                # R x 1
-    effect = interpolate(m0, us) + res
+    mean, var_f, var_y = _acts_or_not(lowered, interpolate(m0, us) + res, var_effect, noise)
+    return WorldBelief(mean[None], var_f[None], var_y[None], parent[None]), WorldFit(idx, gp, lowered, noise)
+
+
+def _acts_or_not(act: torch.Tensor, effect: torch.Tensor, var_effect: torch.Tensor, noise: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The world model (mean, var_f, var_y: R x K) as the mixture of "X_j acts as the network and
+    the observations say" (that GP conditioned on everything: effect, var_effect, R x K; a
+    measurement's noise, R) and "X_j does nothing" (E[Y | do] = Y's observational mean, 0; a
+    measurement a draw of Y, variance 1), weighted by how far the experiments lowered
+    P(j in pa(Y)) (act, R), moment-matched."""
+    act = act[:, None]                                                                    # R x 1
     mean = act * effect
     var_f = (act * (var_effect + effect ** 2) - mean ** 2).clamp_min(1e-12)
-    var_y = var_f + act * noise[:, None] + (1 - act)
-    return WorldBelief(mean[None], var_f[None], var_y[None], parent[None]), WorldFit(idx, gp, lowered)
+    return mean, var_f, var_f + act * noise[:, None] + (1 - act)
 
 
 @torch.no_grad()
-def world_mean_at(prior: WorldPrior, fit: WorldFit, pick: torch.Tensor, us: torch.Tensor) -> torch.Tensor:
-    """E[Y | do(X_j = x)] (Y's standard units, P x K) of the fitted instances ``pick`` (P indices
-    into the fit's R) at positions us (P x K): :func:`world_given`'s mean there, from its fit."""
-    idx = fit.idx[pick]
+def world_at(prior: WorldPrior, fit: WorldFit, us: torch.Tensor) -> WorldBelief:
+    """The world model of the fitted instances (R) at positions us (R x K): :func:`world_given`'s
+    answer there, from its fit (no rows solved again); a :class:`WorldBelief` with B = 1, Q = R
+    (``parent``: NaN, which the fit does not keep)."""
     us = us.double()
-    res = gp_predict(fit.gp.select(pick), us, interpolate(prior.s0[idx], us))
-    return fit.act[pick][:, None] * (interpolate(prior.m0[idx], us) + res)
+    res, var_effect = gp_predict(fit.gp, us, interpolate(prior.s0[fit.idx], us))
+    mean, var_f, var_y = _acts_or_not(fit.act, interpolate(prior.m0[fit.idx], us) + res, var_effect, fit.noise)
+    return WorldBelief(mean[None], var_f[None], var_y[None], torch.full_like(fit.act, float("nan"))[None])
 
 
 def measurements(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
