@@ -59,6 +59,12 @@ class MeasuredWorld:
     grid: WorldBelief
     y_scale: tuple[float, float]
 
+    def slots(self, var: torch.Tensor) -> torch.Tensor:
+        """The rows in Q of the variables ``var`` (each one of the settable ones)."""
+        hit = self.var[:, None] == var[None, :]
+        assert bool(hit.any(0).all()), (var, self.var)
+        return hit.to(torch.int64).argmax(0)
+
 
 def _world_model():
     model = shared_surrogate(None)
@@ -184,7 +190,7 @@ class Amortized(Method):
             return super().believed_means(told, var, val)
         p = self.problem
         kept = self._measured_world(told)
-        slot = (kept.var[:, None] == var[None, :]).to(torch.int64).argmax(0)                      # P: var's row in Q
+        slot = kept.slots(var)                                                                    # P: var's row in Q
         u = (val - p.low[var].double()) / (p.high[var] - p.low[var]).double().clamp_min(1e-12)  # P
         z = world_at(kept.prior, kept.fit.select(slot), u[:, None]).mean[0, :, 0]                 # P
         mean, std = kept.y_scale
@@ -203,7 +209,7 @@ class Amortized(Method):
         p = self.problem
         kept = self._measured_world(told)
         var = torch.tensor(variables)
-        slots = (kept.var[:, None] == var[None, :]).to(torch.int64).argmax(0)                       # k: rows in Q
+        slots = kept.slots(var)                                                                     # k: rows in Q
         exact = told.intervened[:, var].all(1) & (told.intervened.sum(1) == len(variables))          # N: rows that set S
         settings = told.values[exact][:, var].double()                                               # M x k
         at = torch.cat([values.double()[None], settings])                                            # (1 + M) x k
@@ -417,8 +423,8 @@ class Amortized(Method):
         if kept is not None and bool(torch.isin(var, kept.var).all()):
             # a batch's later member: the members' world conditioned on their rows, believed ones
             # included, on the measured rows' prior (as :meth:`_grid_world`): no network pass
-            slots = (kept.var[:, None] == var[None, :]).to(torch.int64).argmax(0)                  # |members|: rows in Q
-            w, _ = world_given(kept.prior, slots, *measurements(c.standardised(), var[None]), u_all[:, var].T)
+            w, _ = world_given(kept.prior, kept.slots(var), *measurements(c.standardised(), var[None]),
+                               u_all[:, var].T)
         else:
             belief = self._belief(c, buffer)
             w = conditioned_world(self.surrogate, c.standardised(), belief.tokens, belief.marginals, var[None],
