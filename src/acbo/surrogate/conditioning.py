@@ -329,9 +329,15 @@ def gp_predict(fit: GPFit, u_star: torch.Tensor, amp_star: torch.Tensor) -> tupl
     v = torch.linalg.solve_triangular(fit.L, cov_ms, upper=False)                       # L^-1 K_ms
     mean_c = (v * fit.a).sum(-2)                                                        # V x C x K
     var_c = (prior - (v * v).sum(-2)).clamp_min(1e-12)
-    w = fit.weights[..., None]                                                          # V x C x 1
+    return _moment_matched(fit.weights[..., None], mean_c, var_c)
+
+
+def _moment_matched(w: torch.Tensor, mean_c: torch.Tensor, var_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and variance (V x K each) of the mixture of the settings' Gaussians (mean_c,
+    var_c: V x C x K) with weights w (V x C x 1)."""
     mean = (w * mean_c).sum(1)
-    return mean, ((w * (var_c + mean_c ** 2)).sum(1) - mean ** 2).clamp_min(1e-12)
+    second = (w * (var_c + mean_c ** 2)).sum(1)
+    return mean, (second - mean ** 2).clamp_min(1e-12)
 
 
 def _cholesky(K: torch.Tensor) -> torch.Tensor:
@@ -359,16 +365,14 @@ def gp_average(u, r, noise, observed, mask, amp, u_star, amp_star, noise_star: t
     """The Bayesian average of :func:`gp_components` over the hyperparameter grid, moment-matched:
     (mean residual, variance of f, variance of a measurement, log marginal likelihood of the rows
     averaged over the grid; V x K, V x K, V x K, V) and the fit with each setting's posterior
-    weight (:func:`gp_predict` reads the mean at other points). ``noise_star``: V, the variance of
-    a measurement around f."""
+    weight (:func:`gp_predict` reads the mean and variance at other points). ``noise_star``: V, the
+    variance of a measurement around f."""
     mean_c, var_c, fit = gp_components(u, r, noise, observed, mask, amp, u_star, amp_star)
     logw = components(u.dtype, u.device)[3]
     post = fit.logml + logw[None]                                                       # V x C
     lml = torch.logsumexp(post, dim=1)                                                  # V
     w = torch.softmax(post, dim=1)[..., None]                                           # V x C x 1
-    mean = (w * mean_c).sum(1)
-    second = (w * (var_c + mean_c ** 2)).sum(1)
-    var_f = (second - mean ** 2).clamp_min(1e-12)
+    mean, var_f = _moment_matched(w, mean_c, var_c)
     return mean, var_f, var_f + noise_star[:, None], lml, replace(fit, weights=w[..., 0])
 
 
