@@ -103,16 +103,18 @@ def test_observational_rows_share_an_offset_of_amplitude_tau():
         assert float(logml[0, c]) == pytest.approx(want, rel=1e-10)
 
 
+def _random_rows(g: torch.Generator, V: int, M: int, K: int, noise_floor: float, amp_floor: float):
+    """Random GP inputs, V x M rows and V x K queries: (u, r, noise, observed, amp, u_star, amp_star)."""
+    rand = lambda *shape: torch.rand(*shape, generator=g, dtype=torch.float64)
+    u, r = rand(V, M), torch.randn(V, M, generator=g, dtype=torch.float64)
+    noise, obs = noise_floor + rand(V, M), torch.rand(V, M, generator=g) < 0.5
+    return u, r, noise, obs, amp_floor + rand(V, M), rand(V, K), amp_floor + rand(V, K)
+
+
 def test_padding_rows_change_nothing():
     g = torch.Generator().manual_seed(1)
     V, M, K = 3, 5, 4
-    u = torch.rand(V, M, generator=g, dtype=torch.float64)
-    r = torch.randn(V, M, generator=g, dtype=torch.float64)
-    noise = 0.1 + torch.rand(V, M, generator=g, dtype=torch.float64)
-    obs = torch.rand(V, M, generator=g) < 0.5
-    amp = torch.rand(V, M, generator=g, dtype=torch.float64)
-    us = torch.rand(V, K, generator=g, dtype=torch.float64)
-    amps = torch.rand(V, K, generator=g, dtype=torch.float64)
+    u, r, noise, obs, amp, us, amps = _random_rows(g, V, M, K, noise_floor=0.1, amp_floor=0.0)
     mask = torch.ones(V, M, dtype=torch.bool)
     base = C.gp_average(u, r, noise, obs, mask, amp, us, amps, torch.ones(V, dtype=torch.float64))
     pad = lambda t, v: torch.cat([t, torch.full((V, 2), v, dtype=t.dtype)], 1)
@@ -221,14 +223,8 @@ def test_the_fit_predicts_what_the_solve_gives():
     settings' weights is refused."""
     g = torch.Generator().manual_seed(3)
     V, M, K = 4, 6, 5
-    u = torch.rand(V, M, generator=g, dtype=torch.float64)
-    r = torch.randn(V, M, generator=g, dtype=torch.float64)
-    noise = 0.05 + torch.rand(V, M, generator=g, dtype=torch.float64)
-    obs = torch.rand(V, M, generator=g) < 0.5
+    u, r, noise, obs, amp, us, amps = _random_rows(g, V, M, K, noise_floor=0.05, amp_floor=0.2)
     mask = torch.rand(V, M, generator=g) < 0.8
-    amp = 0.2 + torch.rand(V, M, generator=g, dtype=torch.float64)
-    us = torch.rand(V, K, generator=g, dtype=torch.float64)
-    amps = 0.2 + torch.rand(V, K, generator=g, dtype=torch.float64)
     mean, var_f, _, _, fit = C.gp_average(u, r, noise, obs, mask, amp, us, amps, torch.ones(V, dtype=torch.float64))
     for got, want in zip(C.gp_predict(fit, us, amps), (mean, var_f)):
         assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)

@@ -12,7 +12,7 @@ import math
 import torch
 
 from acbo.buffer import CampaignBatch
-from acbo.policy.features import LOG_EI, N_GRID_FEATURES, campaign_features, grid_features, settable_variables
+from acbo.policy.features import LOG_EI, N_GRID_FEATURES, campaign_features, grid_features, world_domains
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.surrogate import Belief, Surrogate
 from acbo.surrogate.model import ContextMemo
@@ -70,13 +70,10 @@ def after_experiments(surrogate: Surrogate, c: CampaignBatch, belief: Belief) ->
     B, _, D = c.values.shape
     dev = c.values.device
     marginals = belief.marginals.double().clone()
-    var, real = settable_variables(c)                                                            # B x Q each
+    var, real, lo, hi = world_domains(c)                                                         # B x Q each
     if not bool(real.any()):
         return marginals
     Q = var.shape[1]
-    mean, std = c.observational_stats()
-    m_j, s_j = mean.gather(1, var), std.gather(1, var)
-    lo, hi = (c.low.gather(1, var) - m_j) / s_j, (c.high.gather(1, var) - m_j) / s_j
     w = conditioned_world(surrogate, c.standardised(), belief.tokens, belief.marginals, var, lo, hi,
                           torch.full((B, Q, 1), 0.5, dtype=torch.float64, device=dev))
     slot = torch.where(real, var, torch.full_like(var, D))                                       # padding -> a spare column
