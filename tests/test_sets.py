@@ -550,3 +550,72 @@ def test_the_expert_refuses_sets_beyond_its_grids():
     frame = _bowl().assign(W=np.arange(300.0) % 7, V=np.arange(300.0) % 5)
     with pytest.raises(ValueError, match="at most 3 variables per experiment"):
         CausalOptimizer(frame, target="Y", method="parent_scale", max_set=4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_measurements_of_a_pair_teach_each_member_s_own_effect(seed):
+    """Rows that set A and B together are evidence about A's own effect once B's is known: with
+    B's effect measured alone 16 times (1 spread below Y's observational mean), n = 1 … 16 rows of
+    do(A = a0, B = b0) whose Y adds A's effect (2.5 spreads above) to B's pull E[Y | do(A = a0)]
+    from more than 5 sd away to within 3 sd sqrt(1 / n + 1 / 16) of A's effect from n = 8 (noise
+    sd 0.3 of Y's spread, known to the test; B's 16 rows add their own error)."""
+    pr, opt, (a, b) = _set_problem(seed)
+    (la, ha), (lb, hb) = opt.domains[a], opt.domains[b]
+    a0, b0 = la + 0.3 * (ha - la), lb + 0.7 * (hb - lb)
+    y = pr.frame["Y"].to_numpy()
+    sd, rng = 0.3 * y.std(), np.random.default_rng(seed)
+    effect_a, effect_b = 2.5 * y.std(), -1.0 * y.std()
+    for n in range(16):
+        row = pr.scm.run_experiment({b: b0}, generator("test", "pair-teaches-b", n))
+        opt.tell({b: b0}, {**row, "Y": float(y.mean() + effect_b + sd * rng.standard_normal())}, chosen=True,
+                 accept_outlier=True)
+    mean_a = lambda: float(opt.predict(a, [a0], quantity="expectation").iloc[0]["mean"])
+    assert abs(mean_a() - (y.mean() + effect_a)) > 5 * sd
+    for n in range(1, 17):
+        row = pr.scm.run_experiment({a: a0, b: b0}, generator("test", "pair-teaches-a", n))
+        ys = y.mean() + effect_a + effect_b + sd * rng.standard_normal()
+        opt.tell({a: a0, b: b0}, {**row, "Y": float(ys)}, chosen=True, accept_outlier=True)
+        if n >= 8:
+            bound = 3 * sd * np.sqrt(1 / n + 1 / 16)
+            assert abs(mean_a() - (y.mean() + effect_a)) <= bound, (n, (mean_a() - y.mean() - effect_a) / sd)
+
+
+def test_set_rows_by_hand():
+    """:func:`acbo.surrogate.world.set_rows` on a campaign with a row that sets A and B: for A,
+    Y there less B's effect (B's world model, conditioned on the rows that set it alone, at the
+    value B was set to) with B's variance of E[Y | do] as extra noise, and the same for B; a
+    variable read twice (padding) counts once; a row that sets a variable outside those read is
+    left out."""
+    from acbo.buffer import PaddedBatch
+    from acbo.surrogate.world import measurements, set_rows, world_at, world_given, world_prior
+
+    pr, opt, (a, b) = _set_problem(1)
+    names = list(pr.frame.columns)
+    ia, ib, t = names.index(a), names.index(b), names.index("Y")
+    (la, ha), (lb, hb) = opt.domains[a], opt.domains[b]
+    opt.tell({b: lb + 0.2 * (hb - lb)}, pr.scm.run_experiment({b: lb + 0.2 * (hb - lb)}, generator("test", "by-hand", 0)),
+             chosen=True, accept_outlier=True)
+    setting = {a: la + 0.6 * (ha - la), b: lb + 0.9 * (hb - lb)}
+    opt.tell(setting, pr.scm.run_experiment(setting, generator("test", "by-hand", 1)), chosen=True, accept_outlier=True)
+    buf = opt.buffer
+    model = opt.method.surrogate
+    batch = PaddedBatch.of_buffers([buf], [t], standardise=True)
+    logits, tokens = model.encode(batch)
+    mean, std = buf.observational_stats()
+    for var in (torch.tensor([[ia, ib]]), torch.tensor([[ia, ib, ia]])):
+        low, high = opt.problem.low[var[0]].double(), opt.problem.high[var[0]].double()
+        lo, hi = ((low - mean[var[0]]) / std[var[0]])[None], ((high - mean[var[0]]) / std[var[0]])[None]
+        prior = world_prior(model, batch, tokens, torch.sigmoid(logits.double()), var, lo, hi)
+        Q = var.shape[1]
+        _, fit = world_given(prior, torch.arange(Q), *measurements(batch, var), torch.full((Q, 1), 0.5, dtype=torch.float64))
+        rows = set_rows(prior, fit, batch, var)
+        z = lambda j: (setting[names[j]] - float(mean[j])) / float(std[j])
+        u = torch.tensor([[(setting[a] - la) / (ha - la)], [(setting[b] - lb) / (hb - lb)]], dtype=torch.float64)
+        w = world_at(prior, fit.select(torch.tensor([0, 1])), u)                                    # 1 x 2 x 1
+        y_row = (float(buf.values[-1, t]) - float(mean[t])) / float(std[t])
+        for q, other in ((0, 1), (1, 0)):
+            assert bool(rows.mask[q, 0]) and rows.x[q, 0] == pytest.approx(z(var[0, q]), rel=1e-5)
+            assert float(rows.y[q, 0]) == pytest.approx(y_row - float(w.mean[0, other, 0]), rel=1e-5, abs=1e-6)
+            assert float(rows.extra[q, 0]) == pytest.approx(float(w.var_f[0, other, 0]), rel=1e-6)
+        assert not bool(rows.mask[2:].any())
+        assert set_rows(prior, fit, batch, var[:, :1]) is None                                       # B not read: left out

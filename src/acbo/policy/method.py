@@ -26,8 +26,8 @@ from acbo.surrogate import Belief, EncodingCache
 from acbo.surrogate.checkpoint import shared_surrogate
 from acbo.surrogate.model import ContextMemo
 from acbo.surrogate.conditioning import set_posterior
-from acbo.surrogate.world import (WorldBelief, WorldFit, WorldPrior, conditioned_world, measurements, world_given,
-                                 world_at, world_prior)
+from acbo.surrogate.world import (SetRows, WorldBelief, WorldFit, WorldPrior, measurements, world_at, world_given,
+                                 world_measured, world_prior)
 
 
 BATCH_MODES = ("believer", "distinct")
@@ -46,9 +46,14 @@ class MeasuredWorld:
     """The conditioned world model of a campaign's measured rows, kept over a batch's members
     (:meth:`Amortized._measured_world`): the rows it read (values, which were set: N x d each), the
     surrogate's belief about them, the settable variables (Q), their prior
-    (:class:`acbo.surrogate.world.WorldPrior`) and its fit to their measurements (Q), the world
-    model on the policy's grid (1 x Q x K), and Y's observational mean and std (the
-    campaign's Y: -Y when maximising)."""
+    (:class:`acbo.surrogate.world.WorldPrior`) and its fit to their measurements (Q), the rows
+    that set several of them as evidence about each (:class:`acbo.surrogate.world.SetRows`, or
+    None), the world model on the policy's grid (1 x Q x K), and Y's observational mean and std
+    (the campaign's Y: -Y when maximising)."""
+
+    def shared_of(self, slots: torch.Tensor) -> SetRows | None:
+        """The set rows of the instances ``slots`` (rows in Q), or None."""
+        return None if self.shared is None else self.shared.select(slots)
 
     rows: torch.Tensor
     intervened: torch.Tensor
@@ -56,6 +61,7 @@ class MeasuredWorld:
     var: torch.Tensor
     prior: WorldPrior
     fit: WorldFit
+    shared: SetRows | None
     grid: WorldBelief
     y_scale: tuple[float, float]
 
@@ -163,7 +169,7 @@ class Amortized(Method):
         if self.policy.cfg.world == "conditioned":
             p = self.problem
             return conditioned_predictive(model, buffer, p.target, variable, x, float(p.low[variable]),
-                                          float(p.high[variable]), draw)
+                                          float(p.high[variable]), draw, (p.low, p.high))
         return world_predictive(model, buffer, self.problem.target, variable, x, draw)
 
     def predict_set(self, buffer: Buffer, variables: list[int], x: torch.Tensor, draw: bool = True):
@@ -177,7 +183,7 @@ class Amortized(Method):
         model = self.surrogate if self.surrogate.cfg.queries else _world_model()
         var = torch.tensor(variables)
         return conditioned_set(model, buffer, self.problem.target, list(variables), x, self.problem.low[var],
-                               self.problem.high[var], draw)
+                               self.problem.high[var], draw, (self.problem.low, self.problem.high))
 
     @torch.inference_mode()
     def believed_means(self, told: Buffer, var: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
@@ -274,12 +280,10 @@ class Amortized(Method):
         var, _, lo, hi = world_domains(c)                                                          # 1 x Q each
         batch = c.standardised()
         prior = world_prior(self.surrogate, batch, belief.tokens, belief.marginals, var, lo, hi, self._memo)
-        xm, ym, mm = measurements(batch, var)                                                     # Q x M each
-        Q = var.shape[1]
-        grid, fit = world_given(prior, torch.arange(Q, device=var.device), xm, ym, mm, self._grid_at(Q, var.device))
+        grid, fit, shared = world_measured(prior, batch, var, self._grid_at(var.shape[1], var.device))
         y_mean, y_std = (float(t[0, self.problem.target]) for t in c.observational_stats())
-        self._world = MeasuredWorld(told.values.clone(), told.intervened.clone(), belief, var[0], prior, fit, grid,
-                                    (y_mean, y_std))
+        self._world = MeasuredWorld(told.values.clone(), told.intervened.clone(), belief, var[0], prior, fit, shared,
+                                    grid, (y_mean, y_std))
         return self._world
 
     def _grid_at(self, R: int, device) -> torch.Tensor:
@@ -305,7 +309,8 @@ class Amortized(Method):
         if not len(slots):
             return kept.grid
         xm, ym, mm = measurements(c.standardised(), kept.var[slots][None])                         # R x M each
-        w, _ = world_given(kept.prior, slots, xm, ym, mm, self._grid_at(len(slots), slots.device))  # 1 x R x K
+        w, _ = world_given(kept.prior, slots, xm, ym, mm, self._grid_at(len(slots), slots.device),
+                           kept.shared_of(slots))                                                   # 1 x R x K
         g = kept.grid
         put = lambda t, new: t.index_copy(1, slots, new.to(t.dtype))
         return WorldBelief(put(g.mean, w.mean), put(g.var_f, w.var_f), put(g.var_y, w.var_y), put(g.parent, w.parent))
@@ -413,23 +418,23 @@ class Amortized(Method):
         if not bool(two.any()):
             return best
         set2, values2 = buffer.intervened[two], buffer.values[two]                                    # M2 x D each
-        pairs = sorted({tuple(torch.nonzero(r).flatten().tolist()) for r in set2})
+        kept = self._measured_world(buffer.told)
+        settable = set(kept.var.tolist())  # a pair told with a variable the policy cannot set is not scored
+        pairs = sorted({pair for r in set2 if set(pair := tuple(torch.nonzero(r).flatten().tolist())) <= settable})
+        if not pairs:
+            return best
         members = sorted({v for pair in pairs for v in pair})
         low, high = p.low.double(), p.high.double()
         u_all = (values2.double() - low) / (high - low).clamp_min(1e-12)                          # M2 x D, rows that set two
         mean, std = (t[0] for t in c.observational_stats())                                       # D each
         var = torch.tensor(members)
-        kept = self._measured_world(buffer.told) if buffer.believed and self._reads_world() else None
-        if kept is not None and bool(torch.isin(var, kept.var).all()):
-            # a batch's later member: the members' world conditioned on their rows, believed ones
-            # included, on the measured rows' prior (as :meth:`_grid_world`): no network pass
-            w, _ = world_given(kept.prior, kept.slots(var), *measurements(c.standardised(), var[None]),
-                               u_all[:, var].T)
+        slots = kept.slots(var)
+        if buffer.believed:  # a batch's later member: the members' world conditioned on their rows,
+            # believed ones included, on the measured rows' prior (as :meth:`_grid_world`)
+            w, _ = world_given(kept.prior, slots, *measurements(c.standardised(), var[None]), u_all[:, var].T,
+                               kept.shared_of(slots))
         else:
-            belief = self._belief(c, buffer)
-            w = conditioned_world(self.surrogate, c.standardised(), belief.tokens, belief.marginals, var[None],
-                                  ((low[var] - mean[var]) / std[var])[None], ((high[var] - mean[var]) / std[var])[None],
-                                  u_all[:, var].T[None], self._memo)                              # 1 x |members| x M2: one pass
+            w = world_at(kept.prior, kept.fit.select(slots), u_all[:, var].T)                   # 1 x |members| x M2
         ys = (c.values[0, :buffer.n][two, p.target].double() - mean[p.target]) / std[p.target]     # M2, as the policy reads Y
         at = grid_positions(K, torch.float64)
         cells = torch.cartesian_prod(at, at)                                                      # K^2 x 2

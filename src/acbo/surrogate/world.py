@@ -225,21 +225,37 @@ class WorldFit:
         return WorldFit(self.idx[pick], self.gp.select(pick), self.act[pick], self.noise[pick])
 
 
+def _measured_first(prior: WorldPrior, idx: torch.Tensor, xm: torch.Tensor, ym: torch.Tensor, mm: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows (x, y, mask: R x M, standardised) with the measured ones first, their padding cut:
+    (positions u in each domain, y, mask), R x M' each."""
+    M = max(1, int(mm.sum(1).max()))
+    order = torch.sort(mm.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :M]
+    u = ((xm - prior.lo[idx][:, None]) / prior.width[idx][:, None]).gather(1, order)
+    return u, ym.gather(1, order), mm.gather(1, order)
+
+
 @torch.no_grad()
 def world_given(prior: WorldPrior, idx: torch.Tensor, xm: torch.Tensor, ym: torch.Tensor, mm: torch.Tensor,
-                us: torch.Tensor) -> tuple[WorldBelief, WorldFit]:
+                us: torch.Tensor, shared: SetRows | None = None) -> tuple[WorldBelief, WorldFit]:
     """The world model of the variable instances ``idx`` (R indices into the prior's V)
     conditioned on the rows where X_j alone was set (xm, ym, mm: R x M, standardised values,
-    padding masked; in arrival order), at positions us (R x K, fractions of each domain): a
-    :class:`WorldBelief` with B = 1, Q = R, and the fit, which reads the mean at other positions."""
+    padding masked; in arrival order) and on the rows that set it with others (``shared``, R
+    instances, :func:`set_rows`: their y less the others' effects, their noise plus the others'
+    variance), at positions us (R x K, fractions of each domain): a :class:`WorldBelief` with
+    B = 1, Q = R, and the fit, which reads the mean at other positions. The replicates' noise and
+    whether Y follows X_j at all (``parent``) read the rows that set X_j alone."""
     m0, s0, p, found, uo = prior.m0[idx], prior.s0[idx], prior.p[idx], prior.found[idx], prior.uo[idx]
     est, var_o = prior.est[idx], prior.var_o[idx]
     us = us.double()
-    M = max(1, int(mm.sum(1).max()))
-    order = torch.sort(mm.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :M]
-    um = ((xm - prior.lo[idx][:, None]) / prior.width[idx][:, None]).gather(1, order)     # R x M: measured first
-    ym, mm = ym.gather(1, order), mm.gather(1, order)
+    um, ym, mm = _measured_first(prior, idx, xm, ym, mm)                                  # R x M each
     noise = replicate_noise(um, ym, mm, prior.noise[idx]).clamp_min(NOISE_FLOOR)          # R: replicates show it
+    alone, extra = mm, torch.zeros_like(um)
+    if shared is not None:  # the set rows after the single ones, flagged apart
+        us2, ys2, ms2 = _measured_first(prior, idx, shared.x, shared.y, shared.mask)
+        ex2 = _measured_first(prior, idx, shared.x, shared.extra, shared.mask)[1]
+        um, ym, mm = torch.cat([um, us2], 1), torch.cat([ym, ys2], 1), torch.cat([mm, ms2], 1)
+        alone, extra = torch.cat([alone, torch.zeros_like(ms2)], 1), torch.cat([extra, ex2], 1)
 
     def average(sel: torch.Tensor, u, y, measured, weight, at_u):
         """The GP average for the instances ``sel`` (indices into ``idx``) over their measurements
@@ -247,7 +263,8 @@ def world_given(prior: WorldPrior, idx: torch.Tensor, xm: torch.Tensor, ym: torc
         keep = found[sel] & (weight[:, None] >= MIN_PARENT)
         pseudo = torch.where(keep, var_o[sel] / weight[:, None].clamp_min(MIN_PARENT), torch.ones_like(var_o[sel]))
         u_all = torch.cat([u, uo[sel]], 1)
-        noise_all = torch.cat([noise[sel, None].expand_as(u), pseudo], 1)
+        noise_m = noise[sel, None].expand_as(u) if shared is None else noise[sel, None] + extra[sel]
+        noise_all = torch.cat([noise_m, pseudo], 1)
         observed = torch.cat([torch.zeros_like(measured), torch.ones_like(keep)], 1)
         res = torch.cat([y, est[sel]], 1) - interpolate(m0[sel], u_all)
         return gp_average(u_all, res, noise_all, observed, torch.cat([measured, keep], 1), interpolate(s0[sel], u_all),
@@ -256,15 +273,15 @@ def world_given(prior: WorldPrior, idx: torch.Tensor, xm: torch.Tensor, ym: torc
     # in one batched solve: the world model for every instance, and for those with measurements
     # the marginal likelihood with and without them (the Bayes factor below)
     every = torch.arange(len(idx), device=idx.device)
-    hit = mm.any(1).nonzero().flatten()
+    hit = alone.any(1).nonzero().flatten()
     H = len(hit)
     sel = torch.cat([hit, hit, every])
-    measured = torch.cat([mm[hit], torch.zeros_like(mm[hit]), mm])
+    measured = torch.cat([alone[hit], torch.zeros_like(mm[hit]), mm])
     res, var_effect, _, lml, gp = average(sel, um[sel], ym[sel], measured, p[sel], us[sel])
     res, var_effect, gp = res[2 * H:], var_effect[2 * H:], gp.select(every + 2 * H)
     parent, lowered = p.clone(), torch.ones_like(p)
     if H:  # did Y follow X_j as the observations and the network say, or not at all?
-        parent[hit] = no_effect_update(p[hit], lml[:H] - lml[H:2 * H], null_log_likelihood(ym[hit], mm[hit]))
+        parent[hit] = no_effect_update(p[hit], lml[:H] - lml[H:2 * H], null_log_likelihood(ym[hit], alone[hit]))
         lowered[hit] = (parent[hit] / p[hit].clamp(1e-6, 1)).clamp_max(1.0)
     mean, var_f, var_y = _acts_or_not(lowered, interpolate(m0, us) + res, var_effect, noise)
     return WorldBelief(mean[None], var_f[None], var_y[None], parent[None]), WorldFit(idx, gp, lowered, noise)
@@ -300,6 +317,78 @@ def measurements(batch: PaddedBatch, var: torch.Tensor) -> tuple[torch.Tensor, t
     return tuple(t.reshape(-1, t.shape[2]) for t in _measurements(batch, var))
 
 
+@dataclass(frozen=True)
+class SetRows:
+    """The rows where X_j was set together with other variables, as evidence about X_j's own
+    effect, flat over V variable instances (V x S each, padding masked): X_j's value (x,
+    standardised), Y less the other members' effects (y: what the additive model of a set,
+    E[Y | do(X_S = x)] = sum of the members' E[Y | do(X_j = x_j)], leaves to X_j), the other
+    members' variance of E[Y | do] there (extra, added to a measurement's noise) and the mask."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    extra: torch.Tensor
+    mask: torch.Tensor
+
+    def select(self, pick: torch.Tensor) -> "SetRows":
+        """The instances ``pick`` (indices into V)."""
+        return SetRows(self.x[pick], self.y[pick], self.extra[pick], self.mask[pick])
+
+
+@torch.no_grad()
+def set_rows(prior: WorldPrior, fit: WorldFit, batch: PaddedBatch, var: torch.Tensor) -> SetRows | None:
+    """The rows of the batch (standardised) that set several variables, read as evidence about each
+    member's own effect (:class:`SetRows`) for the instances var (B x Q, flat V = B x Q in
+    ``prior``), with the other members' effects those of ``fit`` (the instances conditioned on the
+    rows that set them alone, :func:`world_given`, every V in order) at the values they were set
+    to. A row that sets a variable outside the campaign's ``var`` is left out (its other members'
+    effects are unknown here); None where no row is left."""
+    B, N, D = batch.values.shape
+    Q = var.shape[1]
+    iv = batch.intervened & batch.row_mask[..., None]
+    several = (iv.sum(2) >= 2) & ~(iv & batch.target[:, None]).any(2)                      # B x N
+    if not bool(several.any()):
+        return None
+    rows = rows_in_order(several)                                                          # B x S
+    S = rows.shape[1]
+    real = several.gather(1, rows)                                                         # B x S
+    x = batch.values.double().clamp(-INPUT_CLAMP, INPUT_CLAMP).gather(1, rows[..., None].expand(B, S, D))
+    y = (x * batch.target.double()[:, None, :]).sum(2)                                     # B x S
+    setv = iv.gather(1, rows[..., None].expand(B, S, D)) & real[..., None]                 # B x S x D
+    first = ~((var[:, :, None] == var[:, None, :]) & torch.ones(Q, Q, dtype=torch.bool, device=var.device).tril(-1)).any(2)
+    member = setv.gather(2, var[:, None, :].expand(B, S, Q)) & first[:, None, :]           # B x S x Q: padding repeats once
+    member = member & (member.sum(2) == setv.sum(2))[..., None]                            # rows whose members are all read
+    if not bool(member.any()):
+        return None
+    xq = x.gather(2, var[:, None, :].expand(B, S, Q)).transpose(1, 2).reshape(B * Q, S)    # V x S
+    u = (xq - prior.lo[:, None]) / prior.width[:, None]
+    w = world_at(prior, fit, u)                                                            # 1 x V x S
+    m = member.transpose(1, 2).reshape(B * Q, S).to(torch.float64)                        # V x S
+    mean, var_f = ((t[0] * m).reshape(B, Q, S) for t in (w.mean, w.var_f))
+    total_mean, total_var = mean.sum(1, keepdim=True), var_f.sum(1, keepdim=True)          # B x 1 x S
+    flat = lambda t: t.reshape(B * Q, S)
+    others_mean, others_var = flat(total_mean - mean), flat(total_var - var_f)
+    y_own = y[:, None, :].expand(B, Q, S).reshape(B * Q, S) - others_mean
+    return SetRows(xq, y_own, others_var, m.bool())
+
+
+@torch.no_grad()
+def world_measured(prior: WorldPrior, batch: PaddedBatch, var: torch.Tensor, us: torch.Tensor
+                   ) -> tuple[WorldBelief, WorldFit, SetRows | None]:
+    """The instances var (B x Q, every V of ``prior``) conditioned on the batch's measurements at
+    positions us (V x K): on the rows that set X_j alone (:func:`world_given`) and, where rows set
+    several variables, on those too, each member's with the others' effects taken out
+    (:func:`set_rows`, read off the first conditioning). Returns the belief (B = 1, Q = V), the fit
+    and the set rows used (None where there are none)."""
+    every = torch.arange(prior.m0.shape[0], device=var.device)
+    xm, ym, mm = measurements(batch, var)
+    w, fit = world_given(prior, every, xm, ym, mm, us)
+    shared = set_rows(prior, fit, batch, var)
+    if shared is not None:
+        w, fit = world_given(prior, every, xm, ym, mm, us, shared)
+    return w, fit, shared
+
+
 @torch.no_grad()
 def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Tensor, marginals: torch.Tensor,
                       var: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, u_star: torch.Tensor,
@@ -311,7 +400,6 @@ def conditioned_world(surrogate: Surrogate, batch: PaddedBatch, tokens: torch.Te
     measurements (:func:`world_given`)."""
     B, Q, K = u_star.shape
     prior = world_prior(surrogate, batch, tokens, marginals, var, lo, hi, memo)
-    every = torch.arange(B * Q, device=var.device)
-    w, _ = world_given(prior, every, *measurements(batch, var), u_star.reshape(B * Q, K))
+    w, _, _ = world_measured(prior, batch, var, u_star.reshape(B * Q, K))
     shape = (B, Q, K)
     return WorldBelief(w.mean.reshape(shape), w.var_f.reshape(shape), w.var_y.reshape(shape), w.parent.reshape(B, Q))
