@@ -4,7 +4,9 @@
         [--steps 10] [--methods random,exact-ts] [--max-set 2] [--sets-only parent_scale] [--workers 2]
 
 ``--against M`` adds each method's paired difference from M (both at K, and at K against M at 1);
-``--summarise`` prints the summary of a finished run's results again (with ``--against``). A method
+``--summarise`` prints the summary of a finished run's results again (with ``--against``, and with
+``--baseline OLD/results.csv`` each method's paired difference from an earlier run of it on the same
+problems: a code change measured on the same data and noise). A method
 may carry options, ``name:key=value`` (``amortized:checkpoint=runs/policy-sets/policy.pt``:
 another policy pair).
 
@@ -87,6 +89,18 @@ def summary(df: pd.DataFrame, K: int, steps: int, sets_only: tuple[str, ...] = (
     return "\n".join(lines) + "\n"
 
 
+def against_baseline(df: pd.DataFrame, base: pd.DataFrame) -> str:
+    """Per (family, method, max_set) in both runs: the paired difference now − baseline over the
+    seeds both ran, and on how many of them the regret is the same to 1e-12."""
+    key = ["family", "method", "max_set", "seed"]
+    both = df.merge(base, on=key, suffixes=("", "_base"))
+    lines = ["| family | method | max_set | now − baseline, paired | problems the same |", "|---|---|---|---|---|"]
+    for (fam, method, k), g in both.groupby(["family", "method", "max_set"], sort=False):
+        diff = g["regret"] - g["regret_base"]
+        lines.append(f"| {fam} | {method} | {k} | {_fmt(*mean_ci(diff))} | {int((diff.abs() < 1e-12).sum())} of {len(g)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="lin-er-10,lin-er-20")
@@ -99,13 +113,19 @@ def main() -> None:
     ap.add_argument("--against", default="", help="a method of --methods every other is paired with (at K; and at K "
                                                  "against it at 1)")
     ap.add_argument("--summarise", action="store_true", help="print the summary of the results already in --out")
+    ap.add_argument("--baseline", help="with --summarise: an earlier run's results.csv, paired with this one's")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     if args.summarise:
         config = json.loads((Path(args.out) / "config.json").read_text())
         df = pd.read_csv(Path(args.out) / "results.csv")
         sets_only = tuple(m for m in config["sets_only"].split(",") if m)
+        if args.against and args.against not in config["methods"].split(","):
+            raise SystemExit(f"--against must be one of the run's --methods {config['methods']!r} (a --sets-only "
+                             f"method is paired with every other in the summary already), got {args.against!r}")
         print(summary(df, config["max_set"], config["steps"], sets_only, args.against))
+        if args.baseline:
+            print(against_baseline(df, pd.read_csv(args.baseline)))
         return
     if args.max_set < 2:
         raise SystemExit(f"--max-set must be at least 2 (it is compared with 1), got {args.max_set}")

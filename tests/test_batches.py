@@ -328,6 +328,40 @@ def test_a_batch_of_pairs_reads_the_network_no_more_than_one_decision(monkeypatc
     assert len(batch.ask(n=4)) == 4 and len(calls) == single
 
 
+def test_a_later_pair_member_keeps_the_first_member_s_measured_pair_blocks():
+    """A batch's later member reuses the measured pairs' blocks of the pair table that the first
+    member computed where no pending experiment touches the pair (its rows or a member set alone),
+    and they equal the blocks computed afresh on the buffer with the believed rows (to the
+    rounding of reading the kept fit rather than solving the rows again)."""
+    from acbo.policy.decide import decide
+    from acbo.policy.features import GRID_MEAN, GRID_STD
+    from acbo.policy.sets import additive_pairs
+
+    opt = _amortized_pairs_told(n=6)
+    m, p = opt.method, opt.problem
+    measured = {tuple(r.nonzero().flatten().tolist()) for r in opt.buffer.intervened[opt.buffer.intervened.sum(1) == 2]}
+    assert len(measured) >= 2
+    opt.ask()                                                  # the first member: computes and keeps the blocks
+    assert set(m._pair_blocks[1]) == measured
+    first = min(measured)
+    pending = [{v: float(p.low[v] + 0.3 * (p.high[v] - p.low[v])) for v in first}]  # one measured pair again
+    buf = m.believed(opt.buffer, pending)
+    assert set(m._kept_pair_blocks(buf, m._measured_world(buf.told), sorted(measured))) == measured - {first}
+    tables = []
+    with torch.inference_mode():
+        for keep in (True, False):
+            if not keep:
+                m._pair_blocks = None
+            c = m._campaign(buf)
+            x, _ = m._decide(c, buf)
+            pm, pv = additive_pairs(x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double())
+            best = m._measured_pairs(c, buf, pm, pv, torch.zeros(1, dtype=torch.float64))
+            tables.append((pm, pv, best))
+    (pm1, pv1, b1), (pm2, pv2, b2) = tables
+    assert torch.allclose(pm1, pm2, atol=1e-6) and torch.allclose(pv1, pv2, atol=1e-6)
+    assert float(b1) == pytest.approx(float(b2), abs=1e-6)
+
+
 def test_simulate_campaign_runs_rounds_of_the_batch_and_a_shorter_last_one():
     asked, told = [], []
 

@@ -79,6 +79,26 @@ def _world_model():
     return model
 
 
+def _pair_block(prior_mean: torch.Tensor, prior_var: torch.Tensor, rows_mean: torch.Tensor, rows_var: torch.Tensor,
+                rows_var_y: torch.Tensor, u_rows: torch.Tensor, ys: torch.Tensor, settings: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pair's block of the pair table corrected by the M rows that set exactly that pair
+    (:func:`acbo.surrogate.conditioning.set_posterior`): prior_mean, prior_var (K x K, the additive
+    prior at the grid's cells), the members' world model at the rows (rows_mean, rows_var of
+    E[Y | do], rows_var_y of a measurement: 2 x M), their positions (u_rows M x 2), Y there (ys, M)
+    and the values set (settings M x 2, to find replicates). Returns the posterior mean and variance
+    (K x K) and the lowest posterior mean at the rows' settings (a 0-d tensor)."""
+    K = prior_mean.shape[0]
+    at = grid_positions(K, torch.float64)
+    cells = torch.cartesian_prod(at, at)                                                          # K^2 x 2
+    m_rows, v_rows = rows_mean.sum(0).double(), rows_var.sum(0).double()                          # M each
+    noise = float((rows_var_y - rows_var).mean())
+    prior_m = torch.cat([prior_mean.reshape(-1).double(), m_rows, m_rows])                        # queries: cells, settings
+    prior_v = torch.cat([prior_var.reshape(-1).double(), v_rows, v_rows])
+    post, post_var, _ = set_posterior(prior_m, prior_v, torch.cat([cells, u_rows, u_rows]), ys, settings, noise)
+    return post[:K * K].reshape(K, K), post_var[:K * K].reshape(K, K), post[K * K:].min()
+
+
 @register_method
 class Amortized(Method):
     """Options: checkpoint (a policy checkpoint, read with the surrogate it names; default the
@@ -111,6 +131,7 @@ class Amortized(Method):
         self.horizon, self.greedy, self.batch = horizon, bool(greedy), batch
         self._first = None  # (rows, policy input, distribution) of the last decision on measured rows only
         self._world: MeasuredWorld | None = None  # the world model of the measured rows (:meth:`_measured_world`)
+        self._pair_blocks = None  # (that world, {pair: block}) of a batch's first member (:meth:`_measured_pairs`)
         self.policy, self.surrogate = shared_policy(self.checkpoint)
         if problem.max_set > 1 or problem.sets is not None:
             big = [s for s in problem.allowed_sets if len(s) > 2]
@@ -405,13 +426,14 @@ class Amortized(Method):
                         best: torch.Tensor) -> torch.Tensor:
         """For each pair of variables some measured rows set exactly, its blocks of ``pair_mean``
         and ``pair_var`` (1 x DK x DK, Y's standard units, minimised; changed in place) corrected
-        by those rows (:func:`acbo.surrogate.conditioning.set_posterior`: the additive prior the
-        blocks hold, the members' world models read at the measured settings on the campaign's
-        own encoding); returns ``best`` (1) lowered to the lowest posterior E[Y | do] at a pair's
-        measured settings. As :meth:`predict_set`, without re-encoding the rows. In a batch the
-        pending pairs' believed rows (the last of ``buffer``) count as measured, as the policy's
-        own input reads them, and a later member reads the members on the measured rows' prior
-        (as :meth:`_grid_world` does), without a network pass."""
+        by those rows (:func:`_pair_block`: the additive prior the blocks hold, the members' world
+        models read at the measured settings on the campaign's own encoding); returns ``best`` (1)
+        lowered to the lowest posterior E[Y | do] at a pair's measured settings. As
+        :meth:`predict_set`, without re-encoding the rows. In a batch the pending pairs' believed
+        rows (the last of ``buffer``) count as measured, as the policy's own input reads them; a
+        later member reads the members on the measured rows' prior (as :meth:`_grid_world` does),
+        without a network pass, and keeps the batch's first member's blocks of the pairs whose rows
+        and members the pending experiments leave as they were (:meth:`_kept_pair_blocks`)."""
         p = self.problem
         K = pair_mean.shape[1] // p.d
         two = buffer.intervened.sum(1) == 2
@@ -423,36 +445,47 @@ class Amortized(Method):
         pairs = sorted({pair for r in set2 if set(pair := tuple(torch.nonzero(r).flatten().tolist())) <= settable})
         if not pairs:
             return best
-        members = sorted({v for pair in pairs for v in pair})
-        low, high = p.low.double(), p.high.double()
-        u_all = (values2.double() - low) / (high - low).clamp_min(1e-12)                          # M2 x D, rows that set two
-        mean, std = (t[0] for t in c.observational_stats())                                       # D each
-        var = torch.tensor(members)
-        slots = kept.slots(var)
-        if buffer.believed:  # a batch's later member: the members' world conditioned on their rows,
-            # believed ones included, on the measured rows' prior (as :meth:`_grid_world`)
-            w, _ = world_given(kept.prior, slots, *measurements(c.standardised(), var[None]), u_all[:, var].T,
-                               kept.shared_of(slots))
-        else:
-            w = world_at(kept.prior, kept.fit.select(slots), u_all[:, var].T)                   # 1 x |members| x M2
-        ys = (c.values[0, :buffer.n][two, p.target].double() - mean[p.target]) / std[p.target]     # M2, as the policy reads Y
-        at = grid_positions(K, torch.float64)
-        cells = torch.cartesian_prod(at, at)                                                      # K^2 x 2
-        for i, j in pairs:
-            rows = set2[:, i] & set2[:, j]                                                        # M2 (bool): this pair's
-            a, b = members.index(i), members.index(j)
-            rows_mean = (w.mean[0, a] + w.mean[0, b])[rows].double()                              # M each
-            rows_var = (w.var_f[0, a] + w.var_f[0, b])[rows].double()
-            noise = float(((w.var_y - w.var_f)[0, [a, b]][:, rows]).mean())
-            u_rows = u_all[rows][:, [i, j]]
+        blocks = self._kept_pair_blocks(buffer, kept, pairs)
+        todo = [pair for pair in pairs if pair not in blocks]
+        if todo:
+            members = sorted({v for pair in todo for v in pair})
+            low, high = p.low.double(), p.high.double()
+            u_all = (values2.double() - low) / (high - low).clamp_min(1e-12)                      # M2 x D, rows that set two
+            mean, std = (t[0] for t in c.observational_stats())                                   # D each
+            var = torch.tensor(members)
+            slots = kept.slots(var)
+            if buffer.believed:  # a batch's later member: the members' world conditioned on their rows,
+                # believed ones included, on the measured rows' prior (as :meth:`_grid_world`)
+                w, _ = world_given(kept.prior, slots, *measurements(c.standardised(), var[None]), u_all[:, var].T,
+                                   kept.shared_of(slots))
+            else:
+                w = world_at(kept.prior, kept.fit.select(slots), u_all[:, var].T)               # 1 x |members| x M2
+            ys = (c.values[0, :buffer.n][two, p.target].double() - mean[p.target]) / std[p.target]  # M2, as the policy reads Y
+            for i, j in todo:
+                rows = set2[:, i] & set2[:, j]                                                    # M2 (bool): this pair's
+                ab = [members.index(i), members.index(j)]
+                block = (slice(i * K, (i + 1) * K), slice(j * K, (j + 1) * K))
+                blocks[(i, j)] = _pair_block(pair_mean[0][block], pair_var[0][block], w.mean[0, ab][:, rows],
+                                             w.var_f[0, ab][:, rows], w.var_y[0, ab][:, rows], u_all[rows][:, [i, j]],
+                                             ys[rows], values2[rows][:, [i, j]].double())
+        if not buffer.believed:
+            self._pair_blocks = (kept, dict(blocks))
+        for (i, j), (m, v, low_at_rows) in blocks.items():
             block = (slice(i * K, (i + 1) * K), slice(j * K, (j + 1) * K))
-            prior_mean = torch.cat([pair_mean[0][block].reshape(-1).double(), rows_mean, rows_mean])  # queries: cells, settings
-            prior_var = torch.cat([pair_var[0][block].reshape(-1).double(), rows_var, rows_var])
-            post, post_var, _ = set_posterior(prior_mean, prior_var, torch.cat([cells, u_rows, u_rows]), ys[rows],
-                                              values2[rows][:, [i, j]].double(), noise)
-            m, v = post[:K * K].reshape(K, K), post_var[:K * K].reshape(K, K)
             pair_mean[0][block], pair_var[0][block] = m.to(pair_mean.dtype), v.to(pair_var.dtype)
             flip = (block[1], block[0])
             pair_mean[0][flip], pair_var[0][flip] = m.T.to(pair_mean.dtype), v.T.to(pair_var.dtype)
-            best = torch.minimum(best, post[K * K:].min().to(best.dtype).reshape(1))
+            best = torch.minimum(best, low_at_rows.to(best.dtype).reshape(1))
         return best
+
+    def _kept_pair_blocks(self, buffer: Buffer, kept: MeasuredWorld, pairs: list[tuple[int, int]]) -> dict:
+        """For a batch's later member, the blocks the first member computed (:meth:`_measured_pairs`,
+        on the same measured rows ``kept``) of the ``pairs`` that no pending experiment sets
+        together and whose members none sets alone; empty otherwise."""
+        if not buffer.believed or self._pair_blocks is None or self._pair_blocks[0] is not kept:
+            return {}
+        pending = buffer.intervened[buffer.n - buffer.believed:]                                     # P x d
+        alone = set((pending & (pending.sum(1, keepdim=True) == 1)).any(0).nonzero().flatten().tolist())
+        together = {tuple(torch.nonzero(r).flatten().tolist()) for r in pending[pending.sum(1) == 2]}
+        return {pair: blk for pair, blk in self._pair_blocks[1].items()
+                if pair in pairs and pair not in together and not alone & set(pair)}
