@@ -355,8 +355,9 @@ def set_rows(prior: WorldPrior, fit: WorldFit, batch: PaddedBatch, var: torch.Te
     x = batch.values.double().clamp(-INPUT_CLAMP, INPUT_CLAMP).gather(1, rows[..., None].expand(B, S, D))
     y = (x * batch.target.double()[:, None, :]).sum(2)                                     # B x S
     setv = iv.gather(1, rows[..., None].expand(B, S, D)) & real[..., None]                 # B x S x D
-    first = ~((var[:, :, None] == var[:, None, :]) & torch.ones(Q, Q, dtype=torch.bool, device=var.device).tril(-1)).any(2)
-    member = setv.gather(2, var[:, None, :].expand(B, S, Q)) & first[:, None, :]           # B x S x Q: padding repeats once
+    earlier = torch.ones(Q, Q, dtype=torch.bool, device=var.device).tril(-1)
+    first = ~((var[:, :, None] == var[:, None, :]) & earlier).any(2)                      # B x Q: padding repeats a variable
+    member = setv.gather(2, var[:, None, :].expand(B, S, Q)) & first[:, None, :]           # B x S x Q
     member = member & (member.sum(2) == setv.sum(2))[..., None]                            # rows whose members are all read
     if not bool(member.any()):
         return None
