@@ -443,3 +443,27 @@ def test_the_round_summary_carries_a_stopped_campaign_forward():
     table = summary_table(pd.DataFrame(rows))
     b = next(line for line in table.splitlines() if line.startswith("| b |") and "±" in line and line.count("|") == 6)
     assert b.split("|")[4].strip().startswith("0.200")  # round 3 and 4: b ended at step 4, regret 1/5
+
+
+def test_distinct_batches_of_pairs_decide_once():
+    """With ``batch="distinct"`` and experiments of up to two variables, a batch's later members are
+    drawn from the first member's set action: one decision per batch; a batch of one is the single
+    ask, and no two members are the same experiment."""
+    from acbo.policy.method import Amortized
+
+    calls = []
+    inner = Amortized._decide
+    pr = make_problem("test-joint", 0, max_set=2)
+    kw = dict(target="Y", method="amortized", domains=pr.domains, intervenable=pr.settable, max_set=2, batch="distinct")
+    opt = CausalOptimizer(pr.frame, seed=0, **kw)
+    for t in range(3):
+        iv = opt.ask()
+        opt.tell(iv, pr.scm.run_experiment(dict(iv), generator("test", "distinct-pairs", t)), accept_outlier=True)
+    import unittest.mock as mock
+    with mock.patch.object(Amortized, "_decide", lambda self, *a: calls.append(1) or inner(self, *a)):
+        batch = opt.ask(n=6)
+    assert len(calls) == 1 and len(batch) == 6
+    assert len({tuple(sorted(iv.items())) for iv in batch}) == 6
+    assert any(len(iv) == 2 for iv in batch)
+    one, single = CausalOptimizer(pr.frame, seed=0, **kw).ask(n=1), CausalOptimizer(pr.frame, seed=0, **kw).ask()
+    assert one == [single]

@@ -106,8 +106,7 @@ class Amortized(Method):
     a budget in cost units the policy plans for what that buys instead, see :meth:`_campaign`),
     greedy (take the most probable action instead of sampling), batch (how a batch's later
     members are chosen: ``believer``, each decided anew with the pending ones believed, or
-    ``distinct``, all drawn from the first member's decision, apart, for experiments of one
-    variable; :meth:`propose_batch`), cost_rule (how costs are read, :data:`COST_RULES`). Where an
+    ``distinct``, all drawn from the first member's decision, apart; :meth:`propose_batch`), cost_rule (how costs are read, :data:`COST_RULES`). Where an
     experiment may set two variables (``max_set=2`` or exploration sets of at most two), the
     policy's action is the first member and the world model picks a partner or none
     (:meth:`ask_set`, :mod:`acbo.policy.sets`); sets of three or more are refused."""
@@ -130,6 +129,7 @@ class Amortized(Method):
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.horizon, self.greedy, self.batch = horizon, bool(greedy), batch
         self._first = None  # (rows, policy input, distribution) of the last decision on measured rows only
+        self._first_set = None  # the same and the partner logits, for experiments of two variables
         self._world: MeasuredWorld | None = None  # the world model of the measured rows (:meth:`_measured_world`)
         self._pair_blocks = None  # (that world, {pair: block}) of a batch's first member (:meth:`_measured_pairs`)
         self.policy, self.surrogate = shared_policy(self.checkpoint)
@@ -342,10 +342,17 @@ class Amortized(Method):
         anew on the data with the pending ones believed. With ``batch="distinct"`` the first
         member's decision serves the whole batch: each later member is drawn from it with the
         pending experiments' (variable, cell) pairs excluded (one decision per batch); where an
-        experiment may set several variables, every member is decided as with the believer."""
+        experiment may set two variables, the first member's set action serves the batch
+        (:meth:`ask_set`), its first members away from the pending experiments' cells."""
         p = self.problem
-        if not pending or self.batch == "believer" or p.max_set > 1 or p.sets is not None:
+        if not pending or self.batch == "believer":
             return super().propose_batch(buffer, generator, pending)
+        if p.max_set > 1 or p.sets is not None:  # on the measured rows: ask_set keeps the first decision
+            self.pending = pending
+            try:
+                return self.propose_set(buffer, generator)
+            finally:
+                self.pending = []
         with torch.inference_mode():
             if self._first is None or self._first[0] != buffer.n:  # e.g. resumed with a batch pending
                 c = self._campaign(buffer)
@@ -392,13 +399,27 @@ class Amortized(Method):
         """An experiment of one or two variables (:mod:`acbo.policy.sets`): the policy's action as
         the first member (as :meth:`ask` draws it, among the variables of some allowed set), then
         stop or a partner by the world model's expected improvement of the pair, per unit cost with
-        costs; pairs already measured are scored by the world model conditioned on them
-        (:meth:`predict_set`)."""
+        costs (:meth:`_partner_logits`). In a batch with ``batch="distinct"`` the later members are
+        drawn from the first member's decision (:meth:`propose_batch`)."""
+        first = self._first_set
+        if self.batch == "distinct" and self.pending and first is not None and first[0] == buffer.n:
+            _, x, dist, logits = first
+        else:
+            c = self._campaign(buffer)
+            x, dist = self._decide(c, buffer)
+            logits = self._partner_logits(c, buffer, x, dist)
+            if self.batch == "distinct" and not buffer.believed:
+                self._first_set = (buffer.n, x, dist, logits)
+        return self._draw_set(x, dist, logits, buffer, generator)
+
+    def _partner_logits(self, c: CampaignBatch, buffer: Buffer, x, dist: GridActionDist) -> torch.Tensor:
+        """The partner logits (1 x DK x (DK + 1), :func:`acbo.policy.sets.pair_logits`) of a
+        decision on ``buffer`` (``c`` its campaign; the policy's input ``x`` and distribution
+        ``dist``): pairs already measured scored by the world model conditioned on them
+        (:meth:`_measured_pairs`, as :meth:`predict_set`), per unit cost with costs, a pair beyond
+        the allowance left out."""
         p = self.problem
-        c = self._campaign(buffer)
-        x, dist = self._decide(c, buffer)
         pair_ok, single_ok = self._allowed_pairs
-        dist = self._restricted(x, dist, buffer, self.pending, (pair_ok.any(1) | single_ok) & p.intervenable)
         cost = self._cell_costs(dist, buffer) if p.costs is not None else None
         mean, std, pair_mean, pair_var, best = world_pairs(x)
         best = self._measured_pairs(c, buffer, pair_mean, pair_var, best)
@@ -406,6 +427,16 @@ class Amortized(Method):
         if cost is not None:  # a pair beyond the allowance is not drawn
             too_dear = (cost.reshape(1, -1, 1) + cost.reshape(1, 1, -1)) > self.allowance               # 1 x DK x DK
             logits[..., :-1] = logits[..., :-1].masked_fill(too_dear, float("-inf"))
+        return logits
+
+    def _draw_set(self, x, dist: GridActionDist, logits: torch.Tensor, buffer: Buffer, generator: torch.Generator
+                  ) -> dict[int, float]:
+        """An experiment drawn from the set action of the policy's ``dist`` (on input ``x``) and the
+        partner ``logits``, its first member away from the pending experiments' cells and among the
+        variables of some allowed set (:meth:`_restricted`); a random allowed set where nothing is left."""
+        p = self.problem
+        pair_ok, single_ok = self._allowed_pairs
+        dist = self._restricted(x, dist, buffer, self.pending, (pair_ok.any(1) | single_ok) & p.intervenable)
         options = torch.isfinite(logits).any(2).reshape(dist.logits.shape)                        # 1 x D x K
         if not bool((options & torch.isfinite(dist.logits)).any()):  # no first member with a partner or stop left
             return self.random_set(generator)
