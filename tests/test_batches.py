@@ -330,9 +330,9 @@ def test_a_batch_of_pairs_reads_the_network_no_more_than_one_decision(monkeypatc
 
 def test_a_later_pair_member_keeps_the_first_member_s_measured_pair_blocks():
     """A batch's later member reuses the measured pairs' blocks of the pair table that the first
-    member computed where no pending experiment touches the pair (its rows or a member set alone),
-    and they equal the blocks computed afresh on the buffer with the believed rows (to the
-    rounding of reading the kept fit rather than solving the rows again)."""
+    member computed where no pending experiment sets either member, and they equal the blocks
+    computed afresh on the buffer with the believed rows (to the rounding of reading the kept fit
+    rather than solving the rows again)."""
     from acbo.policy.decide import decide
     from acbo.policy.features import GRID_MEAN, GRID_STD
     from acbo.policy.sets import additive_pairs
@@ -343,10 +343,11 @@ def test_a_later_pair_member_keeps_the_first_member_s_measured_pair_blocks():
     assert len(measured) >= 2
     opt.ask()                                                  # the first member: computes and keeps the blocks
     assert set(m._pair_blocks[1]) == measured
-    first = min(measured)
-    pending = [{v: float(p.low[v] + 0.3 * (p.high[v] - p.low[v])) for v in first}]  # one measured pair again
+    v = next(j for j in range(p.d) if bool(p.intervenable[j]) and any(j not in q for q in measured))
+    pending = [{v: float(p.low[v] + 0.3 * (p.high[v] - p.low[v]))}]
     buf = m.believed(opt.buffer, pending)
-    assert set(m._kept_pair_blocks(buf, m._measured_world(buf.told), sorted(measured))) == measured - {first}
+    untouched = {q for q in measured if v not in q}
+    assert untouched and set(m._kept_pair_blocks(buf, m._measured_world(buf.told), sorted(measured))) == untouched
     tables = []
     with torch.inference_mode():
         for keep in (True, False):

@@ -26,8 +26,8 @@ from acbo.surrogate import Belief, EncodingCache
 from acbo.surrogate.checkpoint import shared_surrogate
 from acbo.surrogate.model import ContextMemo
 from acbo.surrogate.conditioning import set_posterior
-from acbo.surrogate.world import (SetRows, WorldBelief, WorldFit, WorldPrior, measurements, world_at, world_given,
-                                 world_measured, world_prior)
+from acbo.surrogate.world import (SetRows, WorldBelief, WorldFit, WorldPrior, measurements, set_rows, world_at,
+                                 world_given, world_measured, world_prior)
 
 
 BATCH_MODES = ("believer", "distinct")
@@ -316,25 +316,33 @@ class Amortized(Method):
         """The conditioned world model on the policy's grid for a decision on ``buffer`` (``c``
         its campaign; ``kept``, the world model of its measured rows, :meth:`_measured_world`):
         that world, and with a batch's believed rows (:meth:`Method.believed`) the variables
-        that pending experiments set alone conditioned anew on their rows, believed ones
-        included. The network's prior and the observations' reading stay those of the measured
-        rows, so a believed row, which the world model itself predicted, is evidence only about
-        the variable it sets (a kriging believer per variable; a pending pair's believed row
-        enters through :meth:`_measured_pairs`), and a later member costs a small solve, not a
-        network pass."""
+        that pending experiments set conditioned anew on their rows, believed ones included (a
+        pending pair's row as evidence about each member, :func:`acbo.surrogate.world.set_rows`).
+        The network's prior and the observations' reading stay those of the measured rows, so a
+        believed row, which the world model itself predicted, is evidence only about the
+        variables it sets (a kriging believer per variable), and a later member costs a small
+        solve, not a network pass."""
         if not buffer.believed:
             return kept.grid
-        rows = buffer.intervened[buffer.n - buffer.believed:]                                       # P x d
-        pending = (rows & (rows.sum(1, keepdim=True) == 1)).any(0)                                  # d: set alone by one
+        pending = buffer.intervened[buffer.n - buffer.believed:].any(0)                              # d: set by one
         slots = pending[kept.var].nonzero().flatten()                                               # R: their rows in Q
         if not len(slots):
             return kept.grid
         xm, ym, mm = measurements(c.standardised(), kept.var[slots][None])                         # R x M each
         w, _ = world_given(kept.prior, slots, xm, ym, mm, self._grid_at(len(slots), slots.device),
-                           kept.shared_of(slots))                                                   # 1 x R x K
+                           self._later_shared(c, buffer, kept, slots))                              # 1 x R x K
         g = kept.grid
         put = lambda t, new: t.index_copy(1, slots, new.to(t.dtype))
         return WorldBelief(put(g.mean, w.mean), put(g.var_f, w.var_f), put(g.var_y, w.var_y), put(g.parent, w.parent))
+
+    def _later_shared(self, c: CampaignBatch, buffer: Buffer, kept: MeasuredWorld, slots: torch.Tensor
+                      ) -> SetRows | None:
+        """For a batch's later member, the rows that set several variables as evidence about each
+        member (:class:`acbo.surrogate.world.SetRows`) of the settable variables ``slots`` (rows in
+        Q): the measured ones' (``kept``) and the pending experiments' believed ones, the other
+        members' effects read off the measured rows' world model."""
+        believed = set_rows(kept.prior, kept.fit, c.standardised(), kept.var[None], since=buffer.n - buffer.believed)
+        return SetRows.joined(kept.shared_of(slots), None if believed is None else believed.select(slots))
 
     def propose_batch(self, buffer: Buffer, generator: torch.Generator, pending: list[dict[int, float]]
                       ) -> dict[int, float]:
@@ -488,7 +496,7 @@ class Amortized(Method):
             if buffer.believed:  # a batch's later member: the members' world conditioned on their rows,
                 # believed ones included, on the measured rows' prior (as :meth:`_grid_world`)
                 w, _ = world_given(kept.prior, slots, *measurements(c.standardised(), var[None]), u_all[:, var].T,
-                                   kept.shared_of(slots))
+                                   self._later_shared(c, buffer, kept, slots))
             else:
                 w = world_at(kept.prior, kept.fit.select(slots), u_all[:, var].T)               # 1 x |members| x M2
             ys = (c.values[0, :buffer.n][two, p.target].double() - mean[p.target]) / std[p.target]  # M2, as the policy reads Y
@@ -511,12 +519,9 @@ class Amortized(Method):
 
     def _kept_pair_blocks(self, buffer: Buffer, kept: MeasuredWorld, pairs: list[tuple[int, int]]) -> dict:
         """For a batch's later member, the blocks the first member computed (:meth:`_measured_pairs`,
-        on the same measured rows ``kept``) of the ``pairs`` that no pending experiment sets
-        together and whose members none sets alone; empty otherwise."""
+        on the same measured rows ``kept``) of the ``pairs`` none of whose members a pending
+        experiment sets (whose world model the believed rows leave as it was); empty otherwise."""
         if not buffer.believed or self._pair_blocks is None or self._pair_blocks[0] is not kept:
             return {}
-        pending = buffer.intervened[buffer.n - buffer.believed:]                                     # P x d
-        alone = set((pending & (pending.sum(1, keepdim=True) == 1)).any(0).nonzero().flatten().tolist())
-        together = {tuple(torch.nonzero(r).flatten().tolist()) for r in pending[pending.sum(1) == 2]}
-        return {pair: blk for pair, blk in self._pair_blocks[1].items()
-                if pair in pairs and pair not in together and not alone & set(pair)}
+        touched = set(buffer.intervened[buffer.n - buffer.believed:].any(0).nonzero().flatten().tolist())
+        return {pair: blk for pair, blk in self._pair_blocks[1].items() if pair in pairs and not touched & set(pair)}

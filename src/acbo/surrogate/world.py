@@ -334,19 +334,28 @@ class SetRows:
         """The instances ``pick`` (indices into V)."""
         return SetRows(self.x[pick], self.y[pick], self.extra[pick], self.mask[pick])
 
+    @staticmethod
+    def joined(a: "SetRows | None", b: "SetRows | None") -> "SetRows | None":
+        """The rows of both (the same V instances; ``b``'s after ``a``'s), or the one that is not None."""
+        if a is None or b is None:
+            return b if a is None else a
+        return SetRows(*(torch.cat([x, y], 1) for x, y in zip((a.x, a.y, a.extra, a.mask), (b.x, b.y, b.extra, b.mask))))
+
 
 @torch.no_grad()
-def set_rows(prior: WorldPrior, fit: WorldFit, batch: PaddedBatch, var: torch.Tensor) -> SetRows | None:
+def set_rows(prior: WorldPrior, fit: WorldFit, batch: PaddedBatch, var: torch.Tensor, since: int = 0
+             ) -> SetRows | None:
     """The rows of the batch (standardised) that set several variables, read as evidence about each
     member's own effect (:class:`SetRows`) for the instances var (B x Q, flat V = B x Q in
     ``prior``), with the other members' effects those of ``fit`` (the instances conditioned on the
     rows that set them alone, :func:`world_given`, every V in order) at the values they were set
-    to. A row that sets a variable outside the campaign's ``var`` is left out (its other members'
-    effects are unknown here); None where no row is left."""
+    to; only the rows from index ``since`` on. A row that sets a variable outside the campaign's
+    ``var`` is left out (its other members' effects are unknown here); None where no row is left."""
     B, N, D = batch.values.shape
     Q = var.shape[1]
     iv = batch.intervened & batch.row_mask[..., None]
     several = (iv.sum(2) >= 2) & ~(iv & batch.target[:, None]).any(2)                      # B x N
+    several &= torch.arange(N, device=several.device)[None] >= since
     if not bool(several.any()):
         return None
     rows = rows_in_order(several)                                                          # B x S
