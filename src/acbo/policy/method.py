@@ -132,6 +132,7 @@ class Amortized(Method):
         self._first_set = None  # the same and the partner logits, for experiments of two variables
         self._world: MeasuredWorld | None = None  # the world model of the measured rows (:meth:`_measured_world`)
         self._pair_blocks = None  # (that world, {pair: block}) of a batch's first member (:meth:`_measured_pairs`)
+        self._believed_sets = None  # (that world, believed rows, their SetRows) of a later member (:meth:`_later_shared`)
         self.policy, self.surrogate = shared_policy(self.checkpoint)
         if problem.max_set > 1 or problem.sets is not None:
             big = [s for s in problem.allowed_sets if len(s) > 2]
@@ -341,7 +342,14 @@ class Amortized(Method):
         member (:class:`acbo.surrogate.world.SetRows`) of the settable variables ``slots`` (rows in
         Q): the measured ones' (``kept``) and the pending experiments' believed ones, the other
         members' effects read off the measured rows' world model."""
-        believed = set_rows(kept.prior, kept.fit, c.standardised(), kept.var[None], since=buffer.n - buffer.believed)
+        since = buffer.n - buffer.believed
+        memo = self._believed_sets
+        values, intervened = buffer.values[since:], buffer.intervened[since:]
+        if memo is None or memo[0] is not kept or not (torch.equal(memo[1], values) and torch.equal(memo[2], intervened)):
+            several = bool((intervened.sum(1) >= 2).any())
+            rows = set_rows(kept.prior, kept.fit, c.standardised(), kept.var[None], since) if several else None
+            memo = self._believed_sets = (kept, values.clone(), intervened.clone(), rows)  # a decision reads it twice
+        believed = memo[3]
         return SetRows.joined(kept.shared_of(slots), None if believed is None else believed.select(slots))
 
     def propose_batch(self, buffer: Buffer, generator: torch.Generator, pending: list[dict[int, float]]
