@@ -4,9 +4,9 @@
         [--steps 10] [--methods random,exact-ts] [--max-set 2] [--sets-only parent_scale] [--workers 2]
 
 ``--against M`` adds each method's paired difference from M (both at K, and at K against M at 1);
-``--summarise`` prints the summary of a finished run's results again (with ``--against``, and with
-``--baseline OLD/results.csv`` each method's paired difference from an earlier run of it on the same
-problems: a code change measured on the same data and noise). A method
+``--summarise`` prints the summary of a finished run's results again (with ``--against``);
+``--baseline OLD/results.csv`` (with a run or ``--summarise``) adds each method's paired difference
+from an earlier run of it on the same problems: a code change measured on the same data and noise. A method
 may carry options, ``name:key=value`` (``amortized:checkpoint=runs/policy-sets/policy.pt``:
 another policy pair).
 
@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--against", default="", help="a method of --methods every other is paired with (at K; and at K "
                                                  "against it at 1)")
     ap.add_argument("--summarise", action="store_true", help="print the summary of the results already in --out")
-    ap.add_argument("--baseline", help="with --summarise: an earlier run's results.csv, paired with this one's")
+    ap.add_argument("--baseline", help="an earlier run's results.csv, paired with this one's")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     if args.summarise:
@@ -140,6 +140,8 @@ def main() -> None:
     df = pd.DataFrame([r for rows in results for r in rows])
     df.to_csv(out / "results.csv", index=False)
     text = summary(df, args.max_set, args.steps, sets_only, args.against)
+    if args.baseline:
+        text += "\n" + against_baseline(df, pd.read_csv(args.baseline))
     (out / "summary.md").write_text(text)
     (out / "config.json").write_text(json.dumps(vars(args), indent=1))
     print(text)

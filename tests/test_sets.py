@@ -470,7 +470,7 @@ def test_amortized_scores_measured_pairs_as_its_set_predictive_does(minimize):
         x, _ = decide(m.policy, c, m._belief(c, opt.buffer), m.surrogate, m._memo)
         mean, std = x.grid[..., GRID_MEAN].double(), x.grid[..., GRID_STD].double()
         pm, pv = additive_pairs(mean, std)
-        best = m._measured_pairs(c, opt.buffer, pm, pv, torch.zeros(1, dtype=torch.float64))
+        best = m._measured_pairs(c, opt.buffer, pm, pv, torch.full((1,), float("inf"), dtype=torch.float64))
     K = mean.shape[2]
     at = grid_positions(K, torch.float64)
     (l1, h1), (l2, h2) = opt.domains["X1"], opt.domains["X2"]
@@ -483,7 +483,7 @@ def test_amortized_scores_measured_pairs_as_its_set_predictive_does(minimize):
     assert torch.equal(pm[0, K:2 * K, :K], pm[0, :K, K:2 * K].T)
     settings = torch.tensor([[0.0, 0.0], [1.0, -1.0]], dtype=torch.float64)
     at_rows = (reference.method.predict_set(reference.buffer, [0, 1], settings, draw=False).mean - y_mean) / y_std
-    assert float(best[0]) == pytest.approx(min(0.0, float(at_rows.min())), abs=1e-3)
+    assert float(best[0]) == pytest.approx(float(at_rows.min()), abs=1e-3)
 
 
 def test_amortized_with_pairs_only_and_costs_keeps_to_what_it_may_set():
@@ -617,5 +617,9 @@ def test_set_rows_by_hand():
             assert bool(rows.mask[q, 0]) and rows.x[q, 0] == pytest.approx(z(var[0, q]), rel=1e-5)
             assert float(rows.y[q, 0]) == pytest.approx(y_row - float(w.mean[0, other, 0]), rel=1e-5, abs=1e-6)
             assert float(rows.extra[q, 0]) == pytest.approx(float(w.var_f[0, other, 0]), rel=1e-6)
-        assert not bool(rows.mask[2:].any())
+        if Q == 3:
+            assert not bool(rows.mask[2].any())                                                      # padding counts once
         assert set_rows(prior, fit, batch, var[:, :1]) is None                                       # B not read: left out
+        n = buf.n
+        assert set_rows(prior, fit, batch, var, since=n) is None                                     # only rows from n on
+        assert torch.equal(set_rows(prior, fit, batch, var, since=n - 1).y, rows.y)

@@ -128,11 +128,11 @@ class Amortized(Method):
         self.cost_rule = cost_rule
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.horizon, self.greedy, self.batch = horizon, bool(greedy), batch
-        self._first = None  # (rows, policy input, distribution) of the last decision on measured rows only
-        self._first_set = None  # the same and the partner logits, for experiments of two variables
+        self._first = None  # (rows told, policy input, distribution) of the last decision on measured rows only
+        self._first_set = None  # (rows, which were set, policy input, distribution, partner logits): pairs
         self._world: MeasuredWorld | None = None  # the world model of the measured rows (:meth:`_measured_world`)
         self._pair_blocks = None  # (that world, {pair: block}) of a batch's first member (:meth:`_measured_pairs`)
-        self._believed_sets = None  # (that world, believed rows, their SetRows) of a later member (:meth:`_later_shared`)
+        self._believed_sets = None  # (that world, believed values, which were set, their SetRows): :meth:`_later_shared`
         self.policy, self.surrogate = shared_policy(self.checkpoint)
         if problem.max_set > 1 or problem.sets is not None:
             big = [s for s in problem.allowed_sets if len(s) > 2]
@@ -156,7 +156,7 @@ class Amortized(Method):
 
     def load_state_dict(self, state: dict) -> None:
         self._cache.load_state_dict(state, "amortized")
-        self._world = None  # read anew from the loaded encoding
+        self._world = self._first = self._first_set = self._pair_blocks = self._believed_sets = None  # read anew
 
     def _campaign(self, buffer: Buffer) -> CampaignBatch:
         """The campaign the policy reads; with a budget in cost units (and costs read) its horizon is
@@ -359,10 +359,12 @@ class Amortized(Method):
         member's decision serves the whole batch: each later member is drawn from it with the
         pending experiments' (variable, cell) pairs excluded (one decision per batch); where an
         experiment may set two variables, the first member's set action serves the batch
-        (:meth:`ask_set`), its first members away from the pending experiments' cells."""
+        (:meth:`ask_set`), its first members away from the pending experiments' cells (with
+        costs, each member is decided as with the believer)."""
         p = self.problem
-        if not pending or self.batch == "believer":
-            return super().propose_batch(buffer, generator, pending)
+        if not pending or self.batch == "believer" or (p.costs is not None and (p.max_set > 1 or p.sets is not None)):
+            return super().propose_batch(buffer, generator, pending)  # with costs, pairs as the believer: the
+            # allowance shrinks with each pending member, and the first decision's partners would not know it
         if p.max_set > 1 or p.sets is not None:  # on the measured rows: ask_set keeps the first decision
             self.pending = pending
             try:
@@ -418,14 +420,15 @@ class Amortized(Method):
         costs (:meth:`_partner_logits`). In a batch with ``batch="distinct"`` the later members are
         drawn from the first member's decision (:meth:`propose_batch`)."""
         first = self._first_set
-        if self.batch == "distinct" and self.pending and first is not None and first[0] == buffer.n:
-            _, x, dist, logits = first
+        if (self.batch == "distinct" and self.pending and first is not None and torch.equal(first[0], buffer.values)
+                and torch.equal(first[1], buffer.intervened)):
+            x, dist, logits = first[2:]
         else:
             c = self._campaign(buffer)
             x, dist = self._decide(c, buffer)
             logits = self._partner_logits(c, buffer, x, dist)
             if self.batch == "distinct" and not buffer.believed:
-                self._first_set = (buffer.n, x, dist, logits)
+                self._first_set = (buffer.values.clone(), buffer.intervened.clone(), x, dist, logits)
         return self._draw_set(x, dist, logits, buffer, generator)
 
     def _partner_logits(self, c: CampaignBatch, buffer: Buffer, x, dist: GridActionDist) -> torch.Tensor:

@@ -54,7 +54,8 @@ def _with_partners(buffer: Buffer, target: int, variables: list[int], low: torch
     after them every other variable some row sets together with others, with its domain from
     ``domains`` (low, high over all d variables): the world model reads a set row as evidence about
     each member once it knows the others' effects (:func:`acbo.surrogate.world.set_rows`). Without
-    ``domains`` the queried ones alone, and rows that set any other variable are left out."""
+    ``domains`` the queried ones alone, and rows that set any other variable are left out (rows
+    that set only queried ones are still read)."""
     var = torch.tensor(variables, dtype=torch.long)
     low, high = low.to(torch.float64), high.to(torch.float64)
     several = (buffer.intervened.sum(1) >= 2) & ~buffer.intervened[:, target]                       # N
@@ -116,11 +117,16 @@ def conditioned_set(model: Surrogate, buffer: Buffer, target: int, variables: li
 
     The prior adds the single-variable world models' effects (means and variances, each about Y's
     observational mean: right where the members act on Y separately, not where one acts through
-    another), each conditioned on the rows that set it, alone or (with ``domains``, every
-    variable's, :func:`_with_partners`) with others; the rows where exactly this set was set
-    correct the sum, through a GP over the members' positions on the residuals
-    (:func:`acbo.surrogate.conditioning.set_residual`), with a measurement's noise the members'
-    average, updated by any replicates of one setting."""
+    another), each conditioned on the rows that set it, alone or with others (all of them with
+    ``domains``, every variable's, :func:`_with_partners`; without, the rows that set none but the
+    queried variables); the rows where exactly this set was set correct the sum, through a GP over
+    the members' positions on the residuals (:func:`acbo.surrogate.conditioning.set_residual`),
+    with a measurement's noise the members' average, updated by any replicates of one setting.
+    Those rows so count twice, in the members' effects and in the correction: an approximation
+    that pulls the prediction at a measured setting further towards its measurements than the
+    joint posterior would (in an idealised one-row example, two effects of unit variance and a
+    noise variance of 0.1, one plain GP step: mean 0.996 y and variance 0.091, where the joint
+    posterior has 0.952 y and 0.095)."""
     from acbo.predictive import GaussianMixture
     from acbo.surrogate.conditioning import set_posterior
     from acbo.surrogate.world import conditioned_world

@@ -3,9 +3,10 @@ E[Y | do(X_j = x)], conditioned in closed form on the measurements of this probl
 nonparametric reading of its observations (:mod:`acbo.surrogate.conditioning` has the maths).
 
 The evaluation, training and ``predict`` read it through :func:`conditioned_world`, batched over B
-campaigns and Q variables each; ``amortized``'s decisions through its two steps, :func:`world_prior`
-and :func:`world_given`, so that a batch's later members reuse the first (see
-:meth:`acbo.policy.method.Amortized._grid_world`).
+campaigns and Q variables each; ``amortized``'s decisions through its steps, :func:`world_prior`
+and :func:`world_measured` (:func:`world_given` on the rows that set each variable alone, then on
+those that set it with others, :func:`set_rows`), so that a batch's later members reuse the first
+(see :meth:`acbo.policy.method.Amortized._grid_world`).
 """
 
 from __future__ import annotations
@@ -225,14 +226,14 @@ class WorldFit:
         return WorldFit(self.idx[pick], self.gp.select(pick), self.act[pick], self.noise[pick])
 
 
-def _measured_first(prior: WorldPrior, idx: torch.Tensor, xm: torch.Tensor, ym: torch.Tensor, mm: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows (x, y, mask: R x M, standardised) with the measured ones first, their padding cut:
-    (positions u in each domain, y, mask), R x M' each."""
+def _measured_first(prior: WorldPrior, idx: torch.Tensor, xm: torch.Tensor, mm: torch.Tensor, *per_row: torch.Tensor
+                    ) -> tuple[torch.Tensor, ...]:
+    """Rows (x, mask and any ``per_row`` values: R x M, standardised) with the measured ones first,
+    their padding cut: (positions u in each domain, mask, *per_row), R x M' each."""
     M = max(1, int(mm.sum(1).max()))
     order = torch.sort(mm.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :M]
     u = ((xm - prior.lo[idx][:, None]) / prior.width[idx][:, None]).gather(1, order)
-    return u, ym.gather(1, order), mm.gather(1, order)
+    return (u, mm.gather(1, order), *(t.gather(1, order) for t in per_row))
 
 
 @torch.no_grad()
@@ -248,12 +249,11 @@ def world_given(prior: WorldPrior, idx: torch.Tensor, xm: torch.Tensor, ym: torc
     m0, s0, p, found, uo = prior.m0[idx], prior.s0[idx], prior.p[idx], prior.found[idx], prior.uo[idx]
     est, var_o = prior.est[idx], prior.var_o[idx]
     us = us.double()
-    um, ym, mm = _measured_first(prior, idx, xm, ym, mm)                                  # R x M each
+    um, mm, ym = _measured_first(prior, idx, xm, mm, ym)                                  # R x M each
     noise = replicate_noise(um, ym, mm, prior.noise[idx]).clamp_min(NOISE_FLOOR)          # R: replicates show it
     alone, extra = mm, torch.zeros_like(um)
     if shared is not None:  # the set rows after the single ones, flagged apart
-        us2, ys2, ms2 = _measured_first(prior, idx, shared.x, shared.y, shared.mask)
-        ex2 = _measured_first(prior, idx, shared.x, shared.extra, shared.mask)[1]
+        us2, ms2, ys2, ex2 = _measured_first(prior, idx, shared.x, shared.mask, shared.y, shared.extra)
         um, ym, mm = torch.cat([um, us2], 1), torch.cat([ym, ys2], 1), torch.cat([mm, ms2], 1)
         alone, extra = torch.cat([alone, torch.zeros_like(ms2)], 1), torch.cat([extra, ex2], 1)
 
@@ -347,9 +347,10 @@ def set_rows(prior: WorldPrior, fit: WorldFit, batch: PaddedBatch, var: torch.Te
              ) -> SetRows | None:
     """The rows of the batch (standardised) that set several variables, read as evidence about each
     member's own effect (:class:`SetRows`) for the instances var (B x Q, flat V = B x Q in
-    ``prior``), with the other members' effects those of ``fit`` (the instances conditioned on the
-    rows that set them alone, :func:`world_given`, every V in order) at the values they were set
-    to; only the rows from index ``since`` on. A row that sets a variable outside the campaign's
+    ``prior``), with the other members' effects those of ``fit`` (every V in order) at the values
+    they were set to: for the measured rows themselves, the instances conditioned on the rows that
+    set them alone (:func:`world_measured`), so that no row explains itself; for a batch's believed
+    rows, the measured rows' whole fit. Only the rows from index ``since`` on. A row that sets a variable outside the campaign's
     ``var`` is left out (its other members' effects are unknown here); None where no row is left."""
     B, N, D = batch.values.shape
     Q = var.shape[1]
