@@ -51,10 +51,6 @@ class MeasuredWorld:
     None), the world model on the policy's grid (1 x Q x K), and Y's observational mean and std
     (the campaign's Y: -Y when maximising)."""
 
-    def shared_of(self, slots: torch.Tensor) -> SetRows | None:
-        """The set rows of the instances ``slots`` (rows in Q), or None."""
-        return None if self.shared is None else self.shared.select(slots)
-
     rows: torch.Tensor
     intervened: torch.Tensor
     belief: Belief
@@ -64,6 +60,10 @@ class MeasuredWorld:
     shared: SetRows | None
     grid: WorldBelief
     y_scale: tuple[float, float]
+
+    def shared_of(self, slots: torch.Tensor) -> SetRows | None:
+        """The set rows of the instances ``slots`` (rows in Q), or None."""
+        return None if self.shared is None else self.shared.select(slots)
 
     def slots(self, var: torch.Tensor) -> torch.Tensor:
         """The rows in Q of the variables ``var`` (each one of the settable ones)."""
@@ -106,7 +106,8 @@ class Amortized(Method):
     a budget in cost units the policy plans for what that buys instead, see :meth:`_campaign`),
     greedy (take the most probable action instead of sampling), batch (how a batch's later
     members are chosen: ``believer``, each decided anew with the pending ones believed, or
-    ``distinct``, all drawn from the first member's decision, apart; :meth:`propose_batch`), cost_rule (how costs are read, :data:`COST_RULES`). Where an
+    ``distinct``, all drawn from the first member's decision, apart; :meth:`propose_batch`),
+    cost_rule (how costs are read, :data:`COST_RULES`). Where an
     experiment may set two variables (``max_set=2`` or exploration sets of at most two), the
     policy's action is the first member and the world model picks a partner or none
     (:meth:`ask_set`, :mod:`acbo.policy.sets`); sets of three or more are refused."""
@@ -128,7 +129,7 @@ class Amortized(Method):
         self.cost_rule = cost_rule
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.horizon, self.greedy, self.batch = horizon, bool(greedy), batch
-        self._first = None  # (rows told, policy input, distribution) of the last decision on measured rows only
+        self._first = None  # (buffer.n, policy input, distribution) of the last decision on measured rows only
         self._first_set = None  # (rows, which were set, policy input, distribution, partner logits): pairs
         self._world: MeasuredWorld | None = None  # the world model of the measured rows (:meth:`_measured_world`)
         self._pair_blocks = None  # (that world, {pair: block}) of a batch's first member (:meth:`_measured_pairs`)
