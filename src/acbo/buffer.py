@@ -285,10 +285,16 @@ class CampaignBatch:
         return stats
 
     def standardised(self) -> PaddedBatch:
-        """The surrogate's input: values standardised by the observational stats, 0 in padding."""
-        mean, std = self.observational_stats()
-        z = standardised_values(self.values, mean, std, self.row_mask, self.var_mask)
-        return PaddedBatch(z.float(), self.intervened, self.row_mask, self.var_mask, self.target)
+        """The surrogate's input: values standardised by the observational stats, 0 in padding;
+        computed once per campaign object, as :meth:`observational_stats` (a decision reads it
+        several times)."""
+        batch = self.__dict__.get("_standardised")
+        if batch is None:
+            mean, std = self.observational_stats()
+            z = standardised_values(self.values, mean, std, self.row_mask, self.var_mask)
+            batch = PaddedBatch(z.float(), self.intervened, self.row_mask, self.var_mask, self.target)
+            object.__setattr__(self, "_standardised", batch)  # a cache, not a field
+        return batch
 
     def training_batch(self, parents: torch.Tensor, linear: torch.Tensor, scm=None) -> TrainingBatch:
         """The campaigns' buffers as a surrogate training batch (the rows a policy collected are

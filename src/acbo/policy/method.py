@@ -330,12 +330,19 @@ class Amortized(Method):
         slots = pending[kept.var].nonzero().flatten()                                               # R: their rows in Q
         if not len(slots):
             return kept.grid
-        xm, ym, mm = measurements(c.standardised(), kept.var[slots][None])                         # R x M each
-        w, _ = world_given(kept.prior, slots, xm, ym, mm, self._grid_at(len(slots), slots.device),
-                           self._later_shared(c, buffer, kept, slots))                              # 1 x R x K
+        w = self._later_world(c, buffer, kept, slots, self._grid_at(len(slots), slots.device))      # 1 x R x K
         g = kept.grid
         put = lambda t, new: t.index_copy(1, slots, new.to(t.dtype))
         return WorldBelief(put(g.mean, w.mean), put(g.var_f, w.var_f), put(g.var_y, w.var_y), put(g.parent, w.parent))
+
+    def _later_world(self, c: CampaignBatch, buffer: Buffer, kept: MeasuredWorld, slots: torch.Tensor,
+                     us: torch.Tensor) -> WorldBelief:
+        """For a batch's later member, the settable variables ``slots`` (rows in Q) conditioned on
+        the buffer's rows, believed ones included, on the measured rows' prior (``kept``), at
+        positions us (R x K): the rows that set each alone and those that set it with others
+        (:meth:`_later_shared`)."""
+        xm, ym, mm = measurements(c.standardised(), kept.var[slots][None])                         # R x M each
+        return world_given(kept.prior, slots, xm, ym, mm, us, self._later_shared(c, buffer, kept, slots))[0]
 
     def _later_shared(self, c: CampaignBatch, buffer: Buffer, kept: MeasuredWorld, slots: torch.Tensor
                       ) -> SetRows | None:
@@ -505,10 +512,8 @@ class Amortized(Method):
             mean, std = (t[0] for t in c.observational_stats())                                   # D each
             var = torch.tensor(members)
             slots = kept.slots(var)
-            if buffer.believed:  # a batch's later member: the members' world conditioned on their rows,
-                # believed ones included, on the measured rows' prior (as :meth:`_grid_world`)
-                w, _ = world_given(kept.prior, slots, *measurements(c.standardised(), var[None]), u_all[:, var].T,
-                                   self._later_shared(c, buffer, kept, slots))
+            if buffer.believed:  # a batch's later member: as :meth:`_grid_world` conditions them
+                w = self._later_world(c, buffer, kept, slots, u_all[:, var].T)
             else:
                 w = world_at(kept.prior, kept.fit.select(slots), u_all[:, var].T)               # 1 x |members| x M2
             ys = (c.values[0, :buffer.n][two, p.target].double() - mean[p.target]) / std[p.target]  # M2, as the policy reads Y
