@@ -16,7 +16,9 @@ experiment. Cost-blind: the same method, not told them (``cost_aware=False``; th
 counted), run for more experiments than the budget pays for and scored on those that it does (the
 cumulative cost within the budget). ``random`` is scored the same way. Printed per family and method:
 regret at the spend of the budget (mean ± 95 % CI), aware, blind and paired aware − blind (negative:
-costs help), and the mean number of experiments the budget bought. Writes results.csv and summary.md.
+costs help), and the mean number of experiments the budget bought; with several methods told the
+costs, each against the first, paired (e.g. ``amortized,amortized:checkpoint=runs/policy-costs/policy.pt``:
+a policy that reads costs against the per-unit rule). Writes results.csv and summary.md.
 """
 
 from __future__ import annotations
@@ -79,6 +81,25 @@ def summary(df: pd.DataFrame, factor: float) -> str:
         else:
             lines.append(f"| {fam} | {method} | – | {_fmt(*mean_ci(blind['regret']))} | – | – / "
                          f"{blind['experiments'].mean():.1f} |")
+    return "\n".join(lines) + "\n" + against_first(df, factor)
+
+
+def against_first(df: pd.DataFrame, factor: float) -> str:
+    """Told the costs, each later method against the first one of --methods on the same problems
+    (paired; negative: lower regret at the same spend); '' with one method told the costs."""
+    told = df[df.aware]
+    methods = list(dict.fromkeys(told["method"]))
+    if len(methods) < 2:
+        return ""
+    first = methods[0]
+    lines = ["", f"Told the costs, against `{first}` on the same problems (regret at a spend of {factor:g} mean "
+             "costs, paired):", "", "| family | method | method − first, paired | experiments bought |", "|---|---|---|---|"]
+    for fam, g in told.groupby("family", sort=False):
+        base = g[g.method == first].set_index("seed")["regret"]
+        for method in methods[1:]:
+            m = g[g.method == method].set_index("seed")
+            lines.append(f"| {fam} | {method} | {_fmt(*mean_ci(m['regret'] - base.reindex(m.index)))} | "
+                         f"{m['experiments'].mean():.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -171,7 +171,7 @@ def test_the_choice_per_unit_cost_by_hand():
     grid = torch.zeros(1, 2, 2, N_GRID_FEATURES, dtype=torch.float64)
     grid[..., LOG_EI] = torch.log(ei + EI_FLOOR)
     x = PolicyInput(*(torch.zeros(1) for _ in range(3)), torch.tensor([[True, True]]), torch.ones(1, 2, dtype=torch.bool),
-                    torch.zeros(1, 2), torch.ones(1, 2), grid)
+                    torch.zeros(1, 2), torch.ones(1, 2), grid, torch.zeros(1, 2, 0, 3))
     cost = torch.tensor([[[1.0, 4.0], [1.0, 1.0]]], dtype=torch.float64)
     assert per_unit_cost(x, cost).tolist() == [[[False, False], [True, True]]]
     assert per_unit_cost(x, cost * torch.tensor([1.0, 3.0])[None, :, None], allowance=2.0).tolist() == \

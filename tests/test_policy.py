@@ -192,19 +192,24 @@ def test_features_by_hand():
     assert glob[0, 1].item() == pytest.approx(0.2) and glob[0, 2].item() == pytest.approx(0.8)
 
 
-@pytest.mark.parametrize("grid", [0, 8])
-def test_policy_is_equivariant_over_variables(surrogate, grid):
+@pytest.mark.parametrize("grid, costs", [(0, False), (8, False), (8, True)])
+def test_policy_is_equivariant_over_variables(surrogate, grid, costs):
+    from acbo.policy.rollout import training_cost_features
+
     env, g = _env(B=2, d=7)
     env.step(torch.tensor([1, 2]), torch.tensor([0.5, -0.5], dtype=env.values.dtype), g)
     c = env.campaign()
-    x = policy_input(c, Belief.of(surrogate, c), surrogate, grid)
+    cost = training_cost_features(env.with_costs(1.0, 10.0, g), grid) if costs else None
+    x = policy_input(c, Belief.of(surrogate, c), surrogate, grid, cost=cost)
     torch.manual_seed(0)
-    policy = Policy(PolicyConfig(token_dim=surrogate.cfg.dim, grid=grid)).eval()
-    if grid:  # the zero-initialised last layer, randomised as after training
+    policy = Policy(PolicyConfig(token_dim=surrogate.cfg.dim, grid=grid, cost_head=costs)).eval()
+    if grid:  # the zero-initialised last layers, randomised as after training
         torch.nn.init.normal_(policy.cell_head[-1].weight, std=0.5)
+    if costs:
+        torch.nn.init.normal_(policy.cost_head.mlp[-1].weight, std=0.5)
     perm = torch.randperm(7)
     px = type(x)(x.tokens[:, perm], x.var_feats[:, perm], x.glob, x.valid[:, perm], x.var_mask[:, perm],
-                 x.low[:, perm], x.high[:, perm], x.grid[:, perm])
+                 x.low[:, perm], x.high[:, perm], x.grid[:, perm], x.cost[:, perm])
     a, b = policy(x), policy(px)
     assert torch.allclose(a.var_logits[:, perm], b.var_logits, atol=1e-5)
     assert torch.allclose(a.alpha[:, perm], b.alpha, atol=1e-5)

@@ -140,11 +140,17 @@ def test_the_env_runs_experiments_on_sets_by_hand(chain3):
 
 def test_parent_reward_and_cost_of_sets_by_hand():
     """A pair scores the share of its members that are parents; a single written twice scores as
-    itself; the cost term is minus the variables set."""
+    itself; the cost term is minus the variables set (without costs), or minus the sum of their
+    costs over the mean cost."""
     parents = torch.tensor([[True, False, True]])
     var = torch.tensor([[[0, 1], [0, 2], [1, 1], [2, 2]]])
     assert parent_hit(var, parents).tolist() == [[0.5, 1.0, 0.0, 1.0]]
-    assert experiment_cost(torch.tensor([[1, 2, 2]])).tolist() == [[-1.0, -2.0, -2.0]]
+    var = torch.tensor([[[0, 0], [0, 2], [1, 2]]])
+    members = torch.tensor([[1, 2, 2]])
+    assert experiment_cost(var, torch.ones(1, 3), members).tolist() == [[-1.0, -2.0, -2.0]]
+    relative = torch.tensor([[0.5, 2.0, 0.25]])
+    assert experiment_cost(var, relative, members).tolist() == [[-0.5, -0.75, -2.25]]
+    assert experiment_cost(torch.tensor([[1, 0]]), relative).tolist() == [[-2.0, -0.5]]
 
 
 def test_a_stop_head_starts_at_zero_and_survives_a_checkpoint(tmp_path, surrogate):

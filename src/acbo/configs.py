@@ -129,7 +129,12 @@ def _bool(text: str) -> bool:
 
 
 def _parse(text: str, default):
-    """A command-line value as the type of the setting's default (tuples comma-separated)."""
+    """A command-line value as the type of the setting's default (tuples comma-separated); for a
+    setting whose default is None, the value as typed (a tuple where comma-separated; ``none``: None)."""
+    if default is None:
+        if text.lower() == "none":
+            return None
+        return tuple(parse_value(p) for p in text.split(",") if p) if "," in text else parse_value(text)
     if isinstance(default, tuple):
         parts = [p for p in text.split(",") if p]
         return tuple(int(p) for p in parts) if default and isinstance(default[0], int) else tuple(parts)

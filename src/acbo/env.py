@@ -11,6 +11,8 @@ its outcome row. The only Python loop is over the SCM's topological order inside
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +45,9 @@ class Env:
     horizon: int
     step_count: int = 0
     n_mc: int = 256
+    costs: torch.Tensor | None = None
+    """B x d: what setting each variable costs in an experiment (0 for those that cannot be set;
+    :meth:`with_costs`), None: experiments cost nothing of their own."""
 
     @classmethod
     def reset(cls, scm: SCM, n_obs: int, horizon: int, generator: torch.Generator, n_mc: int = 256,
@@ -64,6 +69,30 @@ class Env:
         """B SCMs drawn from ``family`` (a name or a Family), then :meth:`reset` with its problem rules."""
         fam = resolve_family(family)
         return cls.reset(fam.sample(generator, B), n_obs, horizon, generator, n_mc, fam)
+
+    def with_costs(self, low: float, high: float, generator: torch.Generator) -> "Env":
+        """These campaigns with unequal costs for their settable variables, log-uniform in [low,
+        high], drawn per campaign from ``generator``."""
+        if not 0 < low <= high < float("inf"):
+            raise ValueError(f"costs must be drawn from (low, high) with 0 < low <= high, got {(low, high)}")
+        u = torch.rand(self.B, self.d, generator=generator, device=self.values.device, dtype=torch.float64)
+        c = torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        return dataclasses.replace(self, costs=torch.where(self.settable, c, torch.zeros_like(c)))
+
+    @property
+    def settable(self) -> torch.Tensor:
+        """B x d: the variables an experiment may set (intervenable, not the target)."""
+        t = torch.zeros_like(self.intervenable)
+        t[torch.arange(self.B, device=t.device), self.scm.target] = True
+        return self.intervenable & ~t
+
+    def relative_costs(self) -> torch.Tensor:
+        """B x d: each variable's cost over its campaign's mean cost of a settable variable (1 for
+        every settable variable without costs; 0 for the others)."""
+        s = self.settable.to(torch.float64)
+        if self.costs is None:
+            return s
+        return self.costs / ((self.costs * s).sum(1) / s.sum(1).clamp_min(1)).clamp_min(1e-12)[:, None]
 
     @property
     def B(self) -> int:
@@ -131,4 +160,4 @@ class Env:
         rep = lambda t: t[idx]
         return Env(self.scm[idx], rep(self.values), rep(self.intervened), rep(self.low), rep(self.high),
                    rep(self.intervenable), rep(self.y_obs), rep(self.y_scale), rep(self.best), self.horizon, self.step_count,
-                   self.n_mc)
+                   self.n_mc, None if self.costs is None else rep(self.costs))

@@ -148,6 +148,9 @@ class E2EConfig:
             raise ValueError(f"stage 3 has no KL reference and no expert demonstrations: update.beta, update.bc_coef "
                              f"and loss.w_expert must be 0, got {self.update.beta}, {self.update.bc_coef}, "
                              f"{self.loss.w_expert}")
+        if self.design.costs is not None:
+            raise ValueError("stage 3 trains without costs (design.costs); train a cost head in stage 2 "
+                             f"(python -m acbo.policy.train --design.costs ...), got {self.design.costs}")
         if self.design.mode != "candidates":
             raise ValueError(f"stage 3 forms its groups from candidate interventions; design.mode is {self.design.mode!r}")
         if isinstance(self.surrogate_steps, bool) or not isinstance(self.surrogate_steps, int) or self.surrogate_steps < 1:
@@ -159,7 +162,8 @@ ADDED_LATER = {"policy.grid": 0, "policy.world": "network", "surrogate": "", "po
                **{f"loss.{k}": v for k, v in asdict(SurrogateLoss()).items()}, "policy.heads": 4, "policy.ff_mult": 2,
                "policy.token_dim": 64, "design.mode": "candidates", "design.scale_by_std": False,
                "policy_optim.weight_decay": 1e-4, "surrogate_optim.weight_decay": 1e-4,
-               "design.max_set": 1, "rewards.cost": 0.0, "policy.stop_head": False}
+               "design.max_set": 1, "rewards.cost": 0.0, "policy.stop_head": False, "design.costs": None,
+               "policy.cost_head": False}
 """Settings added after the first stage-3 runs, or fixed by the code of old, with the value those runs had."""
 
 

@@ -50,7 +50,7 @@ def pad_input(x: PolicyInput, D: int) -> PolicyInput:
         raise ValueError(f"cannot pad {d} variables down to {D}")
     pad = lambda t, v: torch.cat([t, torch.full((B, D - d, *t.shape[2:]), v, dtype=t.dtype, device=t.device)], dim=1)
     return PolicyInput(pad(x.tokens, 0), pad(x.var_feats, 0), x.glob, pad(x.valid, False), pad(x.var_mask, False),
-                       pad(x.low, 0), pad(x.high, 1), pad(x.grid, 0))
+                       pad(x.low, 0), pad(x.high, 1), pad(x.grid, 0), pad(x.cost, 0))
 
 
 @torch.no_grad()

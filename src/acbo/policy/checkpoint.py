@@ -24,7 +24,7 @@ from acbo.surrogate import Surrogate, load_surrogate, read_checkpoint, save_chec
 FORMAT_VERSION = 2
 KIND = "acbo.policy"
 PRETRAINED = "policy.pt"
-MODEL_ADDED_LATER = {"grid": 0, "world": "network", "stop_head": False}
+MODEL_ADDED_LATER = {"grid": 0, "world": "network", "stop_head": False, "cost_head": False}
 """Policy config fields added after checkpoints were written, with the value they had before."""
 SURROGATE_FILE = "surrogate.pt"
 """Default file name of a pair's surrogate, next to its policy."""

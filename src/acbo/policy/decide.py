@@ -12,7 +12,7 @@ import math
 import torch
 
 from acbo.buffer import CampaignBatch
-from acbo.policy.features import LOG_EI, N_GRID_FEATURES, campaign_features, grid_features, world_domains
+from acbo.policy.features import LOG_EI, N_COST_FEATURES, N_GRID_FEATURES, campaign_features, grid_features, world_domains
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.surrogate import Belief, Surrogate
 from acbo.surrogate.model import ContextMemo
@@ -20,13 +20,14 @@ from acbo.surrogate.world import WorldBelief, conditioned_world
 
 
 def policy_input(c: CampaignBatch, belief: Belief, surrogate: Surrogate | None = None, grid: int = 0,
-                 memo: ContextMemo | None = None, world: str = "network", known: WorldBelief | None = None
-                 ) -> PolicyInput:
+                 memo: ContextMemo | None = None, world: str = "network", known: WorldBelief | None = None,
+                 cost: torch.Tensor | None = None) -> PolicyInput:
     """Assemble what the policy reads for B campaigns; with ``grid = K > 0`` also the world model's
     features on K points per variable (the surrogate's world-model head; ``memo`` kept over one
     campaign's decisions spares it re-encoding the rows it has seen, see :meth:`Surrogate.query`;
     ``world``: which world model, :attr:`PolicyConfig.world`; ``known``: the conditioned world
-    model on the grid, already computed, see :func:`grid_features`)."""
+    model on the grid, already computed, see :func:`grid_features`); ``cost``: what each grid cell
+    costs, B x D x K x 3 (:func:`acbo.policy.features.cost_features`), None without costs."""
     var, glob = campaign_features(c, belief.marginals)
     valid = c.intervenable & c.var_mask & ~c.target
     B, _, D = c.values.shape
@@ -36,14 +37,20 @@ def policy_input(c: CampaignBatch, belief: Belief, surrogate: Surrogate | None =
         g = grid_features(surrogate, c, belief.tokens, grid, memo, world, belief.marginals, known)
     else:
         g = torch.zeros(B, D, 0, N_GRID_FEATURES, device=c.values.device)
-    return PolicyInput(belief.tokens.float(), var, glob, valid, c.var_mask, c.low.float(), c.high.float(), g)
+    if cost is None:
+        cost = torch.zeros(B, D, 0, N_COST_FEATURES, device=c.values.device)
+    elif cost.shape != (B, D, grid, N_COST_FEATURES):
+        raise ValueError(f"cost features must be {(B, D, grid, N_COST_FEATURES)} (B x D x grid x features), "
+                         f"got {tuple(cost.shape)}")
+    return PolicyInput(belief.tokens.float(), var, glob, valid, c.var_mask, c.low.float(), c.high.float(), g, cost)
 
 
 def decide(policy: Policy, c: CampaignBatch, belief: Belief, surrogate: Surrogate, memo: ContextMemo | None = None,
-           known: WorldBelief | None = None) -> tuple[PolicyInput, ActionDist | GridActionDist]:
-    """The policy's input and its distribution over (variable, value) for B campaigns (``known``:
-    see :func:`policy_input`)."""
-    x = policy_input(c, belief, surrogate, policy.cfg.grid, memo, policy.cfg.world, known)
+           known: WorldBelief | None = None, cost: torch.Tensor | None = None
+           ) -> tuple[PolicyInput, ActionDist | GridActionDist]:
+    """The policy's input and its distribution over (variable, value) for B campaigns (``known``,
+    ``cost``: see :func:`policy_input`)."""
+    x = policy_input(c, belief, surrogate, policy.cfg.grid, memo, policy.cfg.world, known, cost)
     return x, policy(x)
 
 

@@ -82,6 +82,32 @@ def campaign_features(c: CampaignBatch, marginals: torch.Tensor) -> tuple[torch.
     return var, glob
 
 
+N_COST_FEATURES = 3
+"""Features per grid cell of what setting it costs (see :func:`cost_features`)."""
+COST_FLOOR = 1e-3
+"""Relative costs are read from this many mean costs up (a free variable is not infinitely cheap)."""
+
+
+def cost_features(cost: torch.Tensor, valid: torch.Tensor, allowance: torch.Tensor, steps_left: torch.Tensor
+                  ) -> torch.Tensor:
+    """What each grid cell costs, as the policy reads it: B x D x K x 3.
+
+    cost: B x D x K, the cost of setting variable j at cell k's centre (the user's units); valid:
+    B x D, the variables that may be set; allowance: B, what the campaign may still spend (inf
+    without a budget in cost units: then what its ``steps_left`` (B) experiments cost at the mean).
+    With c_bar the mean cost of a valid cell, per cell: log(c / c_bar) (from COST_FLOOR up), the
+    share c / allowance of what may still be spent, and log(1 + allowance / c_bar) (how many
+    experiments of mean cost the rest buys, the same for every cell). Zero for invalid variables."""
+    B, D, K = cost.shape
+    v = valid[..., None].expand(B, D, K).to(cost.dtype)
+    c_bar = ((cost * v).sum((1, 2)) / v.sum((1, 2)).clamp_min(1)).clamp_min(1e-12)                # B
+    left = torch.where(torch.isfinite(allowance), allowance, steps_left.to(cost.dtype).clamp_min(1) * c_bar)
+    rel = (cost / c_bar[:, None, None]).clamp_min(COST_FLOOR)                                     # B x D x K
+    share = cost / left.clamp_min(1e-12)[:, None, None]
+    buys = torch.log1p(left / c_bar)[:, None, None].expand(B, D, K)
+    return torch.stack([torch.log(rel), share, buys], dim=-1).float() * v[..., None].float()
+
+
 N_GRID_FEATURES = 8
 """Features per grid point of a variable's domain (see :func:`grid_features`)."""
 EI_FLOOR = 1e-6

@@ -18,7 +18,7 @@ from acbo.buffer import Buffer, CampaignBatch
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
 from acbo.policy.decide import after_experiments, decide, per_unit_cost
-from acbo.policy.features import grid_positions, world_domains
+from acbo.policy.features import cost_features, grid_positions, world_domains
 from acbo.policy.model import GridActionDist
 from acbo.policy.sets import SetActionDist, allowed_pairs, pair_logits, world_pairs
 from acbo.posterior import ParentPosterior
@@ -36,9 +36,10 @@ BATCH_MODES = ("believer", "distinct")
 
 COST_RULES = ("policy", "ei")
 """How the amortized method reads costs: ``policy`` (the default), the policy's probabilities
-divided by each action's cost, renormalised; ``ei``, the variable of most expected improvement per
-unit cost on the world model and the policy's value on it. Neither is learned: the policy was
-trained without costs (BENCHMARKS.md, costs, compares them)."""
+divided by each action's cost, renormalised, or, for a policy with a cost head
+(:attr:`acbo.policy.model.PolicyConfig.cost_head`), the policy's own reading of the costs and of
+the budget left; ``ei``, the variable of most expected improvement per unit cost on the world
+model and the policy's value on it (BENCHMARKS.md, costs, compares them)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,11 +177,23 @@ class Amortized(Method):
         told = buffer.told
         return self._cache.belief(c if told is buffer else self._campaign(told), told.n, told.n_obs)
 
-    def _cell_costs(self, dist: GridActionDist, buffer: Buffer) -> torch.Tensor:
-        """1 x D x K: the cost of setting each variable at each grid cell's centre (:mod:`acbo.costs`)."""
-        _, D, K = dist.logits.shape
-        x = dist.low[0, :, None].double() + (dist.high - dist.low)[0, :, None].double() * grid_positions(K, torch.float64)  # D x K
+    def _cell_costs(self, low: torch.Tensor, high: torch.Tensor, K: int, buffer: Buffer) -> torch.Tensor:
+        """1 x D x K: the cost of setting each variable at the centre of each of K grid cells of its
+        domain (low, high: 1 x D, as the policy's input holds them; :mod:`acbo.costs`)."""
+        D = low.shape[1]
+        x = low[0, :, None].double() + (high - low)[0, :, None].double() * grid_positions(K, torch.float64)  # D x K
         return self.problem.costs.of_settings(torch.arange(D), x, self.previous(buffer))[None]
+
+    def _cost_input(self, c: CampaignBatch, buffer: Buffer) -> torch.Tensor | None:
+        """What each grid cell costs as a policy with a cost head reads it (1 x D x K x 3,
+        :func:`acbo.policy.features.cost_features`: against the allowance, or without a budget in
+        cost units what the steps left buy); None without costs or without a cost head."""
+        if self.problem.costs is None or not self.policy.cfg.cost_head:
+            return None
+        cost = self._cell_costs(c.low.float(), c.high.float(), self.policy.cfg.grid, buffer)
+        valid = c.intervenable & c.var_mask & ~c.target
+        allowance = torch.tensor([self.allowance], dtype=torch.float64)
+        return cost_features(cost, valid, allowance, (c.horizon - c.step).double())
 
     def predict(self, buffer: Buffer, variable: int, x: torch.Tensor, draw: bool = True):
         """The learned predictive: the world model the policy reads (:attr:`PolicyConfig.world`),
@@ -282,10 +295,11 @@ class Amortized(Method):
     def _decide(self, c: CampaignBatch, buffer: Buffer):
         """The policy's input and distribution on ``buffer`` (``c``: its campaign): the belief of
         its measured rows and, for a policy that reads it, the world model of :meth:`_grid_world`."""
+        cost = self._cost_input(c, buffer)
         if not self._reads_world():
-            return decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo)
+            return decide(self.policy, c, self._belief(c, buffer), self.surrogate, self._memo, cost=cost)
         kept = self._measured_world(buffer.told, None if buffer.believed else c)
-        return decide(self.policy, c, kept.belief, self.surrogate, self._memo, self._grid_world(c, buffer, kept))
+        return decide(self.policy, c, kept.belief, self.surrogate, self._memo, self._grid_world(c, buffer, kept), cost)
 
     def _reads_world(self) -> bool:
         """Whether the policy reads the conditioned world model of its own surrogate (what
@@ -412,9 +426,11 @@ class Amortized(Method):
             u = (val - p.low[var].double()) / (p.high[var] - p.low[var]).double().clamp_min(1e-12)
             dist = dist.excluding(var[None], u[None])
         if p.costs is not None and isinstance(dist, GridActionDist):
-            cost = self._cell_costs(dist, buffer)
+            cost = self._cell_costs(dist.low, dist.high, dist.logits.shape[2], buffer)
             if self.cost_rule == "ei":
                 dist = dist.restricted(per_unit_cost(x, cost, self.allowance))
+            elif self.policy.cfg.cost_head:  # the policy read the costs: only what the allowance pays for
+                dist = dist.restricted(cost <= self.allowance)
             else:  # the policy's own probabilities per unit cost
                 dist = dist.reweighted(torch.where(cost <= self.allowance, -torch.log(cost.clamp_min(1e-300)),
                                                    float("-inf")))  # cost 0: a variable that cannot be set
@@ -447,7 +463,7 @@ class Amortized(Method):
         the allowance left out."""
         p = self.problem
         pair_ok, single_ok = self._allowed_pairs
-        cost = self._cell_costs(dist, buffer) if p.costs is not None else None
+        cost = self._cell_costs(dist.low, dist.high, dist.logits.shape[2], buffer) if p.costs is not None else None
         mean, std, pair_mean, pair_var, best = world_pairs(x)
         best = self._measured_pairs(c, buffer, pair_mean, pair_var, best)
         logits = pair_logits(mean, std, pair_mean, pair_var, best, pair_ok[None], single_ok[None], cost=cost)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from acbo.policy.features import LOG_EI, N_GLOBAL_FEATURES, N_GRID_FEATURES, N_VAR_FEATURES
+from acbo.policy.features import LOG_EI, N_COST_FEATURES, N_GLOBAL_FEATURES, N_GRID_FEATURES, N_VAR_FEATURES
 from acbo.layers import Block
 from acbo.seeding import sample_beta
 
@@ -71,6 +71,13 @@ class PolicyConfig:
     world model's rule); trained with set actions (``design.max_set = 2``), where each variable set
     costs a unit of reward (``rewards.cost``): deployed with costs of the user's, the partner's
     expected improvement is per unit of those besides. Needs ``grid``."""
+    cost_head: bool = False
+    """The policy reads what each grid cell costs (:func:`acbo.policy.features.cost_features`: its
+    cost against the mean, its share of what may still be spent, what the rest buys): where costs
+    are given, each cell's probability is divided by its cost to a learned power (starting at 1:
+    Snoek et al.'s per-unit rule) and a learned term of the cell's token and its cost features,
+    which starts at zero, is added to its logit (:class:`CostHead`). Without costs the head is not read, so the policy acts as it does without it.
+    Trained with ``design.costs``. Needs ``grid``."""
 
     def __post_init__(self):
         from acbo.surrogate.world import WORLDS
@@ -81,8 +88,9 @@ class PolicyConfig:
             raise ValueError("world 'conditioned' is read through the grid features: it needs grid >= 2, got grid 0")
         if isinstance(self.grid, bool) or not isinstance(self.grid, int) or self.grid < 0 or self.grid == 1:
             raise ValueError(f"grid must be 0 (no world-model features) or an integer >= 2, got {self.grid!r}")
-        if self.stop_head and not self.grid:
-            raise ValueError("stop_head reads the grid cells' tokens: it needs grid >= 2, got grid 0")
+        for head in ("stop_head", "cost_head"):
+            if getattr(self, head) and not self.grid:
+                raise ValueError(f"{head} reads the grid cells' tokens: it needs grid >= 2, got grid 0")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if min(self.token_dim, self.dim, self.heads, self.ff_mult) < 1 or self.layers < 0:
@@ -93,7 +101,9 @@ class PolicyConfig:
 class PolicyInput:
     """Everything one decision depends on. tokens: B x D x C (surrogate), var_feats: B x D x F,
     glob: B x G, valid: B x D (may be chosen), low/high: B x D domains (observed units), grid:
-    B x D x K x F_grid world-model features (K = 0 for a policy that does not read them)."""
+    B x D x K x F_grid world-model features (K = 0 for a policy that does not read them), cost:
+    B x D x K x F_cost what each cell costs (:func:`acbo.policy.features.cost_features`; K = 0
+    without costs)."""
 
     tokens: torch.Tensor
     var_feats: torch.Tensor
@@ -103,6 +113,7 @@ class PolicyInput:
     low: torch.Tensor
     high: torch.Tensor
     grid: torch.Tensor
+    cost: torch.Tensor
 
     def index(self, idx: torch.Tensor) -> "PolicyInput":
         """Rows ``idx`` of every field (a minibatch)."""
@@ -285,6 +296,23 @@ class GridActionDist:
         return -(p * logp).sum(1) + (p * h_r.masked_fill(~valid, 0.0)).sum(1)
 
 
+class CostHead(nn.Module):
+    """What a cell's cost does to its logit (:attr:`PolicyConfig.cost_head`): -s log(c / c_bar) +
+    m(token, cost features), with the weight s of the per-unit rule starting at 1 and the
+    correction m, an MLP, at 0 (so the untrained head is the rule). cell: B x D x K x C tokens,
+    cost: B x D x K x F_cost features (the first log(c / c_bar)). Returns B x D x K."""
+
+    def __init__(self, C: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.mlp = nn.Sequential(nn.Linear(C + N_COST_FEATURES, C), nn.GELU(), nn.Linear(C, 1))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, cell: torch.Tensor, cost: torch.Tensor) -> torch.Tensor:
+        return -self.scale * cost[..., 0] + self.mlp(torch.cat([cell, cost], dim=-1))[..., 0]
+
+
 class Policy(nn.Module):
     """PolicyInput -> ActionDist (grid = 0) or GridActionDist (grid = K)."""
 
@@ -309,6 +337,8 @@ class Policy(nn.Module):
                 self.stop_head = nn.Linear(C, 1)
                 nn.init.zeros_(self.stop_head.weight)
                 nn.init.zeros_(self.stop_head.bias)
+            if cfg.cost_head:
+                self.cost_head = CostHead(C)
         else:
             self.var_head = nn.Sequential(nn.Linear(C, C), nn.GELU(), nn.Linear(C, 1))
             self.value_head = nn.Sequential(nn.Linear(C, C), nn.GELU(), nn.Linear(C, 2))
@@ -332,7 +362,12 @@ class Policy(nn.Module):
             return ActionDist(logits, ab[..., 0], ab[..., 1], x.low, x.high)
         cell = h[:, :, None] + e                                                                 # B x D x K x C
         out = self.cell_head(cell)                                                               # B x D x K x 3
-        logits = (self.ei_scale * x.grid[..., LOG_EI] + out[..., 0]).masked_fill(~x.valid[..., None], float("-inf"))
+        logits = self.ei_scale * x.grid[..., LOG_EI] + out[..., 0]                              # B x D x K
+        if self.cfg.cost_head and x.cost.shape[2]:  # per unit cost, plus the learned term
+            if x.cost.shape[2] != K:
+                raise ValueError(f"the policy reads costs on {K} grid cells per variable, its input has {tuple(x.cost.shape)}")
+            logits = logits + self.cost_head(cell, x.cost)
+        logits = logits.masked_fill(~x.valid[..., None], float("-inf"))
         ab = 1.0 + F.softplus(out[..., 1:] - 3.0)                                                # B x D x K x 2, ~1 at the start
         stop = self.stop_head(cell)[..., 0] if self.cfg.stop_head else None                      # B x D x K
         return GridActionDist(logits, ab[..., 0], ab[..., 1], x.low, x.high, stop)
@@ -341,9 +376,17 @@ class Policy(nn.Module):
         """This policy with a :attr:`PolicyConfig.stop_head` (at zero: the same actions) added, if
         it has none: the start of training set actions from a policy trained one variable at a
         time."""
-        if self.cfg.stop_head:
+        return self._with_head("stop_head")
+
+    def with_cost_head(self) -> "Policy":
+        """This policy with a :attr:`PolicyConfig.cost_head` (at zero: the per-unit rule) added, if
+        it has none: the start of training with costs from a policy trained without them."""
+        return self._with_head("cost_head")
+
+    def _with_head(self, head: str) -> "Policy":
+        if getattr(self.cfg, head):
             return self
-        out = Policy(dataclasses.replace(self.cfg, stop_head=True)).to(next(self.parameters()).device)
+        out = Policy(dataclasses.replace(self.cfg, **{head: True})).to(next(self.parameters()).device)
         missing, unexpected = out.load_state_dict(self.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith("stop_head.") for k in missing), (missing, unexpected)
+        assert not unexpected and all(k.startswith(f"{head}.") for k in missing), (missing, unexpected)
         return out.train(self.training)

@@ -26,9 +26,10 @@ class RewardSettings:
     parent: float = 0.1
     """Intervening on a true parent (training only; for a set, the share of its members that are)."""
     cost: float = 0.0
-    """What an experiment costs (:func:`experiment_cost`): each variable it sets one unit (the
-    simulated campaigns have no costs of their own), so with set actions (``design.max_set = 2``)
-    a second variable must earn its unit; a constant, so without effect, one variable at a time."""
+    """What an experiment costs (:func:`experiment_cost`): each variable it sets its cost over the
+    campaign's mean cost (``design.costs``), or one unit where the campaigns have no costs of their
+    own, so that with set actions (``design.max_set = 2``) a second variable must earn its unit
+    (then a constant, so without effect, one variable at a time)."""
     mc: int = 256
     """Monte Carlo samples for E[Y | do] of nonlinear SCMs (exact for linear ones)."""
 
@@ -79,10 +80,17 @@ def parent_hit(variables: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
     return parents.gather(1, variables).float()
 
 
-def experiment_cost(members: torch.Tensor) -> torch.Tensor:
-    """The cost term: minus what each experiment costs, one unit per variable it sets.
-    members: B x k counts. Returns B x k float (<= -1)."""
-    return -members.float()
+def experiment_cost(variables: torch.Tensor, relative: torch.Tensor, members: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """The cost term: minus what each experiment costs, the sum of its variables' ``relative``
+    costs (B x D: cost over the campaign's mean cost, 1 each without costs). variables: B x k
+    (one each), or B x k x 2 with ``members`` (B x k: 1 or 2, an experiment of one written with
+    its variable twice). Returns B x k float (float32)."""
+    if variables.dim() == 2:
+        return -relative.gather(1, variables).float()
+    B, k, _ = variables.shape
+    c = relative.gather(1, variables.reshape(B, 2 * k)).reshape(B, k, 2)                        # B x k x 2
+    return -(c[..., 0] + (members == 2).to(c.dtype) * c[..., 1]).float()
 
 
 def combine(components: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 
 from acbo.env import Env
 from acbo.policy.decide import decide
+from acbo.policy.features import cost_features
 from acbo.policy.grpo import group_advantages
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.policy.rewards import combine, experiment_cost, improvement, information_gain, outcome_gain, parent_hit
@@ -65,7 +66,7 @@ def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, 
     """Decide in every campaign of ``env``, sample k actions (experiments of up to ``max_set``
     variables: 1, or 2 with the set action), evaluate and simulate each, carry out the first
     (appended to ``env``). Returns the step and the belief after it."""
-    x, dist = decide(policy, env.campaign(), belief, surrogate)
+    x, dist = decide(policy, env.campaign(), belief, surrogate, cost=training_cost_features(env, policy.cfg.grid))
     members = None
     if max_set == 2:
         dist = set_action(dist, x)
@@ -78,6 +79,22 @@ def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, 
     step = Step(x, dist, var, u, value, e_y, rows, mask, env.best, belief, members)
     env.append(rows[:, :1], mask[:, :1], e_y[:, 0])
     return step, belief.add(surrogate, rows[:, :1], mask[:, :1])
+
+
+def training_cost_features(env: Env, K: int) -> torch.Tensor | None:
+    """What each grid cell costs in simulated campaigns with costs (:attr:`Env.costs`; None
+    without): each variable's fixed cost in all K cells, and no budget in cost units: what is
+    left is what the campaign's remaining steps buy at the mean cost
+    (:func:`acbo.policy.features.cost_features`)."""
+    if env.costs is None:
+        return None
+    if not K:
+        raise ValueError("costs are read on the world model's grid: the policy needs grid >= 2")
+    B, d = env.costs.shape
+    cell = env.costs[:, :, None].expand(B, d, K)                                              # B x d x K
+    inf = torch.full((B,), float("inf"), dtype=cell.dtype, device=cell.device)
+    left = torch.full((B,), float(env.horizon - env.step_count), dtype=cell.dtype, device=cell.device)
+    return cost_features(cell, env.settable, inf, left)
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,11 @@ class GroupDesign:
     """Variables one experiment may set: 1, or 2 for the set action (:mod:`acbo.policy.sets`:
     the policy's first member, then the world model's partner or *stop*, the policy's stop head
     biasing *stop*); needs a policy that reads the world model (``grid``)."""
+    costs: tuple[float, float] | None = None
+    """Unequal costs of the settable variables, log-uniform in [low, high], drawn per campaign from
+    the train stream (:meth:`Env.with_costs`): the policy reads them (a cost head is added to a
+    policy that has none, :meth:`Policy.with_cost_head`) and the reward's cost term is an
+    experiment's cost over the campaign's mean cost (``rewards.cost``). None: no costs."""
 
     def __post_init__(self):
         if len(self.horizon) != 2 or not 1 <= self.horizon[0] <= self.horizon[1]:
@@ -108,6 +130,8 @@ class GroupDesign:
             raise ValueError(f"group_size must be >= 2, got {self.size}")
         if self.max_set not in (1, 2):
             raise ValueError(f"design.max_set must be 1 or 2 (experiments of one or two variables), got {self.max_set!r}")
+        if self.costs is not None and not (len(self.costs) == 2 and 0 < self.costs[0] <= self.costs[1] < float("inf")):
+            raise ValueError(f"design.costs must be (low, high) with 0 < low <= high, got {self.costs!r}")
 
 
 @dataclass(frozen=True)
@@ -153,10 +177,9 @@ class Rollout:
 
 def step_rewards(step: Step, env: Env, parents: torch.Tensor) -> dict[str, torch.Tensor]:
     """The reward components of a step's candidates (each B x k; information gain apart)."""
-    members = torch.ones_like(step.e_y, dtype=torch.long) if step.members is None else step.members
     return {"improvement": improvement(step.best, step.e_y, env.y_scale),
             "outcome": outcome_gain(env.y_obs, step.e_y, env.y_scale),
-            "parent": parent_hit(step.var, parents), "cost": experiment_cost(members)}
+            "parent": parent_hit(step.var, parents), "cost": experiment_cost(step.var, env.relative_costs(), step.members)}
 
 
 @torch.no_grad()
@@ -212,21 +235,24 @@ def play(policy: Policy, surrogate: Surrogate, env: Env, y_star: torch.Tensor, g
     campaigns where intervening can help (E[Y]_obs - y* above a thousandth of Y's observational
     std: elsewhere the ratio is Monte Carlo noise over nothing; NaN if there is none), and the
     fraction of steps on true parents (for sets, of the members; and the share of experiments
-    that set two, ``val_pair_frac``). ``env`` itself is left as it was."""
+    that set two, ``val_pair_frac``; with costs, the mean cost of an experiment over the mean cost
+    of a variable, ``val_spend``). ``env`` itself is left as it was."""
     env = copy.copy(env)
     parents = env.scm.parents()
     gap = env.y_obs - y_star                                                                   # B
     ok = gap > REGRET_GAP * env.y_scale
     belief = Belief.of(surrogate, env.campaign())
-    regrets, hits, pairs = [], [], []
+    regrets, hits, pairs, spend = [], [], [], []
     for _ in range(env.horizon - env.step_count):
         step, belief = policy_step(policy, surrogate, env, belief, generator, 1, max_set)
         regrets.append((env.best - y_star) / gap.clamp_min(1e-12))
         hits.append(parent_hit(step.var, parents)[:, 0])
         pairs.append(torch.zeros_like(hits[-1]) if step.members is None else (step.members[:, 0] == 2).float())
+        spend.append(-experiment_cost(step.var, env.relative_costs(), step.members)[:, 0])
     r = torch.stack(regrets)[:, ok]                                                            # T x (campaigns that count)
     counted = int(ok.sum())
     return {"val_regret_T": float(r[-1].mean()) if counted else float("nan"),
             "val_regret_mean": float(r.mean()) if counted else float("nan"),
             "val_parent_frac": float(torch.stack(hits).mean()), "val_counted": counted,
-            **({"val_pair_frac": float(torch.stack(pairs).mean())} if max_set > 1 else {})}
+            **({"val_pair_frac": float(torch.stack(pairs).mean())} if max_set > 1 else {}),
+            **({"val_spend": float(torch.stack(spend).mean())} if env.costs is not None else {})}

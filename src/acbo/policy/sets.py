@@ -205,11 +205,14 @@ def set_action(first: GridActionDist, x: PolicyInput) -> SetActionDist:
     """The set action of simulated campaigns (training): any two valid variables may be set
     together, any one alone; the partner logits of the world model's additive pair prior
     (:func:`world_pairs`; unlike :meth:`acbo.policy.method.Amortized.ask_set`, pairs already
-    measured are not corrected)."""
+    measured are not corrected); with costs in the input (``x.cost``), expected improvement per
+    unit of each cell's relative cost."""
     B, D = x.valid.shape
     mean, std, pair_mean, pair_var, best = world_pairs(x)
     pair_ok = x.valid[:, :, None] & x.valid[:, None, :] & ~torch.eye(D, dtype=torch.bool, device=x.valid.device)
-    return SetActionDist(first, pair_logits(mean, std, pair_mean, pair_var, best, pair_ok, x.valid).to(first.logits.dtype))
+    cost = x.cost[..., 0].exp().to(mean.dtype) if x.cost.shape[2] else None                         # B x D x K: c / c_bar
+    logits = pair_logits(mean, std, pair_mean, pair_var, best, pair_ok, x.valid, cost=cost)
+    return SetActionDist(first, logits.to(first.logits.dtype))
 
 
 def allowed_pairs(sets: list[tuple[int, ...]], D: int) -> tuple[torch.Tensor, torch.Tensor]:

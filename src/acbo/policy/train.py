@@ -62,6 +62,10 @@ from acbo.surrogate import Surrogate, load_pretrained, load_surrogate
 from acbo.training import Loop, OptimConfig, RunConfig, leave_process_group, restore_into, run_loop, shard_share
 
 
+TRAINABLE = ("all", "cost_head")
+"""What a stage-2 run may update: the whole policy, or only its cost head."""
+
+
 @dataclass(frozen=True)
 class BCSettings:
     """Behaviour cloning of the expert's decisions before GRPO (the warm start)."""
@@ -114,6 +118,10 @@ class PolicyTrainConfig:
     reference. '' = a new policy (``policy``)."""
     surrogate: str = ""
     """Surrogate checkpoint ('' = the shipped one); frozen, and written beside the policy (the pair)."""
+    trainable: str = "all"
+    """Which weights GRPO updates (:data:`TRAINABLE`): ``all``, or ``cost_head`` only (with
+    ``design.costs``: the rest of the policy, and so every decision without costs, stays the
+    starting policy's)."""
     DERIVED: ClassVar[tuple[str, ...]] = ("policy.token_dim",)
     """Settings the trainer sets (the surrogate's width): not on the command line."""
     LEGACY: ClassVar[dict] = {
@@ -146,6 +154,13 @@ class PolicyTrainConfig:
         if self.design.max_set == 2 and not self.init_policy and not self.policy.grid:
             raise ValueError("design.max_set = 2 needs a policy that reads the world model: give policy.grid >= 2 "
                              "(and policy.world), or an init_policy that has a grid")
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
+        if self.trainable == "cost_head" and self.design.costs is None:
+            raise ValueError("trainable 'cost_head' trains the head that reads costs: it needs design.costs")
+        if self.design.costs is not None and not self.init_policy and not self.policy.grid:
+            raise ValueError("design.costs are read on the world model's grid: give policy.grid >= 2, or an "
+                             "init_policy that has a grid")
         if self.init_policy and self.policy != PolicyConfig():
             raise ValueError(f"init_policy {self.init_policy!r} brings its own architecture; policy.* describe a new "
                              f"policy: give one or the other")
@@ -153,7 +168,8 @@ class PolicyTrainConfig:
 
 ADDED_LATER = {"data.shards": 1, "policy.grid": 0, "policy.world": "network", "run.log_every": 1, "policy.ff_mult": 2,
                "policy.token_dim": 64, "update.max_grad_norm": 1.0, "optim.weight_decay": 1e-4, "design.max_set": 1,
-               "rewards.cost": 0.0, "policy.stop_head": False}
+               "rewards.cost": 0.0, "policy.stop_head": False, "design.costs": None, "policy.cost_head": False,
+               "trainable": "all"}
 """Settings that runs written before them lack, with the value those runs mean: such a run resumes."""
 PLACEMENT = ("parallel.workers", "parallel.backend", "parallel.address")
 """Settings of where a run's rollouts run: a resumed run may change them (the same rollouts)."""
@@ -170,6 +186,8 @@ def make_validation(cfg: PolicyTrainConfig) -> tuple[Env, torch.Tensor]:
     fam = resolve_family(cfg.val.family)
     g = generator("test", "policy-val", fam.name, device=cfg.run.device)
     env = Env.from_family(fam, cfg.val.campaigns, fam.draw_n_obs(g), cfg.val.horizon, g, cfg.rewards.mc)
+    if cfg.design.costs is not None:
+        env = env.with_costs(*cfg.design.costs, g)
     if cfg.design.max_set > 1:
         return env, set_optimum(env.scm, env.low, env.high, env.intervenable, cfg.design.max_set, n_mc=VAL_SET_MC).value
     return env, env.scm.optimum(env.low, env.high, intervenable=env.intervenable).value
@@ -207,6 +225,8 @@ def iteration_env(cfg: PolicyTrainConfig, it: int, shard: int = 0) -> tuple[Env,
     if cfg.data.shards > 1:
         g = generator("train", "policy", cfg.run.seed, it, "shard", shard, device=dev)
     env = Env.from_family(fam, cfg.run.batch_size // cfg.data.shards, n_obs, T, g, cfg.rewards.mc)
+    if cfg.design.costs is not None:
+        env = env.with_costs(*cfg.design.costs, g)
     if cfg.design.mode == "trajectory":
         env = env.repeat(cfg.design.size)
     return env, fam.name, T, g
@@ -283,18 +303,25 @@ def iteration_record(cfg: PolicyTrainConfig, shards: list[tuple], stats: dict, o
 
 def starting_policy(cfg: PolicyTrainConfig, surrogate: Surrogate) -> Policy:
     """The policy ``cfg.init_policy`` (reading ``surrogate``), or a new one seeded by the run's
-    seed; with set actions (``design.max_set = 2``) with a stop head (:meth:`Policy.with_stop_head`)."""
+    seed; with set actions (``design.max_set = 2``) with a stop head (:meth:`Policy.with_stop_head`),
+    with costs (``design.costs``) with a cost head (:meth:`Policy.with_cost_head`); with
+    ``trainable = "cost_head"`` everything else frozen."""
     torch.manual_seed(cfg.run.seed)
     if cfg.init_policy:
         policy = load_policy_checkpoint(cfg.init_policy, cfg.run.device, surrogate)[0].train()
     else:
         policy = Policy(replace(cfg.policy, token_dim=surrogate.cfg.dim)).to(cfg.run.device)
-    if cfg.design.max_set == 1:
-        return policy
-    if not policy.cfg.grid:
-        raise ValueError("design.max_set = 2 needs a policy that reads the world model (policy.grid >= 2): the set "
-                         "action's partner comes from the world model's grid")
-    return policy.with_stop_head()
+    if (cfg.design.max_set > 1 or cfg.design.costs is not None) and not policy.cfg.grid:
+        raise ValueError("design.max_set = 2 and design.costs need a policy that reads the world model "
+                         "(policy.grid >= 2): the set action's partner and the costs are read on its grid")
+    if cfg.design.max_set > 1:
+        policy = policy.with_stop_head()
+    if cfg.design.costs is not None:
+        policy = policy.with_cost_head()
+    if cfg.trainable == "cost_head":
+        for name, p in policy.named_parameters():
+            p.requires_grad_(name.startswith("cost_head."))
+    return policy
 
 
 def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
@@ -305,7 +332,7 @@ def train(cfg: PolicyTrainConfig, log=print_line) -> Policy:
     surrogate = frozen_surrogate(cfg.surrogate, cfg.run.device)
     policy = starting_policy(cfg, surrogate)
     ref = copy.deepcopy(policy).eval() if cfg.update.beta > 0 else None
-    opt = cfg.optim.adamw(policy.parameters())
+    opt = cfg.optim.adamw([p for p in policy.parameters() if p.requires_grad])
     demos = load_demo_batch(cfg.bc.folder, surrogate, cfg.run.device, grid=policy.cfg.grid,
                             world=policy.cfg.world) if cfg.bc.folder else None
     val = []
