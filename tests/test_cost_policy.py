@@ -105,11 +105,18 @@ def test_costs_of_simulated_campaigns():
     ({"trainable": "cost_head"}, "needs design.costs"),
     ({"trainable": "heads"}, "trainable must be one of"),
     ({"design.costs": (3.0, 1.0)}, "design.costs must be"),
+    ({"design.costs": 5}, r"design.costs must be .* got 5"),
+    ({"design.costs": (1, "a")}, "design.costs must be"),
     ({"design.costs": (1.0, 10.0), "policy.grid": 0}, "grid >= 2"),
+    ({"design.costs": (1.0, 10.0), "policy.grid": 4, "trainable": "cost_head", "bc.folder": "demos", "bc.steps": 5},
+     "demonstrations"),
 ])
 def test_bad_cost_training_settings_are_refused_by_name(kw, message):
     with pytest.raises(ValueError, match=message):
         configure(PolicyTrainConfig, kw)
+
+
+def test_stage_3_refuses_costs():
     with pytest.raises(ValueError, match="stage 3 trains without costs"):
         configure(E2EConfig, {"design.costs": (1.0, 10.0)})
 
@@ -199,3 +206,20 @@ def test_cost_training_settings_from_the_command_line():
                            "test")
     assert cfg.design.costs == (1, 10) and cfg.trainable == "cost_head"
     assert config_from_argv(PolicyTrainConfig, ["--design.costs", "none"], "test").design.costs is None
+
+
+def test_pairs_per_unit_cost_do_not_depend_on_the_units(pair):
+    """An experiment that may set two variables is chosen the same with costs in any units (here 1e8
+    times apart: without reading them per mean cost, every pair's EI per unit cost fell under the
+    floor and the choice changed): the
+    world model's partner is per unit of the mean cost (as in training)."""
+    from acbo.bench.runner import make_problem
+
+    p = make_problem("test-joint", 2)
+    base = {name: 1.0 + i for i, name in enumerate(p.settable)}
+    asked = []
+    for scale in (1.0, 1e8):
+        opt = CausalOptimizer(p.frame, target="Y", method="amortized", seed=0, domains=p.domains,
+                              intervenable=p.settable, max_set=2, costs={k: v * scale for k, v in base.items()})
+        asked.append([dict(opt.ask(3)[i]) for i in range(3)])
+    assert asked[0] == asked[1]

@@ -8,7 +8,8 @@ in the last experiment measured, or its observational mean before any (:func:`pr
 Costs are in the user's units (money, hours); a campaign's budget may be given in them
 (``CausalOptimizer(budget_cost=)``). Methods that read costs choose per unit cost: the amortized
 policy's probabilities and Thompson sampling's sampled gains are divided by each action's cost, as
-expected improvement per unit cost divides EI (Snoek et al., 2012).
+expected improvement per unit cost divides EI (Snoek et al., 2012); a policy with a cost head
+(:attr:`acbo.policy.model.PolicyConfig.cost_head`) reads the costs and the budget left itself.
 """
 
 from __future__ import annotations

@@ -85,7 +85,9 @@ def campaign_features(c: CampaignBatch, marginals: torch.Tensor) -> tuple[torch.
 N_COST_FEATURES = 3
 """Features per grid cell of what setting it costs (see :func:`cost_features`)."""
 COST_FLOOR = 1e-3
-"""Relative costs are read from this many mean costs up (a free variable is not infinitely cheap)."""
+"""Relative costs are read from this many mean costs up (a free variable is not infinitely cheap;
+the cost head's per-unit term reads the same floor, so a variable over a thousand times cheaper than
+the mean weighs as a thousand times cheaper)."""
 
 
 def cost_features(cost: torch.Tensor, valid: torch.Tensor, allowance: torch.Tensor, steps_left: torch.Tensor

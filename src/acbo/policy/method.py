@@ -187,8 +187,9 @@ class Amortized(Method):
     def _cost_input(self, c: CampaignBatch, buffer: Buffer) -> torch.Tensor | None:
         """What each grid cell costs as a policy with a cost head reads it (1 x D x K x 3,
         :func:`acbo.policy.features.cost_features`: against the allowance, or without a budget in
-        cost units what the steps left buy); None without costs or without a cost head."""
-        if self.problem.costs is None or not self.policy.cfg.cost_head:
+        cost units what the steps left buy); None without costs, without a cost head, or with
+        ``cost_rule="ei"`` (which reads the costs itself)."""
+        if self.problem.costs is None or not self.policy.cfg.cost_head or self.cost_rule != "policy":
             return None
         cost = self._cell_costs(c.low.float(), c.high.float(), self.policy.cfg.grid, buffer)
         valid = c.intervenable & c.var_mask & ~c.target
@@ -282,10 +283,10 @@ class Amortized(Method):
         ends in the pending experiments' believed rows), the policy reads them as measured and
         its draw avoids their (variable, grid cell) pairs (:attr:`Method.pending`): a batch never puts two experiments in
         one cell of the policy's grid. With costs (``problem.costs``; each cell at its centre's cost,
-        within the allowance) the policy's probabilities are divided by the costs
-        (``cost_rule="policy"``), or the variable is the one with the most expected improvement per
-        unit cost (:func:`acbo.policy.decide.per_unit_cost`) and the policy chooses its value
-        (``cost_rule="ei"``)."""
+        within the allowance) the policy's probabilities are divided by the costs, or a policy with
+        a cost head reads them itself (``cost_rule="policy"``), or the variable is the one with the
+        most expected improvement per unit cost (:func:`acbo.policy.decide.per_unit_cost`) and the
+        policy, not told the costs, chooses its value (``cost_rule="ei"``)."""
         c = self._campaign(buffer)
         x, dist = self._decide(c, buffer)
         if not buffer.believed and self.batch == "distinct":
@@ -413,8 +414,8 @@ class Amortized(Method):
     def _restricted(self, x, dist, buffer: Buffer, pending: list[dict[int, float]], first: torch.Tensor | None = None):
         """``dist`` away from the cells of the ``pending`` experiments' members, on the variables
         ``first`` (D bool, optional: those that may lead an experiment) and, with costs, on the
-        variable of most expected improvement per unit cost among them or reweighted by cost (see
-        :meth:`ask`)."""
+        variable of most expected improvement per unit cost among them, or reweighted by cost, or
+        (a policy that read the costs) within the allowance (see :meth:`ask`)."""
         p = self.problem
         if first is not None:
             dist = dist.restricted(first[None, :, None].expand_as(dist.logits))
@@ -429,7 +430,7 @@ class Amortized(Method):
             cost = self._cell_costs(dist.low, dist.high, dist.logits.shape[2], buffer)
             if self.cost_rule == "ei":
                 dist = dist.restricted(per_unit_cost(x, cost, self.allowance))
-            elif self.policy.cfg.cost_head:  # the policy read the costs: only what the allowance pays for
+            elif self.policy.cfg.cost_head:  # the policy read the costs (_cost_input): only the allowance
                 dist = dist.restricted(cost <= self.allowance)
             else:  # the policy's own probabilities per unit cost
                 dist = dist.reweighted(torch.where(cost <= self.allowance, -torch.log(cost.clamp_min(1e-300)),
@@ -459,14 +460,16 @@ class Amortized(Method):
         """The partner logits (1 x DK x (DK + 1), :func:`acbo.policy.sets.pair_logits`) of a
         decision on ``buffer`` (``c`` its campaign; the policy's input ``x`` and distribution
         ``dist``): pairs already measured scored by the world model conditioned on them
-        (:meth:`_measured_pairs`, as :meth:`predict_set`), per unit cost with costs, a pair beyond
-        the allowance left out."""
+        (:meth:`_measured_pairs`, as :meth:`predict_set`), per unit cost with costs (in mean costs
+        of a valid cell, as in training: the same choice whatever the units), a pair beyond the
+        allowance left out."""
         p = self.problem
         pair_ok, single_ok = self._allowed_pairs
         cost = self._cell_costs(dist.low, dist.high, dist.logits.shape[2], buffer) if p.costs is not None else None
         mean, std, pair_mean, pair_var, best = world_pairs(x)
         best = self._measured_pairs(c, buffer, pair_mean, pair_var, best)
-        logits = pair_logits(mean, std, pair_mean, pair_var, best, pair_ok[None], single_ok[None], cost=cost)
+        relative = None if cost is None else cost / cost[x.valid[..., None].expand_as(cost)].mean().clamp_min(1e-300)
+        logits = pair_logits(mean, std, pair_mean, pair_var, best, pair_ok[None], single_ok[None], cost=relative)
         if cost is not None:  # a pair beyond the allowance is not drawn
             too_dear = (cost.reshape(1, -1, 1) + cost.reshape(1, 1, -1)) > self.allowance               # 1 x DK x DK
             logits[..., :-1] = logits[..., :-1].masked_fill(too_dear, float("-inf"))

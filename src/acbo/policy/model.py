@@ -69,8 +69,8 @@ class PolicyConfig:
     experiment that may set two variables (:class:`acbo.policy.sets.SetActionDist`): the
     policy's say in whether a first member in that cell is set alone. It starts at zero (the
     world model's rule); trained with set actions (``design.max_set = 2``), where each variable set
-    costs a unit of reward (``rewards.cost``): deployed with costs of the user's, the partner's
-    expected improvement is per unit of those besides. Needs ``grid``."""
+    costs a unit of reward (``rewards.cost``; with ``design.costs`` its cost over the mean): with
+    costs, the partner's expected improvement is per unit of cost besides. Needs ``grid``."""
     cost_head: bool = False
     """The policy reads what each grid cell costs (:func:`acbo.policy.features.cost_features`: its
     cost against the mean, its share of what may still be spent, what the rest buys): where costs

@@ -119,7 +119,11 @@ class GroupDesign:
     """Unequal costs of the settable variables, log-uniform in [low, high], drawn per campaign from
     the train stream (:meth:`Env.with_costs`): the policy reads them (a cost head is added to a
     policy that has none, :meth:`Policy.with_cost_head`) and the reward's cost term is an
-    experiment's cost over the campaign's mean cost (``rewards.cost``). None: no costs."""
+    experiment's cost over the campaign's mean cost (``rewards.cost``). Fixed costs only, and no
+    budget in cost units: what a campaign may still spend is what its remaining steps buy at the
+    mean cost (as a deployed budget reads, :meth:`acbo.policy.method.Amortized._campaign`); costs
+    per unit moved are read in deployment by a head that never saw them vary between cells. None:
+    no costs."""
 
     def __post_init__(self):
         if len(self.horizon) != 2 or not 1 <= self.horizon[0] <= self.horizon[1]:
@@ -130,7 +134,10 @@ class GroupDesign:
             raise ValueError(f"group_size must be >= 2, got {self.size}")
         if self.max_set not in (1, 2):
             raise ValueError(f"design.max_set must be 1 or 2 (experiments of one or two variables), got {self.max_set!r}")
-        if self.costs is not None and not (len(self.costs) == 2 and 0 < self.costs[0] <= self.costs[1] < float("inf")):
+        if self.costs is not None and not (isinstance(self.costs, tuple) and len(self.costs) == 2
+                                           and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in self.costs)
+                                           and 0 < self.costs[0] <= self.costs[1] < float("inf")):
             raise ValueError(f"design.costs must be (low, high) with 0 < low <= high, got {self.costs!r}")
 
 

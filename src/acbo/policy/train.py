@@ -121,7 +121,7 @@ class PolicyTrainConfig:
     trainable: str = "all"
     """Which weights GRPO updates (:data:`TRAINABLE`): ``all``, or ``cost_head`` only (with
     ``design.costs``: the rest of the policy, and so every decision without costs, stays the
-    starting policy's)."""
+    starting policy's; a stop head added for set actions stays at zero)."""
     DERIVED: ClassVar[tuple[str, ...]] = ("policy.token_dim",)
     """Settings the trainer sets (the surrogate's width): not on the command line."""
     LEGACY: ClassVar[dict] = {
@@ -158,6 +158,9 @@ class PolicyTrainConfig:
             raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if self.trainable == "cost_head" and self.design.costs is None:
             raise ValueError("trainable 'cost_head' trains the head that reads costs: it needs design.costs")
+        if self.trainable == "cost_head" and (self.bc.steps > 0 or self.update.bc_coef > 0):
+            raise ValueError("trainable 'cost_head' trains only the head that reads costs, which the expert's "
+                             "demonstrations (without costs) do not reach: leave bc.steps and update.bc_coef at 0")
         if self.design.costs is not None and not self.init_policy and not self.policy.grid:
             raise ValueError("design.costs are read on the world model's grid: give policy.grid >= 2, or an "
                              "init_policy that has a grid")
