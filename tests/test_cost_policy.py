@@ -209,10 +209,10 @@ def test_cost_training_settings_from_the_command_line():
 
 
 def test_pairs_per_unit_cost_do_not_depend_on_the_units(pair):
-    """An experiment that may set two variables is chosen the same with costs in any units (here 1e8
-    times apart: without reading them per mean cost, every pair's EI per unit cost fell under the
-    floor and the choice changed): the
-    world model's partner is per unit of the mean cost (as in training)."""
+    """An experiment that may set two variables is chosen the same with costs in any units: the
+    world model's partner is per unit of the mean cost, as in training (here costs 1e8 times
+    apart; read in the user's units, every pair's EI per unit cost fell under the floor and the
+    choice changed)."""
     from acbo.bench.runner import make_problem
 
     p = make_problem("test-joint", 2)
