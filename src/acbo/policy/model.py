@@ -76,8 +76,8 @@ class PolicyConfig:
     cost against the mean, its share of what may still be spent, what the rest buys): where costs
     are given, each cell's probability is divided by its cost to a learned power (starting at 1:
     Snoek et al.'s per-unit rule) and a learned term of the cell's token and its cost features,
-    which starts at zero, is added to its logit (:class:`CostHead`). Without costs the head is not read, so the policy acts as it does without it.
-    Trained with ``design.costs``. Needs ``grid``."""
+    which starts at zero, is added to its logit (:class:`CostHead`). Without costs the head is not
+    read, so the policy acts as it does without it. Trained with ``design.costs``. Needs ``grid``."""
 
     def __post_init__(self):
         from acbo.surrogate.world import WORLDS
