@@ -20,19 +20,5 @@ OUT=${1:?output folder}
 MINUTES=${2:-50}
 DEVICE=${3:-cpu}
 shift $(( $# < 3 ? $# : 3 ))
-SIZE=${SIZE:-full}
-PY=${PY:-python}
-HERE=$(cd "$(dirname "$0")/.." && pwd)
-ARGS=(--init-policy "$HERE/src/acbo/checkpoints/policy.pt" --data.families train-broad,train-shapes --run.steps 100000
-      --design.costs 1,10 --trainable cost_head --rewards.cost 0.1 --optim.lr 3e-3
-      --val.family train-broad --val.horizon 10 --run.eval-every 20)
-if [ "$SIZE" = tiny ]; then
-  ARGS+=(--run.batch-size 4 --design.size 4 --design.horizon 3,3 --val.campaigns 4 --val.horizon 3 --run.eval-every 2
-         --rewards.mc 32)
-elif [ "$DEVICE" = cpu ]; then
-  ARGS+=(--run.batch-size 16 --design.size 8 --design.horizon 10,12 --val.campaigns 32)
-else
-  ARGS+=(--run.batch-size 64 --design.size 8 --design.horizon 10,12 --update.minibatch 1024 --val.campaigns 64)
-fi
-export PYTHONUNBUFFERED=1
-"$PY" -m acbo.policy.train --run.out "$OUT" --run.max-minutes "$MINUTES" --run.device "$DEVICE" "${ARGS[@]}" "$@"
+exec bash "$(dirname "$0")/finetune_policy.sh" "$OUT" "$MINUTES" "$DEVICE" --data.families train-broad,train-shapes --design.costs 1,10 --trainable cost_head \
+  --rewards.cost 0.1 --optim.lr 3e-3 --val.family train-broad -- "$@"

@@ -18,19 +18,5 @@ OUT=${1:?output folder}
 MINUTES=${2:-60}
 DEVICE=${3:-cpu}
 shift $(( $# < 3 ? $# : 3 ))
-SIZE=${SIZE:-full}
-PY=${PY:-python}
-HERE=$(cd "$(dirname "$0")/.." && pwd)
-ARGS=(--init-policy "$HERE/src/acbo/checkpoints/policy.pt" --data.families train-joint --run.steps 100000
-      --design.max-set 2 --rewards.cost 0.02 --optim.lr 1e-4 --update.entropy-coef 0.003
-      --val.family train-joint --val.horizon 10 --run.eval-every 20)
-if [ "$SIZE" = tiny ]; then
-  ARGS+=(--run.batch-size 4 --design.size 4 --design.horizon 3,3 --val.campaigns 4 --val.horizon 3 --run.eval-every 2
-         --rewards.mc 32)
-elif [ "$DEVICE" = cpu ]; then
-  ARGS+=(--run.batch-size 16 --design.size 8 --design.horizon 10,12 --val.campaigns 32)
-else
-  ARGS+=(--run.batch-size 64 --design.size 8 --design.horizon 10,12 --update.minibatch 1024 --val.campaigns 64)
-fi
-export PYTHONUNBUFFERED=1
-"$PY" -m acbo.policy.train --run.out "$OUT" --run.max-minutes "$MINUTES" --run.device "$DEVICE" "${ARGS[@]}" "$@"
+exec bash "$(dirname "$0")/finetune_policy.sh" "$OUT" "$MINUTES" "$DEVICE" --data.families train-joint --design.max-set 2 --rewards.cost 0.02 --optim.lr 1e-4 \
+  --update.entropy-coef 0.003 --val.family train-joint -- "$@"
