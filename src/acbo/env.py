@@ -48,6 +48,12 @@ class Env:
     costs: torch.Tensor | None = None
     """B x d: what setting each variable costs in an experiment (0 for those that cannot be set;
     :meth:`with_costs`), None: experiments cost nothing of their own."""
+    budget: torch.Tensor | None = None
+    """B: what each campaign may spend in all, in its cost units (:meth:`with_budget`); None: no
+    budget in cost units (a campaign runs its ``horizon`` experiments)."""
+    spent: torch.Tensor | None = None
+    """B: what each campaign has spent (with a budget; experiments made after its budget ran out,
+    which the batch runs on with the others, are not paid and do not count)."""
 
     @classmethod
     def reset(cls, scm: SCM, n_obs: int, horizon: int, generator: torch.Generator, n_mc: int = 256,
@@ -79,6 +85,33 @@ class Env:
         c = torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
         return dataclasses.replace(self, costs=torch.where(self.settable, c, torch.zeros_like(c)))
 
+    def with_budget(self, mean_costs: float, cap: int) -> "Env":
+        """These campaigns (with costs) with a budget of ``mean_costs`` times their settable
+        variables' mean cost, nothing spent yet: each runs until what is left pays for no settable
+        variable (:meth:`live`), at most ``cap`` experiments in all (the new ``horizon``)."""
+        if self.costs is None:
+            raise ValueError("a budget in cost units needs costs: call with_costs first")
+        if not (math.isfinite(mean_costs) and mean_costs > 0) or isinstance(cap, bool) or not isinstance(cap, int) \
+                or cap < self.step_count + 1:
+            raise ValueError(f"a budget needs mean_costs > 0 and a cap above the {self.step_count} experiments made, "
+                             f"got {mean_costs!r} and {cap!r}")
+        s = self.settable.to(self.costs.dtype)
+        mean = (self.costs * s).sum(1) / s.sum(1).clamp_min(1)                                    # B
+        return dataclasses.replace(self, budget=mean_costs * mean, spent=torch.zeros_like(mean), horizon=cap)
+
+    def allowance(self) -> torch.Tensor:
+        """B: what each campaign may still spend (inf without a budget)."""
+        if self.budget is None:
+            return torch.full((self.B,), math.inf, dtype=torch.float64, device=self.values.device)
+        return self.budget - self.spent
+
+    def live(self) -> torch.Tensor:
+        """B bool: the campaigns that may run another experiment (without a budget, all of them;
+        with one, those whose allowance pays for some settable variable)."""
+        if self.budget is None:
+            return torch.ones(self.B, dtype=torch.bool, device=self.values.device)
+        return (self.settable & (self.costs <= self.allowance()[:, None] * (1 + 1e-9))).any(1)
+
     @property
     def settable(self) -> torch.Tensor:
         """B x d: the variables an experiment may set (intervenable, not the target)."""
@@ -103,9 +136,17 @@ class Env:
         return self.scm.d
 
     def campaign(self) -> CampaignBatch:
-        """The campaigns as a policy sees them (raw rows, domains, step and budget)."""
-        return CampaignBatch.of_rows(self.values, self.intervened, self.scm.target, self.low, self.high, self.step_count,
-                                self.horizon, self.intervenable)
+        """The campaigns as a policy sees them (raw rows, domains, step and budget; with a budget in
+        cost units, the horizon is the experiments made plus what the allowance buys at the mean
+        cost, at least one, as a deployed campaign with ``budget_cost`` reads it)."""
+        c = CampaignBatch.of_rows(self.values, self.intervened, self.scm.target, self.low, self.high, self.step_count,
+                                  self.horizon, self.intervenable)
+        if self.budget is None:
+            return c
+        s = self.settable.to(self.costs.dtype)
+        mean = (self.costs * s).sum(1) / s.sum(1).clamp_min(1)                                    # B
+        buys = torch.round(self.allowance() / mean.clamp_min(1e-12)).clamp_min(1).to(c.horizon.dtype)
+        return dataclasses.replace(c, horizon=c.step + buys)
 
     def training_batch(self) -> TrainingBatch:
         """The rows collected so far as a surrogate training batch, labelled with the true parents:
@@ -147,7 +188,13 @@ class Env:
         return e_y
 
     def append(self, rows: torch.Tensor, mask: torch.Tensor, e_y: torch.Tensor) -> None:
-        """Add measured rows (B x 1 x d) with their do_mask and E[Y | do] (B)."""
+        """Add measured rows (B x 1 x d) with their do_mask and E[Y | do] (B). With a budget, the
+        campaigns :meth:`live` before the rows pay for the variables set (``mask``) and count
+        E[Y | do]; the others' rows are kept (the batch moves together) but count for nothing."""
+        if self.budget is not None:
+            live = self.live()
+            self.spent = self.spent + torch.where(live, (self.costs * mask[:, 0].to(self.costs.dtype)).sum(1), 0.0)
+            e_y = torch.where(live, e_y, torch.full_like(e_y, math.inf))
         self.values = torch.cat([self.values, rows], dim=1)
         self.intervened = torch.cat([self.intervened, mask], dim=1)
         self.best = torch.minimum(self.best, e_y)
@@ -160,4 +207,4 @@ class Env:
         rep = lambda t: t[idx]
         return Env(self.scm[idx], rep(self.values), rep(self.intervened), rep(self.low), rep(self.high),
                    rep(self.intervenable), rep(self.y_obs), rep(self.y_scale), rep(self.best), self.horizon, self.step_count,
-                   self.n_mc, None if self.costs is None else rep(self.costs))
+                   self.n_mc, *(None if t is None else rep(t) for t in (self.costs, self.budget, self.spent)))

@@ -26,6 +26,9 @@ from acbo.policy.sets import SetActionDist, set_action, set_log_prob
 from acbo.surrogate import Belief, Surrogate
 
 MODES = ("candidates", "trajectory")
+BUDGET_CAP = 3
+"""A campaign with a budget in cost units (``design.budget``) makes at most this many times its
+horizon T of experiments, however cheap they are."""
 REGRET_GAP = 1e-3
 """A campaign's regret counts in :func:`play` when not intervening is this many of Y's observational
 stds above the optimum (below, the normalised regret divides noise by noise)."""
@@ -39,7 +42,9 @@ class Step:
     (variable, position in the domain, value; the first was carried out), B x k x 2 for set
     actions; members: B x k variables each sets (set actions; None otherwise); e_y: B x k
     E[Y | do] of each; rows/mask: B x k x d one simulated outcome of each; best: B, the best
-    E[Y | do] before this step; belief: the surrogate's belief before this step."""
+    E[Y | do] before this step; belief: the surrogate's belief before this step; with a budget in
+    cost units (:attr:`Env.budget`): live, B, the campaigns whose budget paid for this step, and
+    allowed, B x D x K, the cells the draw was restricted to (those the allowance pays for)."""
 
     x: PolicyInput
     dist: ActionDist | GridActionDist | SetActionDist
@@ -52,6 +57,8 @@ class Step:
     best: torch.Tensor
     belief: Belief
     members: torch.Tensor | None = None
+    live: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
 
     def log_prob(self) -> torch.Tensor:
         """The log-probabilities of the sampled actions under the distribution they came from, B x k."""
@@ -67,7 +74,11 @@ def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, 
     variables: 1, or 2 with the set action), evaluate and simulate each, carry out the first
     (appended to ``env``). Returns the step and the belief after it."""
     x, dist = decide(policy, env.campaign(), belief, surrogate, cost=training_cost_features(env, policy.cfg.grid))
-    members = None
+    members = live = allowed = None
+    if env.budget is not None:  # the draw within the allowance, as deployed (a spent campaign's step counts for nothing)
+        live = env.live()
+        allowed = affordable(env, dist.logits.shape[2])
+        dist = dist.restricted(allowed)
     if max_set == 2:
         dist = set_action(dist, x)
         var, u, members = dist.sample(generator, k)                                          # B x k x 2, B x k x 2, B x k
@@ -76,25 +87,32 @@ def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, 
     value = dist.value(var, u)
     e_y = env.expected(var, value)                                                           # B x k
     rows, mask = env.outcomes(var, value, generator)                                         # B x k x d
-    step = Step(x, dist, var, u, value, e_y, rows, mask, env.best, belief, members)
+    step = Step(x, dist, var, u, value, e_y, rows, mask, env.best, belief, members, live, allowed)
     env.append(rows[:, :1], mask[:, :1], e_y[:, 0])
     return step, belief.add(surrogate, rows[:, :1], mask[:, :1])
 
 
 def training_cost_features(env: Env, K: int) -> torch.Tensor | None:
     """What each grid cell costs in simulated campaigns with costs (:attr:`Env.costs`; None
-    without): each variable's fixed cost in all K cells, and no budget in cost units: what is
-    left is what the campaign's remaining steps buy at the mean cost
-    (:func:`acbo.policy.features.cost_features`)."""
+    without): each variable's fixed cost in all K cells, against the allowance left with a budget
+    in cost units (:attr:`Env.budget`), or without one what the campaign's remaining steps buy at
+    the mean cost (:func:`acbo.policy.features.cost_features`)."""
     if env.costs is None:
         return None
     if not K:
         raise ValueError("costs are read on the world model's grid: the policy needs grid >= 2")
     B, d = env.costs.shape
     cell = env.costs[:, :, None].expand(B, d, K)                                              # B x d x K
-    inf = torch.full((B,), float("inf"), dtype=cell.dtype, device=cell.device)
     left = torch.full((B,), float(env.horizon - env.step_count), dtype=cell.dtype, device=cell.device)
-    return cost_features(cell, env.settable, inf, left)
+    return cost_features(cell, env.settable, env.allowance(), left)
+
+
+def affordable(env: Env, K: int) -> torch.Tensor:
+    """B x d x K: the grid cells each campaign's allowance pays for (every cell of a campaign whose
+    budget is spent: its draw counts for nothing, and must not be empty)."""
+    ok = env.costs <= env.allowance()[:, None] * (1 + 1e-9)                                      # B x d
+    ok = ok | ~env.live()[:, None]
+    return ok[:, :, None].expand(-1, -1, K)
 
 
 @dataclass(frozen=True)
@@ -121,9 +139,15 @@ class GroupDesign:
     policy that has none, :meth:`Policy.with_cost_head`) and the reward's cost term is an
     experiment's cost over the campaign's mean cost (``rewards.cost``). Fixed costs only, and no
     budget in cost units: what a campaign may still spend is what its remaining steps buy at the
-    mean cost (as a deployed budget reads, :meth:`acbo.policy.method.Amortized._campaign`); costs
-    per unit moved are read in deployment by a head that never saw them vary between cells. None:
-    no costs."""
+    mean cost (as a deployed budget reads, :meth:`acbo.policy.method.Amortized._campaign`) unless
+    ``budget``; costs per unit moved are read in deployment by a head that never saw them vary
+    between cells. None: no costs."""
+    budget: bool = False
+    """With costs, campaigns that end when their budget is spent: a campaign of horizon T may spend
+    T times its settable variables' mean cost, draws only what its allowance pays for, reads that
+    allowance (as deployed with ``budget_cost``), and runs until it pays for no settable variable,
+    at most BUDGET_CAP x T experiments. A cheaper experiment buys more of them, which only the
+    trajectory's return sees: needs ``mode = 'trajectory'`` (experiments of one variable)."""
 
     def __post_init__(self):
         if len(self.horizon) != 2 or not 1 <= self.horizon[0] <= self.horizon[1]:
@@ -139,6 +163,10 @@ class GroupDesign:
                                                    for v in self.costs)
                                            and 0 < self.costs[0] <= self.costs[1] < float("inf")):
             raise ValueError(f"design.costs must be (low, high) with 0 < low <= high, got {self.costs!r}")
+        if self.budget and (self.costs is None or self.mode != "trajectory" or self.max_set != 1):
+            raise ValueError("design.budget needs design.costs, design.mode 'trajectory' (what a cheaper experiment "
+                             "buys shows only in a trajectory's return) and design.max_set 1, got "
+                             f"costs={self.costs!r}, mode={self.mode!r}, max_set={self.max_set!r}")
 
 
 @dataclass(frozen=True)
@@ -161,9 +189,10 @@ class PlayValidation:
 class Rollout:
     """Decisions collected in one iteration: inputs (M states), actions var/u M x K (M x K x 2 for
     set actions), their logp under the rollout policy M x K, advantages M x K, informative M
-    (non-degenerate group); for set actions the members M x K and the partner logits each
-    action's members drew from, M x K x 2 x (DK + 1) (the world model's, fixed: only the
-    policy's part, the first member and the stop bias, changes in an update)."""
+    (non-degenerate group, and with a budget a decision its campaign paid for); for set actions
+    the members M x K and the partner logits each action's members drew from, M x K x 2 x (DK + 1)
+    (the world model's, fixed: only the policy's part, the first member and the stop bias, changes
+    in an update); with a budget the cells each draw was restricted to, M x D x K."""
 
     x: PolicyInput
     var: torch.Tensor
@@ -173,10 +202,14 @@ class Rollout:
     informative: torch.Tensor
     members: torch.Tensor | None = None
     partner_rows: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
 
     def log_prob(self, dist: GridActionDist | ActionDist, idx: torch.Tensor) -> torch.Tensor:
         """The log-probabilities (|idx| x K) of decisions ``idx``'s actions under ``dist``, the
-        distribution a policy gives their inputs (for set actions, with their partner logits)."""
+        distribution a policy gives their inputs (for set actions, with their partner logits; with
+        a budget, restricted to the cells the allowance paid for)."""
+        if self.allowed is not None:
+            dist = dist.restricted(self.allowed[idx])
         if self.partner_rows is None:
             return dist.log_prob(self.var[idx], self.u[idx])
         return set_log_prob(dist, self.partner_rows[idx], self.var[idx], self.u[idx], self.members[idx])
@@ -193,13 +226,17 @@ def step_rewards(step: Step, env: Env, parents: torch.Tensor) -> dict[str, torch
 def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign, weights: dict[str, float],
             generator: torch.Generator) -> tuple[Rollout, dict[str, torch.Tensor]]:
     """Run the campaigns of ``env`` (already repeated G times for trajectory groups) for their
-    T steps; returns the decisions with advantages and the reward components (T x B x K each)."""
-    G, T = design.size, env.horizon
+    T steps (with a budget, until every campaign's budget is spent, at most its horizon: a step
+    after a campaign's budget ran out has no reward and no update); returns the decisions with
+    advantages and the reward components (T x B x K each)."""
+    G = design.size
     K = G if design.mode == "candidates" else 1
     parents = env.scm.parents()
     belief = Belief.of(surrogate, env.campaign())
     steps, rewards, comps_log = [], [], {}
-    for _ in range(T):
+    for _ in range(env.horizon - env.step_count):
+        if not env.live().any():
+            break
         step, after = policy_step(policy, surrogate, env, belief, generator, K, design.max_set)
         comps = step_rewards(step, env, parents)
         var_mask = step.x.var_mask
@@ -209,12 +246,15 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
                 comps["info_gain"] = information_gain(belief.marginals[:, None], cand, var_mask[:, None])
         else:
             comps["info_gain"] = information_gain(belief.marginals, after.marginals, var_mask)[:, None]
+        if step.live is not None:
+            comps = {key: v * step.live[:, None].to(v.dtype) for key, v in comps.items()}
         rewards.append(combine(comps, weights))
         for key, v in comps.items():
             comps_log.setdefault(key, []).append(v)
         steps.append(step)
         belief = after
     R = torch.stack(rewards)                                                                   # T x B x K
+    T = R.shape[0]
     if design.mode == "candidates":
         adv, informative = group_advantages(R.reshape(-1, G), design.scale_by_std)            # T*B x G
         adv, informative = adv.reshape(T, -1, G), informative.reshape(T, -1)                  # T x B x G, T x B
@@ -223,12 +263,15 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
         adv, informative = group_advantages(ret, design.scale_by_std)
         adv = adv.reshape(1, -1, 1).expand(T, -1, 1)                                           # T x BG x 1
         informative = informative.repeat_interleave(G).expand(T, -1)                           # T x BG
+        if env.budget is not None:
+            informative = informative & torch.stack([s.live for s in steps])                   # T x BG
     sets = design.max_set > 1
     out = Rollout(PolicyInput.cat([s.x for s in steps]), torch.cat([s.var for s in steps]),
                   torch.cat([s.u for s in steps]), torch.cat([s.log_prob() for s in steps]),
                   adv.reshape(-1, adv.shape[-1]), informative.reshape(-1),
                   torch.cat([s.members for s in steps]) if sets else None,
-                  torch.cat([s.dist.rows(s.var, s.u) for s in steps]) if sets else None)
+                  torch.cat([s.dist.rows(s.var, s.u) for s in steps]) if sets else None,
+                  torch.cat([s.allowed for s in steps]) if env.budget is not None else None)
     return out, {key: torch.stack(v) for key, v in comps_log.items()}
 
 
@@ -243,23 +286,36 @@ def play(policy: Policy, surrogate: Surrogate, env: Env, y_star: torch.Tensor, g
     std: elsewhere the ratio is Monte Carlo noise over nothing; NaN if there is none), and the
     fraction of steps on true parents (for sets, of the members; and the share of experiments
     that set two, ``val_pair_frac``; with costs, the mean cost of an experiment over the mean cost
-    of a variable, ``val_spend``). ``env`` itself is left as it was."""
+    of a variable, ``val_spend``; with a budget, ``val_experiments``, how many it bought: the
+    campaigns run until their budgets are spent, regret at T is at that end, and the step means
+    are over the experiments paid for). ``env`` itself is left as it was."""
     env = copy.copy(env)
     parents = env.scm.parents()
     gap = env.y_obs - y_star                                                                   # B
     ok = gap > REGRET_GAP * env.y_scale
     belief = Belief.of(surrogate, env.campaign())
-    regrets, hits, pairs, spend = [], [], [], []
+    regrets, hits, pairs, spend, paid = [], [], [], [], []
     for _ in range(env.horizon - env.step_count):
+        if not env.live().any():
+            break
         step, belief = policy_step(policy, surrogate, env, belief, generator, 1, max_set)
         regrets.append((env.best - y_star) / gap.clamp_min(1e-12))
         hits.append(parent_hit(step.var, parents)[:, 0])
         pairs.append(torch.zeros_like(hits[-1]) if step.members is None else (step.members[:, 0] == 2).float())
         spend.append(-experiment_cost(step.var, env.relative_costs(), step.members)[:, 0])
+        paid.append(torch.ones_like(hits[-1]) if step.live is None else step.live.float())
     r = torch.stack(regrets)[:, ok]                                                            # T x (campaigns that count)
+    w = torch.stack(paid)                                                                      # T x B
+
+    def mean(v: list[torch.Tensor] | torch.Tensor, weight: torch.Tensor = w) -> float:
+        """The mean over the experiments paid for (all of them without a budget)."""
+        v = torch.stack(v) if isinstance(v, list) else v
+        return float(v.mean()) if env.budget is None else float((v * weight).sum() / weight.sum())
+
     counted = int(ok.sum())
     return {"val_regret_T": float(r[-1].mean()) if counted else float("nan"),
-            "val_regret_mean": float(r.mean()) if counted else float("nan"),
-            "val_parent_frac": float(torch.stack(hits).mean()), "val_counted": counted,
-            **({"val_pair_frac": float(torch.stack(pairs).mean())} if max_set > 1 else {}),
-            **({"val_spend": float(torch.stack(spend).mean())} if env.costs is not None else {})}
+            "val_regret_mean": mean(r, w[:, ok]) if counted else float("nan"),
+            "val_parent_frac": mean(hits), "val_counted": counted,
+            **({"val_pair_frac": mean(pairs)} if max_set > 1 else {}),
+            **({"val_spend": mean(spend)} if env.costs is not None else {}),
+            **({"val_experiments": float(w.sum(0).mean())} if env.budget is not None else {})}

@@ -53,7 +53,7 @@ from acbo.policy.bc import expert_agreement, load_demo_batch
 from acbo.policy.checkpoint import load_policy_checkpoint, read_policy_checkpoint, save_policy
 from acbo.policy.model import Policy, PolicyConfig
 from acbo.policy.rewards import RewardSettings, combine
-from acbo.policy.rollout import GroupDesign, PlayValidation, collect, play
+from acbo.policy.rollout import BUDGET_CAP, GroupDesign, PlayValidation, collect, play
 from acbo.policy.update import UpdateSettings, bc_step, grpo_update
 from acbo.scm import Draws, Family, resolve_family
 from acbo.scm.optimum import set_optimum
@@ -172,7 +172,7 @@ class PolicyTrainConfig:
 ADDED_LATER = {"data.shards": 1, "policy.grid": 0, "policy.world": "network", "run.log_every": 1, "policy.ff_mult": 2,
                "policy.token_dim": 64, "update.max_grad_norm": 1.0, "optim.weight_decay": 1e-4, "design.max_set": 1,
                "rewards.cost": 0.0, "policy.stop_head": False, "design.costs": None, "policy.cost_head": False,
-               "trainable": "all"}
+               "trainable": "all", "design.budget": False}
 """Settings that runs written before them lack, with the value those runs mean: such a run resumes."""
 PLACEMENT = ("parallel.workers", "parallel.backend", "parallel.address")
 """Settings of where a run's rollouts run: a resumed run may change them (the same rollouts)."""
@@ -191,6 +191,8 @@ def make_validation(cfg: PolicyTrainConfig) -> tuple[Env, torch.Tensor]:
     env = Env.from_family(fam, cfg.val.campaigns, fam.draw_n_obs(g), cfg.val.horizon, g, cfg.rewards.mc)
     if cfg.design.costs is not None:
         env = env.with_costs(*cfg.design.costs, g)
+    if cfg.design.budget:
+        env = env.with_budget(cfg.val.horizon, BUDGET_CAP * cfg.val.horizon)
     if cfg.design.max_set > 1:
         return env, set_optimum(env.scm, env.low, env.high, env.intervenable, cfg.design.max_set, n_mc=VAL_SET_MC).value
     return env, env.scm.optimum(env.low, env.high, intervenable=env.intervenable).value
@@ -230,6 +232,8 @@ def iteration_env(cfg: PolicyTrainConfig, it: int, shard: int = 0) -> tuple[Env,
     env = Env.from_family(fam, cfg.run.batch_size // cfg.data.shards, n_obs, T, g, cfg.rewards.mc)
     if cfg.design.costs is not None:
         env = env.with_costs(*cfg.design.costs, g)
+    if cfg.design.budget:
+        env = env.with_budget(T, BUDGET_CAP * T)
     if cfg.design.mode == "trajectory":
         env = env.repeat(cfg.design.size)
     return env, fam.name, T, g
@@ -293,8 +297,10 @@ def iteration_record(cfg: PolicyTrainConfig, shards: list[tuple], stats: dict, o
     B, d, fam, T = sum(sh[0] for sh in shards), shards[0][1], shards[0][2], shards[0][3]
     informative = torch.cat([sh[4].informative for sh in shards])
     comps = {k: torch.cat([sh[5][k].flatten() for sh in shards]) for k in shards[0][5]}
-    steps = B * T * (cfg.design.size if cfg.design.mode == "candidates" else 1)
-    rec = {"family": fam, "d": d, "T": T, **{k: v for k, v in stats.items() if k != "updates"},
+    steps = sum(sh[4].var.shape[0] * sh[4].var.shape[1] for sh in shards)                     # decisions x candidates
+    rec = {"family": fam, "d": d, "T": T, **({"steps_run": shards[0][4].var.shape[0] // shards[0][0]}
+                                             if cfg.design.budget else {}),
+           **{k: v for k, v in stats.items() if k != "updates"},
            "updates": stats["updates"], "zero_var_groups": float(1 - informative.float().mean()),
            "lr": opt.param_groups[0]["lr"], "env_steps_per_s": steps / t_roll, "seconds": time.perf_counter() - t0}
     total = combine(comps, cfg.rewards.weights())
