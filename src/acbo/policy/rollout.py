@@ -24,6 +24,7 @@ from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.policy.rewards import combine, experiment_cost, improvement, information_gain, outcome_gain, parent_hit
 from acbo.policy.sets import SetActionDist, set_action, set_log_prob
 from acbo.surrogate import Belief, Surrogate
+from acbo.surrogate.model import ContextMemo
 
 MODES = ("candidates", "trajectory")
 BUDGET_CAP = 3
@@ -69,11 +70,12 @@ class Step:
 
 @torch.no_grad()
 def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, generator: torch.Generator,
-                k: int = 1, max_set: int = 1) -> tuple[Step, Belief]:
+                k: int = 1, max_set: int = 1, memo: ContextMemo | None = None) -> tuple[Step, Belief]:
     """Decide in every campaign of ``env``, sample k actions (experiments of up to ``max_set``
     variables: 1, or 2 with the set action), evaluate and simulate each, carry out the first
-    (appended to ``env``). Returns the step and the belief after it."""
-    x, dist = decide(policy, env.campaign(), belief, surrogate, cost=training_cost_features(env, policy.cfg.grid))
+    (appended to ``env``). Returns the step and the belief after it. ``memo``: what the world
+    model keeps between the steps of these campaigns (:class:`acbo.surrogate.model.ContextMemo`)."""
+    x, dist = decide(policy, env.campaign(), belief, surrogate, memo, cost=training_cost_features(env, policy.cfg.grid))
     members = live = allowed = None
     if env.budget is not None:  # the draw within the allowance, as deployed (a spent campaign's step counts for nothing)
         live = env.live()
@@ -233,11 +235,12 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
     K = G if design.mode == "candidates" else 1
     parents = env.scm.parents()
     belief = Belief.of(surrogate, env.campaign())
+    memo = ContextMemo()
     steps, rewards, comps_log = [], [], {}
     for _ in range(env.horizon - env.step_count):
         if not env.live().any():
             break
-        step, after = policy_step(policy, surrogate, env, belief, generator, K, design.max_set)
+        step, after = policy_step(policy, surrogate, env, belief, generator, K, design.max_set, memo)
         comps = step_rewards(step, env, parents)
         var_mask = step.x.var_mask
         if design.mode == "candidates":
@@ -294,11 +297,12 @@ def play(policy: Policy, surrogate: Surrogate, env: Env, y_star: torch.Tensor, g
     gap = env.y_obs - y_star                                                                   # B
     ok = gap > REGRET_GAP * env.y_scale
     belief = Belief.of(surrogate, env.campaign())
+    memo = ContextMemo()
     regrets, hits, pairs, spend, paid = [], [], [], [], []
     for _ in range(env.horizon - env.step_count):
         if not env.live().any():
             break
-        step, belief = policy_step(policy, surrogate, env, belief, generator, 1, max_set)
+        step, belief = policy_step(policy, surrogate, env, belief, generator, 1, max_set, memo)
         regrets.append((env.best - y_star) / gap.clamp_min(1e-12))
         hits.append(parent_hit(step.var, parents)[:, 0])
         pairs.append(torch.zeros_like(hits[-1]) if step.members is None else (step.members[:, 0] == 2).float())

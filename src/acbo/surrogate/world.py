@@ -94,27 +94,35 @@ def _observed(batch: PaddedBatch, marginals: torch.Tensor, var: torch.Tensor, lo
     data do not reach): (est, var, est adjusted, var adjusted), V x L each, and the spread of Y
     about the unadjusted fit (V: what the other causes add when X_var is set, averaged over the
     points the data reach; NaN if none). Kept in the memo while the observational rows, the
-    variables, the domains and the adjustment sets are the same."""
+    variables, the domains and the adjustment sets are the same; the bandwidth and the unadjusted
+    reading, which do not read the adjustment sets, while the rest is (the same numbers as
+    computed afresh: a campaign's believed parents change more often than its observations)."""
     x, y, mask = _observations(batch)                                                      # B x R x D, B x R, B x R
     B, R, D = x.shape
     Q = var.shape[1]
     V = B * Q
     conf, conf_mask = _confounders(batch, marginals, var)                                  # B x Q x A each
-    key = (x, mask, batch.target, var, lo, width, ua, conf, conf_mask)
+    same = lambda old, new: all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(old, new))
+    key = (x, mask, batch.target, var, lo, width, ua)
+    plain = None
     if memo is not None and memo.observed is not None:
-        old, result = memo.observed
-        if all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(old, key)):
-            return result
+        old, old_conf, kept, result = memo.observed
+        if same(old, key):
+            if same(old_conf, (conf, conf_mask)):
+                return result
+            plain = kept
     xo = x.gather(2, var[:, None, :].expand(B, R, Q)).transpose(1, 2).reshape(V, R)      # V x R
     yo = y[:, None, :].expand(B, Q, R).reshape(V, R)
     mo = mask[:, None, :].expand(B, Q, R).reshape(V, R)
+    at = lo[:, None] + width[:, None] * ua                                                 # V x L
+    if plain is None:  # what does not read the adjustment sets
+        h0 = bandwidth(torch.ones_like(lo), mo.sum(1))
+        h = h0 * torch.tensor(OBS_BANDWIDTHS, dtype=h0.dtype, device=h0.device)[cv_bandwidth(xo, yo, mo, OBS_BANDWIDTHS)]
+        plain = (h, *local_linear(xo, yo, mo, at, h))
+    h, est, var_o, sigma2 = plain
     A = conf.shape[2]
     z = x.gather(2, conf.reshape(B, 1, Q * A).expand(B, R, Q * A)).reshape(B, R, Q, A)    # B x R x Q x A
     z = (z * conf_mask[:, None].to(z.dtype)).permute(0, 2, 1, 3).reshape(V, R, A)        # V x R x A
-    at = lo[:, None] + width[:, None] * ua                                                 # V x L
-    h0 = bandwidth(torch.ones_like(lo), mo.sum(1))
-    h = h0 * torch.tensor(OBS_BANDWIDTHS, dtype=h0.dtype, device=h0.device)[cv_bandwidth(xo, yo, mo, OBS_BANDWIDTHS)]
-    est, var_o, sigma2 = local_linear(xo, yo, mo, at, h)
     est_a, var_a, _ = local_linear(xo, adjusted(xo, yo, z, mo), mo, at, h)
     reached = var_o < FAR                                                                  # the same for both
     inflate = overlap(at, h)
@@ -122,7 +130,7 @@ def _observed(batch: PaddedBatch, marginals: torch.Tensor, var: torch.Tensor, lo
     spread = (sigma2 * reached).sum(1) / reached.sum(1)                                    # NaN where none
     result = (est, var_o, est_a, var_a, spread)
     if memo is not None:
-        memo.observed = (key, result)
+        memo.observed = (key, (conf, conf_mask), plain, result)
     return result
 
 
