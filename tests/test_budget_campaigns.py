@@ -99,7 +99,7 @@ def test_a_budget_rollout_draws_within_the_allowance_and_stops_a_spent_campaigns
         assert bool((cost[t][live[t]] <= (start - spent)[live[t]] + 1e-9).all())
         spent = spent + torch.where(live[t], cost[t], 0.0)
     assert torch.allclose(spent, env.spent) and bool((env.spent <= start + 1e-9).all())
-    assert not batch.informative.reshape(T, B)[~live].any()
+    assert torch.equal(batch.paid.reshape(T, B), live) and not batch.informative.reshape(T, B)[~live].any()
     assert bool((comps["improvement"][:, :, 0][~live] == 0).all())
     with torch.no_grad():
         logp = batch.log_prob(policy(batch.x), torch.arange(batch.var.shape[0]))

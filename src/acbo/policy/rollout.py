@@ -194,7 +194,8 @@ class Rollout:
     (non-degenerate group, and with a budget a decision its campaign paid for); for set actions
     the members M x K and the partner logits each action's members drew from, M x K x 2 x (DK + 1)
     (the world model's, fixed: only the policy's part, the first member and the stop bias, changes
-    in an update); with a budget the cells each draw was restricted to, M x D x K."""
+    in an update); with a budget the cells each draw was restricted to, M x D x K, and paid, M:
+    the decisions their campaign's budget paid for."""
 
     x: PolicyInput
     var: torch.Tensor
@@ -205,6 +206,7 @@ class Rollout:
     members: torch.Tensor | None = None
     partner_rows: torch.Tensor | None = None
     allowed: torch.Tensor | None = None
+    paid: torch.Tensor | None = None
 
     def log_prob(self, dist: GridActionDist | ActionDist, idx: torch.Tensor) -> torch.Tensor:
         """The log-probabilities (|idx| x K) of decisions ``idx``'s actions under ``dist``, the
@@ -274,7 +276,8 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
                   adv.reshape(-1, adv.shape[-1]), informative.reshape(-1),
                   torch.cat([s.members for s in steps]) if sets else None,
                   torch.cat([s.dist.rows(s.var, s.u) for s in steps]) if sets else None,
-                  torch.cat([s.allowed for s in steps]) if env.budget is not None else None)
+                  torch.cat([s.allowed for s in steps]) if env.budget is not None else None,
+                  torch.cat([s.live for s in steps]) if env.budget is not None else None)
     return out, {key: torch.stack(v) for key, v in comps_log.items()}
 
 

@@ -293,10 +293,13 @@ def iteration_record(cfg: PolicyTrainConfig, shards: list[tuple], stats: dict, o
                      t_roll: float, t0: float) -> dict:
     """The log record of one iteration from this process's shards (as :func:`rollout_shard` returns
     them): update statistics, reward components (mean, std), the share of zero-variance groups,
-    the learning rate and throughput."""
+    the learning rate and throughput (with a budget: the components and groups of the decisions
+    a budget paid for, and the steps the longest campaign ran, ``steps_run``)."""
     B, d, fam, T = sum(sh[0] for sh in shards), shards[0][1], shards[0][2], shards[0][3]
-    informative = torch.cat([sh[4].informative for sh in shards])
-    comps = {k: torch.cat([sh[5][k].flatten() for sh in shards]) for k in shards[0][5]}
+    informative = torch.cat([sh[4].informative if sh[4].paid is None else sh[4].informative[sh[4].paid]
+                             for sh in shards])
+    paid = lambda sh, v: v.flatten() if sh[4].paid is None else v[sh[4].paid.reshape(v.shape[:2])].flatten()
+    comps = {k: torch.cat([paid(sh, sh[5][k]) for sh in shards]) for k in shards[0][5]}
     steps = sum(sh[4].var.shape[0] * sh[4].var.shape[1] for sh in shards)                     # decisions x candidates
     rec = {"family": fam, "d": d, "T": T, **({"steps_run": shards[0][4].var.shape[0] // shards[0][0]}
                                              if cfg.design.budget else {}),
