@@ -95,8 +95,7 @@ class Env:
                 or cap < self.step_count + 1:
             raise ValueError(f"a budget needs mean_costs > 0 and a cap above the {self.step_count} experiments made, "
                              f"got {mean_costs!r} and {cap!r}")
-        s = self.settable.to(self.costs.dtype)
-        mean = (self.costs * s).sum(1) / s.sum(1).clamp_min(1)                                    # B
+        mean = self.mean_cost()
         return dataclasses.replace(self, budget=mean_costs * mean, spent=torch.zeros_like(mean), horizon=cap)
 
     def allowance(self) -> torch.Tensor:
@@ -122,10 +121,14 @@ class Env:
     def relative_costs(self) -> torch.Tensor:
         """B x d: each variable's cost over its campaign's mean cost of a settable variable (1 for
         every settable variable without costs; 0 for the others)."""
-        s = self.settable.to(torch.float64)
         if self.costs is None:
-            return s
-        return self.costs / ((self.costs * s).sum(1) / s.sum(1).clamp_min(1)).clamp_min(1e-12)[:, None]
+            return self.settable.to(torch.float64)
+        return self.costs / self.mean_cost().clamp_min(1e-12)[:, None]
+
+    def mean_cost(self) -> torch.Tensor:
+        """B: the mean cost of each campaign's settable variables (campaigns with costs)."""
+        s = self.settable.to(self.costs.dtype)
+        return (self.costs * s).sum(1) / s.sum(1).clamp_min(1)
 
     @property
     def B(self) -> int:
@@ -143,9 +146,7 @@ class Env:
                                   self.horizon, self.intervenable)
         if self.budget is None:
             return c
-        s = self.settable.to(self.costs.dtype)
-        mean = (self.costs * s).sum(1) / s.sum(1).clamp_min(1)                                    # B
-        buys = torch.round(self.allowance() / mean.clamp_min(1e-12)).clamp_min(1).to(c.horizon.dtype)
+        buys = torch.round(self.allowance() / self.mean_cost().clamp_min(1e-12)).clamp_min(1).to(c.horizon.dtype)
         return dataclasses.replace(c, horizon=c.step + buys)
 
     def training_batch(self) -> TrainingBatch:
