@@ -8,7 +8,7 @@ than the times).
 A rollout keeps one :class:`acbo.surrogate.model.ContextMemo` for its campaigns (the context rows'
 keys and values, and the observations' reading while the rows it reads hold); "without" hands
 every step a fresh start, as rollouts did before. Both give the same rollout (checked here: the
-same actions and rewards).
+same actions, log-probabilities and rewards).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from acbo.seeding import generator
 
 
 def one(policy, surrogate, family: str, n_obs: int, campaigns: int, horizon: int, seed: int, memo: bool):
-    """(seconds, actions, rewards) of one candidates-mode rollout on the family's train stream."""
+    """(seconds, (actions: variables, positions, their log-probabilities), rewards) of one
+    candidates-mode rollout on the family's train stream."""
     g = generator("train", "rollout-time", family, n_obs, seed)
     env = Env.from_family(family, campaigns, n_obs, horizon, g)
     kept = rollout.ContextMemo
@@ -37,7 +38,7 @@ def one(policy, surrogate, family: str, n_obs: int, campaigns: int, horizon: int
         t0 = time.perf_counter()
         batch, comps = collect(policy, surrogate, env, GroupDesign(size=4, horizon=(horizon, horizon)),
                                RewardSettings().weights(), g)
-        return time.perf_counter() - t0, batch.var, comps["improvement"]
+        return time.perf_counter() - t0, (batch.var, batch.u, batch.logp), comps["improvement"]
     finally:
         rollout.ContextMemo = kept
 
@@ -64,7 +65,8 @@ def main() -> None:
                     t, var, rew = one(policy, surrogate, family, n_obs, args.campaigns, args.horizon, r, memo)
                     times[memo].append(t)
                     out[memo] = (var, rew)
-                if not (torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])):
+                (acts, rew), (acts0, rew0) = out[True], out[False]
+                if not (all(torch.equal(a, b) for a, b in zip(acts, acts0)) and torch.equal(rew, rew0)):
                     raise SystemExit(f"{family}, n_obs {n_obs}: the rollouts with and without the memo differ (draw {r})")
             w, wo = statistics.median(times[True]), statistics.median(times[False])
             print(f"  {family}, {n_obs} observational rows: with the memo {w:.2f} s, without {wo:.2f} s "

@@ -1,7 +1,7 @@
 """Simulated campaigns that end when a budget in cost units is spent (``design.budget``, issue 29):
 what the environment pays and counts, by hand; rollouts that stop a spent campaign's rewards and
 updates; validation that reports what the budget bought; the settings refused by name; and the
-learning smoke test (a return over the budget teaches the cost head to buy more, and better)."""
+learning smoke test (a return over the budget teaches the cost head to end lower)."""
 
 import dataclasses
 
@@ -50,7 +50,7 @@ def test_a_budget_pays_for_what_is_set_and_then_counts_nothing():
     spent, best, n = float(env.spent[0]), float(env.best[0]), env.step_count
     e_y = env.step(torch.tensor([first]), torch.tensor([-1e3]), g)  # far out: would be a new best if it counted
     assert float(env.spent[0]) == spent and float(env.best[0]) == best and env.step_count == n + 1
-    assert float(e_y[0]) != best
+    assert float(e_y[0]) < best
     rep = env.repeat(3)
     assert torch.equal(rep.spent, env.spent.repeat(3)) and torch.equal(rep.budget, env.budget.repeat(3))
 
@@ -72,11 +72,12 @@ def pair():
     return load_pretrained_policy()
 
 
-def test_a_budget_rollout_draws_within_the_allowance_and_stops_a_spent_campaigns_rewards(pair):
+def test_a_budget_rollout_draws_within_the_allowance_and_keeps_only_what_a_budget_paid_for(pair):
     """Trajectory groups of campaigns with budgets: every experiment paid for is within the
     allowance at its step; the rollout runs until every budget is spent (within the cap); a spent
-    campaign's steps carry no reward and no update; the rollout's log-probabilities are those of
-    the restricted draw (the update starts at ratio 1)."""
+    campaign's steps carry no reward and are not in the rollout (whose decisions are the paid
+    ones, in order); its log-probabilities are those of the restricted draw (the update starts at
+    ratio 1)."""
     policy, surrogate = pair
     policy = policy.with_cost_head().eval()
     g = generator("test", "budget-rollout")
@@ -87,10 +88,9 @@ def test_a_budget_rollout_draws_within_the_allowance_and_stops_a_spent_campaigns
     weights = {"improvement": 1.0, "outcome": 0.0, "info_gain": 0.0, "parent": 0.0, "cost": 0.0}
     batch, comps = collect(policy, surrogate, env, design, weights, g)
     assert not env.live().any() or env.step_count == env.horizon
-    B = env.B
-    T = batch.var.shape[0] // B
-    assert T == env.step_count
-    var = batch.var.reshape(T, B)
+    B, T = env.B, env.step_count
+    assert comps["paid"].shape == (T, B, 1)
+    var = env.intervened[:, -T:].float().argmax(2).T                                              # T x B: what each step set
     cost = env.costs.gather(1, var.T).T                                                          # T x B
     live = torch.zeros(T, B, dtype=torch.bool)
     spent = torch.zeros(B, dtype=torch.float64)
@@ -99,10 +99,12 @@ def test_a_budget_rollout_draws_within_the_allowance_and_stops_a_spent_campaigns
         assert bool((cost[t][live[t]] <= (start - spent)[live[t]] + 1e-9).all())
         spent = spent + torch.where(live[t], cost[t], 0.0)
     assert torch.allclose(spent, env.spent) and bool((env.spent <= start + 1e-9).all())
-    assert torch.equal(batch.paid.reshape(T, B), live) and not batch.informative.reshape(T, B)[~live].any()
+    assert torch.equal(comps["paid"][:, :, 0] > 0, live) and not live.all() and live[0].all()
+    assert torch.equal(batch.var[:, 0], var[live]) and batch.allowed.shape[0] == int(live.sum())
     assert bool((comps["improvement"][:, :, 0][~live] == 0).all())
+    idx = torch.arange(batch.var.shape[0])
     with torch.no_grad():
-        logp = batch.log_prob(policy(batch.x), torch.arange(batch.var.shape[0]))
+        logp = batch.log_prob(batch.drawn_from(policy(batch.x), idx), idx)
     assert torch.allclose(logp, batch.logp, atol=1e-4)
 
 
@@ -129,12 +131,12 @@ def test_bad_budget_settings_are_refused_by_name(kw, message):
         configure(PolicyTrainConfig, kw)
 
 
-def test_a_return_over_the_budget_teaches_the_cost_head_to_buy_more_and_better(tmp_path):
+def test_a_return_over_the_budget_teaches_the_cost_head_to_end_lower(tmp_path):
     """The learning smoke test of budget campaigns: rewarded for each experiment's E[Y | do] below
-    Y's observational mean, a campaign's return adds up what its budget bought, so GRPO on the cost
-    head alone raises the experiments the validation budgets buy and lowers the regret at the
-    budget's end. Seeds 0, 1, 2 of this configuration: experiments 5.00 -> 5.81, 5.44 -> 5.69,
-    5.38 -> 5.69; regret 0.41 -> 0.26, 0.39 -> 0.24, 0.35 -> 0.22."""
+    Y's observational mean, a campaign's return adds up what its budget bought, and GRPO on the
+    cost head alone lowers the validation campaigns' regret at the budget's end. Seeds 0, 1, 2 of
+    this configuration: regret 0.41 -> 0.21, 0.39 -> 0.25, 0.35 -> 0.21; experiments bought 5.00
+    -> 5.69, 5.44 -> 5.31, 5.38 -> 5.38 (more experiments is not what it learns everywhere)."""
     cfg = configure(PolicyTrainConfig, {
         "policy.grid": 4, "policy.world": "conditioned", "design.costs": (1.0, 10.0), "trainable": "cost_head",
         "design.budget": True, "design.mode": "trajectory", "rewards.improvement": 0.0, "rewards.outcome": 1.0,
@@ -145,5 +147,4 @@ def test_a_return_over_the_budget_teaches_the_cost_head_to_buy_more_and_better(t
     train(cfg, log=lambda s: None)
     hist = read_policy_checkpoint(tmp_path / "run" / "policy.pt")["history"]
     seen = [(h["val_experiments"], h["val_regret_T"]) for h in hist]
-    assert hist[-1]["val_experiments"] > hist[0]["val_experiments"] + 0.2, seen
-    assert hist[-1]["val_regret_T"] < hist[0]["val_regret_T"] - 0.05, seen
+    assert hist[-1]["val_regret_T"] < hist[0]["val_regret_T"] - 0.1, seen

@@ -218,3 +218,45 @@ def test_a_target_exactly_linear_in_a_variable_factors():
     pred = opt.predict("X", np.linspace(x.min(), x.max(), 7), quantity="expectation")
     assert np.isfinite(pred[["mean", "std"]].to_numpy()).all()
     assert len(opt.ask()) == 1
+
+
+def test_the_memo_keeps_the_observations_reading_while_only_the_believed_parents_change(monkeypatch):
+    """The observations' reading (:func:`acbo.surrogate.world._observed`) kept in a memo: with the
+    same rows and other believed parents of Y (other adjustment sets) it gives exactly what it
+    gives afresh, computing the bandwidth and the unadjusted fit once; other rows start afresh."""
+    from acbo.env import Env
+    from acbo.policy.features import world_domains
+    from acbo.seeding import generator
+    from acbo.surrogate import world
+    from acbo.surrogate.conditioning import ADJUST_BELIEF, OBS_POINTS
+    from acbo.surrogate.model import ContextMemo
+
+    calls = []
+    real = world.cv_bandwidth
+    monkeypatch.setattr(world, "cv_bandwidth", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ua = (torch.arange(OBS_POINTS, dtype=torch.float64) + 0.5) / OBS_POINTS
+
+    def read(env, marginals, memo):
+        c = env.campaign()
+        var, _, lo, hi = world_domains(c)
+        lo, width = lo.double().reshape(-1), (hi - lo).double().clamp_min(1e-9).reshape(-1)
+        return world._observed(c.standardised(), marginals, var, lo, width, ua, memo)
+
+    env = Env.from_family("test-broad", 2, 120, 4, generator("test", "observed-memo"))
+    D = env.campaign().values.shape[2]
+    beliefs = [torch.full((2, D), p, dtype=torch.float64) for p in (0.1, 0.9)]
+    beliefs.append(torch.where(torch.arange(D) % 2 == 0, 0.9, 0.1).double().expand(2, D))
+    assert float(beliefs[0].max()) < ADJUST_BELIEF <= float(beliefs[1].min())  # nothing, then everything believed
+    memo = ContextMemo()
+    for marginals in beliefs + beliefs[:1]:
+        kept = read(env, marginals, memo)
+        n = len(calls)
+        fresh = read(env, marginals, None)
+        assert len(calls) == n + 1
+        assert all(torch.equal(a, b) for a, b in zip(kept, fresh))
+    assert len(calls) == 1 + len(beliefs) + 1  # the memo's one, and one per fresh reading
+    other = Env.from_family("test-broad", 2, 120, 4, generator("test", "observed-memo", 1))
+    nothing = torch.full((2, other.campaign().values.shape[2]), 0.1, dtype=torch.float64)
+    kept, fresh = read(other, nothing, memo), read(other, nothing, None)
+    assert all(torch.equal(a, b) for a, b in zip(kept, fresh))
+    assert len(calls) == 1 + len(beliefs) + 1 + 2  # other rows: the memo starts afresh

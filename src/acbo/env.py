@@ -104,12 +104,19 @@ class Env:
             return torch.full((self.B,), math.inf, dtype=torch.float64, device=self.values.device)
         return self.budget - self.spent
 
+    def affordable(self) -> torch.Tensor:
+        """B x d bool: the settable variables each campaign's allowance pays for (up to a relative
+        1e-9, so that a budget spent in equal steps is spent exactly); all of them without a budget."""
+        if self.budget is None:
+            return self.settable
+        return self.settable & (self.costs <= self.allowance()[:, None] * (1 + 1e-9))
+
     def live(self) -> torch.Tensor:
         """B bool: the campaigns that may run another experiment (without a budget, all of them;
         with one, those whose allowance pays for some settable variable)."""
         if self.budget is None:
             return torch.ones(self.B, dtype=torch.bool, device=self.values.device)
-        return (self.settable & (self.costs <= self.allowance()[:, None] * (1 + 1e-9))).any(1)
+        return self.affordable().any(1)
 
     @property
     def settable(self) -> torch.Tensor:

@@ -106,14 +106,17 @@ def training_cost_features(env: Env, K: int) -> torch.Tensor | None:
     B, d = env.costs.shape
     cell = env.costs[:, :, None].expand(B, d, K)                                              # B x d x K
     left = torch.full((B,), float(env.horizon - env.step_count), dtype=cell.dtype, device=cell.device)
-    return cost_features(cell, env.settable, env.allowance(), left)
+    # a spent campaign's step counts for nothing: read its allowance as a mean cost, not as ~0
+    allowance = torch.where(env.live(), env.allowance(), torch.maximum(env.allowance(), env.mean_cost())
+                            ) if env.budget is not None else env.allowance()
+    return cost_features(cell, env.settable, allowance, left)
 
 
 def affordable(env: Env, K: int) -> torch.Tensor:
     """B x d x K: the grid cells each campaign's allowance pays for (every cell of a campaign whose
-    budget is spent: its draw counts for nothing, and must not be empty)."""
-    ok = env.costs <= env.allowance()[:, None] * (1 + 1e-9)                                      # B x d
-    ok = ok | ~env.live()[:, None]
+    budget is spent: its draw counts for nothing, and must not be empty; cells of variables that
+    cannot be set have no probability anyway)."""
+    ok = env.affordable() | ~env.settable | ~env.live()[:, None]                                  # B x d
     return ok[:, :, None].expand(-1, -1, K)
 
 
@@ -191,11 +194,10 @@ class PlayValidation:
 class Rollout:
     """Decisions collected in one iteration: inputs (M states), actions var/u M x K (M x K x 2 for
     set actions), their logp under the rollout policy M x K, advantages M x K, informative M
-    (non-degenerate group, and with a budget a decision its campaign paid for); for set actions
-    the members M x K and the partner logits each action's members drew from, M x K x 2 x (DK + 1)
-    (the world model's, fixed: only the policy's part, the first member and the stop bias, changes
-    in an update); with a budget the cells each draw was restricted to, M x D x K, and paid, M:
-    the decisions their campaign's budget paid for."""
+    (non-degenerate group); for set actions the members M x K and the partner logits each
+    action's members drew from, M x K x 2 x (DK + 1) (the world model's, fixed: only the policy's
+    part, the first member and the stop bias, changes in an update); with a budget, only the
+    decisions a budget paid for, and the cells each was restricted to, M x D x K."""
 
     x: PolicyInput
     var: torch.Tensor
@@ -206,14 +208,22 @@ class Rollout:
     members: torch.Tensor | None = None
     partner_rows: torch.Tensor | None = None
     allowed: torch.Tensor | None = None
-    paid: torch.Tensor | None = None
+
+    def index(self, idx: torch.Tensor) -> "Rollout":
+        """The decisions ``idx`` (M')."""
+        pick = lambda t: None if t is None else t[idx]
+        return Rollout(self.x.index(idx), self.var[idx], self.u[idx], self.logp[idx], self.adv[idx],
+                       self.informative[idx], pick(self.members), pick(self.partner_rows), pick(self.allowed))
+
+    def drawn_from(self, dist: GridActionDist | ActionDist, idx: torch.Tensor) -> GridActionDist | ActionDist:
+        """``dist`` (a policy's, on decisions ``idx``'s inputs) as decisions ``idx`` drew from it:
+        with a budget, restricted to the cells the allowance paid for; else as it is."""
+        return dist if self.allowed is None else dist.restricted(self.allowed[idx])
 
     def log_prob(self, dist: GridActionDist | ActionDist, idx: torch.Tensor) -> torch.Tensor:
         """The log-probabilities (|idx| x K) of decisions ``idx``'s actions under ``dist``, the
-        distribution a policy gives their inputs (for set actions, with their partner logits; with
-        a budget, restricted to the cells the allowance paid for)."""
-        if self.allowed is not None:
-            dist = dist.restricted(self.allowed[idx])
+        distribution they were drawn from (:meth:`drawn_from`; for set actions, with their partner
+        logits)."""
         if self.partner_rows is None:
             return dist.log_prob(self.var[idx], self.u[idx])
         return set_log_prob(dist, self.partner_rows[idx], self.var[idx], self.u[idx], self.members[idx])
@@ -231,8 +241,9 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
             generator: torch.Generator) -> tuple[Rollout, dict[str, torch.Tensor]]:
     """Run the campaigns of ``env`` (already repeated G times for trajectory groups) for their
     T steps (with a budget, until every campaign's budget is spent, at most its horizon: a step
-    after a campaign's budget ran out has no reward and no update); returns the decisions with
-    advantages and the reward components (T x B x K each)."""
+    after a campaign's budget ran out has no reward and is not in the rollout); returns the
+    decisions with advantages and the reward components (T x B x K each; with a budget also
+    ``paid``, 1 where the step was paid for)."""
     G = design.size
     K = G if design.mode == "candidates" else 1
     parents = env.scm.parents()
@@ -251,9 +262,11 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
                 comps["info_gain"] = information_gain(belief.marginals[:, None], cand, var_mask[:, None])
         else:
             comps["info_gain"] = information_gain(belief.marginals, after.marginals, var_mask)[:, None]
-        if step.live is not None:
-            comps = {key: v * step.live[:, None].to(v.dtype) for key, v in comps.items()}
+        if step.live is not None:  # a spent campaign's step: no reward (its draw counts for nothing)
+            comps = {key: torch.where(step.live[:, None], v, torch.zeros_like(v)) for key, v in comps.items()}
         rewards.append(combine(comps, weights))
+        if step.live is not None:
+            comps["paid"] = step.live[:, None].float()
         for key, v in comps.items():
             comps_log.setdefault(key, []).append(v)
         steps.append(step)
@@ -268,16 +281,15 @@ def collect(policy: Policy, surrogate: Surrogate, env: Env, design: GroupDesign,
         adv, informative = group_advantages(ret, design.scale_by_std)
         adv = adv.reshape(1, -1, 1).expand(T, -1, 1)                                           # T x BG x 1
         informative = informative.repeat_interleave(G).expand(T, -1)                           # T x BG
-        if env.budget is not None:
-            informative = informative & torch.stack([s.live for s in steps])                   # T x BG
     sets = design.max_set > 1
     out = Rollout(PolicyInput.cat([s.x for s in steps]), torch.cat([s.var for s in steps]),
                   torch.cat([s.u for s in steps]), torch.cat([s.log_prob() for s in steps]),
                   adv.reshape(-1, adv.shape[-1]), informative.reshape(-1),
                   torch.cat([s.members for s in steps]) if sets else None,
                   torch.cat([s.dist.rows(s.var, s.u) for s in steps]) if sets else None,
-                  torch.cat([s.allowed for s in steps]) if env.budget is not None else None,
-                  torch.cat([s.live for s in steps]) if env.budget is not None else None)
+                  torch.cat([s.allowed for s in steps]) if env.budget is not None else None)
+    if env.budget is not None:  # the decisions a budget paid for, the only ones an update reads
+        out = out.index(torch.cat([s.live for s in steps]).nonzero().flatten())
     return out, {key: torch.stack(v) for key, v in comps_log.items()}
 
 

@@ -294,15 +294,16 @@ def iteration_record(cfg: PolicyTrainConfig, shards: list[tuple], stats: dict, o
     """The log record of one iteration from this process's shards (as :func:`rollout_shard` returns
     them): update statistics, reward components (mean, std), the share of zero-variance groups,
     the learning rate and throughput (with a budget: the components and groups of the decisions
-    a budget paid for, and the steps the longest campaign ran, ``steps_run``)."""
+    a budget paid for, the steps the longest campaign ran, ``steps_run``, and the share of the
+    steps run that a budget paid for, ``paid_frac``)."""
     B, d, fam, T = sum(sh[0] for sh in shards), shards[0][1], shards[0][2], shards[0][3]
-    informative = torch.cat([sh[4].informative if sh[4].paid is None else sh[4].informative[sh[4].paid]
-                             for sh in shards])
-    paid = lambda sh, v: v.flatten() if sh[4].paid is None else v[sh[4].paid.reshape(v.shape[:2])].flatten()
-    comps = {k: torch.cat([paid(sh, sh[5][k]) for sh in shards]) for k in shards[0][5]}
+    informative = torch.cat([sh[4].informative for sh in shards])
+    paid = lambda sh, v: v.flatten() if "paid" not in sh[5] else v[sh[5]["paid"] > 0].flatten()
+    comps = {k: torch.cat([paid(sh, sh[5][k]) for sh in shards]) for k in shards[0][5] if k != "paid"}
     steps = sum(sh[4].var.shape[0] * sh[4].var.shape[1] for sh in shards)                     # decisions x candidates
-    rec = {"family": fam, "d": d, "T": T, **({"steps_run": shards[0][4].var.shape[0] // shards[0][0]}
-                                             if cfg.design.budget else {}),
+    budget = {"steps_run": max(sh[5]["paid"].shape[0] for sh in shards),
+              "paid_frac": float(torch.cat([sh[5]["paid"].flatten() for sh in shards]).mean())} if cfg.design.budget else {}
+    rec = {"family": fam, "d": d, "T": T, **budget,
            **{k: v for k, v in stats.items() if k != "updates"},
            "updates": stats["updates"], "zero_var_groups": float(1 - informative.float().mean()),
            "lr": opt.param_groups[0]["lr"], "env_steps_per_s": steps / t_roll, "seconds": time.perf_counter() - t0}

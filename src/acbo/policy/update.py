@@ -51,7 +51,7 @@ def minibatch_terms(policy: Policy, batch: Rollout, idx: torch.Tensor, s: Update
     minibatch of ``demos``; with its terms (TERMS)."""
     dev = batch.var.device
     x = batch.x.index(idx)
-    dist = policy(x)
+    dist = batch.drawn_from(policy(x), idx)
     logp = batch.log_prob(dist, idx)
     w = batch.informative[idx, None].expand_as(logp)
     pg, clip_frac = clipped_objective(logp, batch.logp[idx], batch.adv[idx], s.eps_low, s.eps_high, w)
@@ -60,7 +60,7 @@ def minibatch_terms(policy: Policy, batch: Rollout, idx: torch.Tensor, s: Update
     kl = torch.zeros((), device=dev)
     if s.beta > 0:
         with torch.no_grad():
-            logp_ref = batch.log_prob(ref(x), idx)
+            logp_ref = batch.log_prob(batch.drawn_from(ref(x), idx), idx)
         kl = (kl_k3(logp, logp_ref) * w).sum() / w.sum().clamp_min(1)
         loss = loss + s.beta * kl
     bc = torch.zeros((), device=dev)
