@@ -18,11 +18,9 @@
 # One GPU, 10 minutes: bash benchmarks/train_budget.sh OUT 9 cuda   (more campaigns per iteration)
 # A tiny run to try the script (CPU, about a minute): SIZE=tiny bash benchmarks/train_budget.sh /tmp/budget 1 cpu
 # Then: python benchmarks/cost_bench.py --methods amortized,amortized:checkpoint=OUT/policy.pt ...
+# The recipe is train_costs.sh's (families, costs, the head alone, its learning rate, the validation
+# family) with campaigns that end at their budget and a return of the improvement alone.
 set -euo pipefail
 OUT=${1:?output folder}
-MINUTES=${2:-50}
-DEVICE=${3:-cpu}
-shift $(( $# < 3 ? $# : 3 ))
-exec bash "$(dirname "$0")/finetune_policy.sh" "$OUT" "$MINUTES" "$DEVICE" --data.families train-broad,train-shapes --design.costs 1,10 --trainable cost_head \
-  --design.budget true --design.mode trajectory --rewards.improvement 1 --rewards.outcome 0 --rewards.parent 0 \
-  --rewards.info-gain 0 --rewards.cost 0 --optim.lr 3e-3 --val.family train-broad -- "$@"
+exec bash "$(dirname "$0")/train_costs.sh" "$OUT" "${2:-50}" "${3:-cpu}" --design.budget true --design.mode trajectory \
+  --rewards.improvement 1 --rewards.outcome 0 --rewards.parent 0 --rewards.info-gain 0 --rewards.cost 0 "${@:4}"

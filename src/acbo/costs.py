@@ -21,6 +21,15 @@ import torch
 from acbo.buffer import Buffer
 
 
+def experiments_bought(allowance: torch.Tensor, mean_cost: torch.Tensor) -> torch.Tensor:
+    """How many experiments a campaign with a budget in cost units plans for: what its
+    ``allowance`` buys at the settable variables' ``mean_cost``, rounded (half to even), at least
+    one (any shape, the same). The horizon the policy reads is the experiments made plus these, in
+    simulated campaigns (:meth:`acbo.env.Env.campaign`) as in deployment
+    (:meth:`acbo.policy.method.Amortized._campaign`)."""
+    return torch.round(allowance / mean_cost.clamp_min(1e-12)).clamp_min(1)
+
+
 class BudgetSpent(ValueError):
     """The campaign's budget in cost units cannot pay for another experiment."""
 

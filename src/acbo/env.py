@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from acbo.buffer import CampaignBatch, TrainingBatch
+from acbo.costs import experiments_bought
 from acbo.scm import SCM, Family, resolve_family
 
 
@@ -153,8 +154,8 @@ class Env:
                                   self.horizon, self.intervenable)
         if self.budget is None:
             return c
-        buys = torch.round(self.allowance() / self.mean_cost().clamp_min(1e-12)).clamp_min(1).to(c.horizon.dtype)
-        return dataclasses.replace(c, horizon=c.step + buys)
+        buys = experiments_bought(self.allowance(), self.mean_cost())
+        return dataclasses.replace(c, horizon=c.step + buys.to(c.horizon.dtype))
 
     def training_batch(self) -> TrainingBatch:
         """The rows collected so far as a surrogate training batch, labelled with the true parents:

@@ -15,6 +15,7 @@ import math
 import torch
 
 from acbo.buffer import Buffer, CampaignBatch
+from acbo.costs import experiments_bought
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
 from acbo.policy.decide import after_experiments, decide, per_unit_cost
@@ -167,8 +168,8 @@ class Amortized(Method):
         p = self.problem
         horizon = self.horizon
         if p.costs is not None and math.isfinite(self.allowance):
-            mean_cost = float(p.costs.fixed[p.intervenable].mean())
-            horizon = buffer.n_int + max(1, round(self.allowance / mean_cost))
+            mean_cost = p.costs.fixed[p.intervenable].double().mean()
+            horizon = buffer.n_int + int(experiments_bought(torch.tensor(self.allowance, dtype=torch.float64), mean_cost))
         return CampaignBatch.of_buffer(buffer, p.target, p.low, p.high, p.intervenable, horizon,
                                   negate_target=not p.minimize)  # the policy minimises: hand it -Y
 
