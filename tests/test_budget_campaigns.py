@@ -148,3 +148,28 @@ def test_a_return_over_the_budget_teaches_the_cost_head_to_end_lower(tmp_path):
     hist = read_policy_checkpoint(tmp_path / "run" / "policy.pt")["history"]
     seen = [(h["val_experiments"], h["val_regret_T"]) for h in hist]
     assert hist[-1]["val_regret_T"] < hist[0]["val_regret_T"] - 0.1, seen
+
+
+def test_common_noise_gives_a_groups_copies_the_same_measurement_luck():
+    """``Env.repeat(G, common_noise=True)``: the copies of a campaign that run the same
+    experiment measure the same row (each step's outcome noise is the group's first copy's), while
+    different campaigns, and copies without common noise, measure their own; a copy that runs a
+    different experiment still moves (the noise is shared, not the row)."""
+    g = generator("test", "common-noise")
+    env = Env.from_family("train-broad", 2, 30, 4, g, n_mc=16)
+    j = int(torch.nonzero(env.settable[0] & env.settable[1])[0, 0])
+    k = int(torch.nonzero(env.settable[0] & env.settable[1])[1, 0])
+    common, own = env.repeat(3, common_noise=True), env.repeat(3)
+    assert common.noise_of.tolist() == [0, 0, 0, 3, 3, 3] and own.noise_of is None
+    var = torch.tensor([j, j, k, j, j, k])
+    for e in (common, own):
+        e.step(var, torch.full((6,), 0.3, dtype=torch.float64), generator("test", "common-noise-step"))
+    rows = common.values[:, -1]                                                                   # 6 x d
+    assert torch.equal(rows[0], rows[1]) and torch.equal(rows[3], rows[4])
+    assert not torch.equal(rows[0], rows[3]) and not torch.equal(rows[0], rows[2])
+    rows = own.values[:, -1]
+    assert not torch.equal(rows[0], rows[1])
+    with pytest.raises(ValueError, match="copies already"):
+        common.repeat(2)
+    with pytest.raises(ValueError, match="needs design.mode 'trajectory'"):
+        GroupDesign(mode="candidates", common_noise=True)

@@ -55,6 +55,10 @@ class Env:
     spent: torch.Tensor | None = None
     """B: what each campaign has spent (with a budget; experiments made after its budget ran out,
     which the batch runs on with the others, are not paid and do not count)."""
+    noise_of: torch.Tensor | None = None
+    """B indices: campaign b's measured rows carry the outcome noise drawn for campaign
+    noise_of[b] (common random numbers between the copies of one campaign, :meth:`repeat`);
+    None: each campaign its own."""
 
     @classmethod
     def reset(cls, scm: SCM, n_obs: int, horizon: int, generator: torch.Generator, n_mc: int = 256,
@@ -186,7 +190,7 @@ class Env:
         """One measured row per candidate (var, value as :meth:`expected`), without appending:
         (rows B x k x d, do_mask B x k x d)."""
         mask, vals = self._do(var, value)
-        return self.scm.sample(var.shape[1], generator, do_mask=mask, do_value=vals), mask
+        return self.scm.sample(var.shape[1], generator, do_mask=mask, do_value=vals, noise_of=self.noise_of), mask
 
     def step(self, var: torch.Tensor, value: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Run do(X_var = value) in every campaign (var, value: B, or B x m for a set), append the
@@ -209,11 +213,16 @@ class Env:
         self.best = torch.minimum(self.best, e_y)
         self.step_count += 1
 
-    def repeat(self, G: int) -> "Env":
+    def repeat(self, G: int, common_noise: bool = False) -> "Env":
         """Each campaign G times in a row (B*G campaigns, group-major: b*G + g), for groups of
-        rollouts from the same SCM and starting buffer."""
+        rollouts from the same SCM and starting buffer; with ``common_noise`` the copies of a
+        campaign measure with the same outcome noise at each step (:attr:`noise_of`: that of the
+        group's first copy), so that what differs between their returns is what they chose."""
+        if self.noise_of is not None:
+            raise ValueError("these campaigns are copies already (noise_of is set): repeat the originals")
         idx = torch.arange(self.B, device=self.values.device).repeat_interleave(G)
         rep = lambda t: t[idx]
         return Env(self.scm[idx], rep(self.values), rep(self.intervened), rep(self.low), rep(self.high),
                    rep(self.intervenable), rep(self.y_obs), rep(self.y_scale), rep(self.best), self.horizon, self.step_count,
-                   self.n_mc, *(None if t is None else rep(t) for t in (self.costs, self.budget, self.spent)))
+                   self.n_mc, *(None if t is None else rep(t) for t in (self.costs, self.budget, self.spent)),
+                   idx * G if common_noise else None)

@@ -153,6 +153,11 @@ class GroupDesign:
     allowance (as deployed with ``budget_cost``), and runs until it pays for no settable variable,
     at most BUDGET_CAP x T experiments. A cheaper experiment buys more of them, which only the
     trajectory's return sees: needs ``mode = 'trajectory'`` (experiments of one variable)."""
+    common_noise: bool = False
+    """Trajectory groups whose copies measure with the same outcome noise at each step (common
+    random numbers, :meth:`Env.repeat`): the spread of the returns within a group is then what the
+    copies chose (and what their choices led the world model to believe), not the luck of their
+    measurements. Needs ``mode = 'trajectory'``."""
 
     def __post_init__(self):
         if len(self.horizon) != 2 or not 1 <= self.horizon[0] <= self.horizon[1]:
@@ -172,6 +177,9 @@ class GroupDesign:
             raise ValueError("design.budget needs design.costs, design.mode 'trajectory' (what a cheaper experiment "
                              "buys shows only in a trajectory's return) and design.max_set 1, got "
                              f"costs={self.costs!r}, mode={self.mode!r}, max_set={self.max_set!r}")
+        if self.common_noise and self.mode != "trajectory":
+            raise ValueError(f"design.common_noise shares the outcome noise between a trajectory group's copies: it "
+                             f"needs design.mode 'trajectory', got {self.mode!r}")
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,7 @@ def iteration_env(cfg: PolicyTrainConfig, it: int, shard: int = 0) -> tuple[Env,
     if cfg.design.budget:
         env = env.with_budget(T, BUDGET_CAP * T)
     if cfg.design.mode == "trajectory":
-        env = env.repeat(cfg.design.size)
+        env = env.repeat(cfg.design.size, cfg.design.common_noise)
     return env, fam.name, T, g
 
 

@@ -327,17 +327,26 @@ class SCM:
         do_mask: torch.Tensor | None = None,
         do_value: torch.Tensor | None = None,
         shift: torch.Tensor | None = None,
+        noise_of: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """B x n x d samples (label order, observed units).
 
         do_mask (bool) / do_value: hard interventions do(X_S = v), anything broadcastable to
         B x n x d (per model and per sample); shift: soft interventions, added to a variable's
-        value before its children see it.
+        value before its children see it; noise_of (B indices, optional): model b's samples use
+        the noise drawn for model noise_of[b] (common random numbers between copies of one model;
+        the models must share their noise distributions).
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"number of samples n must be a positive integer, got {n!r}")
         dm, du, su = self._prepare_do(n, do_mask, do_value, shift)
-        u = self._latent(self._noise(generator, n), dm, du, su)
+        eps = self._noise(generator, n)                                                      # B x n x (d + L)
+        if noise_of is not None:
+            if noise_of.shape != (self.batch_size,) or not bool((self.noise_kind[noise_of] == self.noise_kind).all()):
+                raise ValueError(f"noise_of must give each of the {self.batch_size} models a model with the same "
+                                 f"noise distributions, got {noise_of.tolist()}")
+            eps = eps[noise_of]
+        u = self._latent(eps, dm, du, su)
         return self._to_label(self.loc[:, None, :] + self.scale[:, None, :] * u)
 
     # ---------------------------------------------------------------- expectations
