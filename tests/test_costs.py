@@ -113,6 +113,29 @@ def test_a_batch_beyond_the_budget_is_refused_whole_and_changes_nothing():
     assert len(opt.ask(n=2)) == 2
 
 
+@pytest.mark.parametrize("method,options", [("amortized", {}), ("amortized", {"cost_rule": "ei"}), ("exact-ts", {}),
+                                            ("parent_scale", {})])
+def test_the_last_experiment_a_rounded_budget_pays_for_is_chosen(method, options):
+    """A budget of 0.5 and X2 at 0.1: after four experiments on X2 what is left is 0.5 - 0.4 =
+    0.09999999999999998 in floating point, which pays for X2 (acbo.costs.pays: the campaign and
+    every method read the same rule); X1, at 3, it does not. The fifth ask sets X2 (a method that
+    read the allowance exactly would find nothing it may set, fall back on its unrestricted choice,
+    and be refused), and then the budget is spent."""
+    opt = CausalOptimizer(_weighted(2.0), method=method, seed=0, domains={"X1": (-2, 2), "X2": (-2, 2)},
+                          costs={"X1": 3.0, "X2": 0.1}, budget_cost=0.5, **options)
+    for t in range(4):
+        opt.tell({"X2": -1.0 + 0.5 * t}, _outcome({"X2": -1.0 + 0.5 * t}, t), chosen=True)
+    assert opt.budget_cost - opt.spent < 0.1
+    for k in range(5):
+        if k:
+            opt.withdraw()
+        iv = opt.ask()
+        assert set(iv) == {"X2"}
+    opt.tell(iv, _outcome(iv, 4))
+    with pytest.raises(BudgetSpent, match="spent"):
+        opt.ask()
+
+
 def _weighted(w1: float) -> pd.DataFrame:
     """Observations of Y = w1 X1 + X2 + noise, X1 and X2 independent N(0, 1)."""
     rng = np.random.default_rng(0)

@@ -30,6 +30,19 @@ def experiments_bought(allowance: torch.Tensor, mean_cost: torch.Tensor) -> torc
     return torch.round(allowance / mean_cost.clamp_min(1e-12)).clamp_min(1)
 
 
+PAY_TOLERANCE = 1e-9
+"""The relative slack of :func:`pays`: a budget spent in equal steps is spent exactly, though its
+running sum is rounded (10 x 0.1 less 4 x 0.1 is 0.09999999999999998)."""
+
+
+def pays(cost, allowance):
+    """Whether ``allowance`` pays for ``cost`` (floats or tensors, broadcast): cost <= allowance
+    up to a relative :data:`PAY_TOLERANCE`. Every affordability test (the campaign's, the methods',
+    the simulated campaigns') asks this, so that what a method may choose is what the campaign
+    accepts."""
+    return cost <= allowance * (1 + PAY_TOLERANCE)
+
+
 class BudgetSpent(ValueError):
     """The campaign's budget in cost units cannot pay for another experiment."""
 

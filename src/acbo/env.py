@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from acbo.buffer import CampaignBatch, TrainingBatch
-from acbo.costs import experiments_bought
+from acbo.costs import experiments_bought, pays
 from acbo.scm import SCM, Family, resolve_family
 
 
@@ -110,11 +110,11 @@ class Env:
         return self.budget - self.spent
 
     def affordable(self) -> torch.Tensor:
-        """B x d bool: the settable variables each campaign's allowance pays for (up to a relative
-        1e-9, so that a budget spent in equal steps is spent exactly); all of them without a budget."""
+        """B x d bool: the settable variables each campaign's allowance pays for
+        (:func:`acbo.costs.pays`); all of them without a budget."""
         if self.budget is None:
             return self.settable
-        return self.settable & (self.costs <= self.allowance()[:, None] * (1 + 1e-9))
+        return self.settable & pays(self.costs, self.allowance()[:, None])
 
     def live(self) -> torch.Tensor:
         """B bool: the campaigns that may run another experiment (without a budget, all of them;

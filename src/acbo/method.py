@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from acbo.buffer import Buffer
-from acbo.costs import BudgetSpent, Costs, previous_settings
+from acbo.costs import BudgetSpent, Costs, pays, previous_settings
 from acbo.posterior import ExactPosteriorConfig, ParentPosterior, exact_posterior
 from acbo.scm.optimum import candidate_sets
 
@@ -205,7 +205,7 @@ class Method:
         if p.costs is None or not p.costs.moves or not math.isfinite(self.allowance):
             return choice
         prev = self.previous(buffer)
-        if p.costs.of(choice, prev) <= self.allowance:
+        if pays(p.costs.of(choice, prev), self.allowance):
             return choice
         spare = self.allowance - sum(float(p.costs.fixed[i]) for i in choice)
         moving = [i for i in choice if float(p.costs.per_unit[i]) > 0]
@@ -298,7 +298,7 @@ class Method:
         costs = self.problem.costs
         if costs is None or not math.isfinite(self.allowance):
             return sets
-        ok = [s for s in sets if float(costs.fixed[list(s)].sum()) <= self.allowance]
+        ok = [s for s in sets if pays(float(costs.fixed[list(s)].sum()), self.allowance)]
         return ok or sets
 
     def posterior(self, buffer: Buffer) -> ParentPosterior:

@@ -33,7 +33,7 @@ import acbo.baselines  # noqa: F401  (registers the baseline methods)
 import acbo.experts  # noqa: F401  (registers parent_scale and cbo-parents)
 import acbo.policy  # noqa: F401  (registers amortized)
 from acbo.buffer import Buffer
-from acbo.costs import BudgetSpent, Costs, previous_settings
+from acbo.costs import BudgetSpent, Costs, pays, previous_settings
 from acbo.io import atomic_save, load_state
 from acbo.method import Method, Problem, build_method
 from acbo.parallel import intra_op_threads
@@ -453,7 +453,7 @@ class CausalOptimizer:
                     choice = self.method.propose_batch(self.buffer, self._gen, out)
                 iv = Intervention({p.names[i]: v for i, v in choice.items()})
                 cost = self.cost(iv) if self.costs is not None else None
-                if self.budget_cost is not None and cost > self.method.allowance * (1 + 1e-9):
+                if self.budget_cost is not None and not pays(cost, self.method.allowance):
                     raise BudgetSpent(f"method {self.method_name!r} chose {iv}, costing {cost:.6g}, but only "
                                       f"{self.method.allowance:.6g} of the budget of {self.budget_cost:.6g} is left")
                 self._pending.append(Pending(iv, cost, alone))
@@ -504,7 +504,7 @@ class CausalOptimizer:
         committed = sum(q.cost for q in self._pending)
         left = self.budget_cost - self.spent - committed
         cheapest = self._cheapest
-        if left < cheapest * (1 - 1e-9):
+        if not pays(cheapest, left):
             what = f"only {member} of the {batch} asked fit" if member else "it is spent"
             raise BudgetSpent(f"the budget of {self.budget_cost:.6g} cannot pay for another experiment ({what}): "
                               f"{self.spent:.6g} spent on the experiments told"

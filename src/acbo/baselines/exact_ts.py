@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from acbo.buffer import Buffer
+from acbo.costs import pays
 from acbo.method import Method, Problem, register_method
 from acbo.posterior import ExactPosteriorConfig, ParentPosterior
 from acbo.posterior.exact import exact_predictive, sample_weights_standardised, standardised_regression_data
@@ -66,7 +67,7 @@ class ExactThompsonSampling(Method):
         if p.costs is not None:
             cost = p.costs.of_settings(idx, ends, self.previous(buffer))                       # |S| x 2
             per_cost = torch.where(effect < 0, effect / cost, effect)  # a gain per unit cost; a loss as it is
-            effect = torch.where(cost <= self.allowance, per_cost, torch.full_like(effect, float("inf")))
+            effect = torch.where(pays(cost, self.allowance), per_cost, torch.full_like(effect, float("inf")))
         taken = torch.zeros_like(effect, dtype=torch.bool)                                          # |S| x 2
         for q in self.pending:
             if len(q) == 1:
@@ -98,7 +99,7 @@ class ExactThompsonSampling(Method):
         if p.costs is not None:  # improvement per unit cost, among the sets the allowance pays for
             prev = self.previous(buffer)
             cost = self._members() @ (p.costs.fixed + p.costs.per_unit * (at - prev).abs())
-            score = torch.where(cost <= self.allowance, score / cost, torch.zeros_like(score))
+            score = torch.where(pays(cost, self.allowance), score / cost, torch.zeros_like(score))
         if not bool((score < 0).any()):  # the draw's parents are in no allowed set, or nothing helps: explore
             return self.random_set(generator)
         repeats = [r for r, s_ in enumerate(p.allowed_sets) for q in self.pending

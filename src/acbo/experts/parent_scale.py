@@ -25,6 +25,7 @@ import time
 import torch
 
 from acbo.buffer import Buffer, clamped_stats
+from acbo.costs import pays
 from acbo.experts.causal_gp import (SET_GRID, average_models, do_effect, fit_set_gp, grid_points, interpolate_grid,
                                     maximise_ei, train_cholesky)
 from acbo.experts.drcfs import DRConfig, DRPrior, fit_dr_prior
@@ -244,7 +245,7 @@ class CausalGPMethod(Method):
             prev = self.previous(buffer)
             for e in results:
                 c = p.costs.of(dict(zip(e, settings[e])), prev)
-                score[e] = results[e] / c if c <= self.allowance else -math.inf
+                score[e] = results[e] / c if pays(c, self.allowance) else -math.inf
         e_best = max(score, key=score.get)
         self.last_decision = {"phase": "ei", "ei": {"+".join(p.names[v] for v in e): results[e] for e in results},
                               "seconds": time.perf_counter() - t0}

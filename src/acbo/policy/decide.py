@@ -12,6 +12,7 @@ import math
 import torch
 
 from acbo.buffer import CampaignBatch
+from acbo.costs import pays
 from acbo.policy.features import LOG_EI, N_COST_FEATURES, N_GRID_FEATURES, campaign_features, grid_features, world_domains
 from acbo.policy.model import ActionDist, GridActionDist, Policy, PolicyInput
 from acbo.surrogate import Belief, Surrogate
@@ -64,7 +65,7 @@ def per_unit_cost(x: PolicyInput, cost: torch.Tensor, allowance: float = math.in
     (2012) rule for an acquisition trained without costs."""
     B, D, K = cost.shape
     ei = x.grid[..., LOG_EI].double().exp()                                                      # B x D x K: EI + floor
-    ok = x.valid[..., None] & (cost <= allowance)
+    ok = x.valid[..., None] & pays(cost, allowance)
     score = torch.where(ok, ei / cost, torch.full_like(ei, float("-inf")))
     best = score.amax(2).argmax(1)                                                               # B
     return ok & (torch.arange(D, device=cost.device)[None, :, None] == best[:, None, None])

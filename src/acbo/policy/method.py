@@ -15,7 +15,7 @@ import math
 import torch
 
 from acbo.buffer import Buffer, CampaignBatch
-from acbo.costs import experiments_bought
+from acbo.costs import experiments_bought, pays
 from acbo.method import Method, Problem, register_method
 from acbo.policy.checkpoint import shared_policy
 from acbo.policy.decide import after_experiments, decide, per_unit_cost
@@ -432,9 +432,9 @@ class Amortized(Method):
             if self.cost_rule == "ei":
                 dist = dist.restricted(per_unit_cost(x, cost, self.allowance))
             elif self.policy.cfg.cost_head:  # the policy read the costs (_cost_input): only the allowance
-                dist = dist.restricted(cost <= self.allowance)
+                dist = dist.restricted(pays(cost, self.allowance))
             else:  # the policy's own probabilities per unit cost
-                dist = dist.reweighted(torch.where(cost <= self.allowance, -torch.log(cost.clamp_min(1e-300)),
+                dist = dist.reweighted(torch.where(pays(cost, self.allowance), -torch.log(cost.clamp_min(1e-300)),
                                                    float("-inf")))  # cost 0: a variable that cannot be set
         return dist
 
@@ -472,7 +472,7 @@ class Amortized(Method):
         relative = None if cost is None else cost / cost[x.valid[..., None].expand_as(cost)].mean().clamp_min(1e-300)
         logits = pair_logits(mean, std, pair_mean, pair_var, best, pair_ok[None], single_ok[None], cost=relative)
         if cost is not None:  # a pair beyond the allowance is not drawn
-            too_dear = (cost.reshape(1, -1, 1) + cost.reshape(1, 1, -1)) > self.allowance               # 1 x DK x DK
+            too_dear = ~pays(cost.reshape(1, -1, 1) + cost.reshape(1, 1, -1), self.allowance)              # 1 x DK x DK
             logits[..., :-1] = logits[..., :-1].masked_fill(too_dear, float("-inf"))
         return logits
 
