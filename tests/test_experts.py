@@ -132,6 +132,36 @@ def test_causal_gp_ei_over_a_pair_finds_the_corner_the_prior_believes_best():
     assert float(x01[0]) > 0.8 and float(x01[1]) < 0.2, x01
 
 
+def test_a_floor_on_the_causal_gps_scale_keeps_the_expert_off_an_end_it_measured_poor():
+    """The bioreactor, maximising titer: the expert's third experiment sets temperature 40 (E[titer]
+    -14, against 13.7 at 31.75). Fitted freely, sigma_f^2 of the causal GP collapses (the causal
+    prior's mean explains the rows), expected improvement underflows everywhere and its maximiser
+    returns to 40 for every later experiment; with ``min_outputscale`` the fit keeps sigma_f^2 at
+    or above the floor and the expert stays near its best."""
+    import pandas as pd
+
+    from acbo import CausalOptimizer, bioreactor
+    import acbo.experts.causal_gp as cg
+
+    floor = 0.01  # without it (0.0, the default) temperatures 4-7 are all 40
+    obs = pd.DataFrame(bioreactor.observe(60, 0), columns=bioreactor.NAMES)
+    opt = CausalOptimizer(obs, target="titer", minimize=False, seed=0, domains=bioreactor.DOMAINS,
+                          intervenable=list(bioreactor.SETTABLE), method="parent_scale", min_outputscale=floor)
+    temps = []
+    for t in range(7):
+        iv = opt.ask()
+        temps.append(iv.get("temperature"))
+        opt.tell(iv, bioreactor.experiment(dict(iv), seed=t + 1), accept_outlier=True)
+    assert temps[2] == 40.0 and all(abs(v - 31.75) < 2 for v in temps[3:]), temps
+    b = opt.buffer
+    x = opt.method._unit((0,), b.values[opt.method._exactly(b, (0,))][:, [0]])
+    gp = cg.causal_gp(x, torch.randn(len(x), dtype=torch.float64), torch.zeros(51, dtype=torch.float64),
+                      torch.full((51,), 1e-4, dtype=torch.float64), floor)
+    assert float(gp.covar_module.kernels[0].outputscale.detach()) >= floor
+    with pytest.raises(ValueError, match="min_outputscale must be a finite number >= 0, got -1"):
+        CausalOptimizer(obs, target="titer", method="parent_scale", min_outputscale=-1.0)
+
+
 def test_t_test_and_by_correction_match_scipy():
     rng = np.random.default_rng(0)
     d = rng.normal(0.2, 1.0, size=(3, 50))

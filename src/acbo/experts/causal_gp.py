@@ -30,7 +30,7 @@ from botorch.exceptions import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.optim import optimize_acqf
-from gpytorch.constraints import Interval
+from gpytorch.constraints import GreaterThan, Interval
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 GRID = 101
@@ -200,15 +200,19 @@ class CausalKernel(gpytorch.kernels.Kernel):
         return s1[..., :, None] * s2[..., None, :]
 
 
-def causal_gp(x: torch.Tensor, y: torch.Tensor, prior_mean: torch.Tensor, prior_var: torch.Tensor) -> SingleTaskGP:
+def causal_gp(x: torch.Tensor, y: torch.Tensor, prior_mean: torch.Tensor, prior_var: torch.Tensor,
+              min_outputscale: float = 0.0) -> SingleTaskGP:
     """The GP of one exploration set: data x (n, one variable, or n x k, in [0, 1]) and y (n,
     standardised), prior mean and variance on the grid (G^k). Fitted (sigma_f, length scales,
-    noise) when n >= 1."""
+    noise) when n >= 1; ``min_outputscale`` > 0 bounds sigma_f^2 below (0: any positive value,
+    which the marginal likelihood may drive towards 0 when the causal prior's mean explains the
+    rows, leaving only the causal prior's variance: see :class:`acbo.experts.parent_scale.CausalGPMethod`)."""
     X = x[:, None] if x.dim() == 1 else x                                                    # n x k
     ard = None if X.shape[1] == 1 else X.shape[1]
-    covar = (gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=ard,
-                                                                     lengthscale_constraint=Interval(0.01, 5.0)))
-             + CausalKernel(prior_var.sqrt()))
+    rbf = gpytorch.kernels.RBFKernel(ard_num_dims=ard, lengthscale_constraint=Interval(0.01, 5.0))
+    scaled = (gpytorch.kernels.ScaleKernel(rbf, outputscale_constraint=GreaterThan(min_outputscale))
+              if min_outputscale > 0 else gpytorch.kernels.ScaleKernel(rbf))
+    covar = scaled + CausalKernel(prior_var.sqrt())
     lik = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=Interval(1e-5, 2.0))
     gp = SingleTaskGP(X, y[:, None], covar_module=covar, mean_module=GridMean(prior_mean),
                       likelihood=lik, outcome_transform=None)
@@ -217,7 +221,7 @@ def causal_gp(x: torch.Tensor, y: torch.Tensor, prior_mean: torch.Tensor, prior_
 
 
 def maximise_ei(prior_mean: torch.Tensor, prior_var: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                best: float, seed: int) -> tuple[torch.Tensor, float]:
+                best: float, seed: int, min_outputscale: float = 0.0) -> tuple[torch.Tensor, float]:
     """Maximise EI for one exploration set of k variables over [0, 1]^k; x: n x k (n may be 0),
     y: n, the prior on the grid (G^k). With no data yet, EI of the causal prior (prior std
     sqrt(1 + v)) on the grid; else BoTorch's optimize_acqf on the causal GP. Returns (argmax in
@@ -229,7 +233,7 @@ def maximise_ei(prior_mean: torch.Tensor, prior_var: torch.Tensor, x: torch.Tens
         ei = expected_improvement(prior_mean, (1.0 + prior_var).sqrt(), best)
         i = int(ei.argmax())
         return grid[i], float(ei[i])
-    gp = causal_gp(x, y, prior_mean, prior_var)
+    gp = causal_gp(x, y, prior_mean, prior_var, min_outputscale)
     acq = LogExpectedImprovement(gp, best_f=best, maximize=False)
     bounds = torch.tensor([[0.0] * k, [1.0] * k], dtype=prior_mean.dtype)
     with warnings.catch_warnings(), torch.random.fork_rng():

@@ -41,16 +41,28 @@ class CausalGPMethod(Method):
     ``max_rows``: the per-set GPs are fitted on, and the do-calculus average runs over, at most
     this many observational rows (a seeded random subset of D_O when it has more; all of them
     otherwise). Exact GPs cost O(n^3) to fit and the average O(grid x n^2): without a bound the
-    expert took 176 s and 12.7 GB for five decisions at n = 830."""
+    expert took 176 s and 12.7 GB for five decisions at n = 830.
+
+    ``min_outputscale``: a floor on the causal GP's sigma_f^2 (the RBF part of its kernel; Y's
+    standardised units). 0, the default, fits it freely, as the published method does; the
+    marginal likelihood then often drives it towards 0 where the causal prior's mean explains the
+    rows (about 40 % of the fits on test-broad), leaving the posterior only the causal prior's
+    variance, which is tiny where the observations are dense, so that expected improvement
+    underflows everywhere and its maximiser goes where that variance is largest, often a domain
+    end already measured to be poor (the bioreactor: temperature 40, eight times).
+    BENCHMARKS.md measures a floor of 0.01."""
 
     believes_pending = True
     reads_costs = True
     chooses_sets = True
 
-    def __init__(self, problem: Problem, n_init: int = 0, max_rows: int = 300):
+    def __init__(self, problem: Problem, n_init: int = 0, max_rows: int = 300, min_outputscale: float = 0.0):
         super().__init__(problem)
         if isinstance(n_init, bool) or not isinstance(n_init, int) or n_init < 0:
             raise ValueError(f"n_init must be a non-negative integer, got {n_init!r}")
+        if isinstance(min_outputscale, bool) or not isinstance(min_outputscale, (int, float)) \
+                or not 0 <= min_outputscale < math.inf:
+            raise ValueError(f"min_outputscale must be a finite number >= 0, got {min_outputscale!r}")
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 10:
             raise ValueError(f"max_rows must be an integer >= 10, got {max_rows!r}")
         big = [e for e in problem.allowed_sets if len(e) > max(SET_GRID)]
@@ -59,6 +71,7 @@ class CausalGPMethod(Method):
                              f"sets of {max(map(len, big))} (max_set={problem.max_set})")
         self.n_init = n_init
         self.max_rows = max_rows
+        self.min_outputscale = float(min_outputscale)
         self._stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None   # D_O, mean, std
         self._rows: torch.Tensor | None = None                                         # the GP rows of D_O
         self._set_gps: dict[tuple[int, ...], tuple[object, torch.Tensor]] = {}          # GP, Cholesky factor
@@ -175,7 +188,8 @@ class CausalGPMethod(Method):
         rows = self._exactly(buffer, explore)
         if rows.any():
             ys = (buffer.values[rows, t] - mean[t]) / std[t]
-            gp = causal_gp(self._unit(explore, buffer.values[rows][:, list(explore)]), ys, m_grid, v_grid)
+            gp = causal_gp(self._unit(explore, buffer.values[rows][:, list(explore)]), ys, m_grid, v_grid,
+                           self.min_outputscale)
             with torch.no_grad():
                 post = gp.posterior(u[:, None, :])
             f_mean, f_var = post.mean.flatten(), post.variance.flatten()
@@ -237,7 +251,8 @@ class CausalGPMethod(Method):
         for e in explore:
             m, var = self.causal_prior(buffer, sets, weights, e)
             rows = self._exactly(buffer, e)
-            x01, ei = maximise_ei(sign * m, var, self._unit(e, buffer.values[rows][:, list(e)]), ys[rows], best, seed)
+            x01, ei = maximise_ei(sign * m, var, self._unit(e, buffer.values[rows][:, list(e)]), ys[rows], best, seed,
+                                  self.min_outputscale)
             results[e] = ei
             settings[e] = [float(p.low[v] + x01[c] * (p.high[v] - p.low[v])) for c, v in enumerate(e)]
         score = dict(results)
@@ -261,8 +276,9 @@ class ParentScale(CausalGPMethod):
     name = "parent_scale"
 
     def __init__(self, problem: Problem, dr_variant: str = "dr2", dr_regressor: str = "ridge", n_bootstrap: int = 10,
-                 dr_hidden: int = 200, set_model: str = "linear", n_init: int = 0, max_rows: int = 300):
-        super().__init__(problem, n_init, max_rows)
+                 dr_hidden: int = 200, set_model: str = "linear", n_init: int = 0, max_rows: int = 300,
+                 min_outputscale: float = 0.0):
+        super().__init__(problem, n_init, max_rows, min_outputscale)
         self.dr = DRConfig(variant=dr_variant, regressor=dr_regressor, n_bootstrap=n_bootstrap, hidden=dr_hidden)
         self.set_cfg = SetPosteriorConfig(model=set_model)
         self.prior: DRPrior | None = None
@@ -272,7 +288,7 @@ class ParentScale(CausalGPMethod):
     def options(self) -> dict:
         return {"dr_variant": self.dr.variant, "dr_regressor": self.dr.regressor, "n_bootstrap": self.dr.n_bootstrap,
                 "dr_hidden": self.dr.hidden, "set_model": self.set_cfg.model, "n_init": self.n_init,
-                "max_rows": self.max_rows}
+                "max_rows": self.max_rows, "min_outputscale": self.min_outputscale}
 
     @property
     def setup_seconds(self) -> float:
@@ -310,8 +326,9 @@ class CBOParents(CausalGPMethod):
 
     name = "cbo-parents"
 
-    def __init__(self, problem: Problem, parents: list[str] | None = None, n_init: int = 0, max_rows: int = 300):
-        super().__init__(problem, n_init, max_rows)
+    def __init__(self, problem: Problem, parents: list[str] | None = None, n_init: int = 0, max_rows: int = 300,
+                 min_outputscale: float = 0.0):
+        super().__init__(problem, n_init, max_rows, min_outputscale)
         if not parents or isinstance(parents, str):
             raise ValueError("method 'cbo-parents' needs the true parents: CausalOptimizer(..., parents=['X1', ...])")
         unknown = [v for v in parents if v not in problem.names]
@@ -322,7 +339,8 @@ class CBOParents(CausalGPMethod):
         self._set[0, [problem.names.index(v) for v in parents]] = True
 
     def options(self) -> dict:
-        return {"parents": list(self.parents), "n_init": self.n_init, "max_rows": self.max_rows}
+        return {"parents": list(self.parents), "n_init": self.n_init, "max_rows": self.max_rows,
+                "min_outputscale": self.min_outputscale}
 
     def sets_and_weights(self, buffer: Buffer) -> tuple[torch.Tensor, torch.Tensor]:
         return self._set, torch.ones(1, dtype=torch.float64)
