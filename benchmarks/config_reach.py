@@ -67,8 +67,8 @@ def trace_reads(classes: set[type], run) -> dict[tuple[str, str], set[str]]:
 def stages(tmp: Path) -> dict[str, tuple]:
     """(config, train) per stage, each a tiny run that takes every path of its trainer once."""
     from acbo.configs import configure
-    from acbo.e2e import E2EConfig
-    from acbo.e2e import train as train_e2e
+    from acbo.e2e.train import E2EConfig
+    from acbo.e2e.train import train as train_e2e
     from acbo.policy.train import PolicyTrainConfig
     from acbo.policy.train import train as train_policy
     from acbo.surrogate.train import SurrogateTrainConfig

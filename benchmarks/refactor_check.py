@@ -105,7 +105,7 @@ def policy_training() -> dict:
 
 def e2e_training() -> dict:
     from acbo.configs import configure
-    from acbo.e2e import E2EConfig, train
+    from acbo.e2e.train import E2EConfig, train
     from acbo.surrogate import Surrogate, SurrogateConfig
     from acbo.surrogate.checkpoint import save_checkpoint
 

@@ -11,7 +11,7 @@ import torch
 
 from acbo import CausalOptimizer
 from acbo.configs import configure
-from acbo.e2e import E2EConfig  # through the package: importing acbo.e2e.train first would shadow acbo.e2e.train()
+from acbo.e2e.train import E2EConfig
 from acbo.env import Env
 from acbo.policy.checkpoint import load_policy_checkpoint, load_pretrained_policy, read_policy_checkpoint, save_policy
 from acbo.policy.features import COST_FLOOR, N_COST_FEATURES, cost_features

@@ -99,13 +99,13 @@ TINY = dict(levels=2, threshold=10.0, patience=1, level_rounds=50, rounds=4, bat
 
 def _tiny(tmp_path, **kw):
     from acbo.configs import configure
-    from acbo.e2e import E2EConfig
+    from acbo.e2e.train import E2EConfig
     out = str(tmp_path / kw.pop("folder", "run"))
     return configure(E2EConfig, **{**TINY, **kw, "out": out})
 
 
 def test_a_tiny_stage3_run_trains_both_models_and_climbs(tmp_path):
-    from acbo.e2e import read_e2e_checkpoint, train
+    from acbo.e2e.train import read_e2e_checkpoint, train
     from acbo.policy.checkpoint import load_policy_checkpoint, load_pretrained_policy
     policy0, surrogate0 = load_pretrained_policy()
     policy, surrogate = train(_tiny(tmp_path), log=lambda s: None)
@@ -132,7 +132,7 @@ def test_a_tiny_stage3_run_improves_both_models_validation_metrics(tmp_path, gri
     AUPRC on the validation buffers both improve."""
     from conftest import fresh_surrogate
 
-    from acbo.e2e import read_e2e_checkpoint, train
+    from acbo.e2e.train import read_e2e_checkpoint, train
     from acbo.policy.checkpoint import save_policy
     from acbo.policy.model import Policy, PolicyConfig
     from acbo.surrogate.model import SurrogateConfig
@@ -151,7 +151,7 @@ def test_a_tiny_stage3_run_improves_both_models_validation_metrics(tmp_path, gri
 
 @pytest.mark.parametrize("grid", [0, 4])
 def test_an_interrupted_stage3_run_resumes_where_it_stopped(tmp_path, grid):
-    from acbo.e2e import train
+    from acbo.e2e.train import train
     whole = train(_tiny(tmp_path, folder="whole", grid=grid), log=lambda s: None)
 
     def stop_after_round_2(line: str) -> None:
@@ -170,7 +170,7 @@ def test_an_interrupted_stage3_run_resumes_where_it_stopped(tmp_path, grid):
 
 
 def test_a_run_whose_budget_ends_before_its_first_round_still_writes_its_pair(tmp_path):
-    from acbo.e2e import read_e2e_checkpoint, train
+    from acbo.e2e.train import read_e2e_checkpoint, train
     from acbo.policy.checkpoint import load_policy_checkpoint
     lines = []
     policy, surrogate = train(_tiny(tmp_path, max_minutes=1e-9), log=lines.append)
@@ -214,7 +214,7 @@ def test_the_validation_spans_several_graph_sizes(tmp_path):
 
 
 def test_a_grid_run_needs_a_surrogate_with_the_world_model_head(tmp_path):
-    from acbo.e2e import train
+    from acbo.e2e.train import train
     from acbo.surrogate import save_checkpoint
     from acbo.surrogate.model import Surrogate, SurrogateConfig
     save_checkpoint(tmp_path / "no-head.pt", Surrogate(SurrogateConfig(dim=32, heads=4, row_layers=1, var_layers=1)), 0)
@@ -244,7 +244,7 @@ def test_the_one_command_cpu_recipe_trains_everything_from_scratch_and_resumes_b
     import sys
     from pathlib import Path
 
-    from acbo.e2e import read_e2e_checkpoint
+    from acbo.e2e.train import read_e2e_checkpoint
     from acbo.policy.checkpoint import load_policy_checkpoint
     from acbo.surrogate import load_pretrained
     root, out = Path(__file__).resolve().parents[1], tmp_path / "all"

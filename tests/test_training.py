@@ -136,7 +136,7 @@ def test_run_config_checks_its_values():
 
 # ----------------------------------------------------------------------------- composed configs
 def test_composed_configs_on_the_command_line_dotted_short_and_old_names():
-    from acbo.e2e import E2EConfig
+    from acbo.e2e.train import E2EConfig
     from acbo.policy.train import PolicyTrainConfig
     cfg = config_from_argv(PolicyTrainConfig, ["--run.steps", "7", "--policy.dim", "32", "--group-size", "3",
                                                "--families", "train-lin,train-nonlin", "--eps-high", "0.3"], "")
@@ -152,7 +152,7 @@ def test_composed_configs_on_the_command_line_dotted_short_and_old_names():
 
 def test_every_training_setting_is_declared_once_with_a_docstring():
     from acbo.configs import settings
-    from acbo.e2e import E2EConfig
+    from acbo.e2e.train import E2EConfig
     from acbo.policy.train import PolicyTrainConfig
     from acbo.surrogate.train import SurrogateTrainConfig
     for cls in (SurrogateTrainConfig, PolicyTrainConfig, E2EConfig):
@@ -161,7 +161,7 @@ def test_every_training_setting_is_declared_once_with_a_docstring():
         for old, paths in cls.LEGACY.items():                                # every old flat name has a home
             for path in (paths,) if isinstance(paths, str) else paths:
                 assert path in settings(cls()), (cls.__name__, old, path)
-    from acbo.e2e import E2EConfig
+    from acbo.e2e.train import E2EConfig
     old = configure(E2EConfig, reward_mc=16)                                 # one old name, two settings today
     assert old.rewards.mc == old.training_queries.mc == 16
 
