@@ -124,6 +124,41 @@ def test_the_recommendation_is_what_the_model_believes_not_the_luckiest_reading(
     assert not rec.model and rec.anywhere is None and dict(rec.tried.intervention) == {"X": -2.0} and rec.tried.n == 2
 
 
+def _pair_data(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Y = (A - 1)^2 + (B + 1)^2 + 0.1 e, A and B independent N(0, 1), C does nothing: the best
+    experiment sets A = 1 and B = -1 together (minimise)."""
+    rng = np.random.default_rng(seed)
+    a, b, c = rng.normal(size=n), rng.normal(size=n), rng.normal(size=n)
+    return pd.DataFrame({"A": a, "B": b, "C": c, "Y": (a - 1) ** 2 + (b + 1) ** 2 + 0.1 * rng.normal(size=n)})
+
+
+@pytest.mark.parametrize("method", ["amortized", "parent_scale"])
+def test_the_recommendation_weighs_experiments_that_set_several_variables(method):
+    """With max_set=2 the experiments run include pairs: the pair measured best (three times, near
+    0) is the one recommended among those run, over a single one (near 4), and the grid anywhere
+    covers the allowed pairs (exploration_sets: only A with B, and C alone). A method without a
+    model of pairs (exact-ts) weighs the single experiments only."""
+    kw = dict(target="Y", seed=0, domains={"A": (-2.0, 2.0), "B": (-2.0, 2.0), "C": (-2.0, 2.0)}, max_set=2,
+              exploration_sets=[["A", "B"], ["C"]])
+    def told(o, iv, y):
+        o.tell(iv, {"A": 0.0, "B": 0.0, "C": 0.0, **iv, "Y": y}, chosen=True)
+
+    opt = CausalOptimizer(_pair_data(), method=method, **kw)
+    for y in (0.05, -0.02, 0.01):
+        told(opt, {"A": 1.0, "B": -1.0}, y)
+    told(opt, {"C": 0.5}, 4.1)
+    rec = opt.recommend(points=11)
+    assert dict(rec.tried.intervention) == {"A": 1.0, "B": -1.0} and rec.tried.n == 3
+    assert rec.tried.measured_mean == pytest.approx(0.04 / 3)
+    assert set(rec.anywhere.intervention) in ({"A", "B"}, {"C"})
+    ts = CausalOptimizer(_pair_data(), method="exact-ts", **kw)
+    for y in (0.05, -0.02, 0.01):
+        told(ts, {"A": 1.0, "B": -1.0}, y)
+    told(ts, {"C": 0.5}, 4.1)
+    rec = ts.recommend(points=11)
+    assert dict(rec.tried.intervention) == {"C": 0.5} and set(rec.anywhere.intervention) == {"C"}
+
+
 def test_predicting_outside_the_domain_says_so_and_an_absurd_domain_is_refused():
     opt = CausalOptimizer(linear_data(), target="Y", method="amortized", seed=0)
     lo, hi = opt.domains["X"]

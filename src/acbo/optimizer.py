@@ -45,6 +45,9 @@ _KIND = "acbo.CausalOptimizer"
 SET_TOLERANCE = 1e-4
 """A variable that was set may be reported within this fraction of (its value + its domain's width)
 of the value set (rounding in a lab's report); the value set is what is recorded."""
+SET_GRID_CELLS = 441
+"""The most settings :meth:`CausalOptimizer.recommend` predicts over one allowed set of several
+variables (21 per axis for two, 7 for three)."""
 OUTLIER_SPREADS = 1e4
 """The stated rule for a likely error: a measured value further than this many robust spreads from
 its variable's observational median is refused at ``tell`` unless accepted (``accept_outlier=True``)."""
@@ -710,11 +713,14 @@ class CausalOptimizer:
         return kept[i].intervention, ys[i]
 
     def recommend(self, points: int = 101) -> Recommendation:
-        """What the method believes best (:class:`Recommendation`): among the single-variable
-        experiments run (not dropped), the one whose predicted E[Y | do] is best, and the best
-        setting predicted on a grid of ``points`` values over each settable variable's domain. A
-        method without a model of the response recommends the best measured mean among the
-        experiments run."""
+        """What the method believes best (:class:`Recommendation`): among the experiments run (not
+        dropped), the one whose predicted E[Y | do] is best, and the best setting predicted
+        anywhere: on a grid of ``points`` values over each allowed variable's domain and, where
+        experiments may set several variables, on a grid over each allowed set's box
+        (:data:`SET_GRID_CELLS` settings at most, ``points`` per axis at most). Experiments that
+        set several variables count where the method models them (``predict`` of a set). A method
+        without a model of the response recommends the best measured mean among the experiments
+        run."""
         if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
             raise ValueError(f"points must be an integer >= 2 (the grid over each domain), got {points!r}")
         kept = [r for r in self.history if not r.dropped]
@@ -731,15 +737,17 @@ class CausalOptimizer:
             tried = [Suggestion(iv, float("nan"), float("nan"), float("nan"), len(ys), float(np.mean(ys)))
                      for iv, ys in groups]
             return Recommendation(better(tried, key=lambda s: s.measured_mean) if tried else None, None, False)
+        sets = type(self.method).predict_set is not Method.predict_set  # a model of experiments on sets
         tried = []
         for iv, ys in groups:
-            if len(iv) == 1:
-                (name, v), = iv.items()
-                pred = self.predict(name, [v], quantity="expectation").iloc[0]
+            if len(iv) == 1 or sets:
+                names = list(iv)
+                pred = self.predict(names[0] if len(iv) == 1 else names, [[iv[n] for n in names]],
+                                    quantity="expectation").iloc[0]
                 tried.append(Suggestion(iv, float(pred["mean"]), float(pred["q05"]), float(pred["q95"]), len(ys),
                                         float(np.mean(ys))))
-        anywhere = [self._best_on_grid(name, points, kept) for name, can in zip(self.names,
-                                                                               self.problem.intervenable.tolist()) if can]
+        anywhere = [self._best_on_grid([self.names[j] for j in s], points, kept) for s in self.problem.allowed_sets
+                    if len(s) == 1 or sets]
         return Recommendation(better(tried, key=lambda s: s.mean) if tried else None,
                               better(anywhere, key=lambda s: s.mean), True)
 
@@ -756,16 +764,22 @@ class CausalOptimizer:
         method.load_state_dict(state)
         self.method = method
 
-    def _best_on_grid(self, name: str, points: int, kept: list[Record]) -> Suggestion:
-        """The best predicted E[Y | do(name = x)] on ``points`` values over its domain, with the
-        readings made within half a grid step of it."""
-        lo, hi = self.domains[name]
-        pred = self.predict(name, np.linspace(lo, hi, points), quantity="expectation")
+    def _best_on_grid(self, names: list[str], points: int, kept: list[Record]) -> Suggestion:
+        """The best predicted E[Y | do(names = x)] on a grid over the variables' box (``points``
+        values over one variable's domain; for k > 1 variables, G per axis, G^k <=
+        :data:`SET_GRID_CELLS`, G <= ``points``), with the readings of the experiments that set
+        exactly these variables within half a grid step of it on every axis."""
+        k = len(names)
+        G = points if k == 1 else max(2, min(points, int(SET_GRID_CELLS ** (1 / k) + 1e-9)))
+        axes = [np.linspace(*self.domains[n], G) for n in names]
+        grid = np.stack([a.ravel() for a in np.meshgrid(*axes, indexing="ij")], axis=1)                 # G^k x k
+        pred = self.predict(names[0] if k == 1 else names, grid, quantity="expectation")
         i = int(pred["mean"].idxmin() if self.problem.minimize else pred["mean"].idxmax())
-        x, half = float(pred["value"][i]), (hi - lo) / (2 * (points - 1))
-        ys = [r.outcome[self.target] for r in kept if set(r.intervention) == {name}
-              and abs(r.intervention[name] - x) <= half]
-        return Suggestion(Intervention({name: x}), float(pred["mean"][i]), float(pred["q05"][i]), float(pred["q95"][i]),
+        x = {n: float(grid[i, c]) for c, n in enumerate(names)}
+        half = {n: (self.domains[n][1] - self.domains[n][0]) / (2 * (G - 1)) for n in names}
+        ys = [r.outcome[self.target] for r in kept if set(r.intervention) == set(names)
+              and all(abs(r.intervention[n] - x[n]) <= half[n] for n in names)]
+        return Suggestion(Intervention(x), float(pred["mean"][i]), float(pred["q05"][i]), float(pred["q95"][i]),
                           len(ys), float(np.mean(ys)) if ys else float("nan"))
 
     def posterior(self) -> ParentPosterior:
