@@ -218,6 +218,8 @@ def test_the_choice_per_unit_cost_by_hand():
     ({"costs": {"X1": 1, "X2": 1}, "move_costs": {"X1": -1.0}}, "must be finite and >= 0"),
     ({"costs": {"X1": 1, "X2": 1}, "budget_cost": 0}, "budget_cost must be finite and > 0"),
     ({"costs": {"X1": 1, "X2": 1}, "cost_aware": "yes"}, "cost_aware must be True or False"),
+    ({"costs": {"X1": 3, "X2": 2}, "budget_cost": 1.5}, "budget_cost 1.5 cannot pay for any experiment: the cheapest "
+                                                        "allowed one costs 2"),
 ])
 def test_bad_costs_are_refused_by_name(kw, message):
     """And a method that does not weigh costs says so when given them."""
@@ -244,6 +246,33 @@ def test_costs_through_the_campaign_commands(tmp_path):
     assert pd.read_csv(tmp_path / "h.csv")["spent"].iloc[0] in (1.0, 4.0)
     cli_fails(cli("campaign", "init", "--data", data, "--target", "Y", "--state", tmp_path / "x", "--cost", "X1=1"),
               "gives no cost for ['X2']")
+
+
+def test_the_commands_show_what_a_batch_commits_and_raise_a_budget_in_cost_units(tmp_path):
+    """A batch's prices in `ask` and `status` (committed, not yet spent); `extend --budget-cost`
+    raises a spent budget so that asks go on (a smaller one refused); the flags' mistakes named
+    as flags: a name given twice, a number that is not one, a budget without costs."""
+    data = tmp_path / "obs.csv"
+    _twins(60).to_csv(data, index=False)
+    state = tmp_path / "run.acbo"
+    cli_ok(cli("campaign", "init", "--data", data, "--target", "Y", "--method", "exact-ts", "--state", state,
+               "--cost", "X1=4", "--cost", "X2=1", "--budget-cost", "2"))
+    out = cli_ok(cli("campaign", "ask", "--state", state, "--n", "2"))
+    assert out.count("(costs 1)") == 2
+    assert "spent 0 of the budget of 2 (cost units); 2 committed to the 2 pending" in cli_ok(
+        cli("campaign", "status", "--state", state)).replace("\n", " ")
+    cli_fails(cli("campaign", "ask", "--state", state, "--n", "3"), "extend --budget-cost")
+    cli_fails(cli("campaign", "extend", "--state", state, "--budget-cost", "1"), "is 2 already")
+    cli_fails(cli("campaign", "extend", "--state", state), "needs --budget (experiments) or --budget-cost")
+    assert "budget 7 in cost units: 7 not spent; 2 committed" in cli_ok(
+        cli("campaign", "extend", "--state", state, "--budget-cost", "7")).replace("\n", " ")
+    assert len(json.loads(cli_ok(cli("campaign", "ask", "--state", state, "--n", "3", "--format", "json")))) == 3
+    for flags, message in ((["--cost", "X1=1,X2=2", "--cost", "X2=3"], "--cost gives 'X2' twice (2 and 3)"),
+                           (["--cost", "X1=1,X2=abc"], "--cost value of 'X2' is not a number: 'abc'"),
+                           (["--budget-cost", "3"], "--move-cost and --budget-cost need --cost")):
+        cli_fails(cli("campaign", "init", "--data", data, "--target", "Y", "--state", tmp_path / "x", *flags), message)
+    with pytest.raises(ValueError, match="no budget in cost units to extend"):
+        CausalOptimizer(_twins(), method="random").extend_budget_cost(3.0)
 
 
 def test_the_bench_with_costs_reports_regret_against_spend(tmp_path):

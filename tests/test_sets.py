@@ -95,6 +95,9 @@ def test_random_search_over_sets_keeps_to_the_allowed_sets(tmp_path):
     ({"max_set": 2, "exploration_sets": [[]]}, "is empty"),
     ({"max_set": 2, "exploration_sets": "X0"}, "list of lists"),
     ({"max_set": 2, "exploration_sets": []}, "exploration_sets is empty"),
+    # without max_set (taken from the largest set) the set itself is named, not a max_set it implies
+    ({"exploration_sets": [[]]}, "exploration set \\[\\]: it is empty"),
+    ({"exploration_sets": [["X0", "X1", "X2", "X3", "X4", "X5", "X6", "X7", "X8", "nope"]]}, "\\['nope'\\] may not be set"),
 ])
 def test_bad_sets_are_refused_by_name(kwargs, match):
     scm, frame = small_problem("lin-er-10", 1)

@@ -182,18 +182,29 @@ def read_domains(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
 
 def parse_intervention(text: str) -> dict[str, float]:
     """``"X3=4.2"`` or ``"X1=1, X2=0.5"`` -> {name: value}."""
+    return parse_assignments([text], "an intervention", "intervention value")
+
+
+def parse_assignments(texts: list[str], what: str, value_of: str) -> dict[str, float]:
+    """``NAME=NUMBER`` pairs, comma-separated within each text of ``texts``, as {name: number}:
+    what an intervention or a command's ``--cost`` holds (``what`` and ``value_of`` name it in an
+    error). A name given twice is refused: which number was meant?"""
     out = {}
-    for part in (p.strip() for p in text.split(",")):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip():
-            raise CampaignError(f"an intervention is NAME=VALUE[, NAME=VALUE], got {text!r}")
-        try:
-            v = float(value)
-        except ValueError:
-            raise CampaignError(f"intervention value of {name.strip()!r} is not a number: {value.strip()!r}") from None
-        if not math.isfinite(v):
-            raise CampaignError(f"intervention value of {name.strip()!r} must be finite, got {v}")
-        out[name.strip()] = v
+    for text in texts:
+        for part in (p.strip() for p in text.split(",")):
+            name, sep, value = part.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                raise CampaignError(f"{what} is NAME=VALUE[, NAME=VALUE], got {text!r}")
+            try:
+                v = float(value)
+            except ValueError:
+                raise CampaignError(f"{value_of} of {name!r} is not a number: {value.strip()!r}") from None
+            if not math.isfinite(v):
+                raise CampaignError(f"{value_of} of {name!r} must be finite, got {v}")
+            if name in out:
+                raise CampaignError(f"{what} gives {name!r} twice ({out[name]:g} and {v:g})")
+            out[name] = v
     return out
 
 
@@ -429,6 +440,15 @@ class Campaign:
         except ValueError as e:
             raise CampaignError(str(e)) from None
         self.log.append({"event": "undrop" if undo else "drop", "time": _now(), "experiment": experiment})
+
+    def extend_cost(self, budget_cost: float) -> None:
+        """Raise the budget in cost units to ``budget_cost`` (the new total): :meth:`CausalOptimizer.extend_budget_cost`; logged."""
+        before = self.optimizer.budget_cost
+        try:
+            self.optimizer.extend_budget_cost(budget_cost)
+        except ValueError as e:
+            raise CampaignError(str(e)) from None
+        self.log.append({"event": "extend", "time": _now(), "budget_cost_from": before, "budget_cost_to": float(budget_cost)})
 
     def extend(self, budget: int) -> None:
         """Raise the budget to ``budget`` experiments (at least those done; a larger one than now)."""

@@ -403,9 +403,13 @@ def campaign_init(
         opts["horizon"] = budget
     can = list(_split(intervenable)) if intervenable else None
     sets = [list(_split(e)) for e in exploration_set] if exploration_set else None
-    pairs = lambda given: {k: v for text in given for k, v in cp.parse_intervention(text).items()} if given else None
+    if not cost and (move_cost or budget_cost is not None):
+        raise cp.CampaignError("--move-cost and --budget-cost need --cost (the cost of setting each variable that may "
+                               "be set)")
+    pairs = lambda given, flag: cp.parse_assignments(given, flag, f"{flag} value") if given else None
     opt = CausalOptimizer(obs, target=target, domains=doms, intervenable=can, method=method, minimize=minimize, seed=seed,
-                          max_set=max_set, exploration_sets=sets, costs=pairs(cost), move_costs=pairs(move_cost),
+                          max_set=max_set, exploration_sets=sets, costs=pairs(cost, "--cost"),
+                          move_costs=pairs(move_cost, "--move-cost"),
                           budget_cost=budget_cost, **opts)
     campaign = cp.Campaign(opt, budget, [opt.posterior().marginals.double().tolist()],
                            [{"event": "init", "time": cp._now(), "data": str(data), "rows": len(obs)}], str(data))
@@ -421,9 +425,11 @@ def campaign_init(
     console.print(f"next: acbo campaign ask --state {state}")
 
 
-def _print_experiments(ivs: list, fmt: str, names: tuple[str, ...], batch: bool, again: int) -> None:
+def _print_experiments(ivs: list, fmt: str, names: tuple[str, ...], batch: bool, again: int,
+                       prices: tuple[float, ...] | None = None) -> None:
     """The experiments to run: json (an object, or a list for a batch), csv (one row per
-    experiment, a column per variable set in any, empty where not set) or a table."""
+    experiment, a column per variable set in any, empty where not set) or a table (with
+    ``prices``, what each will be charged)."""
     if fmt == "json":
         typer.echo(json.dumps([dict(iv) for iv in ivs] if batch else dict(ivs[0])))
     elif fmt == "csv":
@@ -434,7 +440,8 @@ def _print_experiments(ivs: list, fmt: str, names: tuple[str, ...], batch: bool,
     else:
         for k, iv in enumerate(ivs):
             what = "still pending (no result told yet)" if k < again else "next experiment"
-            console.print((f"{k + 1}. " if batch else "") + f"{what}: " + ", ".join(f"set {n} = {v:.6g}" for n, v in iv.items()))
+            console.print((f"{k + 1}. " if batch else "") + f"{what}: " + ", ".join(f"set {n} = {v:.6g}" for n, v in iv.items())
+                          + (f" (costs {prices[k]:.6g})" if prices is not None else ""))
 
 
 @campaign_app.command("ask", short_help="The next experiment(s) (kept as pending until told).")
@@ -457,7 +464,9 @@ def campaign_ask(
         ivs = out if n is not None else [out]
         if len(campaign.optimizer.pending_experiments) != before:
             campaign.save(state)
-    _print_experiments(ivs, format, campaign.optimizer.names, n is not None, min(before, len(ivs)))
+    prices = campaign.optimizer.pending_costs
+    _print_experiments(ivs, format, campaign.optimizer.names, n is not None, min(before, len(ivs)),
+                       None if prices is None else prices[:len(ivs)])
     if format == "table":
         rows = "one row per experiment" if n is not None else "one row"
         console.print(f"then: acbo campaign tell --state {state} --result measured.csv "
@@ -534,17 +543,34 @@ def campaign_drop(
                   "dropped experiment still counts towards the budget)")
 
 
-@campaign_app.command("extend", short_help="Raise the campaign's budget of experiments.")
+@campaign_app.command("extend", short_help="Raise the campaign's budget of experiments, or in cost units.")
 @_friendly
 def campaign_extend(
     state: Path = typer.Option(..., help="The campaign's state file."),
-    budget: int = typer.Option(..., help="The new budget: the total number of experiments planned."),
+    budget: int = typer.Option(None, help="The new budget: the total number of experiments planned."),
+    budget_cost: float = typer.Option(None, help="The new budget in cost units: the total (a campaign with --cost and "
+                                                 "--budget-cost)."),
 ):
-    """Raise the campaign's budget of experiments."""
+    """Raise the campaign's budget of experiments (--budget), or its budget in cost units (--budget-cost)."""
     cp = _campaign_io()
+    if budget is None and budget_cost is None:
+        raise cp.CampaignError("extend needs --budget (experiments) or --budget-cost (cost units)")
     with cp.changing(state) as campaign:
-        campaign.extend(budget)
-    console.print(f"budget {budget}: {budget - campaign.done} experiment(s) left")
+        if budget_cost is not None:
+            campaign.extend_cost(budget_cost)
+        if budget is not None:
+            campaign.extend(budget)
+    opt = campaign.optimizer
+    if budget is not None:
+        console.print(f"budget {budget}: {budget - campaign.done} experiment(s) left")
+    if budget_cost is not None:
+        console.print(f"budget {opt.budget_cost:g} in cost units: {opt.budget_cost - opt.spent:.6g} not spent"
+                      + _committed(opt.pending_costs))
+
+
+def _committed(prices: tuple[float, ...] | None) -> str:
+    """"; C committed to the n pending" where experiments with prices are pending, else ""."""
+    return f"; {sum(prices):.6g} committed to the {len(prices)} pending" if prices else ""
 
 
 @campaign_app.command("status", short_help="History, recommendation, parent sets, predicted best per variable.")
@@ -578,11 +604,13 @@ def campaign_status(
         _print_recommendation(campaign.recommendation_frame(), opt.target)
     for c in opt.clamped:
         console.print(f"clamped for the models: {c.where}, {c.variable} = {c.value:.6g} seen as {c.used:.6g}")
+    prices = opt.pending_costs
     for k, iv in enumerate(opt.pending_experiments, 1):
-        console.print(f"pending {k}: " + ", ".join(f"{n} = {v:.6g}" for n, v in iv.items()))
+        console.print(f"pending {k}: " + ", ".join(f"{n} = {v:.6g}" for n, v in iv.items())
+                      + (f" (costs {prices[k - 1]:.6g})" if prices is not None else ""))
     if opt.costs is not None:
         console.print(f"spent {opt.spent:.6g}" + (f" of the budget of {opt.budget_cost:.6g}" if opt.budget_cost else "")
-                      + " (cost units)")
+                      + " (cost units)" + _committed(prices))
     console.print(f"most probable parent sets of {opt.target}:")
     for names, p in opt.posterior().top(3):
         console.print(f"  P({{{', '.join(names)}}}) = {p:.3f}")

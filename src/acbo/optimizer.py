@@ -216,13 +216,14 @@ def _as_columns(observational) -> tuple[list[str], np.ndarray]:
 def _set_options(problem: Problem, max_set, exploration_sets) -> dict:
     """``max_set`` and the exploration sets (names) as a Problem's fields, checked: ValueError
     naming the offending value."""
-    if max_set is None:  # as many as the largest exploration set, else one
+    derived = max_set is None  # as many as the largest exploration set (once the sets are checked), else one
+    if derived:
         sets_ok = isinstance(exploration_sets, (list, tuple)) and all(isinstance(s, (list, tuple)) for s in exploration_sets)
         max_set = max((len(s) for s in exploration_sets), default=1) if sets_ok else 1
-    if isinstance(max_set, bool) or not isinstance(max_set, (int, np.integer)) or max_set < 1:
+    elif isinstance(max_set, bool) or not isinstance(max_set, (int, np.integer)) or max_set < 1:
         raise ValueError(f"max_set must be a positive integer, got {max_set!r}")
     settable = [n for n, ok in zip(problem.names, problem.intervenable.tolist()) if ok]
-    if max_set > len(settable):
+    if not derived and max_set > len(settable):
         raise ValueError(f"max_set={max_set} but only {len(settable)} variables may be set: {settable}")
     if exploration_sets is None:
         return {"max_set": int(max_set), "sets": None}
@@ -349,6 +350,9 @@ class CausalOptimizer:
             raise ValueError(f"cost_aware must be True or False, got {cost_aware!r}")
         self.cost_aware = cost_aware
         self.problem = dataclasses.replace(problem, costs=self.costs if cost_aware else None)
+        if self.budget_cost is not None and not pays(self._cheapest, self.budget_cost):
+            raise ValueError(f"budget_cost {self.budget_cost:g} cannot pay for any experiment: the cheapest allowed "
+                             f"one costs {self._cheapest:g}")
         self._check_domains()
         self.method_name = method
         self.method: Method = build_method(method, self.problem, options)
@@ -419,6 +423,12 @@ class CausalOptimizer:
     def pending_experiments(self) -> tuple[Intervention, ...]:
         """Every experiment asked and not yet told, in the order asked."""
         return tuple(q.intervention for q in self._pending)
+
+    @property
+    def pending_costs(self) -> tuple[float, ...] | None:
+        """What each pending experiment (:attr:`pending_experiments`, in order) will be charged when
+        told: its price when it was asked. None without costs."""
+        return None if self.costs is None else tuple(float(q.cost) for q in self._pending)
 
     def ask(self, n: int | None = None) -> Intervention | list[Intervention]:
         """The next experiment to run (an :class:`Intervention`), or (``n``) a list of the next
@@ -512,8 +522,24 @@ class CausalOptimizer:
             raise BudgetSpent(f"the budget of {self.budget_cost:.6g} cannot pay for another experiment ({what}): "
                               f"{self.spent:.6g} spent on the experiments told"
                               + (f", {committed:.6g} on the {len(self._pending)} pending" if self._pending else "")
-                              + f"; the cheapest experiment costs {cheapest:.6g}")
+                              + f"; the cheapest experiment costs {cheapest:.6g} (raise the budget with "
+                              "extend_budget_cost, or `acbo campaign extend --budget-cost`)")
         return left
+
+    def extend_budget_cost(self, budget_cost: float) -> None:
+        """Raise the budget in cost units to ``budget_cost`` (the new total, larger than now; a
+        campaign with costs and a budget). ValueError naming the value otherwise."""
+        if self.budget_cost is None:
+            raise ValueError("this campaign has no budget in cost units to extend (CausalOptimizer(costs=..., "
+                             "budget_cost=...))")
+        try:
+            new = float(budget_cost)
+        except (TypeError, ValueError):
+            raise ValueError(f"budget_cost must be a number, got {budget_cost!r}") from None
+        if isinstance(budget_cost, bool) or not math.isfinite(new) or new <= self.budget_cost:
+            raise ValueError(f"the budget in cost units is {self.budget_cost:g} already; extending takes a larger "
+                             f"finite one, got {budget_cost!r}")
+        self.budget_cost = new
 
     def withdraw(self, intervention=None) -> list[Intervention]:
         """Take pending experiments back (they will not be run, or their results are lost): the
