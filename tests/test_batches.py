@@ -185,6 +185,24 @@ def test_exact_ts_does_not_repeat_a_pending_experiment_while_another_improves():
         assert len(set(plate)) == 3, plate
 
 
+def test_surrogate_ei_keeps_a_batch_apart():
+    """The network's world model moves little for a believed row, so surrogate-ei's later members
+    keep half a grid step away from every pending value of their variable: on the bioreactor its
+    greedy choice, temperature at the domain's end, is not asked four times over."""
+    from acbo import bioreactor
+
+    obs = pd.DataFrame(bioreactor.observe(60, 0), columns=bioreactor.NAMES)
+    opt = CausalOptimizer(obs, target="titer", minimize=False, seed=0, domains=bioreactor.DOMAINS,
+                          intervenable=list(bioreactor.SETTABLE), method="surrogate-ei")
+    plate = opt.ask(n=4)
+    step = (bioreactor.DOMAINS["temperature"][1] - bioreactor.DOMAINS["temperature"][0]) / (opt.method.grid - 1)
+    for a in range(4):
+        for b in range(a):
+            (ja, va), = plate[a].items()
+            (jb, vb), = plate[b].items()
+            assert ja != jb or abs(va - vb) > step / 2 - 1e-9, plate
+
+
 @pytest.mark.parametrize("mode", ["believer", "distinct"])
 def test_amortized_batch_members_are_in_distinct_cells_of_the_policy_grid(mode):
     """The policy's later draws avoid the (variable, grid cell) pairs of the pending experiments

@@ -92,6 +92,11 @@ class SurrogateEI(Method):
 
     @torch.inference_mode()
     def ask(self, buffer: Buffer, generator: torch.Generator) -> tuple[int, float]:
+        """The value of most expected improvement on the grid, refined around it. In a batch the
+        pending experiments are believed (:meth:`Method.believed`), and since the network's world
+        model moves little for one believed row, a later member also keeps out of every value
+        within half a grid step of a pending experiment's on the same variable: a batch never
+        repeats an experiment."""
         p = self.problem
         c, belief = self._state(buffer, negate=not p.minimize)  # the model minimises: hand it -Y
         batch, tokens = c.standardised(), belief.tokens
@@ -103,17 +108,33 @@ class SurrogateEI(Method):
         z = ((vals - mean[can, None]) / std[can, None]).float()
         f = self._posterior_means(batch, tokens, can[None], z[None])
         best = self._best(c, batch, tokens, buffer, mean, std)
-        ei = f.expected_improvement(torch.full(f.mean.shape, best))                              # Q x K
+        ei = self._away_from_pending(f.expected_improvement(torch.full(f.mean.shape, best)), can, vals)  # Q x K
         q, k = divmod(int(ei.argmax()), self.grid)
         # finer grid between the neighbours of the best grid value
         a, b = vals[q, max(k - 1, 0)], vals[q, min(k + 1, self.grid - 1)]
         fine = a + (b - a) * torch.linspace(0, 1, self.refine, dtype=torch.float64)
         fz = ((fine - mean[can[q]]) / std[can[q]]).float()
         f2 = self._posterior_means(batch, tokens, can[q:q + 1][None], fz[None, None])
-        ei2 = f2.expected_improvement(torch.full(f2.mean.shape, best))[0]
+        ei2 = self._away_from_pending(f2.expected_improvement(torch.full(f2.mean.shape, best)), can[q:q + 1],
+                                      fine[None], (hi[q] - lo[q]) / (self.grid - 1))[0]
         if float(ei2.max()) > float(ei[q, k]):
             return int(can[q]), float(fine[int(ei2.argmax())])
         return int(can[q]), float(vals[q, k])
+
+    def _away_from_pending(self, ei: torch.Tensor, can: torch.Tensor, vals: torch.Tensor,
+                           step: torch.Tensor | None = None) -> torch.Tensor:
+        """``ei`` (Q x K at values vals of the variables can, Q) at -inf within half a grid step
+        (``step``; by default each row's own spacing) of a pending experiment's value of the same
+        variable (:attr:`Method.pending`), where any other value is left."""
+        if not self.pending:
+            return ei
+        step = (vals[:, -1] - vals[:, 0]) / (vals.shape[1] - 1) if step is None else step.expand(len(can))   # Q
+        near = torch.zeros_like(ei, dtype=torch.bool)
+        for q in self.pending:
+            for j, v in q.items():
+                row = (can == j).nonzero().flatten()
+                near[row] |= (vals[row] - v).abs() <= step[row, None] / 2
+        return ei if bool(near.all()) else ei.masked_fill(near, float("-inf"))
 
     def _best(self, c: CampaignBatch, batch, tokens, buffer: Buffer, mean, std) -> float:
         """The best E[Y | do] so far by the model's posterior mean at each intervention made (Y's
