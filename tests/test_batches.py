@@ -429,7 +429,8 @@ def test_a_batch_through_the_campaign_commands(tmp_path, data):
     (tmp_path / "bad.csv").write_text(pd.DataFrame(rows[:2] + [{**rows[2], **{k: v + 0.3 for k, v in asked[2].items()}}])
                                       .to_csv(index=False))
     before = state.read_bytes()
-    cli_fails(cli("campaign", "tell", "--state", state, "--result", tmp_path / "bad.csv"), "line 4 of")
+    out = cli_fails(cli("campaign", "tell", "--state", state, "--result", tmp_path / "bad.csv"), "line 4 of")
+    assert "to within 0.0001 of (|value| + its domain's width)" in out.replace("\n", " ") and "withdraw" in out
     assert state.read_bytes() == before
     pd.DataFrame(rows[::-1][:2]).to_csv(tmp_path / "two.csv", index=False)
     out = cli_ok(cli("campaign", "tell", "--state", state, "--result", tmp_path / "two.csv"))
