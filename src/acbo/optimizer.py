@@ -676,7 +676,11 @@ class CausalOptimizer:
         row = self._check_sample(sample)
         for name, v in iv.items():  # reported to the precision of a measurement; recorded as set
             if not self._agrees(name, row[name], v):
-                raise ValueError(f"sample[{name!r}] = {row[name]} but the intervention set {name} = {v}")
+                raise ValueError(f"sample[{name!r}] = {row[name]} but the intervention set {name} = {v} (a set "
+                                 f"variable's measured value must be the value set to within {SET_TOLERANCE:g} of "
+                                 "(|value| + its domain's width)); if the lab ran other values than those asked, tell "
+                                 "the experiment as run (chosen=True; command line: --intervention) and withdraw the "
+                                 "pending one")
             row[name] = v
         far = self.outliers(row, iv)
         if far and not accept_outlier:
