@@ -442,6 +442,19 @@ def test_a_batch_through_the_campaign_commands(tmp_path, data):
     cli_fails(cli("campaign", "withdraw", "--state", state), "nothing to withdraw")
 
 
+def test_an_own_experiment_that_leaves_a_batch_beyond_the_budget_says_so(tmp_path, data):
+    """Budget 2, a batch of 2 pending, then an experiment of the user's own: recorded (it was run),
+    with a warning that the pending ones now pass the budget by one and what to do."""
+    state = tmp_path / "run.acbo"
+    cli_ok(cli("campaign", "init", "--data", data, "--target", "Y", "--method", "random", "--state", state,
+               "--budget", "2"))
+    cli_ok(cli("campaign", "ask", "--state", state, "--n", "2"))
+    pd.DataFrame([{"A": 0.5, "B": 0.0, "Y": 0.1}]).to_csv(tmp_path / "own.csv", index=False)
+    out = cli_ok(cli("campaign", "tell", "--state", state, "--result", tmp_path / "own.csv", "--intervention", "A=0.5"))
+    assert "recorded experiment 1" in out
+    assert "the 2 pending ones pass the budget of 2 experiments by 1: withdraw 1 of them" in out.replace("\n", " ")
+
+
 def test_a_round_the_budget_cannot_pay_for_is_asked_smaller():
     """Costs 1 each and a budget of 6: rounds of 4 run 4, then 2 (a round of 4 no longer fits),
     and the campaign ends with the budget spent."""

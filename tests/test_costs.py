@@ -273,6 +273,13 @@ def test_the_commands_show_what_a_batch_commits_and_raise_a_budget_in_cost_units
         cli_fails(cli("campaign", "init", "--data", data, "--target", "Y", "--state", tmp_path / "x", *flags), message)
     with pytest.raises(ValueError, match="no budget in cost units to extend"):
         CausalOptimizer(_twins(), method="random").extend_budget_cost(3.0)
+    out = cli_ok(cli("campaign", "init", "--data", data, "--target", "Y", "--method", "random", "--state",
+                     tmp_path / "r.acbo", "--cost", "X1=4,X2=1", "--budget-cost", "3"))
+    assert "warning: method 'random' does not weigh costs" in out and "Traceback" not in out
+    pd.DataFrame([{"X1": 1.0, "X2": 0.0, "Y": 1.0}]).to_csv(tmp_path / "own.csv", index=False)
+    out = cli_ok(cli("campaign", "tell", "--state", tmp_path / "r.acbo", "--result", tmp_path / "own.csv",
+                     "--intervention", "X1=1"))  # the user's own experiment: recorded, and the overrun said
+    assert "recorded experiment 1" in out and "spent 4, over its budget of 3" in out.replace("\n", " ")
 
 
 def test_the_bench_with_costs_reports_regret_against_spend(tmp_path):

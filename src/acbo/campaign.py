@@ -26,6 +26,7 @@ import io
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -422,6 +423,11 @@ class Campaign:
             entry["accepted_outlier"] = True
         self.log.append(entry)
         self.marginals.append(opt.posterior().marginals.double().tolist())
+        over = self.done + len(opt.pending_experiments) - (self.budget if self.budget is not None else math.inf)
+        if answered is None and over > 0:
+            warnings.warn(f"with your own experiment recorded, the {len(opt.pending_experiments)} pending ones pass the "
+                          f"budget of {self.budget} experiments by {over}: withdraw {over} of them (`acbo campaign "
+                          "withdraw`) or raise the budget (`acbo campaign extend --budget N`)", UserWarning, stacklevel=2)
         return Intervention(iv)
 
     def withdraw(self, intervention: dict[str, float] | None = None) -> list[Intervention]:

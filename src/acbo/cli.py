@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +27,25 @@ errors = Console(stderr=True, highlight=False, markup=False)
 
 
 def _friendly(fn):
-    """Bad input or a file problem becomes one line on stderr and exit code 2, never a traceback."""
+    """Bad input or a file problem becomes one line on stderr and exit code 2, never a traceback;
+    a warning for the user (UserWarning) becomes a line "warning: ..." on stderr."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, OSError) as e:
-            msg = str(e) if isinstance(e, ValueError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
-            errors.print(f"error: {msg}", soft_wrap=True)
-            raise typer.Exit(2) from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            try:
+                return fn(*args, **kwargs)
+            except (ValueError, OSError) as e:
+                msg = str(e) if isinstance(e, ValueError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+                errors.print(f"error: {msg}", soft_wrap=True)
+                raise typer.Exit(2) from None
+            finally:
+                for w in caught:
+                    if issubclass(w.category, UserWarning):
+                        errors.print(f"warning: {w.message}", soft_wrap=True)
+                    else:
+                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
     return wrapper
 

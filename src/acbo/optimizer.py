@@ -691,6 +691,10 @@ class CausalOptimizer:
         cost = None if self.costs is None else told.cost if told is not None else self.cost(iv)
         self.history.append(Record(Intervention(iv), row, cost=cost))
         self._add_to_buffer(self.history[-1], len(self.history))
+        if told is None and self.budget_cost is not None and not pays(self.spent, self.budget_cost):
+            warnings.warn(f"experiment {len(self.history)}, your own, cost {cost:.6g}: the campaign has now spent "
+                          f"{self.spent:.6g}, over its budget of {self.budget_cost:.6g} (it is recorded: it was run)",
+                          UserWarning, stacklevel=2)
         if told is not None:
             return told.intervention
         if len(self._pending) == 1 and self._pending[0].alone:  # the user's own replaces the one suggestion
