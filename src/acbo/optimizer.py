@@ -467,8 +467,12 @@ class CausalOptimizer:
                 iv = Intervention({p.names[i]: v for i, v in choice.items()})
                 cost = self.cost(iv) if self.costs is not None else None
                 if self.budget_cost is not None and not pays(cost, self.method.allowance):
+                    again = "ask again for another draw, " if self.method.stochastic else "and asks the same again: "
+                    blind = (f"; it does not weigh costs, {again}use a method that does, or extend_budget_cost"
+                             if not (self.cost_aware and self.method.reads_costs) else "")
                     raise BudgetSpent(f"method {self.method_name!r} chose {iv}, costing {cost:.6g}, but only "
-                                      f"{self.method.allowance:.6g} of the budget of {self.budget_cost:.6g} is left")
+                                      f"{self.method.allowance:.6g} of the budget of {self.budget_cost:.6g} is left"
+                                      + blind)
                 self._pending.append(Pending(iv, cost, alone))
         except BaseException:
             del self._pending[before:]
