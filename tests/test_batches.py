@@ -429,6 +429,14 @@ def test_a_batch_through_the_campaign_commands(tmp_path, data):
     (tmp_path / "bad.csv").write_text(pd.DataFrame(rows[:2] + [{**rows[2], **{k: v + 0.3 for k, v in asked[2].items()}}])
                                       .to_csv(index=False))
     before = state.read_bytes()
+    pd.DataFrame([rows[0], rows[1], rows[0]]).to_csv(tmp_path / "dup.csv", index=False)
+    cli_fails(cli("campaign", "tell", "--state", state, "--result", tmp_path / "dup.csv"),
+              "line 4 of")
+    assert "answers the same experiment as line 2" in cli(
+        "campaign", "tell", "--state", state, "--result", tmp_path / "dup.csv").output.replace("\n", " ")
+    pd.DataFrame(rows + rows[:1]).to_csv(tmp_path / "extra.csv", index=False)
+    cli_fails(cli("campaign", "tell", "--state", state, "--result", tmp_path / "extra.csv"),
+              "holds 4 rows but 3 experiment(s) are pending")
     out = cli_fails(cli("campaign", "tell", "--state", state, "--result", tmp_path / "bad.csv"), "line 4 of")
     assert "to within 0.0001 of (|value| + its domain's width)" in out.replace("\n", " ") and "withdraw" in out
     assert state.read_bytes() == before

@@ -502,12 +502,20 @@ def campaign_tell(
         rows = cp.read_results(result, campaign.optimizer.names)
         if iv is not None and len(rows) != 1:
             raise cp.CampaignError(f"--intervention records one experiment, but {result} holds {len(rows)} rows")
+        pending = len(campaign.optimizer.pending_experiments)
+        if iv is None and len(rows) > max(pending, 1):
+            raise cp.CampaignError(f"{result} holds {len(rows)} rows but {pending} experiment(s) are pending (nothing "
+                                   "was recorded): one row per pending experiment; one of your own: --intervention")
         told = []
         for k, row in enumerate(rows, 2):
             try:
                 told.append(campaign.tell(row, iv, accept_outlier))
             except cp.CampaignError as e:
                 where = f"line {k} of {result} (nothing was recorded)" if len(rows) > 1 else ""
+                same = [j for j, done in enumerate(told, 2) if campaign.optimizer.holds(done, row)]
+                if same:
+                    e = cp.CampaignError(f"it answers the same experiment as line {same[0]} ({told[same[0] - 2]}), "
+                                         "told once already")
                 raise cp.CampaignError(f"{where}: {e}" if where else str(e)) from None
     opt = campaign.optimizer
     first = campaign.done - len(rows) + 1

@@ -580,6 +580,11 @@ class CausalOptimizer:
                              " say which it answers (command line: --intervention)")
         return fits[0] if fits else None
 
+    def holds(self, intervention: Mapping[str, float], sample: Mapping[str, float]) -> bool:
+        """Whether the measured row ``sample`` holds the settings of ``intervention`` (each set
+        variable's value to the precision of a report, as a tell matches rows to experiments)."""
+        return all(n in sample and self._agrees(n, float(sample[n]), float(v)) for n, v in intervention.items())
+
     def _check_intervention(self, iv) -> dict[str, float]:
         if not isinstance(iv, Mapping) or len(iv) == 0:
             raise ValueError(f"an intervention must be a non-empty mapping name -> value, got {iv!r}")
