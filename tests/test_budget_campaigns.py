@@ -173,3 +173,22 @@ def test_common_noise_gives_a_groups_copies_the_same_measurement_luck():
         common.repeat(2)
     with pytest.raises(ValueError, match="needs design.mode 'trajectory'"):
         GroupDesign(mode="candidates", common_noise=True)
+
+
+def test_a_policy_gone_nan_stops_a_rollout_with_what_it_came_from(pair):
+    """A NaN weight (or input) makes the logits NaN: the rollout stops with the campaigns, input
+    fields and parameters at fault named, not with torch.multinomial's 'probability tensor
+    contains either inf, nan or element < 0'."""
+    import copy
+
+    from acbo.policy.rollout import policy_step
+
+    policy, surrogate = pair
+    policy = copy.deepcopy(policy).eval()
+    name, param = next(iter(policy.named_parameters()))
+    with torch.no_grad():
+        param.fill_(float("nan"))
+    g = generator("test", "nan-rollout")
+    env = Env.from_family("train-lin", 2, 30, 3, g, n_mc=16)
+    with pytest.raises(FloatingPointError, match=f"non-finite parameters \\['{name}'\\]"):
+        policy_step(policy, surrogate, env, Belief.of(surrogate, env.campaign()), g)

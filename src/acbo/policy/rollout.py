@@ -76,6 +76,7 @@ def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, 
     (appended to ``env``). Returns the step and the belief after it. ``memo``: what the world
     model keeps between the steps of these campaigns (:class:`acbo.surrogate.model.ContextMemo`)."""
     x, dist = decide(policy, env.campaign(), belief, surrogate, memo, cost=training_cost_features(env, policy.cfg.grid))
+    _check_finite(policy, x, dist.logits)
     members = live = allowed = None
     if env.budget is not None:  # the draw within the allowance, as deployed (a spent campaign's step counts for nothing)
         live = env.live()
@@ -92,6 +93,21 @@ def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, 
     step = Step(x, dist, var, u, value, e_y, rows, mask, env.best, belief, members, live, allowed)
     env.append(rows[:, :1], mask[:, :1], e_y[:, 0])
     return step, belief.add(surrogate, rows[:, :1], mask[:, :1])
+
+
+def _check_finite(policy: Policy, x: PolicyInput, logits: torch.Tensor) -> None:
+    """A NaN (or +inf) among the policy's logits stops the rollout with what it came from: the
+    campaigns and input fields that hold non-finite values, and the parameters that do (a draw from
+    it would fail in ``torch.multinomial`` without saying why)."""
+    bad = torch.isnan(logits) | (logits == float("inf"))
+    if not bool(bad.any()):
+        return
+    rows = bad.flatten(1).any(1).nonzero().flatten().tolist()
+    fields = {f: int((~torch.isfinite(t)).sum()) for f in PolicyInput.__dataclass_fields__
+              if (t := getattr(x, f)).is_floating_point() and not bool(torch.isfinite(t).all())}
+    params = [n for n, p in policy.named_parameters() if not bool(torch.isfinite(p).all())]
+    raise FloatingPointError(f"the policy's logits are NaN or +inf in campaigns {rows[:10]}: non-finite input fields "
+                             f"(count) {fields or 'none'}, non-finite parameters {params or 'none'}")
 
 
 def training_cost_features(env: Env, K: int) -> torch.Tensor | None:
