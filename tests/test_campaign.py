@@ -105,7 +105,7 @@ def test_bad_domains_options_and_an_existing_state(tmp_path, data):
     ("A,B,Y\n0.5,0.1,x\n", "column 'Y'"),
     ("A,B,Y\n0.5,0.1,nan\n", "not a finite number"),
     ("A,B,Y\n0.5,0.1,inf\n", "not a finite number"),
-    ("A,B,Y\n0.5,0.1,1\n0.5,0.2,2\n", "line 2 of"),  # two rows, neither at the pending setting
+    ("A,B,Y\n0.5,0.1,1\n0.5,0.2,2\n", "holds 2 rows but 1 experiment(s) are pending"),  # two rows, one pending
     ("A,B,Y\nSET,0.1,1\n", "column 'A'"),
 ])
 def test_a_bad_result_changes_nothing(tmp_path, data, content, message):

@@ -163,7 +163,7 @@ ADDED_LATER = {"policy.grid": 0, "policy.world": "network", "surrogate": "", "po
                "policy.token_dim": 64, "design.mode": "candidates", "design.scale_by_std": False,
                "policy_optim.weight_decay": 1e-4, "surrogate_optim.weight_decay": 1e-4,
                "design.max_set": 1, "rewards.cost": 0.0, "policy.stop_head": False, "design.costs": None,
-               "policy.cost_head": False}
+               "policy.cost_head": False, "design.budget": False, "design.common_noise": False}
 """Settings added after the first stage-3 runs, or fixed by the code of old, with the value those runs had."""
 
 

@@ -76,7 +76,7 @@ def policy_step(policy: Policy, surrogate: Surrogate, env: Env, belief: Belief, 
     (appended to ``env``). Returns the step and the belief after it. ``memo``: what the world
     model keeps between the steps of these campaigns (:class:`acbo.surrogate.model.ContextMemo`)."""
     x, dist = decide(policy, env.campaign(), belief, surrogate, memo, cost=training_cost_features(env, policy.cfg.grid))
-    _check_finite(policy, x, dist.logits)
+    _check_finite(policy, x, dist.logits if isinstance(dist, GridActionDist) else dist.var_logits)
     members = live = allowed = None
     if env.budget is not None:  # the draw within the allowance, as deployed (a spent campaign's step counts for nothing)
         live = env.live()

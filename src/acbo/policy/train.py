@@ -172,7 +172,7 @@ class PolicyTrainConfig:
 ADDED_LATER = {"data.shards": 1, "policy.grid": 0, "policy.world": "network", "run.log_every": 1, "policy.ff_mult": 2,
                "policy.token_dim": 64, "update.max_grad_norm": 1.0, "optim.weight_decay": 1e-4, "design.max_set": 1,
                "rewards.cost": 0.0, "policy.stop_head": False, "design.costs": None, "policy.cost_head": False,
-               "trainable": "all", "design.budget": False}
+               "trainable": "all", "design.budget": False, "design.common_noise": False}
 """Settings that runs written before them lack, with the value those runs mean: such a run resumes."""
 PLACEMENT = ("parallel.workers", "parallel.backend", "parallel.address")
 """Settings of where a run's rollouts run: a resumed run may change them (the same rollouts)."""
