@@ -70,3 +70,23 @@ def test_demos_and_method_options(tmp_path):
     assert res.exit_code == 2 and "set posterior model" in res.output
     res = runner.invoke(app, ["bench", "--option", "noequals"])
     assert res.exit_code == 2 and "key=value" in res.output
+
+
+def test_a_command_shows_warnings_as_lines_and_any_other_warning_as_python_does():
+    """A user's warning (UserWarning) inside a command becomes one line "warning: ..." on stderr;
+    any other warning (numpy's, here) is shown as Python shows it, once, and the command ends (a
+    warning shown while warnings were being recorded was recorded again: the command never ended)."""
+    import subprocess
+    import sys
+
+    code = ("import warnings, numpy as np\n"
+            "from acbo.cli import _friendly\n"
+            "@_friendly\n"
+            "def f():\n"
+            "    warnings.warn('a thing for the user', UserWarning)\n"
+            "    np.mean([])\n"
+            "    return 3\n"
+            "print(f())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "3", out
+    assert "warning: a thing for the user" in out.stderr and out.stderr.count("RuntimeWarning: Mean of empty slice") == 1

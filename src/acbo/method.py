@@ -207,10 +207,11 @@ class Method:
         prev = self.previous(buffer)
         if pays(p.costs.of(choice, prev), self.allowance):
             return choice
-        spare = self.allowance - sum(float(p.costs.fixed[i]) for i in choice)
+        fixed = sum(float(p.costs.fixed[i]) for i in choice)
         moving = [i for i in choice if float(p.costs.per_unit[i]) > 0]
-        if spare < 0 or not moving:
+        if not pays(fixed, self.allowance) or not moving:
             return choice  # no value helps: the caller refuses it
+        spare = max(self.allowance - fixed, 0.0)  # at the edge of what pays: no move at all
         out = dict(choice)
         for i in moving:
             r = spare / (len(moving) * float(p.costs.per_unit[i]))
@@ -310,6 +311,12 @@ class Method:
         E[Y | do] itself. Methods without a model of the response raise a ValueError."""
         has = sorted(n for n, cls in METHODS.items() if cls.predict is not Method.predict)
         raise ValueError(f"method {self.name!r} has no model of the response; methods with one: {has}")
+
+    @property
+    def models_sets(self) -> bool:
+        """Whether :meth:`predict_set` answers for the sets this method may set (a model of
+        experiments that set several variables)."""
+        return type(self).predict_set is not Method.predict_set
 
     def predict_set(self, buffer: Buffer, variables: list[int], x: torch.Tensor, draw: bool = True):
         """The predictive of Y (observed units, over the Q rows of x, Q x k) under do(X_variables =

@@ -468,7 +468,8 @@ class CausalOptimizer:
                 cost = self.cost(iv) if self.costs is not None else None
                 if self.budget_cost is not None and not pays(cost, self.method.allowance):
                     again = "ask again for another draw, " if self.method.stochastic else "and asks the same again: "
-                    blind = (f"; it does not weigh costs, {again}use a method that does, or extend_budget_cost"
+                    remedy = "use a method that does" if self.cost_aware else "tell it them (cost_aware=True)"
+                    blind = (f"; it does not weigh costs, {again}{remedy}, or extend_budget_cost"
                              if not (self.cost_aware and self.method.reads_costs) else "")
                     raise BudgetSpent(f"method {self.method_name!r} chose {iv}, costing {cost:.6g}, but only "
                                       f"{self.method.allowance:.6g} of the budget of {self.budget_cost:.6g} is left"
@@ -573,8 +574,7 @@ class CausalOptimizer:
         None if none. ValueError when the row holds the settings of several different pending
         experiments (say which with the intervention)."""
         row = self._check_sample(sample)
-        fits = list(dict.fromkeys(q for q in self.pending_experiments
-                                  if all(self._agrees(n, row[n], v) for n, v in q.items())))
+        fits = list(dict.fromkeys(q for q in self.pending_experiments if self.holds(q, row)))
         if len(fits) > 1:
             raise ValueError(f"the result holds the settings of {len(fits)} pending experiments ({', '.join(map(str, fits))}):"
                              " say which it answers (command line: --intervention)")
@@ -700,10 +700,13 @@ class CausalOptimizer:
         cost = None if self.costs is None else told.cost if told is not None else self.cost(iv)
         self.history.append(Record(Intervention(iv), row, cost=cost))
         self._add_to_buffer(self.history[-1], len(self.history))
-        if told is None and self.budget_cost is not None and not pays(self.spent, self.budget_cost):
+        committed = sum(q.cost for q in self._pending)
+        if told is None and self.budget_cost is not None and not pays(self.spent + committed, self.budget_cost):
             warnings.warn(f"experiment {len(self.history)}, your own, cost {cost:.6g}: the campaign has now spent "
-                          f"{self.spent:.6g}, over its budget of {self.budget_cost:.6g} (it is recorded: it was run)",
-                          UserWarning, stacklevel=2)
+                          f"{self.spent:.6g}" + (f" and committed {committed:.6g} to {len(self._pending)} pending"
+                                                 if self._pending else "")
+                          + f", over its budget of {self.budget_cost:.6g} (it is recorded: it was run); withdraw "
+                          "pending experiments or raise the budget (extend_budget_cost)", UserWarning, stacklevel=2)
         if told is not None:
             return told.intervention
         if len(self._pending) == 1 and self._pending[0].alone:  # the user's own replaces the one suggestion
@@ -758,10 +761,11 @@ class CausalOptimizer:
     def recommend(self, points: int = 101) -> Recommendation:
         """What the method believes best (:class:`Recommendation`): among the experiments run (not
         dropped), the one whose predicted E[Y | do] is best, and the best setting predicted
-        anywhere: on a grid of ``points`` values over each allowed variable's domain and, where
-        experiments may set several variables, on a grid over each allowed set's box
-        (:data:`SET_GRID_CELLS` settings at most, ``points`` per axis at most). Experiments that
-        set several variables count where the method models them (``predict`` of a set). A method
+        anywhere: on a grid of ``points`` values over each settable variable's domain and over the
+        box of each set of variables measured together (:data:`SET_GRID_CELLS` settings at most,
+        ``points`` per axis at most; a grid over every allowed set would take the expert minutes
+        at d = 20). Experiments that set several variables count where the method models such
+        experiments (:attr:`Method.models_sets`) and the set is one the campaign allows. A method
         without a model of the response recommends the best measured mean among the experiments
         run."""
         if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
@@ -780,17 +784,19 @@ class CausalOptimizer:
             tried = [Suggestion(iv, float("nan"), float("nan"), float("nan"), len(ys), float(np.mean(ys)))
                      for iv, ys in groups]
             return Recommendation(better(tried, key=lambda s: s.measured_mean) if tried else None, None, False)
-        sets = type(self.method).predict_set is not Method.predict_set  # a model of experiments on sets
+        allowed = set(self.problem.allowed_sets) if self.method.models_sets else set()
+        modelled = lambda names: len(names) == 1 or tuple(sorted(self.names.index(n) for n in names)) in allowed
         tried = []
         for iv, ys in groups:
-            if len(iv) == 1 or sets:
+            if modelled(list(iv)):
                 names = list(iv)
                 pred = self.predict(names[0] if len(iv) == 1 else names, [[iv[n] for n in names]],
                                     quantity="expectation").iloc[0]
                 tried.append(Suggestion(iv, float(pred["mean"]), float(pred["q05"]), float(pred["q95"]), len(ys),
                                         float(np.mean(ys))))
-        anywhere = [self._best_on_grid([self.names[j] for j in s], points, kept) for s in self.problem.allowed_sets
-                    if len(s) == 1 or sets]
+        settable = [[n] for n, can in zip(self.names, self.problem.intervenable.tolist()) if can]
+        measured_sets = [list(iv) for iv, _ in groups if len(iv) > 1 and modelled(list(iv))]
+        anywhere = [self._best_on_grid(names, points, kept) for names in settable + measured_sets]
         return Recommendation(better(tried, key=lambda s: s.mean) if tried else None,
                               better(anywhere, key=lambda s: s.mean), True)
 

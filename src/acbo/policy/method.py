@@ -210,6 +210,11 @@ class Amortized(Method):
                                           float(p.high[variable]), draw, (p.low, p.high))
         return world_predictive(model, buffer, self.problem.target, variable, x, draw)
 
+    @property
+    def models_sets(self) -> bool:
+        """Only a policy that reads the conditioned world model predicts sets (:meth:`predict_set`)."""
+        return self.policy.cfg.world == "conditioned"
+
     def predict_set(self, buffer: Buffer, variables: list[int], x: torch.Tensor, draw: bool = True):
         """The conditioned world model for several variables set together
         (:func:`acbo.surrogate.inference.conditioned_set`); a policy reading the network world
