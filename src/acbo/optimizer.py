@@ -700,7 +700,7 @@ class CausalOptimizer:
         cost = None if self.costs is None else told.cost if told is not None else self.cost(iv)
         self.history.append(Record(Intervention(iv), row, cost=cost))
         self._add_to_buffer(self.history[-1], len(self.history))
-        committed = sum(q.cost for q in self._pending)
+        committed = sum(q.cost for q in self._pending) if self.budget_cost is not None else 0.0
         if told is None and self.budget_cost is not None and not pays(self.spent + committed, self.budget_cost):
             warnings.warn(f"experiment {len(self.history)}, your own, cost {cost:.6g}: the campaign has now spent "
                           f"{self.spent:.6g}" + (f" and committed {committed:.6g} to {len(self._pending)} pending"
