@@ -167,8 +167,14 @@ def test_common_noise_gives_a_groups_copies_the_same_measurement_luck():
     rows = common.values[:, -1]                                                                   # 6 x d
     assert torch.equal(rows[0], rows[1]) and torch.equal(rows[3], rows[4])
     assert not torch.equal(rows[0], rows[3]) and not torch.equal(rows[0], rows[2])
+    reach = env.scm.adjacency[0].float()                                                         # d x d: i -> j
+    for _ in range(env.d):
+        reach = ((reach + reach @ reach) > 0).float()
+    apart = ~(reach[j] > 0) & ~(reach[k] > 0)                                                     # moved by neither
+    apart[[j, k]] = False
+    assert bool(apart.any()) and torch.equal(rows[0, apart], rows[2, apart])  # the same luck where neither reaches
     rows = own.values[:, -1]
-    assert not torch.equal(rows[0], rows[1])
+    assert not torch.equal(rows[0], rows[1]) and not torch.equal(rows[0, apart], rows[2, apart])
     with pytest.raises(ValueError, match="copies already"):
         common.repeat(2)
     with pytest.raises(ValueError, match="needs design.mode 'trajectory'"):
