@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from acbo.io import atomic_write
-from acbo.optimizer import SET_TOLERANCE, CausalOptimizer, Intervention, Pending, clean_name
+from acbo.optimizer import SET_PRECISION, CausalOptimizer, Intervention, Pending, clean_name
 
 MAGIC = b"ACBO-CAMPAIGN\n"
 FORMAT_VERSION = 1
@@ -404,8 +404,7 @@ class Campaign:
                 iv = opt.pending_for(result) or (pending[0] if len(pending) == 1 else None)  # one: its own error
                 if iv is None:
                     raise CampaignError(f"the result {result} holds the settings of no pending experiment (pending: "
-                                        f"{', '.join(map(str, pending))}; a set variable's measured value must be the "
-                                        f"value asked to within {SET_TOLERANCE:g} of (|value| + its domain's width)); "
+                                        f"{', '.join(map(str, pending))}; {SET_PRECISION}); "
                                         "for an experiment you chose yourself, or one the lab ran at other values "
                                         "than those asked, give --intervention with the values set, and take the "
                                         "pending one back with `acbo campaign withdraw`")

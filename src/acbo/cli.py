@@ -452,7 +452,7 @@ def _print_experiments(ivs: list, fmt: str, names: tuple[str, ...], batch: bool,
         for k, iv in enumerate(ivs):
             what = "still pending (no result told yet)" if k < again else "next experiment"
             console.print((f"{k + 1}. " if batch else "") + f"{what}: " + ", ".join(f"set {n} = {v:.6g}" for n, v in iv.items())
-                          + (f" (costs {prices[k]:.6g})" if prices is not None else ""))
+                          + _price(prices, k))
 
 
 @campaign_app.command("ask", short_help="The next experiment(s) (kept as pending until told).")
@@ -588,6 +588,11 @@ def campaign_extend(
                       + _committed(opt.pending_costs))
 
 
+def _price(prices: tuple[float, ...] | None, k: int) -> str:
+    """" (costs C)" for experiment k of a batch with prices, else ""."""
+    return f" (costs {prices[k]:.6g})" if prices is not None else ""
+
+
 def _committed(prices: tuple[float, ...] | None) -> str:
     """"; C committed to the n pending" where experiments with prices are pending, else ""."""
     return f"; {sum(prices):.6g} committed to the {len(prices)} pending" if prices else ""
@@ -627,7 +632,7 @@ def campaign_status(
     prices = opt.pending_costs
     for k, iv in enumerate(opt.pending_experiments, 1):
         console.print(f"pending {k}: " + ", ".join(f"{n} = {v:.6g}" for n, v in iv.items())
-                      + (f" (costs {prices[k - 1]:.6g})" if prices is not None else ""))
+                      + _price(prices, k - 1))
     if opt.costs is not None:
         console.print(f"spent {opt.spent:.6g}" + (f" of the budget of {opt.budget_cost:.6g}" if opt.budget_cost else "")
                       + " (cost units)" + _committed(prices))

@@ -45,6 +45,9 @@ _KIND = "acbo.CausalOptimizer"
 SET_TOLERANCE = 1e-4
 """A variable that was set may be reported within this fraction of (its value + its domain's width)
 of the value set (rounding in a lab's report); the value set is what is recorded."""
+SET_PRECISION = (f"a set variable's measured value must be the value set to within {SET_TOLERANCE:g} of (|value| + "
+                 "its domain's width)")
+"""The rule of :data:`SET_TOLERANCE` as the messages of a refused result state it."""
 SET_GRID_CELLS = 441
 """The most settings :meth:`CausalOptimizer.recommend` predicts over one allowed set of several
 variables (21 per axis for two, 7 for three)."""
@@ -685,10 +688,9 @@ class CausalOptimizer:
         row = self._check_sample(sample)
         for name, v in iv.items():  # reported to the precision of a measurement; recorded as set
             if not self._agrees(name, row[name], v):
-                raise ValueError(f"sample[{name!r}] = {row[name]} but the intervention set {name} = {v} (a set "
-                                 f"variable's measured value must be the value set to within {SET_TOLERANCE:g} of "
-                                 "(|value| + its domain's width)); if the lab ran other values than those asked, tell "
-                                 "the experiment as run (chosen=True; command line: --intervention) and withdraw the "
+                raise ValueError(f"sample[{name!r}] = {row[name]} but the intervention set {name} = {v} "
+                                 f"({SET_PRECISION}); if the lab ran other values than those asked, tell the "
+                                 "experiment as run (chosen=True; command line: --intervention) and withdraw the "
                                  "pending one")
             row[name] = v
         far = self.outliers(row, iv)
