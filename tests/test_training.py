@@ -193,3 +193,21 @@ def test_stage2_run_with_no_grpo_iteration_still_writes_policy_pt(tmp_path, how)
     assert state["step"] == 0 and state["history"][-1]["iteration"] == 0
     saved, _ = load_policy_checkpoint(tmp_path / "p" / "policy.pt")
     assert all(torch.equal(a, b) for a, b in zip(saved.parameters(), policy.parameters()))
+
+
+def test_every_trainer_setting_added_since_the_first_runs_says_what_old_runs_meant():
+    """A setting added to a trainer's config must be in its ADDED_LATER (the value a run written
+    before it means), or a run written before it no longer resumes ("written by another
+    configuration"): today's settings lie within tests/data/trainer_settings.json's and ADDED_LATER
+    (and, stage 2, the placement settings)."""
+    import json
+    from pathlib import Path
+
+    from acbo.configs import flat_dict
+    from acbo.e2e.train import ADDED_LATER as ADDED_3, E2EConfig
+    from acbo.policy.train import ADDED_LATER as ADDED_2, PLACEMENT, PolicyTrainConfig
+
+    first = json.loads((Path(__file__).parent / "data" / "trainer_settings.json").read_text())
+    for name, cfg, known in (("stage2", PolicyTrainConfig(), {*ADDED_2, *PLACEMENT}), ("stage3", E2EConfig(), set(ADDED_3))):
+        new = sorted(set(flat_dict(cfg)) - set(first[name]) - known)
+        assert not new, f"{name}: settings {new} are in neither the first runs' settings nor ADDED_LATER"
